@@ -1,0 +1,26 @@
+"""Shared test fixtures: the Keras oracle and deterministic seeding."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+@pytest.fixture(scope="session")
+def keras():
+    """Real Keras 3 on the torch backend, the oracle; tests using it skip where it is absent."""
+    if os.environ.get("KERAS_BACKEND") != "torch":
+        pytest.skip("oracle tests need KERAS_BACKEND=torch")
+    keras = pytest.importorskip("keras")
+    return keras
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import lamina
+
+    lamina.utils.set_random_seed(1234)
+    np.random.seed(1234)
+    yield
