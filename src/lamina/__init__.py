@@ -3,9 +3,26 @@
 Write ``import lamina as keras`` and Keras tutorial code runs.
 """
 
-from lamina import backend, ops, utils
+from lamina import (
+    activations,
+    backend,
+    constraints,
+    initializers,
+    layers,
+    models,
+    ops,
+    regularizers,
+    saving,
+    utils,
+)
 from lamina.autodiff import GradientTape, Tensor, Variable
+from lamina.layers import Input, InputLayer, Layer
+from lamina.models import Model, Sequential
 
 __version__ = "0.1.0"
 
-__all__ = ["GradientTape", "Tensor", "Variable", "backend", "ops", "utils"]
+__all__ = [
+    "GradientTape", "Input", "InputLayer", "Layer", "Model", "Sequential", "Tensor", "Variable",
+    "activations", "backend", "constraints", "initializers", "layers", "models", "ops",
+    "regularizers", "saving", "utils",
+]

@@ -1,0 +1,137 @@
+"""``Dense``: ``activation(inputs @ kernel + bias)``, with kernel shape ``(input_dim, units)``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lamina import activations, constraints, initializers, regularizers
+from lamina.autodiff import _tracked, _value, record, recording
+from lamina.layers.layer import InputSpec, Layer
+
+
+class Dense(Layer):
+    """A densely connected layer.
+
+    Outside a tape ``call`` is three in-place NumPy calls (matmul, bias add, activation). Under a
+    tape, Dense + bias + activation is ONE graph node with a hand-derived backward whenever the
+    activation's derivative is a function of its output (relu, sigmoid, tanh, softmax, linear);
+    other activations are applied as their own ops after a fused matmul + bias node.
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 lora_rank=None, lora_alpha=None, quantization_config=None, **kwargs):
+        if isinstance(units, float) and units.is_integer():
+            units = int(units)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units <= 0:
+            raise ValueError(
+                "Received an invalid value for `units` of Dense, expected a positive integer. "
+                f"Received: units={units!r}"
+            )
+        if lora_rank is not None:
+            raise ValueError(f"Dense: LoRA is not supported by lamina. Received: lora_rank={lora_rank}")
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.input_spec = InputSpec(min_ndim=2)
+        self.supports_masking = True
+
+    def build(self, input_shape) -> None:
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                f"The last dimension of the inputs to Dense layer '{self.name}' must be known. "
+                f"Received: input_shape={input_shape}"
+            )
+        self.kernel = self.add_weight(name="kernel", shape=(input_dim, self.units),
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer,
+                                        regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+        self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def call(self, inputs, training=None):
+        if recording():
+            return self._call_recorded(inputs, self.activation)
+        x = inputs if isinstance(inputs, np.ndarray) else _value(inputs)
+        y = x @ self.kernel._value
+        if self.bias is not None:
+            y += self.bias._value
+        fused = activations.FUSED.get(self.activation)
+        if fused is not None:
+            return fused[0](y)
+        return self.activation(y)
+
+    def call_logits(self, inputs):
+        """The pre-activation output ``inputs @ kernel + bias`` (for losses computed from logits)."""
+        if recording():
+            return self._call_recorded(inputs, activations.linear)
+        y = _value(inputs) @ self.kernel._value
+        if self.bias is not None:
+            y += self.bias._value
+        return y
+
+    def _call_recorded(self, inputs, activation):
+        """One graph node for matmul + bias (+ activation when its gradient needs only the output)."""
+        kernel, bias = self.kernel, self.bias
+        x = _value(inputs)
+        k = kernel._value
+        z = x @ k
+        if bias is not None:
+            z += bias._value
+        fused = activations.FUSED.get(activation)
+        y = fused[0](z) if fused is not None else z
+        grad_from_output = fused[1] if fused is not None else None
+        need_x = _tracked(inputs)
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+
+        def vjp(g):
+            dz = grad_from_output(y, g) if grad_from_output is not None else g
+            dz2 = dz.reshape(-1, dz.shape[-1]) if dz.ndim != 2 else dz
+            dx = (dz @ k.T) if need_x else None
+            dk = x2.T @ dz2
+            db = dz2.sum(axis=0) if bias is not None else None
+            return dx, dk, db
+
+        parents = (inputs, kernel, bias) if bias is not None else (inputs, kernel)
+        out = record(y, parents, vjp if bias is not None else (lambda g: vjp(g)[:2]))
+        if fused is None:
+            out = activation(out)
+        return out
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "quantization_config": None,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        config.pop("quantization_config", None)
+        return super().from_config(config)

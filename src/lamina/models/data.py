@@ -1,0 +1,195 @@
+"""Turning ``fit``/``evaluate``/``predict`` inputs into batches.
+
+Arrays (single, lists or dicts for multi-input/output models) are validated once, converted to
+float32 once and, when shuffling, permuted once per epoch so that each batch is a cheap slice.
+Python generators and other iterables of ``(x, y)`` or ``(x, y, sample_weight)`` batches stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from lamina import backend
+from lamina.autodiff import Tensor, Variable, _value
+
+
+def _map(fn, s):
+    if s is None:
+        return None
+    if isinstance(s, dict):
+        return {k: fn(v) for k, v in s.items()}
+    if isinstance(s, (list, tuple)):
+        return [fn(v) for v in s]
+    return fn(s)
+
+
+def _leaves(s) -> list:
+    if s is None:
+        return []
+    if isinstance(s, dict):
+        return list(s.values())
+    if isinstance(s, (list, tuple)):
+        return list(s)
+    return [s]
+
+
+def is_array_like(x) -> bool:
+    if isinstance(x, (np.ndarray, Tensor, Variable)):
+        return True
+    if isinstance(x, dict):
+        return all(is_array_like(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return len(x) > 0 and all(isinstance(v, (np.ndarray, Tensor, Variable)) for v in x)
+    return False
+
+
+def to_array(x, what: str, name: str = "x", float_cast: bool = True) -> np.ndarray:
+    """A NumPy array for one input; floats become floatx, non-numeric data is a TypeError."""
+    arr = np.asarray(_value(x))
+    if arr.dtype.kind in "OUSV":
+        raise TypeError(
+            f"`{name}` passed to {what} must be numeric (floats or integers). "
+            f"Received: an array of dtype {arr.dtype}"
+        )
+    if float_cast and arr.dtype.kind in "fiub" and arr.dtype.name != backend.floatx():
+        arr = arr.astype(backend.floatx())
+    return arr
+
+
+def check_finite(x, what: str, name: str = "x") -> None:
+    for i, arr in enumerate(_leaves(x)):
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            where = f" (input {i})" if len(_leaves(x)) > 1 else ""
+            raise ValueError(
+                f"`{name}`{where} passed to {what} contains NaN or inf values, which would make the loss "
+                f"NaN. Clean or impute the data first. Received: {arr[tuple(bad)]} at index {tuple(bad.tolist())}"
+            )
+
+
+def num_samples(x, y=None, sample_weight=None, what: str = "fit") -> int:
+    sizes = {}
+    for name, s in (("x", x), ("y", y), ("sample_weight", sample_weight)):
+        for arr in _leaves(s):
+            sizes.setdefault(name, set()).add(int(np.shape(arr)[0]) if np.ndim(arr) else 1)
+    all_sizes = set().union(*sizes.values()) if sizes else set()
+    if len(all_sizes) > 1:
+        detail = ", ".join(f"{k} sizes: {sorted(v)}" for k, v in sizes.items())
+        raise ValueError(
+            f"Data passed to {what} must all have the same number of samples (first dimension). "
+            f"Received: {detail}"
+        )
+    return all_sizes.pop() if all_sizes else 0
+
+
+class ArrayBatches:
+    """Batches of in-memory arrays; one permutation (and one gather) per epoch when shuffling."""
+
+    def __init__(self, x, y=None, sample_weight=None, batch_size: int = 32, shuffle: bool = False,
+                 steps: int | None = None, what: str = "fit", rng=None):
+        self.x, self.y, self.sw = x, y, sample_weight
+        self.n = num_samples(x, y, sample_weight, what)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.rng = rng
+        full = math.ceil(self.n / self.batch_size) if self.n else 0
+        self.steps = full if steps is None else min(int(steps), full)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def epoch(self) -> Iterator[tuple]:
+        x, y, sw = self.x, self.y, self.sw
+        if self.shuffle == "batch":
+            # Keras's "batch" shuffle: whole batches in random order, samples within in order.
+            order = (self.rng or backend.rng()).permutation(self.steps)
+            for b in order:
+                sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+                yield _map(lambda a: a[sl], x), _map(lambda a: a[sl], y), _map(lambda a: a[sl], sw)
+            return
+        if self.shuffle:
+            perm = (self.rng or backend.rng()).permutation(self.n)
+            x, y, sw = _map(lambda a: a[perm], x), _map(lambda a: a[perm], y), _map(lambda a: a[perm], sw)
+        bs = self.batch_size
+        for i in range(self.steps):
+            sl = slice(i * bs, (i + 1) * bs)
+            yield _map(lambda a: a[sl], x), _map(lambda a: a[sl], y), _map(lambda a: a[sl], sw)
+
+
+class IterableBatches:
+    """Batches from a generator or iterable of ``x``, ``(x, y)`` or ``(x, y, sample_weight)``."""
+
+    def __init__(self, source: Iterable, steps: int | None = None, what: str = "fit"):
+        self.source = source
+        self.steps = steps
+        self.what = what
+        self._iterator = None
+        self._one_shot = iter(source) is source  # a generator: cannot restart
+
+    def __len__(self):
+        return self.steps
+
+    def epoch(self) -> Iterator[tuple]:
+        if self._iterator is None or not self._one_shot or self.steps is None:
+            if self._one_shot and self._iterator is not None and self.steps is None:
+                return  # an exhausted generator gives no further epochs
+            self._iterator = iter(self.source)
+        count = 0
+        while self.steps is None or count < self.steps:
+            try:
+                item = next(self._iterator)
+            except StopIteration:
+                if not self._one_shot and self.steps is not None and count == 0:
+                    return
+                if not self._one_shot and self.steps is not None:
+                    self._iterator = iter(self.source)
+                    continue
+                return
+            yield unpack(item, self.what)
+            count += 1
+
+
+def unpack(item, what: str) -> tuple:
+    if isinstance(item, tuple):
+        if len(item) == 1:
+            return item[0], None, None
+        if len(item) == 2:
+            return item[0], item[1], None
+        if len(item) == 3:
+            return item
+        raise ValueError(
+            f"Batches given to {what} must be x, (x,), (x, y) or (x, y, sample_weight). "
+            f"Received: a tuple of length {len(item)}"
+        )
+    return item, None, None
+
+
+def split_validation(x, y, sw, fraction: float):
+    """Keras's validation_split: the LAST ``fraction`` of the samples, taken before shuffling."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"`validation_split` must be between 0 and 1 (exclusive). Received: {fraction}")
+    n = num_samples(x, y, sw)
+    cut = int(n * (1 - fraction))
+    if cut == 0 or cut == n:
+        raise ValueError(
+            f"validation_split={fraction} leaves an empty training or validation set for {n} samples."
+        )
+    head = lambda s: _map(lambda a: a[:cut], s)
+    tail = lambda s: _map(lambda a: a[cut:], s)
+    return (head(x), head(y), head(sw)), (tail(x), tail(y), tail(sw))
+
+
+def class_weights_to_sample_weights(y, class_weight: dict) -> np.ndarray:
+    """Per-sample weights from ``{class: weight}``: the class is y, argmax(y) if one-hot."""
+    y = np.asarray(_value(y))
+    if y.ndim == 2 and y.shape[1] > 1:
+        classes = np.argmax(y, axis=1)
+    else:
+        classes = np.round(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
+    table = np.ones(int(max(max(class_weight) + 1, classes.max() + 1 if len(classes) else 0)), dtype=backend.floatx())
+    for k, w in class_weight.items():
+        table[int(k)] = w
+    return table[classes]

@@ -1,0 +1,114 @@
+"""``Model``: a layer with a training API; ``Model(inputs, outputs)`` builds a Functional model.
+
+Three ways to make one, as in Keras: ``Sequential([...])``, ``Model(inputs=..., outputs=...)``
+(returns a :class:`~lamina.models.functional.Functional`), or subclassing ``Model`` with layers
+set in ``__init__`` and a ``call`` method.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lamina.layers.layer import Layer
+from lamina.models.trainer import Trainer
+
+
+class Model(Trainer, Layer):
+    """Groups layers into an object with training and inference features."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (len(args) >= 2 or "outputs" in kwargs or ("inputs" in kwargs and len(args) >= 1)):
+            from lamina.models.functional import Functional
+
+            return object.__new__(Functional)
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        if args:
+            raise TypeError(
+                "Model() takes keyword arguments only when subclassed (name=, trainable=...). "
+                f"To build a Functional model pass inputs= and outputs=. Received: {len(args)} "
+                "positional arguments"
+            )
+        kwargs.pop("inputs", None)
+        Trainer.__init__(self)
+        Layer.__init__(self, **kwargs)
+
+    @property
+    def layers(self) -> list[Layer]:
+        return [layer for layer in self._layers]
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name``, or at position ``index`` of ``layers``."""
+        if index is not None and name is not None:
+            raise ValueError(
+                f"Provide only a layer name or a layer index, not both. Received: name={name!r}, index={index}"
+            )
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(
+                    f"Was asked to retrieve layer at index {index} but model only has "
+                    f"{len(self.layers)} layers."
+                )
+            return self.layers[index]
+        if name is not None:
+            for layer in self.layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(
+                f"No such layer: {name}. Existing layers are: {[layer.name for layer in self.layers]}."
+            )
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None) -> None:
+        """Print a table of the layers: name (type), output shape, parameter count; then totals."""
+        from lamina.models.summary import print_summary
+
+        print_summary(self, line_length=line_length, print_fn=print_fn, show_trainable=show_trainable)
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on model '{self.name}', but the model isn't built. "
+                "Build it first: give the first layer an input_shape, start with an Input, or call the "
+                "model on data."
+            )
+        return int(sum(int(np.prod(v.shape)) for v in self.weights))
+
+    def build(self, input_shape=None) -> None:
+        """Subclassed models build by running ``call`` once on zeros of ``input_shape``."""
+        if self.built:
+            return
+        if input_shape is None:
+            raise ValueError(f"Model '{self.name}' needs an input_shape to build. Received: input_shape=None")
+        if type(self).call is Model.call:
+            self.built = True
+            return
+        shape = tuple(1 if d is None else d for d in input_shape)
+        self.built = True
+        self.call(np.zeros(shape, dtype=self.dtype))
+        self._build_shapes = tuple(input_shape)
+
+    def call(self, inputs, training=None):
+        raise NotImplementedError(
+            f"Model '{self.name}' has no `call` method. Subclass Model and define call(self, inputs), "
+            "or build a Functional model with Model(inputs=..., outputs=...)."
+        )
+
+    def _maybe_build(self, input_shape) -> None:
+        if self.built:
+            return
+        self._build_shapes = input_shape
+        self.built = True
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        if "input_layers" in config and "output_layers" in config:
+            from lamina.models.functional import Functional
+
+            return Functional.from_config(config, custom_objects=custom_objects)
+        return super().from_config(config)

@@ -1,0 +1,193 @@
+"""``Sequential``: a plain stack of layers, each feeding the next."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lamina.autodiff import Tensor
+from lamina.layers.input_layer import InputLayer
+from lamina.layers.keras_tensor import KerasTensor
+from lamina.layers.layer import Layer, _to_shape_struct, shape_of
+from lamina.models.model import Model
+
+
+class Sequential(Model):
+    """``Sequential([Dense(128, activation="relu", input_shape=(784,)), Dense(10)])``.
+
+    The model builds as soon as its input shape is known (an ``Input``, or ``input_shape=`` /
+    ``input_dim=`` on the first layer), otherwise on its first call.
+    """
+
+    def __init__(self, layers=None, trainable: bool = True, name: str | None = None, **kwargs):
+        Model.__init__(self, trainable=trainable, name=name, **kwargs)
+        self._input_layer: InputLayer | None = None
+        self._stack: list[Layer] = []
+        self.inputs: list[KerasTensor] = []
+        self.outputs: list[KerasTensor] = []
+        if layers is not None:
+            if not isinstance(layers, (list, tuple)):
+                raise TypeError(f"Sequential expects a list of layers. Received: {type(layers).__name__}")
+            for layer in layers:
+                self.add(layer, rebuild=False)
+            self._maybe_build_graph()
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._stack)
+
+    def add(self, layer, rebuild: bool = True) -> None:
+        """Append ``layer`` (or an ``Input`` tensor, which sets the input shape)."""
+        if isinstance(layer, KerasTensor):
+            layer = layer._keras_history[0]
+        if not isinstance(layer, Layer):
+            raise ValueError(
+                "Only instances of `lamina.layers.Layer` can be added to a Sequential model. "
+                f"Received: {layer!r} (of type {type(layer).__name__})"
+            )
+        if isinstance(layer, InputLayer):
+            if self._input_layer is not None or self._stack:
+                raise ValueError(
+                    f"Sequential model '{self.name}' already has layers; an Input/InputLayer can only "
+                    f"be the first entry. Received: {layer.name}"
+                )
+            self._input_layer = layer
+        else:
+            if any(existing.name == layer.name for existing in self._stack):
+                raise ValueError(
+                    f"All layers added to a Sequential model should have unique names. Name "
+                    f"'{layer.name}' is already the name of a layer in this model."
+                )
+            if self._input_layer is None and not self._stack and layer._input_shape_arg is not None:
+                self._input_layer = InputLayer(shape=layer._input_shape_arg)
+            self._stack.append(layer)
+            self._track(layer)
+        if rebuild:
+            self._maybe_build_graph()
+
+    def _track(self, layer: Layer) -> None:
+        if layer not in self._layers:
+            self._layers.append(layer)
+
+    def pop(self, rebuild: bool = True) -> Layer:
+        if not self._stack:
+            raise TypeError("There are no layers in the model.")
+        layer = self._stack.pop()
+        self._layers.remove(layer)
+        self.built = False
+        if rebuild:
+            self._maybe_build_graph()
+        return layer
+
+    def _maybe_build_graph(self) -> None:
+        if self._input_layer is not None:
+            self._build_graph(self._input_layer.batch_shape)
+
+    def _build_graph(self, batch_shape) -> None:
+        """Run the layers symbolically from an Input: builds weights and records output shapes."""
+        if self._input_layer is None or self._input_layer.batch_shape != tuple(batch_shape):
+            self._input_layer = InputLayer(batch_shape=tuple(batch_shape))
+        x = self._input_layer.output_tensor
+        self.inputs = [x]
+        for layer in self._stack:
+            x = layer(x)
+        self.outputs = [x] if self._stack else []
+        self._build_shapes = tuple(batch_shape)
+        self.built = True
+
+    def build(self, input_shape=None) -> None:
+        if input_shape is None:
+            if self._input_layer is None:
+                raise ValueError(
+                    f"Sequential model '{self.name}' cannot be built without an input shape. "
+                    "Give the first layer input_shape=..., start with keras.Input(shape), or call build(shape)."
+                )
+            input_shape = self._input_layer.batch_shape
+        self._build_graph(tuple(input_shape))
+
+    def _maybe_build(self, input_shape) -> None:
+        if not self.built:
+            self._build_graph((None,) + tuple(input_shape)[1:])
+
+    @property
+    def input_shape(self):
+        if not self.inputs:
+            raise AttributeError(f"Sequential model '{self.name}' has no defined input shape yet.")
+        return self.inputs[0].shape
+
+    @property
+    def output_shape(self):
+        if not self.outputs:
+            raise AttributeError(f"Sequential model '{self.name}' has no defined output shape yet.")
+        return self.outputs[0].shape
+
+    def __call__(self, *args, **kwargs):
+        if args and isinstance(args[0], (np.ndarray, list, tuple)) and not isinstance(args[0], KerasTensor):
+            x = Layer._convert_inputs(self, args[0])
+            if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.name != self.dtype:
+                x = x.astype(self.dtype)
+            if not self.built:
+                self._maybe_build(shape_of(x))
+            self._check_input(x)
+            return self._run(x, training=kwargs.get("training"))
+        return super().__call__(*args, **kwargs)
+
+    def _check_input(self, x) -> None:
+        want = self.inputs[0].shape if self.inputs else None
+        if want is None:
+            return
+        shp = shape_of(x)
+        if len(shp) != len(want) or any(w is not None and w != s for w, s in zip(want, shp)):
+            first = self._stack[0].name if self._stack else self.name
+            raise ValueError(
+                f"Input 0 of layer '{first}' in Sequential model '{self.name}' is incompatible: "
+                f"expected shape={want}, found shape={shp}. Received: input_shape={shp}"
+            )
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, (np.ndarray, Tensor)):
+            inputs = Layer._convert_inputs(self, inputs)
+        return self._run(inputs, training=training)
+
+    def _run(self, x, training=None, logits: bool = False):
+        """Apply the stack; with ``logits=True`` the last layer returns its pre-activation if it can."""
+        last = len(self._stack) - 1
+        for i, layer in enumerate(self._stack):
+            if logits and i == last and hasattr(layer, "call_logits"):
+                return layer.call_logits(x)
+            x = layer(x, training=training) if layer._call_has_training else layer(x)
+        return x
+
+    # ------------------------------------------------------------------ config
+
+    def get_config(self) -> dict:
+        from lamina.layers import serialize
+
+        layers = []
+        if self._input_layer is not None:
+            layers.append(serialize(self._input_layer))
+        for layer in self._stack:
+            cfg = serialize(layer)
+            build = layer.get_build_config()
+            if build is not None:
+                cfg["build_config"] = build
+            layers.append(cfg)
+        config = {"name": self.name, "trainable": self.trainable, "layers": layers}
+        if self._build_shapes is not None:
+            config["build_input_shape"] = self._build_shapes
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        from lamina.layers import deserialize
+
+        layer_cfgs = config["layers"] if isinstance(config, dict) else config
+        model = cls(name=config.get("name") if isinstance(config, dict) else None,
+                    trainable=config.get("trainable", True) if isinstance(config, dict) else True)
+        for cfg in layer_cfgs:
+            layer = deserialize(cfg, custom_objects=custom_objects)
+            model.add(layer, rebuild=False)
+        if model._input_layer is not None:
+            model._maybe_build_graph()
+        elif isinstance(config, dict) and config.get("build_input_shape") is not None:
+            model.build(_to_shape_struct(config["build_input_shape"]))
+        return model
