@@ -226,6 +226,8 @@ class GradientTape:
         return False
 
     def watch(self, x) -> None:
+        """Track ``x`` too. A watched plain ``ndarray`` is tracked through lamina ops only:
+        NumPy's own operators (``x * 3``) on it cannot be intercepted; use a Variable for those."""
         for item in x if isinstance(x, (list, tuple)) else (x,):
             self._watched[id(item)] = item  # keep it alive so its id stays unique
 

@@ -499,9 +499,10 @@ def log_softmax(x, axis=-1):
 
 
 def softplus(x):
-    """log(1 + exp(x)) as logaddexp(0, x): no overflow for large x."""
-    xv = _value(x)
-    out = np.logaddexp(0, xv).astype(np.asarray(xv).dtype, copy=False)
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|."""
+    xv = np.asarray(_value(x))
+    with np.errstate(under="ignore"):  # exp(-|x|) underflowing to 0 is the right answer
+        out = np.maximum(xv, 0) + np.log1p(np.exp(-np.abs(xv)))
     return record(out, (x,), lambda g: (g * sigmoid(xv),))
 
 

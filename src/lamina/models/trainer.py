@@ -59,6 +59,7 @@ class Trainer:
         from lamina import losses as losses_lib
         from lamina import metrics as metrics_lib
         from lamina import optimizers
+        from lamina.models import compile_utils
 
         lint = kwargs.pop("lint", None)
         if kwargs:
@@ -98,7 +99,7 @@ class Trainer:
         else:
             weights = [float(loss_weights)] * n_out
         for i, lo in enumerate(losses_per_output):
-            obj = losses_lib.get(lo) if lo is not None else None
+            obj = compile_utils.as_loss_object(losses_lib.get(lo)) if lo is not None else None
             name = names[i] if names else "output"
             self._output_losses.append(_OutputLoss(obj, weights[i] if i < len(weights) else 1.0, name))
         self._metric_specs = metrics
