@@ -450,3 +450,17 @@ def test_base_initializer_must_be_subclassed():
     with pytest.raises(NotImplementedError):
         I.Initializer()((2,))
     assert repr(I.RandomNormal(seed=1)) == "RandomNormal(seed=1, mean=0.0, stddev=0.05)"
+
+
+def test_registered_custom_class_round_trips_without_custom_objects():
+    from lamina.saving import register_keras_serializable
+
+    @register_keras_serializable(package="test_init")
+    class Halves(I.Initializer):
+        def __call__(self, shape, dtype=None):
+            return np.full(shape, 0.5, dtype or "float32")
+
+    cfg = I.serialize(Halves())
+    assert cfg["registered_name"] == "test_init>Halves"
+    assert type(I.deserialize(cfg)) is Halves
+    assert type(I.get(cfg)) is Halves

@@ -155,9 +155,9 @@ def test_metric_matches_keras(keras, name, kwargs, kind, weighted):
     assert np.asarray(got).dtype == np.float32
     assert np.shape(got) == np.shape(want)
     # The state variables agree too, one for one.
-    assert [v.path.split("/")[-1] for v in ours.variables] == [v.path.split("/")[-1] for v in theirs.variables]
+    assert [v.name for v in ours.variables] == [v.path.split("/")[-1] for v in theirs.variables]
     assert all(v.path == f"{ours.name}/{v.name}" for v in ours.variables)
-    for v, w in zip(ours.variables, theirs.variables):
+    for v, w in zip(ours.variables, theirs.variables, strict=True):
         assert not v.trainable
         np.testing.assert_allclose(v.numpy(), keras.ops.convert_to_numpy(w.value), rtol=rtol, atol=1e-5)
 
@@ -214,12 +214,30 @@ def test_sequence_shaped_inputs_match_keras(keras):
     yp = rng.random((B, 5, C)).astype(np.float32)
     ys = rng.integers(0, C, size=(B, 5))
     sw = rng.random(B).astype(np.float32)
-    for name, yt in [("SparseCategoricalAccuracy", ys), ("CategoricalAccuracy", np.eye(C, dtype="float32")[ys]),
+    one_hot = np.eye(C, dtype="float32")[ys]
+    for name, yt in [("SparseCategoricalAccuracy", ys), ("CategoricalAccuracy", one_hot),
                      ("MeanSquaredError", rng.random((B, 5, C)).astype(np.float32))]:
         ours, theirs = getattr(metrics, name)(), getattr(keras.metrics, name)()
         ours.update_state(yt, yp, sample_weight=sw)
         theirs.update_state(yt, yp, sample_weight=sw)
         np.testing.assert_allclose(ours.result(), keras.ops.convert_to_numpy(theirs.result()), rtol=1e-6)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name,kind", [("BinaryAccuracy", "binary"), ("MeanSquaredError", "regression"),
+                                       ("AUC", "binary"), ("Precision", "multilabel"),
+                                       ("SparseCategoricalAccuracy", "sparse")])
+def test_float64_and_list_inputs_match_keras(keras, name, kind):
+    """NumPy float64 arrays and Python lists give Keras's float32 results."""
+    batches = _batches(kind, "sample", seed=5)
+    b64 = [(yt.astype(np.float64), yp.astype(np.float64), sw.astype(np.float64)) for yt, yp, sw in batches]
+    lists = [(yt.tolist(), yp.tolist(), sw.tolist()) for yt, yp, sw in batches]
+    for data in (b64, lists):
+        ours, theirs = getattr(metrics, name)(), getattr(keras.metrics, name)()
+        got = _feed(ours, data)
+        assert got.dtype == np.float32
+        want = keras.ops.convert_to_numpy(_feed(theirs, data))
+        np.testing.assert_allclose(got, want, rtol=1e-5 if name == "AUC" else 1e-6)
 
 
 @pytest.mark.oracle
@@ -327,7 +345,8 @@ def test_get_other_identifiers():
 
 
 def test_get_unknown_name_lists_valid_names_and_closest():
-    with pytest.raises(ValueError, match=r"Did you mean 'accuracy'.*Valid names: .*binary_accuracy.*Received"):
+    pattern = r"Did you mean 'accuracy'.*Valid names: .*binary_accuracy.*Received:"
+    with pytest.raises(ValueError, match=pattern):
         metrics.get("acuracy")
     with pytest.raises(ValueError, match="Received"):
         metrics.get(42)
@@ -362,7 +381,8 @@ def test_resolve_accuracy_matches_keras(keras, yt_shape, yp_shape, expected):
 
 
 def test_resolve_accuracy_falls_back_on_the_loss_without_shapes():
-    assert isinstance(metrics.resolve_accuracy("sparse_categorical_crossentropy"), metrics.SparseCategoricalAccuracy)
+    sparse = metrics.resolve_accuracy("sparse_categorical_crossentropy")
+    assert isinstance(sparse, metrics.SparseCategoricalAccuracy)
     assert isinstance(metrics.resolve_accuracy("categorical_crossentropy"), metrics.CategoricalAccuracy)
     assert isinstance(metrics.resolve_accuracy("binary_crossentropy"), metrics.BinaryAccuracy)
 
@@ -408,7 +428,8 @@ def test_custom_metric_subclass_with_add_variable():
     m = BinaryTruePositives()
     assert float(m([1, 1, 0, 1], [1, 0, 1, 1])) == 2.0
     (v,) = m.variables
-    assert isinstance(v, lamina.Variable) and not v.trainable and v.path == "binary_true_positives/true_positives"
+    assert isinstance(v, lamina.Variable) and not v.trainable
+    assert v.path == "binary_true_positives/true_positives"
     m.reset_state()
     assert float(m.result()) == 0.0
 
@@ -530,6 +551,8 @@ def test_shape_mismatch_is_a_clear_value_error(metric, yt, yp):
 def test_other_bad_arguments_are_explained():
     with pytest.raises(ValueError, match="sample_weight.*Received: sample_weight.shape"):
         metrics.MeanSquaredError().update_state(np.zeros((4, 2)), np.zeros((4, 2)), sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="sample_weight"):  # per-element weights on per-sample values
+        metrics.MeanSquaredError().update_state(np.zeros((4, 2)), np.zeros((4, 2)), np.ones((4, 2)))
     with pytest.raises(ValueError, match=r"Threshold values must be numbers in \[0, 1\]"):
         metrics.Precision(thresholds=[0.5, 1.5])
     with pytest.raises(ValueError, match="num_thresholds"):

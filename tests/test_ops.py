@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from gradcheck import check_gradients
 
+from gradcheck import check_gradients
 from lamina import ops
 
 R = np.random.default_rng(0)

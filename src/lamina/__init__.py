@@ -6,11 +6,16 @@ Write ``import lamina as keras`` and Keras tutorial code runs.
 from lamina import (
     activations,
     backend,
+    callbacks,
     constraints,
+    datasets,
     initializers,
     layers,
+    losses,
+    metrics,
     models,
     ops,
+    optimizers,
     regularizers,
     saving,
     utils,
@@ -23,6 +28,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GradientTape", "Input", "InputLayer", "Layer", "Model", "Sequential", "Tensor", "Variable",
-    "activations", "backend", "constraints", "initializers", "layers", "models", "ops",
-    "regularizers", "saving", "utils",
+    "activations", "backend", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
+    "metrics", "models", "ops", "optimizers", "regularizers", "saving", "utils",
 ]

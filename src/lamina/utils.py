@@ -45,3 +45,12 @@ def normalize(x, axis: int = -1, order: int = 2) -> np.ndarray:
     norm = np.linalg.norm(x, ord=order, axis=axis, keepdims=True)
     norm = np.where(norm == 0, 1, norm)
     return (x / norm).astype(x.dtype if np.issubdtype(x.dtype, np.floating) else backend.floatx())
+
+
+def __getattr__(name: str):
+    # keras.utils.Progbar lives with the callbacks; resolved lazily to keep imports acyclic.
+    if name == "Progbar":
+        from lamina.callbacks.progbar import Progbar
+
+        return Progbar
+    raise AttributeError(f"module 'lamina.utils' has no attribute {name!r}")

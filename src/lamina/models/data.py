@@ -26,6 +26,17 @@ def _map(fn, s):
     return fn(s)
 
 
+def slice_all(s, sl: slice):
+    """``s[sl]`` for every array in a structure (None stays None)."""
+    if s is None:
+        return None
+    if isinstance(s, dict):
+        return {k: v[sl] for k, v in s.items()}
+    if isinstance(s, (list, tuple)):
+        return [v[sl] for v in s]
+    return s[sl]
+
+
 def _leaves(s) -> list:
     if s is None:
         return []
@@ -108,7 +119,7 @@ class ArrayBatches:
             order = (self.rng or backend.rng()).permutation(self.steps)
             for b in order:
                 sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-                yield _map(lambda a: a[sl], x), _map(lambda a: a[sl], y), _map(lambda a: a[sl], sw)
+                yield slice_all(x, sl), slice_all(y, sl), slice_all(sw, sl)
             return
         if self.shuffle:
             perm = (self.rng or backend.rng()).permutation(self.n)
@@ -116,7 +127,7 @@ class ArrayBatches:
         bs = self.batch_size
         for i in range(self.steps):
             sl = slice(i * bs, (i + 1) * bs)
-            yield _map(lambda a: a[sl], x), _map(lambda a: a[sl], y), _map(lambda a: a[sl], sw)
+            yield slice_all(x, sl), slice_all(y, sl), slice_all(sw, sl)
 
 
 class IterableBatches:

@@ -127,7 +127,7 @@ class Functional(Model):
                 )
 
     def __call__(self, *args, **kwargs):
-        if args and not isinstance(args[0], KerasTensor) and not any(isinstance(a, KerasTensor) for a in flatten(args[0])):
+        if args and not any(isinstance(a, KerasTensor) for a in flatten(args[0])):
             inputs = args[0]
             flat = [self._convert_one(x) for x in self._flatten_inputs(inputs)]
             self._check_inputs(flat)

@@ -150,15 +150,9 @@ class Trainer:
             for spec_list, weighted in ((self._metric_specs, False), (self._weighted_metric_specs, True)):
                 specs = self._metrics_for_output(spec_list, i, names)
                 for spec in specs:
-                    if spec in ("accuracy", "acc"):
-                        yt = ys[i] if i < len(ys) else None
-                        m = metrics_lib.resolve_accuracy(
-                            self._output_losses[i].loss, np.shape(yt) if yt is not None else None,
-                            np.shape(_value(preds[i])))
-                    else:
-                        m = metrics_lib.get(spec)
-                        if not hasattr(m, "update_state"):
-                            m = metrics_lib.MeanMetricWrapper(m, name=getattr(m, "__name__", str(spec)))
+                    yt = ys[i] if i < len(ys) else None
+                    m = metrics_lib.get_metric(spec, np.shape(yt) if yt is not None else None,
+                                               np.shape(_value(preds[i])), loss=self._output_losses[i].loss)
                     if len(self._output_losses) > 1:
                         m._display_name = f"{names[i]}_{m.name}"
                     else:
@@ -431,7 +425,8 @@ class Trainer:
             step = -1
             for step, (xb, yb, swb) in enumerate(train.epoch()):
                 if not isinstance(train, data_lib.ArrayBatches):
-                    xb, yb, swb = self._prepare_stream_batch(xb, yb, swb, class_weight, step == 0 and epoch == initial_epoch)
+                    first = step == 0 and epoch == initial_epoch
+                    xb, yb, swb = self._prepare_stream_batch(xb, yb, swb, class_weight, first)
                 cbs.on_train_batch_begin(step)
                 self._train_step(xb, yb, swb)
                 cbs.on_train_batch_end(step, self._batch_logs())
@@ -470,7 +465,9 @@ class Trainer:
         if swb is not None:
             swb = data_lib._map(lambda a: data_lib.to_array(a, "fit", "sample_weight"), swb)
         if yb is None and self._output_losses and self._output_losses[0].loss is not None:
-            raise ValueError("Batches from the training generator must include targets: (x, y) or (x, y, sample_weight).")
+            raise ValueError(
+                "Batches from the training generator must include targets: (x, y) or (x, y, sample_weight)."
+            )
         if first:
             data_lib.num_samples(xb, yb, swb, "fit")
             self._ensure_built(xb)
@@ -556,7 +553,7 @@ class Trainer:
             n_steps = math.ceil(n / bs) if n else 0
             if steps is not None:
                 n_steps = min(n_steps, int(steps))
-            batches = (data_lib._map(lambda a: a[i * bs:(i + 1) * bs], x) for i in range(n_steps))
+            batches = (data_lib.slice_all(x, slice(i * bs, (i + 1) * bs)) for i in range(n_steps))
         else:
             n_steps = steps
             batches = (b[0] for b in data_lib.IterableBatches(x, steps=steps, what="predict").epoch())

@@ -1,0 +1,253 @@
+"""``BatchNormalization``: normalise each feature by the batch's statistics in training and by moving
+averages of them in inference, then scale by ``gamma`` and shift by ``beta``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lamina import backend, constraints, initializers, ops, regularizers
+from lamina.autodiff import _tracked, _value, record
+from lamina.layers.layer import InputSpec, Layer
+
+
+def _param_grad(g, ndim: int, axis: int):
+    """Sum ``g`` over every axis but ``axis``: the gradient of a per-feature vector."""
+    return np.sum(g, axis=tuple(i for i in range(ndim) if i != axis))
+
+
+def batch_norm_train(x, gamma, beta, axis: int, epsilon: float, mask=None):
+    """Normalise ``x`` by its own statistics over every axis but ``axis``; returns ``(y, mean, var)``.
+
+    ``mean = c * sum(w * x)``, ``var = c * sum(w * (x - mean)**2)`` (biased, as Keras), with weights
+    ``w`` from ``mask`` and ``c = 1 / (sum(w) + 1e-7)`` when masked, else ``w = 1, c = 1 / N``;
+    ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``.
+
+    One primitive; its backward, with ``s = (var + eps)**-0.5`` and ``d = g * gamma``:
+    ``dvar = -s**3 / 2 * sum(d * (x - mean))``,
+    ``dmean = -s * sum(d) - 2 * c * dvar * sum(w * (x - mean))``,
+    ``dx = d * s + 2 * c * dvar * w * (x - mean) + c * dmean * w``,
+    ``dgamma = sum(g * xhat)``, ``dbeta = sum(g)``. Without a mask the sum(w * (x - mean)) term is 0
+    and ``dx`` reduces to the familiar ``s / N * (N d - sum(d) - xhat * sum(d * xhat))``.
+    """
+    xv = np.asarray(_value(x))
+    ndim = xv.ndim
+    red = tuple(i for i in range(ndim) if i != axis)
+    bshape = [1] * ndim
+    bshape[axis] = xv.shape[axis]
+    if mask is None:
+        w = None
+        c = 1.0 / max(1, int(np.prod([xv.shape[i] for i in red])))
+        mean = np.mean(xv, axis=red, keepdims=True)
+        diff = xv - mean
+        var = np.mean(np.square(diff), axis=red, keepdims=True)
+    else:
+        w = np.broadcast_to(mask, xv.shape).astype(xv.dtype)
+        c = 1.0 / (np.sum(w, axis=red, keepdims=True) + backend.epsilon())
+        c = c.astype(xv.dtype)
+        mean = np.sum(w * xv, axis=red, keepdims=True) * c
+        diff = xv - mean
+        var = np.sum(w * np.square(diff), axis=red, keepdims=True) * c
+    inv = 1.0 / np.sqrt(var + epsilon)
+    xhat = diff * inv
+    gv = None if gamma is None else np.reshape(_value(gamma), bshape)
+    y = xhat * gv if gv is not None else xhat.copy()
+    if beta is not None:
+        y += np.reshape(_value(beta), bshape)
+    need_x = _tracked(x)
+
+    def vjp(g):
+        dgamma = None if gamma is None else _param_grad(g * xhat, ndim, axis)
+        dbeta = None if beta is None else _param_grad(g, ndim, axis)
+        dx = None
+        if need_x:
+            d = g * gv if gv is not None else g
+            dvar = -0.5 * inv ** 3 * np.sum(d * diff, axis=red, keepdims=True)
+            dmean = -inv * np.sum(d, axis=red, keepdims=True)
+            if w is None:
+                dx = d * inv + (2 * c) * dvar * diff + c * dmean
+            else:
+                dmean = dmean - 2 * c * dvar * np.sum(w * diff, axis=red, keepdims=True)
+                dx = d * inv + w * (2 * c * dvar * diff + c * dmean)
+        grads = [dx]
+        if gamma is not None:
+            grads.append(dgamma)
+        if beta is not None:
+            grads.append(dbeta)
+        return tuple(grads)
+
+    parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
+    out = record(y, parents, vjp)
+    return out, np.reshape(mean, -1), np.reshape(var, -1)
+
+
+def batch_norm_inference(x, mean, variance, gamma, beta, axis: int, epsilon: float):
+    """``gamma * (x - mean) / sqrt(variance + epsilon) + beta`` with fixed statistics, as one primitive.
+
+    Backward: ``dx = g * gamma * s``, ``dgamma = sum(g * xhat)``, ``dbeta = sum(g)``, with
+    ``s = (variance + epsilon)**-0.5``; the statistics get no gradient.
+    """
+    xv = np.asarray(_value(x))
+    ndim = xv.ndim
+    bshape = [1] * ndim
+    bshape[axis] = xv.shape[axis]
+    inv = np.reshape(1.0 / np.sqrt(np.asarray(variance) + epsilon), bshape).astype(xv.dtype, copy=False)
+    xhat = (xv - np.reshape(mean, bshape)) * inv
+    gv = None if gamma is None else np.reshape(_value(gamma), bshape)
+    y = xhat * gv if gv is not None else xhat
+    if beta is not None:
+        y = y + np.reshape(_value(beta), bshape)
+    need_x = _tracked(x)
+
+    def vjp(g):
+        grads = [(g * (inv if gv is None else inv * gv)) if need_x else None]
+        if gamma is not None:
+            grads.append(_param_grad(g * xhat, ndim, axis))
+        if beta is not None:
+            grads.append(_param_grad(g, ndim, axis))
+        return tuple(grads)
+
+    return record(y, (x,) + tuple(p for p in (gamma, beta) if p is not None), vjp)
+
+
+class BatchNormalization(Layer):
+    """Batch normalisation (Ioffe & Szegedy, 2015) over every axis but ``axis``.
+
+    Training (``training=True`` and the layer trainable): ``y = gamma * (x - mean_B) /
+    sqrt(var_B + epsilon) + beta`` with the batch's mean and biased variance, and the moving
+    statistics are updated as ``moving = moving * momentum + batch * (1 - momentum)``. Inference
+    uses the moving statistics instead. Weights: gamma, beta (trainable), moving_mean,
+    moving_variance (not trainable). ``call(inputs, training=None, mask=None)``: a mask of the
+    input's shape less the last axis excludes entries from the batch statistics.
+    """
+
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None, renorm: bool = False,
+                 renorm_clipping=None, renorm_momentum: float = 0.99, synchronized: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(
+                f"The `axis` of a BatchNormalization layer must be an integer. Received: axis={axis!r}"
+            )
+        if synchronized:
+            raise ValueError(
+                "BatchNormalization: `synchronized=True` is only supported with TensorFlow's distribution "
+                f"strategies, not by lamina. Received: synchronized={synchronized!r}"
+            )
+        if renorm:
+            raise ValueError(
+                "BatchNormalization: batch renormalization (`renorm=True`) is not supported by lamina. "
+                f"Received: renorm={renorm!r}"
+            )
+        for name, value in (("momentum", momentum), ("epsilon", epsilon)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+                raise ValueError(
+                    f"The `{name}` of a BatchNormalization layer must be a number. Received: {name}={value!r}"
+                )
+        if epsilon <= 0:
+            raise ValueError(
+                f"The `epsilon` of a BatchNormalization layer must be > 0. Received: epsilon={epsilon!r}"
+            )
+        self.axis = int(axis)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = center
+        self.scale = scale
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.renorm = renorm
+        self.renorm_clipping = renorm_clipping
+        self.renorm_momentum = renorm_momentum
+        self.synchronized = synchronized
+        self.supports_masking = True
+        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+
+    def build(self, input_shape) -> None:
+        ndim = len(input_shape)
+        if not -ndim <= self.axis < ndim:
+            raise ValueError(
+                f"BatchNormalization layer '{self.name}': axis {self.axis} is out of bounds for an input of "
+                f"rank {ndim}. Received: input_shape={input_shape}"
+            )
+        size = input_shape[self.axis]
+        if size is None:
+            raise ValueError(
+                f"BatchNormalization layer '{self.name}' needs a known size on axis {self.axis}. "
+                f"Received: input_shape={input_shape}"
+            )
+        shape = (int(size),)
+        if self.scale:
+            self.gamma = self.add_weight(shape=shape, name="gamma", initializer=self.gamma_initializer,
+                                         regularizer=self.gamma_regularizer, constraint=self.gamma_constraint)
+        if self.center:
+            self.beta = self.add_weight(shape=shape, name="beta", initializer=self.beta_initializer,
+                                        regularizer=self.beta_regularizer, constraint=self.beta_constraint)
+        self.moving_mean = self.add_weight(shape=shape, name="moving_mean",
+                                           initializer=self.moving_mean_initializer, trainable=False)
+        self.moving_variance = self.add_weight(shape=shape, name="moving_variance",
+                                               initializer=self.moving_variance_initializer, trainable=False)
+        self.input_spec = InputSpec(ndim=ndim, axes={self.axis: int(size)})
+        self.built = True
+
+    def call(self, inputs, training=None, mask=None):
+        xv = np.asarray(_value(inputs))
+        if not np.issubdtype(xv.dtype, np.floating) or xv.dtype.itemsize < 4:
+            # Statistics need at least float32 (Keras computes in result_type(dtype, float32)).
+            inputs = ops.cast(inputs, np.result_type(xv.dtype, np.float32).name)
+        axis = self.axis % xv.ndim
+        if training and self.trainable:
+            if mask is not None:
+                mask = np.asarray(_value(mask))
+                if mask.ndim != xv.ndim - 1:
+                    raise ValueError(
+                        f"The mask given to BatchNormalization layer '{self.name}' should have one dimension "
+                        f"less than the inputs. Received: mask.shape={mask.shape}, inputs.shape={xv.shape}"
+                    )
+                mask = np.expand_dims(mask.astype(bool), -1)
+            out, mean, var = batch_norm_train(inputs, self.gamma, self.beta, axis, self.epsilon, mask)
+            m = self.momentum
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
+                moving.assign(moving._value * m + batch.astype(moving.dtype) * (1.0 - m))
+        else:
+            out = batch_norm_inference(inputs, self.moving_mean._value, self.moving_variance._value,
+                                       self.gamma, self.beta, axis, self.epsilon)
+        if np.asarray(_value(out)).dtype.name != self.compute_dtype:
+            out = ops.cast(out, self.compute_dtype)
+        return out
+
+    def compute_output_shape(self, input_shape):
+        if not -len(input_shape) <= self.axis < len(input_shape):
+            raise ValueError(
+                f"Axis {self.axis} is out of bounds for input shape {input_shape}. Received: axis={self.axis}"
+            )
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+            "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
+            "synchronized": self.synchronized,
+            "renorm": self.renorm,
+            "renorm_clipping": self.renorm_clipping,
+            "renorm_momentum": self.renorm_momentum,
+        })
+        return config

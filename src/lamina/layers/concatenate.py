@@ -1,0 +1,61 @@
+"""``Concatenate``: joins a list of tensors along ``axis``."""
+
+from __future__ import annotations
+
+from lamina import ops
+from lamina.layers.base_merge import Merge
+
+
+class Concatenate(Merge):
+    """``Concatenate(axis=-1)([x1, x2, ...])``: all inputs must have the same rank and the same sizes
+    on every axis except ``axis``."""
+
+    def __init__(self, axis: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError(f"The `axis` of a Concatenate layer must be an integer. Received: axis={axis!r}")
+        self.axis = axis
+
+    def _broadcast_shape(self, shapes: list) -> tuple:
+        """The concatenated shape (batch axis included); raises where the inputs don't line up."""
+        ranks = {len(s) for s in shapes}
+        ndim = len(shapes[0])
+        if len(ranks) != 1 or not -ndim <= self.axis < ndim:
+            raise ValueError(
+                f"Concatenate layer '{self.name}' requires inputs of the same rank with axis={self.axis} "
+                f"inside it. Received: input_shape={shapes}"
+            )
+        axis = self.axis % ndim
+        out = list(shapes[0])
+        for s in shapes[1:]:
+            for i, (a, b) in enumerate(zip(out, s, strict=True)):
+                if i == axis:
+                    out[i] = None if a is None or b is None else a + b
+                elif a is None:
+                    out[i] = b
+                elif b is not None and a != b:
+                    raise ValueError(
+                        f"Concatenate layer '{self.name}' requires inputs with matching shapes except for "
+                        f"the concatenation axis {self.axis}; axis {i} differs. "
+                        f"Received: input_shape={shapes}"
+                    )
+        return tuple(out)
+
+    def compute_output_shape(self, input_shape):
+        return self._broadcast_shape(self._check_list(input_shape))
+
+    def call(self, inputs):
+        if not isinstance(inputs, (list, tuple)):
+            return super().call(inputs)  # raises the "list of inputs" error
+        self._broadcast_shape(self._check_list([tuple(ops.shape(x)) for x in inputs]))
+        return ops.concatenate(list(inputs), axis=self.axis)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["axis"] = self.axis
+        return config
+
+
+def concatenate(inputs, axis: int = -1, **kwargs):
+    """Functional form: ``concatenate([x1, x2], axis)`` is ``Concatenate(axis, **kwargs)([x1, x2])``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)

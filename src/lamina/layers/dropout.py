@@ -1,0 +1,92 @@
+"""``Dropout``: randomly zeroes a fraction ``rate`` of the inputs while training (inverted dropout)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lamina import backend, ops
+from lamina.autodiff import _value
+from lamina.layers.layer import Layer
+
+
+class Dropout(Layer):
+    """In training (``training=True``) each unit is kept with probability ``1 - rate`` and scaled by
+    ``1 / (1 - rate)``, so the expected output equals the input; otherwise the input passes unchanged.
+
+    ``noise_shape`` (``None`` entries take the input's size) lets one mask be shared along axes.
+    ``seed`` gives the layer its own generator; without it draws come from the global generator,
+    which ``lamina.utils.set_random_seed`` resets, so seeded runs repeat exactly.
+    """
+
+    def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate <= 1:
+            raise ValueError(
+                "Invalid value received for argument `rate` of Dropout: expected a float between 0 and 1. "
+                f"Received: rate={rate!r}"
+            )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(
+                f"The `seed` of a Dropout layer must be an integer or None. Received: seed={seed!r}"
+            )
+        self.rate = rate
+        self.seed = seed
+        self.noise_shape = self._validate_noise_shape(noise_shape)
+        # A seeded layer owns a generator whose state advances call after call (Keras's SeedGenerator);
+        # an unseeded one reads the global generator at call time so set_random_seed governs it.
+        self._rng = backend.make_rng(seed) if seed is not None else None
+        self.supports_masking = True
+
+    @staticmethod
+    def _validate_noise_shape(noise_shape):
+        if noise_shape is None:
+            return None
+        if isinstance(noise_shape, str) or not hasattr(noise_shape, "__iter__"):
+            raise ValueError(
+                "Invalid value received for argument `noise_shape` of Dropout: expected a tuple of "
+                f"integers or None. Received: noise_shape={noise_shape!r}"
+            )
+        noise_shape = tuple(noise_shape)
+        for i, dim in enumerate(noise_shape):
+            if dim is None:
+                continue
+            if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
+                raise ValueError(
+                    "Invalid value received for argument `noise_shape` of Dropout: expected positive "
+                    f"integers or None. Received: noise_shape={noise_shape} (element {i} is {dim!r})"
+                )
+        return tuple(None if d is None else int(d) for d in noise_shape)
+
+    def _mask_shape(self, shape: tuple) -> tuple:
+        if self.noise_shape is None:
+            return shape
+        if len(self.noise_shape) != len(shape) or any(
+            n is not None and n != 1 and n != s for n, s in zip(self.noise_shape, shape, strict=True)
+        ):
+            raise ValueError(
+                f"Dropout layer '{self.name}': `noise_shape` must have the input's rank and each entry must "
+                f"be None, 1 or the input's size on that axis. Received: noise_shape={self.noise_shape}, "
+                f"input shape={shape}"
+            )
+        return tuple(s if n is None else n for n, s in zip(self.noise_shape, shape, strict=True))
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0:
+            return inputs
+        xv = _value(inputs)
+        dtype = xv.dtype if np.issubdtype(xv.dtype, np.floating) else np.dtype(self.compute_dtype)
+        if self.rate == 1:
+            return ops.multiply(inputs, np.zeros((), dtype=dtype))
+        rng = self._rng if self._rng is not None else backend.make_rng(None)
+        keep = 1.0 - self.rate
+        kept = rng.random(self._mask_shape(tuple(xv.shape)), dtype=np.float32) < keep
+        scale = kept.astype(dtype) * dtype.type(1.0 / keep)
+        return ops.multiply(inputs, scale)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"rate": self.rate, "seed": self.seed, "noise_shape": self.noise_shape})
+        return config

@@ -1,0 +1,139 @@
+"""The ``Metric`` base class: state held in non-trainable Variables, updated batch by batch."""
+
+from __future__ import annotations
+
+import collections
+import re
+from typing import Any
+
+import numpy as np
+
+from lamina import backend
+from lamina.autodiff import Variable
+
+_NAME_UIDS: collections.defaultdict = collections.defaultdict(int)
+
+
+def to_snake_case(name: str) -> str:
+    """``"TopKCategoricalAccuracy"`` -> ``"top_k_categorical_accuracy"`` (Keras's rule)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def auto_name(prefix: str) -> str:
+    """A fresh snake_case name: ``precision``, then ``precision_1``, ``precision_2``, ..."""
+    prefix = to_snake_case(prefix)
+    n = _NAME_UIDS[prefix]
+    _NAME_UIDS[prefix] += 1
+    return prefix if n == 0 else f"{prefix}_{n}"
+
+
+def _initial_value(initializer, shape: tuple, dtype: str) -> np.ndarray:
+    if initializer is None or (isinstance(initializer, str) and initializer.lower() == "zeros"):
+        return np.zeros(shape, dtype=dtype)
+    if isinstance(initializer, str) and initializer.lower() == "ones":
+        return np.ones(shape, dtype=dtype)
+    if isinstance(initializer, (int, float, np.ndarray, list, tuple)):
+        return np.broadcast_to(np.asarray(initializer, dtype=dtype), shape).copy()
+    if isinstance(initializer, str):
+        from lamina import initializers  # an optional sibling module; imported only when asked
+
+        initializer = initializers.get(initializer)
+    if callable(initializer):
+        return np.asarray(initializer(shape, dtype=dtype), dtype=dtype)
+    raise ValueError(
+        "Metric.add_variable: `initializer` must be 'zeros', 'ones', a number, an array or a callable "
+        f"initializer(shape, dtype). Received: initializer={initializer!r}"
+    )
+
+
+class Metric:
+    """Encapsulates a statistic accumulated over batches.
+
+    Subclasses create their state in ``__init__`` with :meth:`add_variable`, accumulate it in
+    ``update_state(y_true, y_pred, sample_weight=None)`` and report it in ``result()``.
+    ``reset_state()`` zeroes every state variable. ``m(y_true, y_pred)`` updates then returns the
+    result. State lives in non-trainable :class:`lamina.Variable` s, so it is visible in ``variables``
+    and can be saved; metrics work on plain arrays and never need a GradientTape.
+
+    Args:
+        dtype: dtype of the state and of the result; ``None`` means ``backend.floatx()``.
+        name: the metric's name (the key it gets in training logs).
+    """
+
+    def __init__(self, dtype=None, name: str | None = None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Metric `name` must be a string or None. Received: name={name!r}")
+        self._variables: list[Variable] = []
+        self._metrics: list[Metric] = []
+        self.name = name or auto_name(self.__class__.__name__)
+        if dtype is not None and hasattr(dtype, "compute_dtype"):  # a dtype policy object
+            dtype = dtype.compute_dtype
+        self._dtype = backend.standardize_dtype(dtype)
+
+    @property
+    def dtype(self) -> str:
+        return self._dtype
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Sub-metrics assigned as attributes contribute their state (Keras's tracking).
+        if isinstance(value, Metric) and name != "_metrics" and "_metrics" in self.__dict__:
+            if all(m is not value for m in self._metrics):
+                self._metrics.append(value)
+        super().__setattr__(name, value)
+
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation: str = "sum",
+                     name: str | None = None) -> Variable:
+        """Create a non-trainable state variable (path ``"<metric name>/<name>"``) and track it."""
+        if "_variables" not in self.__dict__:
+            raise RuntimeError(
+                f"{self.__class__.__name__}: call `super().__init__()` in `__init__` before "
+                "`add_variable()`."
+            )
+        shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        dtype = backend.standardize_dtype(dtype or self._dtype)
+        var = Variable(_initial_value(initializer, shape, dtype), trainable=False, name=name or "variable",
+                       dtype=dtype)
+        var.path = f"{self.name.replace('/', '>')}/{var.name}"
+        var.aggregation = aggregation
+        self._variables.append(var)
+        return var
+
+    def add_weight(self, shape=(), initializer=None, dtype=None, name: str | None = None) -> Variable:
+        """Alias of :meth:`add_variable` (older Keras spelling)."""
+        return self.add_variable(shape=shape, initializer=initializer, dtype=dtype, name=name)
+
+    @property
+    def variables(self) -> list[Variable]:
+        out = list(self._variables)
+        for m in self._metrics:
+            out.extend(m.variables)
+        return out
+
+    def reset_state(self) -> None:
+        """Zero every state variable (called at the start of each epoch)."""
+        for v in self.variables:
+            v.value[...] = 0
+
+    def update_state(self, *args, **kwargs) -> None:
+        raise NotImplementedError(f"{self.__class__.__name__} must implement `update_state()`.")
+
+    def result(self):
+        raise NotImplementedError(f"{self.__class__.__name__} must implement `result()`.")
+
+    def __call__(self, *args, **kwargs):
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Metric:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{self.__class__.__name__} name={self.name}>"
+
+    __str__ = __repr__

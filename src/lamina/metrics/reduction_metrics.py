@@ -1,0 +1,144 @@
+"""Sum, Mean and MeanMetricWrapper: the (weighted) reductions most metrics are built on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from lamina.metrics import metrics_utils as mu
+from lamina.metrics.metric import Metric
+
+
+def reduce_to_samplewise_values(values, sample_weight, reduce_fn, dtype: str, who: str):
+    """Weight ``values`` and reduce them to one value per sample, as Keras does.
+
+    Ranks are aligned; values with more axes than the weight are reduced (``reduce_fn``) over the
+    extra axes; the weight multiplies them; a weight of rank > 1 is reduced over its non-batch axes
+    (so it counts once per sample); finally values are reduced over every non-batch axis.
+    Returns ``(values, sample_weight)`` with ``sample_weight`` None when none was given.
+    """
+    values = mu.to_array(values, arg="values").astype(dtype, copy=False)
+    if sample_weight is not None:
+        sw = mu.to_array(sample_weight, arg="sample_weight").astype(dtype, copy=False)
+        values, sw = mu.squeeze_or_expand_to_same_rank(values, sw)
+        w_ndim = sw.ndim
+        if values.ndim > w_ndim:
+            values = reduce_fn(values, axis=tuple(range(w_ndim, values.ndim)))
+        sw = mu.broadcast_weight(sw, values.shape, who)
+        values = values * sw
+        if w_ndim > 1:
+            sw = reduce_fn(sw, axis=tuple(range(1, w_ndim)))
+        sample_weight = sw
+    if values.ndim > 1:
+        values = reduce_fn(values, axis=tuple(range(1, values.ndim)))
+    return values, sample_weight
+
+
+class Sum(Metric):
+    """The (weighted) sum of the given values: ``total += sum(values * sample_weight)``."""
+
+    def __init__(self, name: str = "sum", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", dtype=self.dtype, name="total")
+
+    def update_state(self, values, sample_weight=None) -> None:
+        values, _ = reduce_to_samplewise_values(values, sample_weight, np.sum, self.dtype, self.name)
+        total = self.total.value
+        total += values.sum(dtype=self.dtype)  # in place: the Variable keeps its buffer
+
+    def result(self) -> np.ndarray:
+        return self.total.value.copy()
+
+
+class Mean(Metric):
+    """The (weighted) mean of the given values: ``sum(values * w) / sum(w)`` over all batches.
+
+    Without weights every sample counts once (values of rank > 1 are first averaged per sample).
+    The result is 0 before any update.
+    """
+
+    def __init__(self, name: str = "mean", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", dtype=self.dtype, name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", dtype=self.dtype, name="count")
+
+    def update_state(self, values, sample_weight=None) -> None:
+        if sample_weight is None and type(values) is np.ndarray and values.ndim == 1:
+            # The per-step hot path (one value per sample, no weights): skip the general reduction.
+            if values.dtype != self._dtype:
+                values = values.astype(self._dtype)
+        else:
+            values, sample_weight = reduce_to_samplewise_values(
+                values, sample_weight, np.mean, self.dtype, self.name
+            )
+        total, count = self.total.value, self.count.value
+        total += values.sum(dtype=self._dtype)  # in place: the Variables keep their buffers
+        if sample_weight is not None:
+            count += np.sum(sample_weight, dtype=self._dtype)
+        else:
+            count += values.shape[0] if values.ndim >= 1 else 1
+
+    def result(self) -> np.ndarray:
+        return mu.divide_no_nan(self.total.value, self.count.value).astype(self.dtype)
+
+
+def _serialize_fn(fn):
+    """Keras's serialized form of a plain function (metric functions are looked up by name)."""
+    name = getattr(fn, "__name__", None)
+    if name is None or isinstance(fn, type):
+        return fn
+    return {"module": "builtins", "class_name": "function", "config": name, "registered_name": "function"}
+
+
+def _deserialize_fn(fn):
+    if callable(fn):
+        return fn
+    name = fn.get("config") if isinstance(fn, dict) else fn
+    from lamina.metrics import FUNCTIONS  # the package's function table (late: circular import)
+
+    if isinstance(name, str) and name in FUNCTIONS:
+        return FUNCTIONS[name]
+    try:  # a loss function used as a metric (losses is a sibling module that may be absent)
+        from lamina import losses
+
+        if isinstance(name, str) and callable(getattr(losses, name, None)):
+            return getattr(losses, name)
+    except ImportError:
+        pass
+    raise ValueError(
+        f"MeanMetricWrapper: unknown metric function {name!r}; known functions: {sorted(FUNCTIONS)}. "
+        f"Received: fn={fn!r}"
+    )
+
+
+class MeanMetricWrapper(Mean):
+    """Average a per-sample function ``fn(y_true, y_pred, **kwargs)`` over all batches (a :class:`Mean`).
+
+    Args:
+        fn: the function; it returns one value per sample (or per element, averaged per sample).
+        name: the metric's name.
+        dtype: dtype of the state and result.
+        **kwargs: passed on to ``fn`` at every call (and saved in the config).
+    """
+
+    def __init__(self, fn: Callable, name: str | None = None, dtype=None, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"MeanMetricWrapper: `fn` must be callable. Received: fn={fn!r}")
+        super().__init__(name=name, dtype=dtype)
+        self._fn = fn
+        self._fn_kwargs = kwargs
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        values = self._fn(y_true, y_pred, **self._fn_kwargs)
+        super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "fn": _serialize_fn(self._fn), **self._fn_kwargs}
+
+    @classmethod
+    def from_config(cls, config: dict) -> MeanMetricWrapper:
+        config = dict(config)
+        if "fn" in config:
+            config["fn"] = _deserialize_fn(config["fn"])
+        return cls(**config)

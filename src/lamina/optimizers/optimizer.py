@@ -1,0 +1,732 @@
+"""The optimizer base class: slot variables, clipping, weight decay, EMA, and the update loop.
+
+Keras 3's ``BaseOptimizer`` contract (argument names, defaults, ``variables`` order, config keys),
+with a NumPy engine built for small models on CPUs:
+
+* every slot group made by :meth:`Optimizer.add_optimizer_variables` lives in ONE flat buffer; the
+  slot ``Variable`` s are views into it, in Keras's order;
+* when the trainable variables are themselves consecutive views into one buffer (the model's flat
+  weight buffer), a step updates all of them with a handful of vectorised calls on the flat arrays;
+  otherwise it runs the same array code once per variable. The math is elementwise, so both paths
+  give identical numbers;
+* scratch buffers are allocated once at ``build``; the hot loop writes with ``out=``;
+* moment slots are flushed to zero below 1e-30 every few steps (see :meth:`_flush_subnormals`).
+
+Scalar coefficients are computed in the variables' dtype in the same order as Keras on the torch
+backend, so results agree with Keras to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from lamina import backend
+from lamina.autodiff import Variable, _value
+from lamina.optimizers import schedules as _schedules
+
+# Flush moment slots below this magnitude to zero: far below anything that moves a float32
+# result (a 1e-30 moment changes an update by < 1e-26), far above the float32 subnormal range
+# (< 1.2e-38) where NumPy arithmetic runs several times slower.
+_FLUSH_BELOW = 1e-30
+# Steps between flushes. From 1e-30 a moment decaying by 0.9 per step needs ~175 steps to turn
+# subnormal (by 0.5 per step, ~27), so 16 keeps them out of the slow range for any usual beta.
+_FLUSH_EVERY = 16
+
+_NAME_UIDS: dict[str, int] = {}
+
+
+def _to_snake_case(name: str) -> str:
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _auto_name(class_name: str) -> str:
+    """Keras's default object names: ``adam``, then ``adam_1``, ``adam_2``, ..."""
+    base = _to_snake_case(class_name)
+    n = _NAME_UIDS.get(base, 0)
+    _NAME_UIDS[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def _check_number(name: str, value, *, allow_none: bool = True, minimum: float | None = 0.0,
+                  strict: bool = False):
+    """Validate a numeric hyperparameter; returns it unchanged."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"Argument `{name}` must be a number. Received: {name}={value!r}")
+    if not math.isfinite(float(value)) or (minimum is not None and (
+            value < minimum or (strict and value == minimum))):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        raise ValueError(f"Argument `{name}` must be a finite number {bound}. Received: {name}={value!r}")
+    return value
+
+
+def _span(arrays: Sequence[np.ndarray], sizes: Sequence[int], total: int, dtype) -> np.ndarray | None:
+    """A 1-D view covering ``arrays`` if they are consecutive C-contiguous views of one buffer, else None.
+
+    This is how the optimizer recognises the model's flat weight (or gradient) buffer, so it can
+    update all weights with one call per formula term instead of one per variable.
+    """
+    a0 = arrays[0]
+    if len(arrays) == 1:
+        return a0.reshape(-1) if a0.flags.c_contiguous and a0.dtype == dtype else None
+    base = a0.base
+    if not isinstance(base, np.ndarray) or base.dtype != dtype or not base.flags.c_contiguous:
+        return None
+    itemsize = base.itemsize
+    start = expected = a0.__array_interface__["data"][0]
+    for a, n in zip(arrays, sizes, strict=True):
+        if a.base is not base or not a.flags.c_contiguous or a.__array_interface__["data"][0] != expected:
+            return None
+        expected += n * itemsize
+    flat = base.reshape(-1)
+    offset, rem = divmod(start - flat.__array_interface__["data"][0], itemsize)
+    if rem or offset < 0 or offset + total > flat.size:
+        return None
+    return flat[offset:offset + total]
+
+
+class _Layout:
+    """Where each of a list of same-dtype variables sits inside a flat buffer of ``total`` items."""
+
+    def __init__(self, variables: Sequence[Variable]):
+        self.dtype = variables[0].dtype
+        self.shapes = [v.shape for v in variables]
+        self.sizes = [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes, dtype=np.int64)]).tolist()
+        self.total = self.offsets[-1]
+
+    def views(self, flat: np.ndarray) -> list[np.ndarray]:
+        parts = zip(self.offsets[:-1], self.sizes, self.shapes, strict=True)
+        return [flat[o:o + n].reshape(s) for o, n, s in parts]
+
+
+class Optimizer:
+    """Base class of all optimizers (Keras 3 API).
+
+    Subclass it for a custom optimizer the Keras way: create slots in ``build`` with
+    :meth:`add_optimizer_variables` (after ``super().build(variables)``), implement
+    ``update_step(gradient, variable, learning_rate)`` with in-place ``self.assign*`` calls, and
+    extend ``get_config``.
+
+    Args:
+        learning_rate: float >= 0, a :class:`~lamina.optimizers.schedules.LearningRateSchedule`, or a
+            zero-argument callable returning the rate.
+        weight_decay: if set, each step first multiplies the weights by ``1 - weight_decay * lr``.
+        clipnorm: clip each gradient to this L2 norm. clipvalue: clip each element to
+            ``[-clipvalue, clipvalue]``. global_clipnorm: scale all gradients so their joint L2
+            norm is at most this. At most one of the three may be set.
+        use_ema, ema_momentum, ema_overwrite_frequency: keep an exponential moving average of the
+            weights (``avg = m * avg + (1 - m) * w``, ``m = 0`` on the first step) and copy it into
+            the weights every ``ema_overwrite_frequency`` steps or at ``finalize_variable_values``.
+        loss_scale_factor: gradients are divided by it before use (see :meth:`scale_loss`).
+        gradient_accumulation_steps: apply the mean gradient once every this many calls (>= 2).
+        name: the prefix of the optimizer's variable paths; default the snake-cased class name.
+    """
+
+    # Number of flat scratch buffers the built-in update kernels need.
+    _n_scratch = 2
+    # Names of slot groups whose values decay geometrically toward zero (flushed periodically).
+    _decaying_slots: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        learning_rate,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+        name: str | None = None,
+        **kwargs,
+    ):
+        if kwargs.pop("decay", None) is not None:
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=2)
+        if kwargs:
+            raise ValueError(
+                f"Argument(s) not recognized by {type(self).__name__}: {sorted(kwargs)}. Received: {kwargs}"
+            )
+        self.name = name if name is not None else _auto_name(type(self).__name__)
+        self.weight_decay = _check_number("weight_decay", weight_decay)
+        self.clipnorm = _check_number("clipnorm", clipnorm)
+        self.clipvalue = _check_number("clipvalue", clipvalue)
+        self.global_clipnorm = _check_number("global_clipnorm", global_clipnorm)
+        if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(
+                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
+                f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}"
+            )
+        self.use_ema = bool(use_ema)
+        if use_ema:
+            _check_number("ema_momentum", ema_momentum, allow_none=False)
+            if ema_momentum > 1:
+                raise ValueError(f"`ema_momentum` must be in the range [0, 1]. Received: "
+                                 f"ema_momentum={ema_momentum}")
+            freq = ema_overwrite_frequency
+            if freq is not None and (not isinstance(freq, (int, np.integer)) or freq < 1):
+                raise ValueError("`ema_overwrite_frequency` must be an integer >= 1 or None. "
+                                 f"Received: ema_overwrite_frequency={ema_overwrite_frequency}")
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+        self.loss_scale_factor = _check_number("loss_scale_factor", loss_scale_factor, strict=True)
+        if gradient_accumulation_steps is not None and (
+                isinstance(gradient_accumulation_steps, bool)
+                or not isinstance(gradient_accumulation_steps, (int, np.integer))
+                or gradient_accumulation_steps < 2):
+            raise ValueError("`gradient_accumulation_steps` must be an integer >= 2. "
+                             f"Received: gradient_accumulation_steps={gradient_accumulation_steps}")
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.built = False
+        self._variables: list[Variable] = []
+        self._trainable_variables: list[Variable] = []
+        self._index: dict[int, int] = {}
+        self._layout: _Layout | None = None
+        self._slot_groups: dict[str, tuple[list[Variable], list[np.ndarray], np.ndarray | None]] = {}
+        self._exclude_ids: set[int] = set()
+        self._exclude_pattern: re.Pattern | None = None
+        self._param_cache: tuple[list[np.ndarray], np.ndarray | None] | None = None
+
+        self._iterations = self._own_variable(0, "iteration", "int64")
+        self._learning_rate = None
+        self._set_learning_rate(learning_rate)
+
+    # ----------------------------------------------------------------------------- variables
+
+    def _own_variable(self, value, name: str, dtype) -> Variable:
+        var = Variable(value, trainable=False, name=name, dtype=dtype)
+        var.path = f"{self.name}/{name}"
+        self._variables.append(var)
+        return var
+
+    @property
+    def variables(self) -> list[Variable]:
+        """All optimizer state in Keras's order: iteration, learning_rate (if a float), slots."""
+        return self._variables[:]
+
+    @property
+    def iterations(self):
+        """The number of update steps applied (a ``Variable``; with gradient accumulation, the
+        number of accumulated updates, as an int)."""
+        if self.gradient_accumulation_steps:
+            return np.int64(self._iterations._value // self.gradient_accumulation_steps)
+        return self._iterations
+
+    def _step_count(self) -> int:
+        """Update steps taken so far (what Keras's ``iterations`` property returns)."""
+        it = int(self._iterations._value)
+        return it // self.gradient_accumulation_steps if self.gradient_accumulation_steps else it
+
+    def add_variable(self, shape, initializer="zeros", dtype=None, aggregation: str = "none",
+                     layout=None, name: str | None = None) -> Variable:
+        """A new non-trainable optimizer variable, tracked in :attr:`variables`."""
+        dtype = backend.standardize_dtype(dtype)
+        shape = tuple(int(d) for d in shape)
+        var = self._own_variable(self._initial_value(initializer, shape, dtype), name or "variable", dtype)
+        return var
+
+    @staticmethod
+    def _initial_value(initializer, shape, dtype) -> np.ndarray:
+        if isinstance(initializer, str):
+            if initializer == "zeros":
+                return np.zeros(shape, dtype)
+            if initializer == "ones":
+                return np.ones(shape, dtype)
+            from lamina import initializers  # an optional sibling module; imported only when needed
+
+            initializer = initializers.get(initializer)
+        if isinstance(initializer, (int, float, np.number)):
+            return np.full(shape, initializer, dtype)
+        if callable(initializer):
+            return np.asarray(_value(initializer(shape, dtype=dtype)), dtype=dtype)
+        raise ValueError(f"Could not interpret initializer for an optimizer variable. "
+                         f"Received: initializer={initializer!r}")
+
+    def add_variable_from_reference(self, reference_variable, name: str | None = None,
+                                    initializer="zeros") -> Variable:
+        """A slot shaped like ``reference_variable``, named ``{path with '/'->'_'}_{name}``."""
+        name = name or "var"
+        ref = getattr(reference_variable, "path", None)
+        if ref is None:
+            ref = str(reference_variable.name).replace(":", "_")
+        return self.add_variable(shape=reference_variable.shape, initializer=initializer,
+                                 dtype=reference_variable.dtype, name=f"{ref.replace('/', '_')}_{name}")
+
+    def add_optimizer_variables(self, trainable_variables, name, initializer="zeros"):
+        """One slot per variable for each name in ``name`` (a str or list of str).
+
+        Slots are interleaved per variable (``v1_a, v1_b, v2_a, v2_b``) as in Keras. For the
+        variables the optimizer was built on, each group is backed by one flat buffer.
+        Returns a list of slots, or a tuple of lists when ``name`` is a list.
+        """
+        names = [name] if isinstance(name, str) else list(name)
+        inits = list(initializer) if isinstance(initializer, (list, tuple)) else [initializer] * len(names)
+        if len(inits) != len(names):
+            raise ValueError("`initializer` must be one initializer or one per name. "
+                             f"Received: {len(inits)} initializers for {len(names)} names")
+        tvars = list(trainable_variables)
+        flat_ok = (self._layout is not None and len(tvars) == len(self._trainable_variables)
+                   and all(a is b for a, b in zip(tvars, self._trainable_variables, strict=True)))
+        groups: tuple[list[Variable], ...] = tuple([] for _ in names)
+        for var in tvars:
+            for k, (n, init) in enumerate(zip(names, inits, strict=True)):
+                groups[k].append(self.add_variable_from_reference(var, name=n, initializer=init))
+        for n, group in zip(names, groups, strict=True):
+            if flat_ok:
+                flat = np.empty(self._layout.total, self._layout.dtype)
+                views = self._layout.views(flat)
+                for slot, view in zip(group, views, strict=True):
+                    slot._rebind(view)
+            else:
+                flat, views = None, [s._value for s in group]
+            self._slot_groups[n] = (group, views, flat)
+        return groups[0] if isinstance(name, str) else groups
+
+    def build(self, variables: Sequence[Variable]) -> None:
+        """Record the variables to train and create the optimizer's slots for them."""
+        if self.built:
+            return
+        variables = list(variables)
+        for v in variables:
+            if not isinstance(v, Variable):
+                raise ValueError(f"{type(self).__name__}.build expects lamina Variables. "
+                                 f"Received: an object of type {type(v).__name__}")
+        self._trainable_variables = variables[:]
+        self._index = {id(v): i for i, v in enumerate(variables)}
+        dtypes = {np.dtype(v.dtype) for v in variables}
+        uniform = len(dtypes) == 1 and all(v.size > 0 for v in variables)
+        self._layout = _Layout(variables) if uniform else None
+        if self._layout is not None:
+            self._scratch_flat = [np.empty(self._layout.total, self._layout.dtype)
+                                  for _ in range(max(self._n_scratch, 2))]
+            self._scratch = list(zip(*(self._layout.views(f) for f in self._scratch_flat), strict=True))
+            self._gbuf_flat = np.empty(self._layout.total, self._layout.dtype)
+            self._gbuf = self._layout.views(self._gbuf_flat)
+            self._mask_flat = np.empty(self._layout.total, bool)
+        else:
+            self._scratch_flat = None
+            self._scratch = [tuple(np.empty(v.shape, v.dtype) for _ in range(max(self._n_scratch, 2)))
+                             for v in variables]
+            self._gbuf_flat = None
+            self._gbuf = [np.empty(v.shape, v.dtype) for v in variables]
+        if self.use_ema:
+            self._averages = self.add_optimizer_variables(variables, "average")
+        if self.gradient_accumulation_steps:
+            self._accumulated_gradients = self.add_optimizer_variables(variables, "gradient_accumulator")
+        self.built = True
+
+    def _slots(self, names: Sequence[str]) -> None:
+        """Tell the update loop which slot groups (in this order) the kernel ``_update`` takes."""
+        self._kernel_slots = tuple(names)
+        self._kernel_flat = tuple(self._slot_groups[n][2] for n in names)
+        if any(f is None for f in self._kernel_flat):
+            self._kernel_flat = None
+        self._kernel_views = [tuple(self._slot_groups[n][1][i] for n in names)
+                              for i in range(len(self._trainable_variables))]
+
+    def _sync_slots(self) -> None:
+        """Point slot variables back at their buffers if someone rebound them (keeps values)."""
+        for group, views, _ in self._slot_groups.values():
+            for slot, view in zip(group, views, strict=True):
+                if slot._value is not view:
+                    slot._rebind(view)
+
+    def set_weights(self, weights: Sequence) -> None:
+        """Set every optimizer variable, in :attr:`variables` order."""
+        if not self.built:
+            raise ValueError("You are calling `set_weights()` on an optimizer that has not yet been built. "
+                             "Call `optimizer.build(trainable_variables)` first.")
+        if len(weights) != len(self._variables):
+            raise ValueError(f"Optimizer '{self.name}' has {len(self._variables)} variables. "
+                             f"Received: {len(weights)} weights")
+        for var, w in zip(self._variables, weights, strict=True):
+            var.assign(np.asarray(_value(w), dtype=var.dtype))
+
+    def save_own_variables(self, store) -> None:
+        """Write the state into ``store`` under keys "0", "1", ... (the .keras layout)."""
+        for i, var in enumerate(self._variables):
+            store[str(i)] = var.numpy()
+
+    def load_own_variables(self, store) -> None:
+        """Read the state written by :meth:`save_own_variables` (warns and skips on a count mismatch)."""
+        if len(store.keys()) != len(self._variables):
+            msg = (f"Skipping variable loading for optimizer '{self.name}', because it has "
+                   f"{len(self._variables)} variables whereas the saved optimizer has {len(store.keys())} "
+                   "variables.")
+            if not self.built:
+                msg += " This is likely because the optimizer has not been called/built yet."
+            warnings.warn(msg, stacklevel=2)
+            return
+        for i, var in enumerate(self._variables):
+            var.assign(np.asarray(store[str(i)], dtype=var.dtype))
+
+    # --------------------------------------------------------------------------- learning rate
+
+    def _set_learning_rate(self, learning_rate) -> None:
+        if isinstance(learning_rate, _schedules.LearningRateSchedule) or (
+                callable(learning_rate) and not isinstance(learning_rate, Variable)):
+            if isinstance(self._learning_rate, Variable):
+                self._variables.remove(self._learning_rate)
+            self._learning_rate = learning_rate
+            return
+        lr = _value(learning_rate)
+        if isinstance(lr, np.ndarray) and lr.ndim == 0:
+            lr = lr.item()
+        _check_number("learning_rate", lr, allow_none=False)
+        if isinstance(self._learning_rate, Variable):
+            self._learning_rate.assign(np.asarray(lr, dtype=self._learning_rate.dtype))
+        elif self._learning_rate is None:
+            self._learning_rate = self._own_variable(lr, "learning_rate", backend.floatx())
+        else:
+            raise TypeError(
+                "This optimizer was created with a `LearningRateSchedule` object as its `learning_rate` "
+                "argument, hence its learning rate is not settable. Create the optimizer with a float "
+                f"`learning_rate` to set it. Received: learning_rate={learning_rate!r}"
+            )
+
+    @property
+    def learning_rate(self) -> float:
+        """The current learning rate (a schedule is evaluated at :attr:`iterations`).
+
+        Settable to a float (as ReduceLROnPlateau does), a schedule or a callable.
+        """
+        return float(self._current_learning_rate())
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        self._set_learning_rate(value)
+
+    def _current_learning_rate(self):
+        lr = self._learning_rate
+        if isinstance(lr, Variable):
+            return lr._value
+        if isinstance(lr, _schedules.LearningRateSchedule):
+            return lr(self._iterations._value)
+        return _value(lr())
+
+    # --------------------------------------------------------------------------- weight decay
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None) -> None:
+        """Exempt variables (by object, or by a substring/regex of their name) from weight decay."""
+        if self.built:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before the optimizer "
+                             f"is built. Received: a call on built optimizer '{self.name}'")
+        self._exclude_ids = {id(v) for v in var_list} if var_list else set()
+        self._exclude_pattern = re.compile("|".join(set(var_names))) if var_names else None
+
+    def _use_weight_decay(self, variable) -> bool:
+        if id(variable) in self._exclude_ids:
+            return False
+        return not (self._exclude_pattern is not None and self._exclude_pattern.search(variable.name))
+
+    # ------------------------------------------------------------------------------ updates
+
+    def scale_loss(self, loss):
+        """Multiply ``loss`` by ``loss_scale_factor`` (if set) before taking gradients."""
+        return loss * self.loss_scale_factor if self.loss_scale_factor is not None else loss
+
+    def apply_gradients(self, grads_and_vars: Iterable) -> Variable:
+        """Apply ``(gradient, variable)`` pairs; returns :attr:`iterations`."""
+        pairs = list(grads_and_vars)
+        if pairs:
+            grads, variables = zip(*pairs, strict=True)
+            self.apply(list(grads), list(variables))
+        return self._iterations
+
+    def apply(self, grads: Sequence, trainable_variables: Sequence[Variable] | None = None) -> None:
+        """Update ``trainable_variables`` (default: those the optimizer was built on) in place.
+
+        ``None`` gradients are skipped (with a warning, as in Keras). Gradients are cast to their
+        variable's dtype. After the update each variable's ``constraint`` is applied.
+        """
+        grads = list(grads)
+        if not grads:
+            return
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError("When passing `grads` without `variables`, the optimizer must already be "
+                                 "built on a list of variables. Call `optimizer.build(trainable_variables)` "
+                                 "first.")
+            if len(grads) != len(self._trainable_variables):
+                raise ValueError(f"Expected one gradient per variable of optimizer '{self.name}' "
+                                 f"({len(self._trainable_variables)}). Received: {len(grads)} gradients")
+            variables = self._trainable_variables
+        else:
+            variables = list(trainable_variables)
+            if len(variables) != len(grads):
+                raise ValueError(f"Expected as many gradients as variables. Received: {len(grads)} gradients "
+                                 f"for {len(variables)} variables")
+            if not self.built:
+                self.build(variables)
+            index = self._index
+            for v in variables:
+                if id(v) not in index:
+                    raise ValueError(f"Unknown variable: {getattr(v, 'path', v)}. This optimizer can only be "
+                                     "called for the variables it was originally built with. When working "
+                                     "with a new set of variables, create a new optimizer instance.")
+        if any(g is None for g in grads):
+            missing = [v.path for g, v in zip(grads, variables, strict=True) if g is None]
+            pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+            if not pairs:
+                raise ValueError(f"No gradients provided for any variable. Received: None for {missing}")
+            warnings.warn(f"Gradients do not exist for variables {missing} when minimizing the loss. "
+                          "If using `model.compile()`, did you forget to provide a `loss` argument?",
+                          stacklevel=2)
+            grads = [g for g, _ in pairs]
+            variables = [v for _, v in pairs]
+        grads = [self._as_gradient(g, v) for g, v in zip(grads, variables, strict=True)]
+        if self.loss_scale_factor is not None:
+            grads = [g / np.asarray(self.loss_scale_factor, g.dtype) for g in grads]
+
+        self._sync_slots()
+        if self.gradient_accumulation_steps:
+            self._accumulate_and_maybe_update(grads, variables)
+        else:
+            self._clip_decay_update(grads, variables)
+        if self.use_ema:
+            self._update_moving_averages()
+        for v in variables:
+            constraint = getattr(v, "constraint", None)
+            if constraint is not None:
+                v.assign(constraint(v))
+        self._iterations._value += 1
+        if self._decaying_slots and int(self._iterations._value) % _FLUSH_EVERY == 0:
+            self._flush_subnormals()
+
+    @staticmethod
+    def _as_gradient(g, v) -> np.ndarray:
+        g = np.asarray(_value(g))
+        if g.shape != v.shape:
+            raise ValueError(f"Gradient for variable '{v.path}' has the wrong shape: expected {v.shape}. "
+                             f"Received: gradient.shape={g.shape}")
+        if g.dtype != v.dtype:
+            g = g.astype(v.dtype)
+        return g
+
+    def _param_span(self) -> np.ndarray | None:
+        """The flat view over all built variables, if they sit consecutively in one buffer."""
+        values = [v._value for v in self._trainable_variables]
+        cache = self._param_cache
+        if cache is not None and len(cache[0]) == len(values) and all(
+                a is b for a, b in zip(cache[0], values, strict=True)):
+            return cache[1]
+        lay = self._layout
+        flat = _span(values, lay.sizes, lay.total, lay.dtype)
+        self._param_cache = (values, flat)  # holds the arrays, so their ids cannot be reused
+        return flat
+
+    def _clip_decay_update(self, grads: list[np.ndarray], variables: list[Variable]) -> None:
+        """Clip, apply weight decay, then run the update kernel (fused when the layout allows)."""
+        full = self._layout is not None and len(variables) == len(self._trainable_variables) and all(
+            a is b for a, b in zip(variables, self._trainable_variables, strict=True))
+        idx = list(range(len(variables))) if full else [self._index[id(v)] for v in variables]
+        clipped = self._clip_gradients(grads, [self._gbuf[i] for i in idx])
+        lr = self._current_learning_rate()
+        pflat = self._param_span() if full else None
+
+        if self.weight_decay is not None:
+            dt = variables[0].dtype.type
+            factor = dt(1) - dt(self.weight_decay) * dt(lr)
+            if pflat is not None and not self._exclude_ids and self._exclude_pattern is None:
+                pflat *= factor
+            else:
+                for v in variables:
+                    if self._use_weight_decay(v):
+                        vt = v.dtype.type
+                        v.value[...] *= vt(1) - vt(self.weight_decay) * vt(lr)
+        self._run_update(grads, variables, idx, lr, pflat, clipped)
+
+    def _run_update(self, grads, variables, idx, lr, pflat, clipped: bool) -> None:
+        if type(self).update_step is not Optimizer.update_step:
+            # A custom optimizer written the Keras way: one update_step per variable.
+            for g, v in zip(grads, variables, strict=True):
+                self.update_step(g, v, np.asarray(lr, v.dtype))
+            return
+        self._begin_step()
+        coeffs = self._coefficients(lr, variables[0].dtype)
+        if pflat is not None and self._kernel_flat is not None:
+            lay = self._layout
+            if clipped:
+                gflat = self._gbuf_flat
+            else:
+                gflat = _span(grads, lay.sizes, lay.total, lay.dtype)
+                if gflat is None:
+                    for g, view in zip(grads, self._gbuf, strict=True):
+                        np.copyto(view, g)
+                    gflat = self._gbuf_flat
+            self._update(pflat, gflat, self._kernel_flat, self._scratch_flat, coeffs)
+            return
+        by_dtype = {variables[0].dtype: coeffs}
+        for g, v, i in zip(grads, variables, idx, strict=True):
+            c = by_dtype.get(v.dtype)
+            if c is None:
+                c = by_dtype[v.dtype] = self._coefficients(lr, v.dtype)
+            self._update(v.value, g, self._kernel_views[i], self._scratch[i], c)
+
+    def _clip_gradients(self, grads: list[np.ndarray], outs: list[np.ndarray]) -> bool:
+        """Clip into ``outs`` (replacing the entries of ``grads``); True if anything was written."""
+        if self.clipnorm:
+            for k, (g, out) in enumerate(zip(grads, outs, strict=True)):
+                dt = g.dtype.type
+                l2sum = dt(np.vdot(g, g))
+                l2norm = np.sqrt(l2sum) if l2sum > 0 else l2sum
+                np.multiply(g, dt(self.clipnorm), out=out)
+                out /= max(l2norm, dt(self.clipnorm))
+                grads[k] = out
+            return True
+        if self.global_clipnorm:
+            dt = grads[0].dtype.type
+            use_norm = np.sqrt(dt(sum(dt(np.vdot(g, g)) for g in grads)))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # Keras's form: finite norm -> clip * min(1/norm, 1/clip); inf/nan norm -> nan.
+                clip = self.global_clipnorm
+                scale = dt(clip) * np.minimum(dt(1) / use_norm, dt(1.0 / clip))
+                scale = scale + (use_norm - use_norm)
+            for k, (g, out) in enumerate(zip(grads, outs, strict=True)):
+                np.multiply(g, scale.astype(g.dtype), out=out)
+                grads[k] = out
+            return True
+        if self.clipvalue:
+            for k, (g, out) in enumerate(zip(grads, outs, strict=True)):
+                np.clip(g, -self.clipvalue, self.clipvalue, out=out)
+                grads[k] = out
+            return True
+        return False
+
+    def _accumulate_and_maybe_update(self, grads, variables) -> None:
+        steps = self.gradient_accumulation_steps
+        accs = [self._accumulated_gradients[self._index[id(v)]].value for v in variables]
+        if (int(self._iterations._value) + 1) % steps == 0:
+            means = [(g + a) / np.asarray(steps, g.dtype) for g, a in zip(grads, accs, strict=True)]
+            self._clip_decay_update(means, variables)
+            for a in accs:
+                a.fill(0)
+        else:
+            for g, a in zip(grads, accs, strict=True):
+                a += g
+
+    def _update_moving_averages(self) -> None:
+        first = self._step_count() == 0
+        for var, avg, s in zip(self._trainable_variables, self._averages, self._scratch, strict=True):
+            dt = var.dtype.type
+            m = dt(0.0) if first else dt(self.ema_momentum)
+            a = avg.value
+            a *= m
+            np.multiply(var.value, dt(1) - m, out=s[0])
+            a += s[0]
+        freq = self.ema_overwrite_frequency
+        if freq and (self._step_count() + 1) % freq == 0:
+            self._overwrite_model_variables_with_average_value(self._trainable_variables)
+
+    def _overwrite_model_variables_with_average_value(self, trainable_variables) -> None:
+        if len(trainable_variables) != len(self._averages):
+            raise ValueError(f"The number of model variables to override ({len(trainable_variables)}) does "
+                             f"not match the number of averages in the optimizer ({len(self._averages)}).")
+        for var, avg in zip(trainable_variables, self._averages, strict=True):
+            var.assign(avg.value)
+
+    def finalize_variable_values(self, var_list: Sequence[Variable]) -> None:
+        """At the end of training: with ``use_ema``, copy the moving averages into the weights."""
+        if self.use_ema:
+            self._overwrite_model_variables_with_average_value(list(var_list))
+
+    def _flush_subnormals(self) -> None:
+        """Set moment values below 1e-30 in magnitude to exactly zero.
+
+        A weight whose gradient stays zero has moments that decay geometrically into float32
+        subnormals, which make NumPy arithmetic several times slower. Values this small change an
+        update by less than float32 can represent next to any weight, so results do not move.
+        """
+        groups = [self._slot_groups[n] for n in self._decaying_slots if n in self._slot_groups]
+        for _, views, flat in groups:
+            if flat is not None:
+                tmp, mask = self._scratch_flat[0], self._mask_flat
+                np.abs(flat, out=tmp)
+                np.less(tmp, _FLUSH_BELOW, out=mask)
+                np.putmask(flat, mask, 0)
+                continue
+            for view in views:
+                if view.dtype.itemsize >= 4:  # float16 has no values this small to flush
+                    view[np.abs(view) < _FLUSH_BELOW] = 0
+
+    # Keras's hooks for custom optimizers -------------------------------------------------------
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Update one variable in place (override in a custom optimizer)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `update_step(gradient, variable, "
+                                  "learning_rate)`.")
+
+    def _begin_step(self) -> None:
+        """Once per update step, before ``_coefficients`` (state shared by all variables)."""
+
+    def _coefficients(self, lr, dtype) -> tuple:
+        """Per-step scalars for ``_update``, in ``dtype`` (built-in optimizers)."""
+        raise NotImplementedError
+
+    def _update(self, p, g, slots, scratch, c) -> None:
+        """In-place update of parameter array ``p`` from gradient ``g`` (built-in optimizers)."""
+        raise NotImplementedError
+
+    def assign(self, variable, value) -> None:
+        variable.assign(value)
+
+    def assign_add(self, variable, value) -> None:
+        variable.assign_add(value)
+
+    def assign_sub(self, variable, value) -> None:
+        variable.assign_sub(value)
+
+    # ------------------------------------------------------------------------------ config
+
+    def get_config(self) -> dict:
+        """The constructor arguments, with Keras's keys (a schedule is serialized to a dict)."""
+        lr = self._learning_rate
+        if isinstance(lr, _schedules.LearningRateSchedule):
+            lr_config = _schedules.serialize(lr)
+        elif isinstance(lr, Variable):
+            lr_config = float(lr._value)
+        else:
+            raise ValueError(f"Optimizer '{self.name}' has a plain callable learning rate, which cannot be "
+                             "serialized; use a LearningRateSchedule subclass instead. "
+                             f"Received: learning_rate={lr!r}")
+        return {
+            "name": self.name,
+            "learning_rate": lr_config,
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "clipvalue": self.clipvalue,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+            "ema_overwrite_frequency": self.ema_overwrite_frequency,
+            "loss_scale_factor": self.loss_scale_factor,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Optimizer:
+        """A new optimizer (without state) from :meth:`get_config`'s output."""
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = _schedules.deserialize(config["learning_rate"],
+                                                             custom_objects=custom_objects)
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name}, learning_rate={self.learning_rate:g}>"
+
+
+def _pow(base: float, step, dt) -> np.floating:
+    """``dt(base) ** dt(step)`` rounded once from float64: the float32 power Keras computes."""
+    return dt(math.pow(float(dt(base)), float(dt(step))))
+
