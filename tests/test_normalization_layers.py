@@ -231,6 +231,15 @@ def test_layer_norm_rms_scaling_formula():
     np.testing.assert_allclose(y, x / np.sqrt(x.var(-1, keepdims=True) + 1e-3), rtol=1e-5)
 
 
+def test_layer_norm_extreme_inputs_are_finite():
+    x = np.array([[1e4, 1e4, 1e4], [-1e4, 0.0, 1e4], [0.0, 0.0, 0.0]], dtype="float32")
+    with np.errstate(all="raise"):
+        y = LayerNormalization()(x)
+    assert y.dtype == np.float32 and np.all(np.isfinite(y))
+    np.testing.assert_allclose(y[0], 0, atol=1e-6)
+    np.testing.assert_allclose(y[1], [-np.sqrt(1.5), 0, np.sqrt(1.5)], rtol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs", [
     {}, {"axis": 1}, {"axis": [1, 2]}, {"center": False}, {"rms_scaling": True}, {"axis": [0, 2]},
 ])

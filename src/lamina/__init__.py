@@ -1,30 +1,36 @@
 """lamina: a light, Keras-compatible neural-network library on NumPy alone.
 
 Write ``import lamina as keras`` and Keras tutorial code runs.
+
+Modules a model needs to exist (layers, activations, initializers...) load with the package; the
+rest (callbacks, datasets, losses, metrics, optimizers, saving...) load on first use, which keeps
+``import lamina`` cheap.
 """
 
-from lamina import (
-    activations,
-    backend,
-    callbacks,
-    constraints,
-    datasets,
-    initializers,
-    layers,
-    losses,
-    metrics,
-    models,
-    ops,
-    optimizers,
-    regularizers,
-    saving,
-    utils,
-)
+import importlib
+
+from lamina import activations, backend, constraints, initializers, layers, models, ops, regularizers, utils
 from lamina.autodiff import GradientTape, Tensor, Variable
 from lamina.layers import Input, InputLayer, Layer
 from lamina.models import Model, Sequential
 
 __version__ = "0.1.0"
+
+_LAZY = ("callbacks", "datasets", "diagnostics", "distribute", "losses", "metrics", "optimizers", "plot",
+         "saving")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f"lamina.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'lamina' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "GradientTape", "Input", "InputLayer", "Layer", "Model", "Sequential", "Tensor", "Variable",

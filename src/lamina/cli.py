@@ -37,7 +37,7 @@ def demo(args) -> int:
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=32, verbose=1)
     took = time.perf_counter() - start
     loss, acc = model.evaluate(x_test, y_test, verbose=0)
-    print(f"\nFashion-MNIST test accuracy after {args.epochs} epochs: {acc:.4f} (loss {loss:.4f}); "
+    print(f"\nFashion-MNIST test accuracy after {args.epochs} epoch(s): {acc:.4f} (loss {loss:.4f}); "
           f"training took {took:.1f} s.")
     return 0
 

@@ -1,5 +1,6 @@
 """Callbacks: hooks into ``fit``, ``evaluate`` and ``predict`` (``keras.callbacks``)."""
 
+from lamina.callbacks.activation_health import ActivationHealth
 from lamina.callbacks.callback import Callback
 from lamina.callbacks.callback_list import CallbackList
 from lamina.callbacks.csv_logger import CSVLogger
@@ -13,6 +14,7 @@ from lamina.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from lamina.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = [
+    "ActivationHealth",
     "CSVLogger",
     "Callback",
     "CallbackList",

@@ -5,14 +5,31 @@ from __future__ import annotations
 import difflib
 
 from lamina.layers.activation import Activation
+from lamina.layers.add import Add, add
+from lamina.layers.average import Average, average
+from lamina.layers.batch_normalization import BatchNormalization
+from lamina.layers.concatenate import Concatenate, concatenate
 from lamina.layers.dense import Dense
+from lamina.layers.dropout import Dropout
+from lamina.layers.elu import ELU
+from lamina.layers.flatten import Flatten
 from lamina.layers.input_layer import Input, InputLayer
 from lamina.layers.keras_tensor import KerasTensor
 from lamina.layers.layer import InputSpec, Layer
+from lamina.layers.layer_normalization import LayerNormalization
+from lamina.layers.leaky_relu import LeakyReLU
+from lamina.layers.multiply import Multiply, multiply
+from lamina.layers.prelu import PReLU
+from lamina.layers.relu import ReLU
+from lamina.layers.reshape import Reshape
+from lamina.layers.softmax import Softmax
+from lamina.layers.subtract import Subtract, subtract
 
 __all__ = [
-    "Activation", "Dense", "Input", "InputLayer", "InputSpec", "KerasTensor", "Layer",
-    "deserialize", "serialize",
+    "ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense", "Dropout", "Flatten",
+    "Input", "InputLayer", "InputSpec", "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU", "Multiply",
+    "PReLU", "ReLU", "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "deserialize",
+    "multiply", "serialize", "subtract",
 ]
 
 

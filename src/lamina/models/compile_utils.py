@@ -67,7 +67,7 @@ def check_targets(loss, y, output_shape) -> None:
                 f"Loss '{name}' expects integer class indices. Received: non-integer labels such as "
                 f"{y[np.mod(y, 1) != 0].ravel()[0]}"
             )
-        ignore = getattr(loss, "ignore_class", None)
+        ignore = getattr(loss, "_fn_kwargs", {}).get("ignore_class", getattr(loss, "ignore_class", None))
         valid = y if ignore is None else y[y != ignore]
         if units is not None and valid.size and (valid.min() < 0 or valid.max() >= units):
             raise ValueError(

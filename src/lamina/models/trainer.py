@@ -8,6 +8,7 @@ pass, one optimizer update, then the metrics on plain arrays.
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 
@@ -111,18 +112,27 @@ class Trainer:
         self._use_logits = None
         self.compiled = True
         self.stop_training = False
+        self._lint_mode = lint
         if lint is not False:
             self._run_lint(lint)
 
     def _run_lint(self, mode) -> None:
         """Hook for the activation doctor (diagnostics); no-op where it is absent."""
-        try:
-            from lamina.diagnostics import lint as lint_mod
+        try:  # by module path: `lamina.diagnostics.lint` the attribute is the lint() function
+            lint_mod = importlib.import_module("lamina.diagnostics.lint")
         except ImportError:
             return
         check = getattr(lint_mod, "check_at_compile", None)
         if check is not None:
             check(self, mode)
+
+    def _before_fit(self, x, y) -> None:
+        """Hook for the activation doctor: data lint, and a row sample kept for ActivationHealth."""
+        try:
+            lint_mod = importlib.import_module("lamina.diagnostics.lint")
+        except ImportError:
+            return
+        lint_mod.check_at_fit(self, x, y, getattr(self, "_lint_mode", None))
 
     def _assert_compiled(self, what: str) -> None:
         if not self.compiled:
@@ -401,6 +411,7 @@ class Trainer:
             if validation_split:
                 raise ValueError("`validation_split` is only supported for array inputs.")
             train = data_lib.IterableBatches(x, steps=steps_per_epoch, what="fit")
+        self._before_fit(x, y)
         if validation_data is not None:
             val = self._unpack_validation(validation_data)
         steps = len(train) if train.steps is not None else None

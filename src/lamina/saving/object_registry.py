@@ -1,13 +1,25 @@
-"""The registry of user classes and functions that configs may name (custom layers, losses...)."""
+"""The registry of user classes and functions that configs may name (custom layers, losses...).
+
+Lookups consult, in order: the ``custom_objects`` passed to the call, the objects of any active
+:class:`CustomObjectScope` (``load_model(custom_objects=...)`` opens one so nested configs — an
+activation inside a layer config — see them too), the global registry filled by
+:func:`register_keras_serializable`, then the caller's table of built-ins.
+"""
 
 from __future__ import annotations
 
+import threading
+
 _GLOBAL_CUSTOM_OBJECTS: dict[str, object] = {}
 _GLOBAL_CUSTOM_NAMES: dict[object, str] = {}
+_SCOPE = threading.local()
 
 
 def register_keras_serializable(package: str = "Custom", name: str | None = None):
     """Decorator: make a class or function loadable by name as ``"package>name"``."""
+    if not isinstance(package, str) or ">" in package:
+        raise ValueError(f"`package` must be a string without '>'. Received: package={package!r}")
+
     def decorator(obj):
         key = f"{package}>{name or obj.__name__}"
         if hasattr(obj, "get_config") is False and isinstance(obj, type):
@@ -20,13 +32,25 @@ def register_keras_serializable(package: str = "Custom", name: str | None = None
 
 
 def get_registered_name(obj) -> str:
+    """``"package>name"`` for a registered object, else its ``__name__`` (or its class name)."""
     return _GLOBAL_CUSTOM_NAMES.get(obj, getattr(obj, "__name__", type(obj).__name__))
 
 
+def _scoped() -> dict:
+    stack = getattr(_SCOPE, "stack", None)
+    merged: dict = {}
+    for d in stack or ():
+        merged.update(d)
+    return merged
+
+
 def get_registered_object(name: str, custom_objects: dict | None = None, module_objects: dict | None = None):
-    """Look ``name`` up in ``custom_objects``, then the registry, then ``module_objects``."""
+    """Look ``name`` up in ``custom_objects``, active scopes, the registry, then ``module_objects``."""
     if custom_objects and name in custom_objects:
         return custom_objects[name]
+    scoped = _scoped()
+    if name in scoped:
+        return scoped[name]
     if name in _GLOBAL_CUSTOM_OBJECTS:
         return _GLOBAL_CUSTOM_OBJECTS[name]
     if module_objects and name in module_objects:
@@ -34,5 +58,32 @@ def get_registered_object(name: str, custom_objects: dict | None = None, module_
     return None
 
 
+def get_custom_objects() -> dict:
+    """The global registry (``"package>name"`` → object); editable, as in Keras."""
+    return _GLOBAL_CUSTOM_OBJECTS
+
+
 def is_registered(obj) -> bool:
     return obj in _GLOBAL_CUSTOM_NAMES
+
+
+class CustomObjectScope:
+    """``with CustomObjectScope({"MyLayer": MyLayer}): ...`` — make objects visible to every lookup."""
+
+    def __init__(self, custom_objects: dict | None = None):
+        if custom_objects is not None and not isinstance(custom_objects, dict):
+            raise TypeError(f"custom_objects must be a dict. Received: {type(custom_objects).__name__}")
+        self.custom_objects = dict(custom_objects or {})
+
+    def __enter__(self):
+        if not hasattr(_SCOPE, "stack"):
+            _SCOPE.stack = []
+        _SCOPE.stack.append(self.custom_objects)
+        return self
+
+    def __exit__(self, *exc):
+        _SCOPE.stack.pop()
+        return False
+
+
+custom_object_scope = CustomObjectScope

@@ -1,0 +1,273 @@
+"""``ActivationHealth``: dead ReLUs, saturated sigmoids and vanishing gradients, watched per epoch."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+from lamina.callbacks._io import print_msg
+from lamina.callbacks.callback import Callback
+
+
+def _check_fraction(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"ActivationHealth: `{name}` must be a number in [0, 1]. Received: {name}={value!r}")
+    return float(value)
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"ActivationHealth: `{name}` must be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+class ActivationHealth(Callback):
+    """Per epoch, per layer with an activation: dead and saturated fractions, activation mean and
+    spread, the gradient norm of each weighted layer and the first/last gradient-norm ratio.
+
+    ``model.fit(..., health=True)`` adds one with the defaults. Statistics come from an inference
+    pass over ``sample_size`` rows (by default a random subset of the training data that ``fit``
+    keeps) and one forward + backward pass with the compiled loss; nothing in the model changes.
+    Definitions and thresholds: :mod:`lamina.diagnostics.health` (dead = a ReLU-family unit whose
+    activation is never > 0 on the sample; saturated = pre-activations with ``|z| > 5`` for sigmoid,
+    ``> 2.5`` for tanh).
+
+    Results go to ``history.health`` (and ``self.health``)::
+
+        {"epochs": [0, 1, ...],
+         "layers": {name: {"activation": "relu", "dead": [...], "mean": [...], "std": [...]}},
+         "grad_norm": {name: [...]}, "grad_ratio": [...], "nan": None or {"layer", "op", ...}}
+
+    A ``HealthWarning`` fires (once per layer and kind per ``fit``) when a layer's dead or saturated
+    fraction exceeds its threshold or the gradient ratio falls below ``ratio_threshold``; with
+    ``nan_check`` the first batch whose loss is NaN or inf is rerun layer by layer and the first
+    layer and op that produced the bad value is named (``health["nan"]``).
+
+    Args:
+        x_sample, y_sample: rows to measure on; None uses the sample ``fit`` keeps.
+        sample_size: at most this many rows are used.
+        every: measure every ``every`` epochs.
+        dead_threshold, saturation_threshold: fractions above which a layer is reported.
+        ratio_threshold: first/last gradient-norm ratio below which gradients count as vanishing.
+        verbose: print a table per measured epoch; None follows ``fit``'s ``verbose``.
+        nan_check: locate the source of a NaN/inf loss.
+    """
+
+    def __init__(self, x_sample=None, y_sample=None, sample_size: int = 256, every: int = 1,
+                 dead_threshold: float = 0.5, saturation_threshold: float = 0.5, ratio_threshold: float = 1e-3,
+                 verbose: int | None = None, nan_check: bool = True):
+        super().__init__()
+        self.x_sample = x_sample
+        self.y_sample = y_sample
+        self.sample_size = _check_positive_int("sample_size", sample_size)
+        self.every = _check_positive_int("every", every)
+        self.dead_threshold = _check_fraction("dead_threshold", dead_threshold)
+        self.saturation_threshold = _check_fraction("saturation_threshold", saturation_threshold)
+        if isinstance(ratio_threshold, bool) or not isinstance(ratio_threshold, (int, float)) or ratio_threshold < 0:
+            raise ValueError(
+                f"ActivationHealth: `ratio_threshold` must be a number >= 0. Received: ratio_threshold={ratio_threshold!r}"
+            )
+        self.ratio_threshold = float(ratio_threshold)
+        self.verbose = verbose
+        self.nan_check = bool(nan_check)
+        self.health: dict = self._empty()
+        self.seconds = 0.0  # time spent measuring during the last fit
+        self._warned: set = set()
+        self._xs = self._ys = None
+        self._patched: dict = {}
+        self._batch = None
+        self._in_step = False
+        self._epoch = 0
+        self._step = -1
+
+    @staticmethod
+    def _empty() -> dict:
+        return {"epochs": [], "layers": {}, "grad_norm": {}, "grad_ratio": [], "nan": None}
+
+    # ------------------------------------------------------------------ fit hooks
+
+    def on_train_begin(self, logs=None):
+        from lamina.callbacks.history import History
+        from lamina.models import data as data_lib
+
+        self.health = self._empty()
+        self.seconds = 0.0
+        self._warned = set()
+        xs, ys = self.x_sample, self.y_sample
+        if xs is None:
+            sample = getattr(self.model, "_fit_sample", None)
+            if sample is not None:
+                xs, ys = sample
+        if xs is not None:
+            n = self.sample_size
+            xs = data_lib.slice_all(xs, slice(0, n))
+            ys = data_lib.slice_all(ys, slice(0, n)) if ys is not None else None
+        else:
+            self._warn("no-sample", "ActivationHealth has no data to measure on (fit was given a generator): "
+                                    "pass ActivationHealth(x_sample=..., y_sample=...).")
+        self._xs, self._ys = xs, ys
+        history = getattr(self.model, "history", None)
+        if isinstance(history, History):
+            history.health = self.health
+        if self.nan_check:
+            self._install()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._step = -1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._xs is None or (epoch + 1) % self.every:
+            return
+        start = time.perf_counter()
+        self.measure(epoch)
+        self.seconds += time.perf_counter() - start
+
+    def on_train_end(self, logs=None):
+        self._uninstall()
+
+    # ------------------------------------------------------------------ measuring
+
+    def measure(self, epoch: int) -> dict:
+        """Measure now and append the results for ``epoch``; returns this epoch's record."""
+        from lamina.diagnostics import health as H
+        from lamina.diagnostics._graph import Graph
+
+        model = self.model
+        graph = Graph(model)
+        stats = H.activation_stats(model, self._xs, graph)
+        norms = H.gradient_norms(model, self._xs, self._ys, graph) if self._ys is not None else {}
+        ratio = H.gradient_ratio(norms)
+        n_before = len(self.health["epochs"])
+        self.health["epochs"].append(epoch)
+        for name, entry in stats.items():
+            rec = self.health["layers"].setdefault(name, {"activation": entry["activation"]})
+            for key in ("dead", "saturated", "mean", "std"):
+                if key in entry:
+                    rec.setdefault(key, [None] * n_before).append(entry[key])
+        for name, value in norms.items():
+            self.health["grad_norm"].setdefault(name, [None] * n_before).append(value)
+        self.health["grad_ratio"].append(ratio)
+        self._check_thresholds(stats, norms, ratio)
+        if self._verbosity():
+            self._print_table(epoch, stats, norms, ratio)
+        return {"layers": stats, "grad_norm": norms, "grad_ratio": ratio}
+
+    def _verbosity(self) -> int:
+        if self.verbose is not None:
+            return int(self.verbose)
+        v = (self.params or {}).get("verbose", 0)
+        return 1 if v == "auto" else int(v or 0)
+
+    def _check_thresholds(self, stats, norms, ratio) -> None:
+        for name, e in stats.items():
+            if e.get("dead", 0.0) > self.dead_threshold:
+                self._warn(("dead", name),
+                           f"Layer '{name}': {e['dead']:.0%} of its {e['activation']} units never activated on the "
+                           "sample (dead units pass no gradient). Lower the learning rate, use "
+                           "kernel_initializer='he_normal' and a zero/small bias, or try LeakyReLU.")
+            if e.get("saturated", 0.0) > self.saturation_threshold:
+                self._warn(("saturated", name),
+                           f"Layer '{name}': {e['saturated']:.0%} of its {e['activation']} pre-activations are on the "
+                           "flat part of the curve, where the gradient is almost 0. Scale the inputs, add "
+                           "BatchNormalization before the activation, or use relu.")
+        if math.isfinite(ratio) and ratio < self.ratio_threshold:
+            names = list(norms)
+            self._warn(("ratio",),
+                       f"Vanishing gradients: the first layer '{names[0]}' gets {ratio:.1e} of the gradient norm of "
+                       f"the last layer '{names[-1]}', so the early layers barely learn. Use relu with "
+                       "kernel_initializer='he_normal', add BatchNormalization, or use fewer layers.")
+
+    def _warn(self, key, message: str) -> None:
+        from lamina.diagnostics.findings import HealthWarning
+
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        warnings.warn(message, HealthWarning, stacklevel=2)
+
+    def _print_table(self, epoch, stats, norms, ratio) -> None:
+        names = list(stats) + [n for n in norms if n not in stats]
+        width = max([len(n) for n in names] + [5])
+        lines = [f"health, epoch {epoch + 1}:",
+                 f"  {'layer':<{width}}  {'activation':<11}{'dead':>7}{'sat.':>7}{'mean':>9}{'std':>9}"
+                 f"{'grad norm':>11}"]
+
+        def pct(v):
+            return "-" if v is None else f"{v:.0%}"
+
+        def num(v, fmt):
+            return "-" if v is None else format(v, fmt)
+
+        for n in names:
+            e = stats.get(n, {})
+            lines.append(f"  {n:<{width}}  {e.get('activation', '-'):<11}{pct(e.get('dead')):>7}"
+                         f"{pct(e.get('saturated')):>7}{num(e.get('mean'), '.3f'):>9}{num(e.get('std'), '.3f'):>9}"
+                         f"{num(norms.get(n), '.2e'):>11}")
+        if math.isfinite(ratio):
+            lines.append(f"  gradient norm ratio, first/last layer: {ratio:.2e}")
+        print_msg("\n".join(lines))
+
+    # ------------------------------------------------------------------ NaN / inf source
+
+    def _install(self) -> None:
+        """Wrap the model's train step (to remember the batch) and loss (to catch the first NaN/inf
+        before the update is applied, while the weights are still those that produced it)."""
+        model = self.model
+        if model is None or not hasattr(model, "_train_step") or self._patched:
+            return
+        cb = self
+        orig_step, orig_loss = model._train_step, model._compute_loss
+
+        def train_step(x, y, sw):
+            cb._batch = (x, y)
+            cb._step += 1
+            cb._in_step = True
+            try:
+                return orig_step(x, y, sw)
+            finally:
+                cb._in_step = False
+
+        def compute_loss(y, y_pred, sample_weight, logits):
+            out = orig_loss(y, y_pred, sample_weight, logits)
+            if cb._in_step and cb.health["nan"] is None:
+                from lamina.autodiff import _value
+
+                total = np.asarray(_value(out[0]), dtype=np.float64)
+                if not np.all(np.isfinite(total)):
+                    cb._in_step = False  # the diagnosis evaluates the loss again
+                    try:
+                        cb._diagnose(float(total))
+                    finally:
+                        cb._in_step = True
+            return out
+
+        for name, fn in (("_train_step", train_step), ("_compute_loss", compute_loss)):
+            self._patched[name] = model.__dict__.get(name)
+            object.__setattr__(model, name, fn)
+
+    def _uninstall(self) -> None:
+        model = self.model
+        for name, previous in self._patched.items():
+            if previous is None:
+                model.__dict__.pop(name, None)
+            else:
+                object.__setattr__(model, name, previous)
+        self._patched = {}
+        self._batch = None
+
+    def _diagnose(self, loss_value: float) -> None:
+        from lamina.diagnostics import health as H
+
+        x, y = self._batch
+        report = H.locate_nonfinite(self.model, x, y)
+        if report is None:
+            report = {"layer": None, "op": "unknown", "value": str(loss_value),
+                      "message": "rerunning the batch layer by layer gave finite values everywhere"}
+        report = dict(report, epoch=self._epoch, batch=max(self._step, 0), loss=loss_value)
+        self.health["nan"] = report
+        self._warn(("nan",), f"The loss became {loss_value} at epoch {self._epoch + 1}, batch {report['batch']}: "
+                             f"{report['message']}.")

@@ -1,0 +1,201 @@
+"""A model's layer graph as the doctor reads it: nodes in topological order, with producers and
+consumers of every symbolic tensor, and what each layer does to its input (its *role*)."""
+
+from __future__ import annotations
+
+from lamina.layers.keras_tensor import flatten
+
+# Roles of a layer, as far as linearity and activation go.
+TRANSPARENT = "transparent"  # passes values through unchanged at inference (Dropout, Flatten, ...)
+AFFINE = "affine"  # Dense with a linear activation
+AFFINE_ACT = "affine+act"  # Dense with a non-linear activation
+ACT = "act"  # an activation layer (Activation, ReLU, Softmax, ...)
+NORM = "norm"  # BatchNormalization: affine at inference
+LINEAR_MERGE = "linear-merge"  # Add, Subtract, Average, Concatenate
+OTHER = "other"  # anything else, including unknown custom layers: treated as non-linear
+
+SATURATING = ("sigmoid", "tanh", "hard_sigmoid", "hard_tanh")
+RELU_FAMILY = ("relu", "relu6", "leaky_relu", "prelu", "elu", "selu")
+
+
+def fn_name(fn) -> str | None:
+    """The canonical name of an activation function (``swish`` -> ``silu``); None if it has none."""
+    from lamina import activations
+
+    if fn is None:
+        return "linear"
+    name = activations._NAME_OF.get(id(fn))
+    return name if name is not None else getattr(fn, "__name__", None)
+
+
+def activation_of(layer) -> str | None:
+    """The name of the activation a layer applies last (``"linear"`` for none), or None when the
+    layer does not apply one (or is unknown)."""
+    from lamina import layers as L
+
+    if isinstance(layer, (L.Dense, L.Activation)):
+        return fn_name(layer.activation)
+    if isinstance(layer, L.ReLU):
+        return "relu" if not layer.negative_slope else "leaky_relu"
+    if isinstance(layer, L.LeakyReLU):
+        return "leaky_relu"
+    if isinstance(layer, L.PReLU):
+        return "prelu"
+    if isinstance(layer, L.ELU):
+        return "elu"
+    if isinstance(layer, L.Softmax):
+        return "softmax"
+    return None
+
+
+def role_of(layer) -> str:
+    from lamina import layers as L
+
+    if isinstance(layer, (L.Dropout, L.Flatten, L.Reshape, L.InputLayer)):
+        return TRANSPARENT
+    if isinstance(layer, L.Dense):
+        return AFFINE if fn_name(layer.activation) == "linear" else AFFINE_ACT
+    if isinstance(layer, L.Activation):
+        return TRANSPARENT if fn_name(layer.activation) == "linear" else ACT
+    if activation_of(layer) is not None:
+        return ACT
+    if isinstance(layer, L.BatchNormalization):
+        return NORM
+    if isinstance(layer, (L.Add, L.Subtract, L.Average, L.Concatenate)):
+        return LINEAR_MERGE
+    return OTHER
+
+
+class GNode:
+    """One call of a layer: the layer and its flat symbolic input and output tensors."""
+
+    __slots__ = ("layer", "node", "inputs", "outputs")
+
+    def __init__(self, layer, node):
+        self.layer = layer
+        self.node = node
+        self.inputs = list(node.input_tensors)
+        self.outputs = list(node.output_tensors)
+
+    def __repr__(self):
+        return f"<GNode {self.layer.name}>"
+
+
+class Graph:
+    """The nodes reachable from a model's outputs, parents first.
+
+    Works for ``Sequential`` (once it knows its input shape) and Functional models; a subclassed
+    model has no symbolic graph and gives an empty one (``graph.known`` is False).
+    """
+
+    def __init__(self, model):
+        from lamina.layers.input_layer import InputLayer
+
+        self.inputs = list(getattr(model, "inputs", None) or [])
+        self.outputs = list(getattr(model, "outputs", None) or [])
+        self.known = bool(self.inputs and self.outputs)
+        self.nodes: list[GNode] = []
+        self.producer: dict[int, GNode] = {}
+        self.consumers: dict[int, list[GNode]] = {}
+        if not self.known:
+            return
+        input_ids = {id(t) for t in self.inputs}
+        seen: set[int] = set()
+        stack = [(t, False) for t in reversed(self.outputs)]
+        while stack:  # iterative post-order DFS: a node after all of its parents
+            tensor, done = stack.pop()
+            if id(tensor) in input_ids or tensor._keras_history is None:
+                continue
+            layer, node_index, _ = tensor._keras_history
+            node = layer._inbound_nodes[node_index]
+            if isinstance(layer, InputLayer):
+                continue
+            if done:
+                if id(node) not in seen:
+                    seen.add(id(node))
+                    self.nodes.append(GNode(layer, node))
+                continue
+            if id(node) in seen:
+                continue
+            stack.append((tensor, True))
+            for parent in reversed(node.input_tensors):
+                stack.append((parent, False))
+        for g in self.nodes:
+            for t in g.outputs:
+                self.producer[id(t)] = g
+            for t in g.inputs:
+                self.consumers.setdefault(id(t), []).append(g)
+
+    def parents(self, g: GNode) -> list[GNode]:
+        return [self.producer[id(t)] for t in g.inputs if id(t) in self.producer]
+
+    def children(self, g: GNode) -> list[GNode]:
+        out = []
+        for t in g.outputs:
+            out.extend(self.consumers.get(id(t), []))
+        return out
+
+    def output_nodes(self) -> list[GNode | None]:
+        return [self.producer.get(id(t)) for t in self.outputs]
+
+    def is_output(self, g: GNode) -> bool:
+        ids = {id(t) for t in self.outputs}
+        return any(id(t) in ids for t in g.outputs)
+
+    def head(self, output_index: int = 0) -> GNode | None:
+        """The node that sets output ``output_index``'s activation: walk back through transparent
+        layers (Dropout, Flatten, Reshape, linear Activation) from the output."""
+        if output_index >= len(self.outputs):
+            return None
+        g = self.producer.get(id(self.outputs[output_index]))
+        while g is not None and role_of(g.layer) == TRANSPARENT:
+            parents = self.parents(g)
+            if len(parents) != 1:
+                return None
+            g = parents[0]
+        return g
+
+    def run(self, flat_inputs: list, training: bool = False, visit=None) -> list:
+        """Evaluate the graph on arrays, node by node (plain NumPy outside a tape).
+
+        ``visit(gnode, args, outputs)`` is called after each node; for a Dense layer with an
+        activation the node runs as matmul + bias, then the activation, so ``visit`` receives
+        ``outputs`` as ``[z, a]`` (pre-activation, activation) with ``gnode.layer`` a Dense.
+        """
+        from lamina import layers as L
+        from lamina.layers.keras_tensor import KerasTensor, pack_like
+
+        values = {id(t): x for t, x in zip(self.inputs, flat_inputs)}
+        for g in self.nodes:
+            layer = g.node.layer
+            call_inputs = g.node.call_inputs
+            args = pack_like(call_inputs, [values[id(t)] if isinstance(t, KerasTensor) else t
+                                           for t in flatten(call_inputs)])
+            kwargs = dict(g.node.call_kwargs)
+            if layer._call_has_training and "training" not in kwargs:
+                kwargs["training"] = training
+            if isinstance(layer, L.Dense) and role_of(layer) == AFFINE_ACT:
+                z = layer.call_logits(args)
+                a = layer.activation(z)
+                if visit is not None:
+                    visit(g, args, [z, a])
+                out = a
+            else:
+                out = layer(args, **kwargs)
+                if visit is not None:
+                    visit(g, args, [out])
+            outs = flatten(out) if len(g.outputs) > 1 else [out]
+            for t, v in zip(g.outputs, outs):
+                values[id(t)] = v
+        return [values[id(t)] for t in self.outputs]
+
+
+def flatten_inputs(model, x) -> list:
+    """The model's inputs as a flat list in ``model.inputs`` order."""
+    if hasattr(model, "_flatten_inputs"):
+        return model._flatten_inputs(x)
+    return [x]
+
+
+def layer_label(layer) -> str:
+    return f"'{layer.name}' ({type(layer).__name__})"

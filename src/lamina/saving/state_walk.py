@@ -1,0 +1,269 @@
+"""Where each variable of a model lives in a Keras weights file.
+
+Keras 3 walks a model's saveables (``saving_lib._save_state``) and gives each one an HDF5 group
+``<path>/vars`` holding datasets ``"0"``, ``"1"``, ... with a ``name`` attribute. The path comes from
+the attribute that holds the object, or — inside a list such as ``model.layers`` — from its
+snake_case class name with ``_1``, ``_2`` suffixes (``layers/dense``, ``layers/dense_1``), never from
+the layer's own name. A Sequential or Functional model yields its ``layers`` first, in Keras's order:
+for a Functional model, by decreasing depth in the graph, ties broken by first visit of a
+depth-first walk from the outputs (``keras.src.ops.function.map_graph``). The compiled optimizer
+comes under ``optimizer/vars``: ``iteration``, ``learning_rate`` (when a float), then the slots of
+each trainable variable in Keras's trainable-variable order.
+
+This module reproduces that walk for lamina models, independently of lamina's own layer order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lamina.layers.layer import Layer, to_snake_case
+
+# Attributes of lamina's own classes that hold layers Keras does not walk (or walks elsewhere).
+_SKIP_ATTRS = frozenset({
+    "_layers", "_stack", "_input_layer", "_inbound_nodes", "_nodes", "_variables", "_inputs_struct",
+    "_outputs_struct", "inputs", "outputs", "_losses", "_tracking", "layers", "optimizer",
+})
+
+
+@dataclass
+class Entry:
+    """One saveable: its group path ("" for the root), its name attribute, and its variables."""
+
+    path: str
+    name: str
+    variables: list = field(default_factory=list)
+    owner: object = None  # the layer or optimizer
+    custom: bool = False  # the layer defines its own save_own_variables / load_own_variables
+
+
+def _name_key(name: str) -> str:
+    return f"~{name}" if name.startswith("_") else name
+
+
+def _is_model(obj) -> bool:
+    from lamina.models.model import Model
+
+    return isinstance(obj, Model)
+
+
+def own_variables(layer) -> list:
+    """A layer's own variables in Keras's order: those created trainable, then the others."""
+    vs = list(layer._variables)
+    trainable = [v for v in vs if getattr(v, "_trainable_by_design", v.trainable)]
+    others = [v for v in vs if not getattr(v, "_trainable_by_design", v.trainable)]
+    return trainable + others
+
+
+def _has_custom_state(layer) -> bool:
+    return hasattr(layer, "save_own_variables") and hasattr(layer, "load_own_variables")
+
+
+def functional_layer_order(model) -> list:
+    """A Functional model's layers in Keras's order (see the module docstring)."""
+    inputs, outputs = list(model.inputs), list(model.outputs)
+    input_ids = {id(t) for t in inputs}
+    finished: set[int] = set()
+    order: list = []  # nodes, inputs first (Keras's nodes_in_decreasing_depth)
+    op_index: dict[int, int] = {}
+    layers_by_id: dict[int, Layer] = {}
+
+    def is_input(node) -> bool:
+        return not node.input_tensors and type(node.layer).__name__ == "InputLayer"
+
+    def visit(tensor):
+        layer, node_index, _ = tensor._keras_history
+        node = layer._inbound_nodes[node_index]
+        if id(node) in finished:
+            return None
+        if not is_input(node) and id(tensor) in input_ids:
+            finished.add(id(node))
+            return None
+        if id(layer) not in op_index:
+            op_index[id(layer)] = len(op_index)
+            layers_by_id[id(layer)] = layer
+        return node
+
+    for out in outputs:  # an iterative copy of Keras's recursive _build_map_helper
+        node = visit(out)
+        if node is None:
+            continue
+        stack = [(node, iter([] if is_input(node) else node.input_tensors))]
+        while stack:
+            current, parents = stack[-1]
+            for t in parents:
+                child = visit(t)
+                if child is not None:
+                    stack.append((child, iter([] if is_input(child) else child.input_tensors)))
+                    break
+            else:
+                stack.pop()
+                finished.add(id(current))
+                order.append(current)
+
+    in_graph = {id(n) for n in order}
+    node_depth: dict[int, int] = {}
+    op_depth: dict[int, int] = {}
+    for node in reversed(order):
+        depth = node_depth.setdefault(id(node), 0)
+        depth = max(depth, op_depth.get(id(node.layer), 0))
+        op_depth[id(node.layer)] = depth
+        node_depth[id(node)] = depth
+        for parent in node.parent_nodes:
+            if id(parent) in in_graph:
+                node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
+    for t in inputs:  # inputs not connected to any output
+        layer = t._keras_history[0]
+        if id(layer) not in op_depth and type(layer).__name__ == "InputLayer":
+            op_depth[id(layer)] = 0
+            op_index[id(layer)] = -1
+            layers_by_id[id(layer)] = layer
+    ids = sorted(op_depth, key=lambda i: (-op_depth[i], op_index[i]))
+    return [layers_by_id[i] for i in ids]
+
+
+def keras_layers(model) -> list:
+    """``model.layers`` in Keras's order."""
+    if hasattr(model, "_nodes") and hasattr(model, "outputs"):
+        return functional_layer_order(model)
+    return list(model.layers)
+
+
+def _children(obj):
+    """(attribute, child) pairs in Keras's visiting order: a model's layers, then attributes sorted."""
+    items = []
+    structured = _is_model(obj) and (hasattr(obj, "_stack") or hasattr(obj, "_nodes"))
+    if structured:
+        items.append(("layers", keras_layers(obj)))
+    attrs = dict(vars(obj))
+    if _is_model(obj) and not structured:
+        attrs["layers"] = obj.layers  # a property in Keras, visited in sorted order
+    for attr in sorted(attrs, key=_name_key):
+        if attr.startswith("__") or (attr in _SKIP_ATTRS and not (attr == "layers" and not structured)):
+            continue
+        value = attrs[attr]
+        if isinstance(value, Layer) or (isinstance(value, (list, tuple, dict)) and _holds_layers(value)):
+            items.append((attr, value))
+    return items
+
+
+def _holds_layers(container, depth: int = 0) -> bool:
+    if depth > 8:
+        return False
+    values = container.values() if isinstance(container, dict) else container
+    for v in values:
+        if isinstance(v, Layer):
+            return True
+        if isinstance(v, (list, tuple, dict)) and _holds_layers(v, depth + 1):
+            return True
+    return False
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}/{name}" if path else name
+
+
+def _walk(obj, path: str, visited: set, out: list) -> None:
+    if id(obj) in visited:
+        return
+    visited.add(id(obj))
+    custom = _has_custom_state(obj)
+    out.append(Entry(path, obj.name, [] if custom else own_variables(obj), obj, custom))
+    for attr, child in _children(obj):
+        if isinstance(child, Layer):
+            _walk(child, _join(path, attr), visited, out)
+        else:
+            _walk_container(child, _join(path, attr), visited, out, set())
+
+
+def _walk_container(container, path: str, visited: set, out: list, seen_containers: set) -> None:
+    if id(container) in seen_containers:
+        return
+    seen_containers.add(id(container))
+    used: dict[str, int] = {}
+    values = list(container.values()) if isinstance(container, dict) else list(container)
+    for item in values:
+        if isinstance(item, Layer):
+            _walk(item, _join(path, _unique(to_snake_case(type(item).__name__), used)), visited, out)
+        elif isinstance(item, (list, tuple, dict)):
+            _walk_container(item, _join(path, _unique("container", used)), visited, out, seen_containers)
+
+
+def _unique(name: str, used: dict) -> str:
+    if name in used:
+        used[name] += 1
+        return f"{name}_{used[name]}"
+    used[name] = 0
+    return name
+
+
+def model_entries(model) -> list[Entry]:
+    """Every saveable layer of ``model`` (the model itself first) in Keras's order, with its path."""
+    out: list[Entry] = []
+    _walk(model, "", set(), out)
+    return out
+
+
+def keras_trainable_variables(model) -> list:
+    """``model.trainable_variables`` in Keras's order (layers in Keras's order, recursively)."""
+    out, seen = [], set()
+
+    def collect(layer):
+        if not layer.trainable:
+            return
+        for v in own_variables(layer):
+            if v.trainable and id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        subs = keras_layers(layer) if _is_model(layer) and (hasattr(layer, "_stack") or hasattr(
+            layer, "_nodes")) else list(layer._layers)
+        for sub in subs:
+            collect(sub)
+
+    collect(model)
+    return out
+
+
+def optimizer_variables_keras_order(optimizer, keras_trainables: list) -> list:
+    """The optimizer's variables in the order Keras would hold them for ``keras_trainables``.
+
+    lamina's optimizer orders its slots by the variable list it was built on. When that list is a
+    permutation of Keras's order, each block of slots (one ``add_optimizer_variables`` call: k slots
+    per variable, interleaved) is permuted the same way; other variables keep their places.
+    """
+    variables = list(optimizer.variables)
+    built_on = list(getattr(optimizer, "_trainable_variables", []))
+    if [id(v) for v in built_on] == [id(v) for v in keras_trainables] or not built_on:
+        return variables
+    if sorted(id(v) for v in built_on) != sorted(id(v) for v in keras_trainables):
+        raise ValueError(
+            f"Optimizer '{optimizer.name}' was built on {len(built_on)} variables that are not the model's "
+            f"{len(keras_trainables)} trainable variables; its state cannot be laid out as Keras expects."
+        )
+    n = len(built_on)
+    lamina_index = {id(v): i for i, v in enumerate(built_on)}
+    perm = [lamina_index[id(v)] for v in keras_trainables]  # keras position -> lamina position
+    slot_of: dict[int, int] = {}
+    for group, _views, _flat in optimizer._slot_groups.values():
+        for i, slot in enumerate(group):
+            slot_of[id(slot)] = i
+    out: list = []
+    pos = 0
+    while pos < len(variables):
+        v = variables[pos]
+        if id(v) not in slot_of:
+            out.append(v)
+            pos += 1
+            continue
+        k = 0
+        while pos + k < len(variables) and slot_of.get(id(variables[pos + k])) == 0:
+            k += 1
+        block = variables[pos:pos + k * n]
+        if k == 0 or len(block) != k * n or any(
+                slot_of.get(id(block[j * k + a])) != j for j in range(n) for a in range(k)):
+            raise ValueError(f"Optimizer '{optimizer.name}' has slot variables in an unexpected layout; "
+                             "its state cannot be laid out as Keras expects.")
+        for kp in range(n):
+            out.extend(block[perm[kp] * k:(perm[kp] + 1) * k])
+        pos += k * n
+    return out
