@@ -100,13 +100,17 @@ class ArrayBatches:
     """Batches of in-memory arrays; one permutation (and one gather) per epoch when shuffling."""
 
     def __init__(self, x, y=None, sample_weight=None, batch_size: int = 32, shuffle: bool = False,
-                 steps: int | None = None, what: str = "fit", rng=None):
+                 steps: int | None = None, what: str = "fit", rng=None, shard: tuple[int, int] | None = None):
         self.x, self.y, self.sw = x, y, sample_weight
         self.n = num_samples(x, y, sample_weight, what)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.rng = rng
-        full = math.ceil(self.n / self.batch_size) if self.n else 0
+        # Data-parallel: (rank, world). Step i covers the global slice of batch_size * world samples
+        # of the epoch's (shared) order; this rank takes its contiguous part of it.
+        self.shard = shard
+        world = shard[1] if shard else 1
+        full = math.ceil(self.n / (self.batch_size * world)) if self.n else 0
         self.steps = full if steps is None else min(int(steps), full)
 
     def __len__(self) -> int:
@@ -125,8 +129,10 @@ class ArrayBatches:
             perm = (self.rng or backend.rng()).permutation(self.n)
             x, y, sw = _map(lambda a: a[perm], x), _map(lambda a: a[perm], y), _map(lambda a: a[perm], sw)
         bs = self.batch_size
+        rank, world = self.shard or (0, 1)
         for i in range(self.steps):
-            sl = slice(i * bs, (i + 1) * bs)
+            start = i * bs * world + rank * bs
+            sl = slice(min(start, self.n), min(start + bs, self.n))
             yield slice_all(x, sl), slice_all(y, sl), slice_all(sw, sl)
 
 

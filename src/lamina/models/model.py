@@ -112,3 +112,44 @@ class Model(Trainer, Layer):
 
             return Functional.from_config(config, custom_objects=custom_objects)
         return super().from_config(config)
+
+    # ------------------------------------------------------------------ saving (see lamina.saving)
+
+    def save(self, filepath, overwrite: bool = True, zipped: bool | None = None, **kwargs) -> None:
+        """Save architecture, weights, compile config and optimizer state to a ``.keras`` file
+        (``.h5``: the legacy HDF5 file; ``zipped=False``: a folder). Written atomically."""
+        from lamina.saving import saving_api
+
+        saving_api.save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Save the weights (and built optimizer state) to a ``.weights.h5`` file, atomically."""
+        from lamina.saving import saving_api
+
+        saving_api.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch: bool = False, **kwargs) -> None:
+        """Load weights from ``.weights.h5``, ``.keras`` or legacy ``.h5``; all checked before any changes."""
+        from lamina.saving import saving_api
+
+        saving_api.load_weights(self, filepath, skip_mismatch=skip_mismatch, **kwargs)
+
+    def to_json(self, **kwargs) -> str:
+        """The model's config (Keras 3 format) as a JSON string; ``kwargs`` go to ``json.dumps``."""
+        import json
+
+        from lamina.saving import serialization_lib
+
+        return json.dumps(serialization_lib.serialize_keras_object(self), **kwargs)
+
+    def get_compile_config(self) -> dict | None:
+        """The compile arguments, serialized as Keras 3 writes them (None if not compiled)."""
+        from lamina.saving import compile_config
+
+        return compile_config.get_compile_config(self)
+
+    def compile_from_config(self, config: dict) -> None:
+        """Compile from :meth:`get_compile_config`'s dict and build the optimizer, as Keras does."""
+        from lamina.saving import compile_config
+
+        compile_config.compile_from_config(self, config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -50,6 +51,9 @@ class Trainer:
         self._loss_tracker = None
         self._compile_config = None
         self._use_logits = None
+        # A data-parallel strategy (lamina.distribute) attached by `strategy.scope()` or
+        # `fit(strategy=...)`; None trains in this process alone.
+        self._distribution = None
 
     # ------------------------------------------------------------------ compile
 
@@ -110,6 +114,10 @@ class Trainer:
         self._per_output_trackers = [metrics_lib.Mean(name=f"{ol.name}_loss") for ol in self._output_losses] \
             if len(self._output_losses) > 1 else []
         self._use_logits = None
+        # Compiled inside `with strategy.scope():` — train data-parallel with that strategy.
+        strategy_mod = sys.modules.get("lamina.distribute.strategy")
+        if strategy_mod is not None and strategy_mod.current() is not None:
+            strategy_mod.current()._attach(self)
         self.compiled = True
         self.stop_training = False
         self._lint_mode = lint
@@ -301,6 +309,11 @@ class Trainer:
     def _train_step(self, x, y, sw) -> None:
         logits = self._decide_logits()
         trainable = self.trainable_weights
+        if self._distribution is not None and _batch_len(x) == 0:
+            # This rank's share of a short last batch is empty: it still joins the gradient average.
+            grads = self._distribution.reduce_gradients([None] * len(trainable), trainable, 0)
+            self.optimizer.apply(grads, trainable)
+            return
         self._clear_losses()
         with GradientTape() as tape:
             y_pred = self._forward(x, training=True, logits=logits)
@@ -311,6 +324,8 @@ class Trainer:
                 "cannot change it. Check that the model has trainable layers."
             )
         grads = tape.gradient(loss, trainable)
+        if self._distribution is not None:
+            grads = self._distribution.reduce_gradients(grads, trainable, _batch_len(x))
         self.optimizer.apply(grads, trainable)
         self._clear_losses()
         loss_value = float(loss.data)
@@ -391,6 +406,11 @@ class Trainer:
         verbose = 1 if verbose == "auto" else int(verbose)
         batch_size = batch_size or 32
         val = None
+        if strategy is not None:
+            strategy._attach(self)
+        dist = self._distribution
+        if dist is not None and not dist.is_chief:
+            verbose = 0
         if data_lib.is_array_like(x):
             x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "fit")
             if y is None:
@@ -401,7 +421,9 @@ class Trainer:
             if class_weight is not None:
                 sample_weight = data_lib.class_weights_to_sample_weights(self._as_list(y)[0], class_weight)
             train = data_lib.ArrayBatches(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
-                                          steps=steps_per_epoch, what="fit")
+                                          steps=steps_per_epoch, what="fit",
+                                          rng=dist.shuffle_rng() if dist is not None else None,
+                                          shard=dist.shard if dist is not None else None)
         else:
             if y is not None:
                 raise ValueError(
@@ -424,9 +446,10 @@ class Trainer:
             from lamina.callbacks import ActivationHealth
 
             cb_list.append(ActivationHealth() if health is True else health)
+        if dist is not None:
+            cb_list = dist.filter_callbacks(cb_list)
+            dist.on_fit_begin(self)
         cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=epochs, steps=steps)
-        if strategy is not None:
-            strategy._attach(self)
         self.stop_training = False
         cbs.on_train_begin()
         logs = {}
@@ -450,6 +473,8 @@ class Trainer:
                     "generator that loops).", UserWarning, stacklevel=2,
                 )
                 break
+            if dist is not None:
+                dist.reduce_metrics(self.metrics)
             logs = self._logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_data(val, validation_batch_size or batch_size, validation_steps)
@@ -501,14 +526,19 @@ class Trainer:
 
     def _evaluate_data(self, data, batch_size, steps) -> dict:
         self.reset_metrics()
+        dist = self._distribution
         if isinstance(data, tuple):
-            batches = data_lib.ArrayBatches(*data, batch_size=batch_size, steps=steps, what="evaluate").epoch()
+            batches = data_lib.ArrayBatches(*data, batch_size=batch_size, steps=steps, what="evaluate",
+                                            shard=dist.shard if dist is not None else None).epoch()
         else:
             batches = data_lib.IterableBatches(data, steps=steps, what="evaluate").epoch()
         for xb, yb, swb in batches:
             if not isinstance(data, tuple):
                 xb, yb, swb = self._prepare_stream_batch(xb, yb, swb, None, False)
-            self._test_step(xb, yb, swb)
+            if _batch_len(xb):
+                self._test_step(xb, yb, swb)
+        if dist is not None:
+            dist.reduce_metrics(self.metrics)
         return self._logs()
 
     # ------------------------------------------------------------------ evaluate / predict
@@ -521,6 +551,9 @@ class Trainer:
         self._assert_compiled("evaluate")
         verbose = 1 if verbose == "auto" else int(verbose)
         batch_size = batch_size or 32
+        dist = self._distribution
+        if dist is not None and not dist.is_chief:
+            verbose = 0
         if data_lib.is_array_like(x):
             x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "evaluate")
             self._ensure_built(x)
@@ -536,15 +569,19 @@ class Trainer:
         cbs.on_test_begin()
         self.reset_metrics()
         if isinstance(data, tuple):
-            batches = data_lib.ArrayBatches(*data, batch_size=batch_size, steps=steps, what="evaluate").epoch()
+            batches = data_lib.ArrayBatches(*data, batch_size=batch_size, steps=steps, what="evaluate",
+                                            shard=dist.shard if dist is not None else None).epoch()
         else:
             batches = data_lib.IterableBatches(data, steps=steps, what="evaluate").epoch()
         for i, (xb, yb, swb) in enumerate(batches):
             if not isinstance(data, tuple):
                 xb, yb, swb = self._prepare_stream_batch(xb, yb, swb, None, i == 0)
             cbs.on_test_batch_begin(i)
-            self._test_step(xb, yb, swb)
+            if _batch_len(xb):
+                self._test_step(xb, yb, swb)
             cbs.on_test_batch_end(i, self._logs())
+        if dist is not None:
+            dist.reduce_metrics(self.metrics)
         logs = self._logs()
         cbs.on_test_end(logs)
         if return_dict:
@@ -555,11 +592,18 @@ class Trainer:
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs for ``x`` in batches, concatenated; plain NumPy, no graph."""
         verbose = 1 if verbose == "auto" else int(verbose)
+        dist = self._distribution
+        if dist is not None and not dist.is_chief:
+            verbose = 0
         if data_lib.is_array_like(x):
             x = data_lib._map(lambda a: data_lib.to_array(a, "predict", "x"), x)
             n = data_lib.num_samples(x, what="predict")
             self._ensure_built(x)
             self._check_input_shapes(x)
+            if dist is not None:
+                # Each rank predicts one contiguous block; the blocks are gathered back in order.
+                x = data_lib.slice_all(x, dist.block_of(n))
+                n = data_lib.num_samples(x, what="predict")
             bs = batch_size or 32
             n_steps = math.ceil(n / bs) if n else 0
             if steps is not None:
@@ -584,6 +628,8 @@ class Trainer:
                 cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
         if cbs is not None:
             cbs.on_predict_end()
+        if dist is not None and data_lib.is_array_like(x):
+            return dist.gather_blocks(outs)
         return _concat_outputs(outs)
 
     def _predict_batch(self, xb):
