@@ -186,11 +186,16 @@ def _tanh_into(x, out):
 
 def _softmax_into(x, axis, out):
     # Shift by the max so exp never overflows; initial=-inf lets an empty axis pass through.
-    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    # ndarray methods rather than np.max/np.sum: same reductions without the Python wrappers,
+    # which matters for single-sample inference.
+    m = x.max(axis=axis, keepdims=True, initial=-np.inf)
     np.subtract(x, m, out=out)
-    with np.errstate(under="ignore"):
+    if np.geterr()["under"] == "ignore":  # NumPy's default: skip the errstate context's cost
         np.exp(out, out=out)
-    out /= np.sum(out, axis=axis, keepdims=True)
+    else:
+        with np.errstate(under="ignore"):
+            np.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
     return out
 
 

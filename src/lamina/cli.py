@@ -1,8 +1,16 @@
-"""The ``lamina`` command: ``lamina demo`` trains the seed model and reports test accuracy."""
+"""The ``lamina`` command.
+
+* ``lamina demo`` trains the seed model on Fashion-MNIST and reports test accuracy;
+  ``lamina demo circles -o out/`` trains a linear and a relu stack on the circles and draws both
+  decision boundaries side by side;
+* ``lamina plot activations [NAMES...] [--derivatives] -o chart.png`` draws the activation chart;
+* ``lamina lint model.keras`` lints a saved model (exit status 1 when it has errors).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -21,6 +29,8 @@ def demo(args) -> int:
     from lamina.datasets import DatasetUnavailableError
 
     lamina.utils.set_random_seed(args.seed)
+    if getattr(args, "dataset", None) == "circles":
+        return _demo_circles(lamina, args)
     try:
         (x_train, y_train), (x_test, y_test) = lamina.datasets.fashion_mnist.load_data()
     except DatasetUnavailableError as err:
@@ -45,26 +55,112 @@ def demo(args) -> int:
 def _demo_circles(lamina, args) -> int:
     x, y = lamina.datasets.make_circles(n_samples=2000, noise=0.05, factor=0.5, seed=args.seed)
     split = 1500
+    results = []
     for label, act in (("no activation (a linear stack)", None), ("relu hidden layers", "relu")):
         model = lamina.Sequential([
             lamina.layers.Dense(16, activation=act, input_shape=(2,)),
             lamina.layers.Dense(16, activation=act),
             lamina.layers.Dense(1, activation="sigmoid"),
-        ])
-        model.compile(optimizer=lamina.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
+        ], name="linear_stack" if act is None else "relu_stack")
+        # The linear stack is the point of the demo: show what lint says about it, then train it anyway.
+        model.compile(optimizer=lamina.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"],
+                      lint=False)
+        for finding in lamina.diagnostics.lint(model):
+            print(f"  lint ({finding.severity}, {finding.rule}): {finding.message}")
         model.fit(x[:split], y[:split], epochs=args.epochs * 6, batch_size=32, verbose=2 if act else 0)
         _, acc = model.evaluate(x[split:], y[split:], verbose=0)
         print(f"Circles, {label}: test accuracy {acc:.3f}")
+        results.append((label, model, acc))
+    output = getattr(args, "output", None)
+    if output:
+        try:
+            path = _circles_picture(results, x[split:], y[split:], output)
+        except ImportError as err:
+            print(f"Could not draw the decision boundaries: {err}", file=sys.stderr)
+            return 1
+        print(f"Wrote both decision boundaries to {path}")
+    elif getattr(args, "dataset", None) == "circles":
+        print("(Add -o DIR to save both decision boundaries as DIR/circles.png.)")
     return 0
+
+
+def _circles_picture(results, x, y, output: str) -> str:
+    from lamina import plot
+
+    os.makedirs(output, exist_ok=True)
+    path = os.path.join(output, "circles.png")
+    fig, axes = plot._figure(1, len(results), size=(5.2 * len(results), 5.0))
+    for ax, (label, model, acc) in zip(axes, results):
+        plot.decision_boundary(model, x, y, ax=ax, title=f"{label}\ntest accuracy {acc:.1%}")
+    fig.suptitle("Concentric circles: a linear stack vs relu hidden layers")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_activations(args) -> int:
+    from lamina import plot
+
+    names = args.names or ["sigmoid", "tanh", "relu"]
+    try:
+        fig = plot.activations(names, derivatives=args.derivatives)
+    except ValueError as err:
+        print(f"lamina plot activations: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:
+        print(f"lamina plot activations: {err}", file=sys.stderr)
+        return 1
+    folder = os.path.dirname(args.output)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(args.output, dpi=100)
+    print(f"Wrote {', '.join(names)}{' and their derivatives' if args.derivatives else ''} to {args.output}")
+    return 0
+
+
+def lint_file(args) -> int:
+    import lamina
+
+    load = getattr(lamina.models, "load_model", None) or getattr(lamina.saving, "load_model", None)
+    if load is None:
+        print("lamina lint needs lamina.models.load_model, which this installation lacks.", file=sys.stderr)
+        return 2
+    if not os.path.exists(args.path):
+        print(f"lamina lint: no such file. Received: {args.path}", file=sys.stderr)
+        return 2
+    try:
+        model = load(args.path)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        print(f"lamina lint: could not load {args.path}: {err}", file=sys.stderr)
+        return 2
+    findings = lamina.diagnostics.lint(model)
+    for finding in findings:
+        print(finding)
+    counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "hint")}
+    print(f"{args.path}: {counts['error']} error(s), {counts['warning']} warning(s), {counts['hint']} hint(s)")
+    return 1 if counts["error"] else 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="lamina", description="lamina: Keras-compatible deep learning on NumPy.")
     sub = parser.add_subparsers(dest="command")
     p_demo = sub.add_parser("demo", help="train the seed model on Fashion-MNIST and report test accuracy")
+    p_demo.add_argument("dataset", nargs="?", choices=["circles"],
+                        help="'circles': a linear and a relu stack on concentric circles instead")
     p_demo.add_argument("--epochs", type=int, default=5)
     p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("-o", "--output", default=None, help="folder for the circles picture (circles.png)")
     p_demo.set_defaults(func=demo)
+    p_plot = sub.add_parser("plot", help="draw charts (needs matplotlib)")
+    charts = p_plot.add_subparsers(dest="chart")
+    p_act = charts.add_parser("activations", help="the activation chart: sigmoid, tanh, relu or any names")
+    p_act.add_argument("names", nargs="*", help="activation names (default: sigmoid tanh relu)")
+    p_act.add_argument("--derivatives", action="store_true", help="add a panel with the derivatives")
+    p_act.add_argument("-o", "--output", default="activations.png", help="the PNG file to write")
+    p_act.set_defaults(func=plot_activations)
+    p_plot.set_defaults(func=lambda _args: (p_plot.print_help(), 2)[1])
+    p_lint = sub.add_parser("lint", help="check a saved model for activation mistakes")
+    p_lint.add_argument("path", help="a .keras (or .h5) model file")
+    p_lint.set_defaults(func=lint_file)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

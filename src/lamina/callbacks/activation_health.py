@@ -46,10 +46,18 @@ class ActivationHealth(Callback):
     ``nan_check`` the first batch whose loss is NaN or inf is rerun layer by layer and the first
     layer and op that produced the bad value is named (``health["nan"]``).
 
+    Cost: one forward + backward pass over ``sample_size`` rows per measured epoch, and a check of
+    one small gradient per step (``nan_check``). ``budget`` caps the share of the training time the
+    measurements may take: an epoch is skipped while the time spent measuring exceeds ``budget``
+    times the time spent training (the first and last epochs are always measured), so very short
+    epochs are measured every few epochs; ``health["epochs"]`` lists the measured ones.
+
     Args:
         x_sample, y_sample: rows to measure on; None uses the sample ``fit`` keeps.
         sample_size: at most this many rows are used.
-        every: measure every ``every`` epochs.
+        every: measure every ``every`` epochs (at most).
+        budget: the largest share of training time measuring may take (default 5 %); None
+            measures every ``every`` epochs whatever it costs.
         dead_threshold, saturation_threshold: fractions above which a layer is reported.
         ratio_threshold: first/last gradient-norm ratio below which gradients count as vanishing.
         verbose: print a table per measured epoch; None follows ``fit``'s ``verbose``.
@@ -57,24 +65,31 @@ class ActivationHealth(Callback):
     """
 
     def __init__(self, x_sample=None, y_sample=None, sample_size: int = 256, every: int = 1,
-                 dead_threshold: float = 0.5, saturation_threshold: float = 0.5, ratio_threshold: float = 1e-3,
+                 budget: float | None = 0.05, dead_threshold: float = 0.5, saturation_threshold: float = 0.5,
+                 ratio_threshold: float = 1e-3,
                  verbose: int | None = None, nan_check: bool = True):
         super().__init__()
         self.x_sample = x_sample
         self.y_sample = y_sample
         self.sample_size = _check_positive_int("sample_size", sample_size)
         self.every = _check_positive_int("every", every)
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+            raise ValueError(f"ActivationHealth: `budget` must be a number > 0 or None. Received: budget={budget!r}")
+        self.budget = None if budget is None else float(budget)
         self.dead_threshold = _check_fraction("dead_threshold", dead_threshold)
         self.saturation_threshold = _check_fraction("saturation_threshold", saturation_threshold)
         if isinstance(ratio_threshold, bool) or not isinstance(ratio_threshold, (int, float)) or ratio_threshold < 0:
             raise ValueError(
-                f"ActivationHealth: `ratio_threshold` must be a number >= 0. Received: ratio_threshold={ratio_threshold!r}"
+                "ActivationHealth: `ratio_threshold` must be a number >= 0. "
+                f"Received: ratio_threshold={ratio_threshold!r}"
             )
         self.ratio_threshold = float(ratio_threshold)
         self.verbose = verbose
         self.nan_check = bool(nan_check)
         self.health: dict = self._empty()
         self.seconds = 0.0  # time spent measuring during the last fit
+        self._train_seconds = 0.0
+        self._epoch_start = 0.0
         self._warned: set = set()
         self._xs = self._ys = None
         self._patched: dict = {}
@@ -95,6 +110,7 @@ class ActivationHealth(Callback):
 
         self.health = self._empty()
         self.seconds = 0.0
+        self._train_seconds = 0.0
         self._warned = set()
         xs, ys = self.x_sample, self.y_sample
         if xs is None:
@@ -118,11 +134,17 @@ class ActivationHealth(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._step = -1
+        self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        self._train_seconds += start - self._epoch_start
         if self._xs is None or (epoch + 1) % self.every:
             return
-        start = time.perf_counter()
+        last = epoch + 1 >= (self.params or {}).get("epochs", 0)
+        if self.budget is not None and self.health["epochs"] and not last \
+                and self.seconds > self.budget * self._train_seconds:
+            return
         self.measure(epoch)
         self.seconds += time.perf_counter() - start
 
@@ -137,9 +159,7 @@ class ActivationHealth(Callback):
         from lamina.diagnostics._graph import Graph
 
         model = self.model
-        graph = Graph(model)
-        stats = H.activation_stats(model, self._xs, graph)
-        norms = H.gradient_norms(model, self._xs, self._ys, graph) if self._ys is not None else {}
+        stats, norms = H.measure(model, self._xs, self._ys, Graph(model))
         ratio = H.gradient_ratio(norms)
         n_before = len(self.health["epochs"])
         self.health["epochs"].append(epoch)
@@ -176,10 +196,12 @@ class ActivationHealth(Callback):
                            "BatchNormalization before the activation, or use relu.")
         if math.isfinite(ratio) and ratio < self.ratio_threshold:
             names = list(norms)
+            share = "no gradient at all (are its units dead?)" if ratio == 0 else \
+                f"{ratio:.1e} of the gradient norm of the last layer '{names[-1]}'"
             self._warn(("ratio",),
-                       f"Vanishing gradients: the first layer '{names[0]}' gets {ratio:.1e} of the gradient norm of "
-                       f"the last layer '{names[-1]}', so the early layers barely learn. Use relu with "
-                       "kernel_initializer='he_normal', add BatchNormalization, or use fewer layers.")
+                       f"Vanishing gradients: the first layer '{names[0]}' gets {share}, so the early layers barely "
+                       "learn. Use relu with kernel_initializer='he_normal', add BatchNormalization, or use fewer "
+                       "layers.")
 
     def _warn(self, key, message: str) -> None:
         from lamina.diagnostics.findings import HealthWarning
@@ -214,13 +236,20 @@ class ActivationHealth(Callback):
     # ------------------------------------------------------------------ NaN / inf source
 
     def _install(self) -> None:
-        """Wrap the model's train step (to remember the batch) and loss (to catch the first NaN/inf
-        before the update is applied, while the weights are still those that produced it)."""
+        """Wrap the model's train step (to remember the batch) and its optimizer's ``apply`` (to
+        catch the first NaN/inf before the update lands, while the weights are still those that
+        produced it). Both the generic and the Dense-chain step call ``optimizer.apply``.
+
+        The per-step check looks at one small gradient (the output layer's bias, or the smaller of
+        the last two): a NaN or inf loss reaches every output-layer gradient through ``p - y``.
+        """
         model = self.model
-        if model is None or not hasattr(model, "_train_step") or self._patched:
+        optimizer = getattr(model, "optimizer", None)
+        if model is None or optimizer is None or not hasattr(model, "_train_step") or self._patched:
             return
         cb = self
-        orig_step, orig_loss = model._train_step, model._compute_loss
+        orig_step, orig_apply = model._train_step, optimizer.apply
+        probe = []  # index of the gradient to check, found on the first call
 
         def train_step(x, y, sw):
             cb._batch = (x, y)
@@ -231,43 +260,45 @@ class ActivationHealth(Callback):
             finally:
                 cb._in_step = False
 
-        def compute_loss(y, y_pred, sample_weight, logits):
-            out = orig_loss(y, y_pred, sample_weight, logits)
-            if cb._in_step and cb.health["nan"] is None:
-                from lamina.autodiff import _value
+        def apply(grads, trainable_variables=None):
+            if cb._in_step and cb.health["nan"] is None and grads:
+                if not probe:
+                    tail = [i for i in (len(grads) - 2, len(grads) - 1) if i >= 0 and grads[i] is not None]
+                    probe.append(min(tail, key=lambda i: np.size(grads[i])) if tail else -1)
+                i = probe[0]
+                g = grads[i] if 0 <= i < len(grads) else None
+                if g is not None:
+                    total = float(np.sum(g))
+                    if total - total != 0.0:  # NaN or +-inf
+                        cb._in_step = False
+                        cb._diagnose()
+            return orig_apply(grads, trainable_variables)
 
-                total = np.asarray(_value(out[0]), dtype=np.float64)
-                if not np.all(np.isfinite(total)):
-                    cb._in_step = False  # the diagnosis evaluates the loss again
-                    try:
-                        cb._diagnose(float(total))
-                    finally:
-                        cb._in_step = True
-            return out
-
-        for name, fn in (("_train_step", train_step), ("_compute_loss", compute_loss)):
-            self._patched[name] = model.__dict__.get(name)
-            object.__setattr__(model, name, fn)
+        self._patched = {"model": (model, {"_train_step": model.__dict__.get("_train_step")}),
+                         "optimizer": (optimizer, {"apply": optimizer.__dict__.get("apply")})}
+        object.__setattr__(model, "_train_step", train_step)
+        object.__setattr__(optimizer, "apply", apply)
 
     def _uninstall(self) -> None:
-        model = self.model
-        for name, previous in self._patched.items():
-            if previous is None:
-                model.__dict__.pop(name, None)
-            else:
-                object.__setattr__(model, name, previous)
+        for obj, saved in self._patched.values():
+            for name, previous in saved.items():
+                if previous is None:
+                    obj.__dict__.pop(name, None)
+                else:
+                    object.__setattr__(obj, name, previous)
         self._patched = {}
         self._batch = None
 
-    def _diagnose(self, loss_value: float) -> None:
+    def _diagnose(self) -> None:
         from lamina.diagnostics import health as H
 
         x, y = self._batch
         report = H.locate_nonfinite(self.model, x, y)
         if report is None:
-            report = {"layer": None, "op": "unknown", "value": str(loss_value),
-                      "message": "rerunning the batch layer by layer gave finite values everywhere"}
-        report = dict(report, epoch=self._epoch, batch=max(self._step, 0), loss=loss_value)
+            report = {"layer": None, "op": "unknown", "value": "nan",
+                      "message": "the gradients are NaN or inf, yet rerunning the batch layer by layer in "
+                                 "inference mode gave finite values everywhere (a training-only layer?)"}
+        report = dict(report, epoch=self._epoch, batch=max(self._step, 0))
         self.health["nan"] = report
-        self._warn(("nan",), f"The loss became {loss_value} at epoch {self._epoch + 1}, batch {report['batch']}: "
-                             f"{report['message']}.")
+        self._warn(("nan",), f"Training produced {report['value']} at epoch {self._epoch + 1}, batch "
+                             f"{report['batch']}: {report['message']}.")

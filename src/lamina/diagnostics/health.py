@@ -26,7 +26,7 @@ import numpy as np
 from lamina.diagnostics._graph import ACT, AFFINE_ACT, RELU_FAMILY, Graph, activation_of, flatten_inputs, role_of
 
 __all__ = ["FLAT", "SAMPLE_ROWS", "activation_stats", "gradient_norms", "gradient_ratio", "keep_sample",
-           "locate_nonfinite"]
+           "locate_nonfinite", "measure"]
 
 SAMPLE_ROWS = 1024  # rows of the training data fit keeps for ActivationHealth (a random subset)
 FLAT = {"sigmoid": 5.0, "tanh": 2.5, "hard_sigmoid": 3.0, "hard_tanh": 1.0}
@@ -62,22 +62,22 @@ def _prepare(model, x) -> list:
     return out
 
 
-def activation_stats(model, x, graph: Graph | None = None) -> dict:
-    """``{layer name: {"activation", "mean", "std", ["dead"], ["saturated"]}}`` for every layer with a
-    non-linear activation, in model order, from one inference pass over ``x``."""
-    graph = graph or Graph(model)
-    if not graph.known:
-        return {}
-    stats: dict[str, dict] = {}
+def _stats_visitor(stats: dict, head=None, head_pre: dict | None = None):
+    """A ``Graph.run`` visitor that records each activation layer's statistics into ``stats`` (and
+    the pre-activation of the ``head`` node into ``head_pre["z"]``, as computed: possibly a Tensor)."""
+    from lamina.autodiff import _value
 
     def visit(g, args, outs):
         layer = g.layer
         r = role_of(layer)
         if r not in (ACT, AFFINE_ACT):
             return
+        pre = outs[0] if r == AFFINE_ACT else (args[0] if isinstance(args, list) else args)
+        if head_pre is not None and g is head:
+            head_pre["z"] = pre
         act = activation_of(layer)
-        a = np.asarray(outs[-1])
-        z = np.asarray(outs[0]) if r == AFFINE_ACT else np.asarray(args if not isinstance(args, list) else args[0])
+        a = np.asarray(_value(outs[-1]))
+        z = np.asarray(_value(pre))
         if a.size == 0:
             return
         with np.errstate(all="ignore"):
@@ -91,10 +91,20 @@ def activation_stats(model, x, graph: Graph | None = None) -> dict:
         name = layer.name if layer.name not in stats else f"{layer.name}:{len(stats)}"
         stats[name] = entry
 
+    return visit
+
+
+def activation_stats(model, x, graph: Graph | None = None) -> dict:
+    """``{layer name: {"activation", "mean", "std", ["dead"], ["saturated"]}}`` for every layer with a
+    non-linear activation, in model order, from one inference pass over ``x``."""
     from lamina.autodiff import stop_recording
 
+    graph = graph or Graph(model)
+    if not graph.known:
+        return {}
+    stats: dict[str, dict] = {}
     with stop_recording(), np.errstate(all="ignore"):
-        graph.run(_prepare(model, x), training=False, visit=visit)
+        graph.run(_prepare(model, x), training=False, visit=_stats_visitor(stats))
     return stats
 
 
@@ -105,6 +115,20 @@ def _weighted_layers(model, graph: Graph | None) -> list:
         if layer not in layers and layer.trainable_weights:
             layers.append(layer)
     return layers
+
+
+def _norms(layers, trainable, grads) -> dict[str, float]:
+    by_id = {id(v): g for v, g in zip(trainable, grads)}
+    out = {}
+    for layer in layers:
+        total = 0.0
+        for v in layer.trainable_weights:
+            g = by_id.get(id(v))
+            if g is not None:
+                g64 = np.asarray(g, dtype=np.float64).ravel()
+                total += float(np.dot(g64, g64))
+        out[layer.name] = math.sqrt(total)
+    return out
 
 
 def gradient_norms(model, x, y, graph: Graph | None = None) -> dict[str, float]:
@@ -131,17 +155,39 @@ def gradient_norms(model, x, y, graph: Graph | None = None) -> dict[str, float]:
         grads = tape.gradient(loss, trainable)
     finally:
         model._clear_losses()
-    by_id = {id(v): g for v, g in zip(trainable, grads)}
-    out = {}
-    for layer in layers:
-        total = 0.0
-        for v in layer.trainable_weights:
-            g = by_id.get(id(v))
-            if g is not None:
-                g64 = np.asarray(g, dtype=np.float64)
-                total += float(np.dot(g64.ravel(), g64.ravel()))
-        out[layer.name] = math.sqrt(total)
-    return out
+    return _norms(layers, trainable, grads)
+
+
+def measure(model, x, y=None, graph: Graph | None = None) -> tuple[dict, dict]:
+    """``(activation_stats, gradient_norms)`` from ONE forward + backward pass over ``x`` (what
+    ``ActivationHealth`` runs per epoch): the statistics are read off the recorded forward pass,
+    whose output (the logits where ``fit`` uses them) feeds the compiled loss."""
+    from lamina.autodiff import GradientTape
+
+    graph = graph or Graph(model)
+    layers = _weighted_layers(model, graph)
+    if not graph.known or y is None or not layers or not getattr(model, "_output_losses", None):
+        return activation_stats(model, x, graph), gradient_norms(model, x, y, graph) if y is not None else {}
+    logits = bool(model._decide_logits()) and len(graph.outputs) == 1
+    head = graph.producer.get(id(graph.outputs[0]))
+    stats: dict[str, dict] = {}
+    head_pre: dict = {}
+    trainable = [v for layer in layers for v in layer.trainable_weights]
+    model._clear_losses()
+    try:
+        with np.errstate(all="ignore"), GradientTape() as tape:
+            outs = graph.run(_prepare(model, x), training=False, visit=_stats_visitor(stats, head, head_pre))
+            if logits and "z" in head_pre:
+                pred = head_pre["z"]
+            else:
+                logits, pred = False, outs[0] if len(outs) == 1 else outs
+            loss, _ = model._compute_loss(y, pred, None, logits)
+        if loss is None or not hasattr(loss, "parents"):
+            return stats, {}
+        grads = tape.gradient(loss, trainable)
+    finally:
+        model._clear_losses()
+    return stats, _norms(layers, trainable, grads)
 
 
 def gradient_ratio(norms: dict[str, float]) -> float:

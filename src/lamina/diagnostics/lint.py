@@ -20,8 +20,11 @@ Rules (rule id — severity):
 * ``sigmoid-categorical-crossentropy`` — warning: sigmoid output with a categorical crossentropy.
 * ``categorical-loss-single-unit`` — error: a categorical crossentropy on one output unit is always 0.
 * ``nonnegative-output-crossentropy`` — warning: relu/softplus-style output into a crossentropy.
-* ``deep-saturating-stack`` — hint: ``DEEP_STACK`` or more consecutive sigmoid/tanh hidden layers with
-  the default (Glorot) initialisation: gradients shrink layer by layer.
+* ``deep-sigmoid-stack`` — hint: ``DEEP_STACK`` or more consecutive sigmoid (or hard_sigmoid) hidden
+  layers with the default (Glorot) initialisation: gradients shrink layer by layer. Measured with
+  32-unit layers on standard-normal inputs, the first/last gradient-norm ratio is 4e-3 at 4 sigmoid
+  layers, 2e-4 at 6 and 1e-5 at 8. Tanh stacks are not flagged: with Glorot initialisation (designed
+  for tanh) the ratio stays near 0.7-1 even at 10 layers; their saturation shows in ``ActivationHealth``.
 * with data: ``labels-one-hot-for-sparse``, ``labels-integers-for-categorical``,
   ``labels-out-of-range``, ``labels-class-count`` — errors; ``inputs-unscaled`` — hint (values of
   ``UNSCALED`` or more, 99th percentile of ``|x|``, reaching a sigmoid/tanh layer).
@@ -52,6 +55,7 @@ __all__ = ["DEEP_STACK", "UNSCALED", "check_at_compile", "check_at_fit", "lint"]
 
 DEEP_STACK = 4  # consecutive sigmoid/tanh hidden layers that earn the vanishing-gradient hint
 UNSCALED = 100.0  # 99th percentile of |x| from which inputs into sigmoid/tanh count as unscaled
+_SIGMOIDS = ("sigmoid", "hard_sigmoid")
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "hint": 2}
 _MODES = (None, True, "warn", False)
 
@@ -199,8 +203,6 @@ def _dense_saturating(graph: Graph, g) -> str | None:
 
 
 def _structural(model, graph: Graph | None = None) -> list[Finding]:
-    from lamina import layers as L
-
     graph = graph or Graph(model)
     if not graph.known:
         return []
@@ -228,7 +230,6 @@ def _structural(model, graph: Graph | None = None) -> list[Finding]:
     else:
         out += _linear_chains(graph)
     out += _deep_saturating(graph, heads)
-    del L
     return out
 
 
@@ -305,7 +306,7 @@ def _deep_saturating(graph: Graph, heads: set) -> list[Finding]:
     from lamina import layers as L
 
     sat = [g for g in graph.nodes if isinstance(g.layer, L.Dense) and id(g) not in heads
-           and _dense_saturating(graph, g) is not None]
+           and _dense_saturating(graph, g) in _SIGMOIDS]
     sat_ids = {id(g) for g in sat}
     nxt = {}
     for g in sat:
@@ -322,10 +323,10 @@ def _deep_saturating(graph: Graph, heads: set) -> list[Finding]:
         if len(run) >= DEEP_STACK and all(_is_default_init(n.layer) for n in run):
             acts = sorted({_dense_saturating(graph, n) for n in run})
             out.append(Finding(
-                "deep-saturating-stack", "hint", _names(run),
+                "deep-sigmoid-stack", "hint", _names(run),
                 f"{len(run)} consecutive {'/'.join(acts)} hidden layers with the default Glorot "
                 "initialisation: each layer scales the backward signal by the activation's slope (at most "
-                "0.25 for sigmoid), so the first layers' gradients vanish and they barely learn.",
+                "0.25), so the first layers' gradients vanish and they barely learn.",
                 "Use activation='relu' (with kernel_initializer='he_normal') in the hidden layers, add "
                 "BatchNormalization between them, or use fewer layers.",
             ))

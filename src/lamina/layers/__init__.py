@@ -48,7 +48,9 @@ def serialize(layer: Layer) -> dict:
     cls = type(layer)
     registered = _GLOBAL_CUSTOM_NAMES.get(cls)
     builtin = _builtin_classes().get(cls.__name__) is cls
-    if cls.__name__ in ("Sequential", "Functional", "Model") and builtin:
+    if cls.__name__ == "Functional" and builtin:
+        module = "keras.src.models.functional"  # where Keras 3 looks for it
+    elif cls.__name__ in ("Sequential", "Model") and builtin:
         module = "keras"
     else:
         module = "keras.layers" if builtin else cls.__module__

@@ -1,7 +1,16 @@
-"""Models: ``Sequential``, ``Model`` (Functional or subclassed)."""
+"""Models: ``Sequential``, ``Model`` (Functional or subclassed), and loading them from files."""
 
 from lamina.models.functional import Functional
 from lamina.models.model import Model
 from lamina.models.sequential import Sequential
 
-__all__ = ["Functional", "Model", "Sequential"]
+__all__ = ["Functional", "Model", "Sequential", "load_model", "model_from_json", "save_model"]
+
+
+def __getattr__(name: str):
+    # The file functions live in lamina.saving, loaded on first use (h5py stays out of `import lamina`).
+    if name in ("load_model", "model_from_json", "save_model"):
+        from lamina.saving import saving_api
+
+        return getattr(saving_api, name)
+    raise AttributeError(f"module 'lamina.models' has no attribute {name!r}")

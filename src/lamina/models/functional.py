@@ -37,14 +37,7 @@ class Functional(Model):
         self.inputs = flatten(inputs)
         self.outputs = flatten(outputs)
         self._nodes = self._sort_nodes()
-        layers: list[Layer] = []
-        for t in self.inputs:
-            if t._keras_history[0] not in layers:
-                layers.append(t._keras_history[0])
-        for node in self._nodes:
-            if node.layer not in layers:
-                layers.append(node.layer)
-        self._layers = layers
+        self._layers = keras_layer_order(self)
         self.built = True
         self._build_shapes = [t.shape for t in self.inputs] if len(self.inputs) > 1 else self.inputs[0].shape
 
@@ -286,3 +279,68 @@ class Functional(Model):
         return cls(inputs=inputs, outputs=outputs, name=config.get("name"),
                    trainable=config.get("trainable", True))
 
+
+def keras_layer_order(model) -> list:
+    """A Functional model's layers in Keras's order: by decreasing graph depth, ties broken by the
+    order of a depth-first walk from the outputs (Keras's ``_build_map``), inputs first. This order
+    fixes ``layers``, ``weights`` and ``get_weights()``, so Keras's weight lists transfer as they are.
+    """
+    inputs, outputs = list(model.inputs), list(model.outputs)
+    input_ids = {id(t) for t in inputs}
+    finished: set[int] = set()
+    order: list = []  # nodes, inputs first (Keras's nodes_in_decreasing_depth)
+    op_index: dict[int, int] = {}
+    layers_by_id: dict[int, Layer] = {}
+
+    def is_input(node) -> bool:
+        return not node.input_tensors and type(node.layer).__name__ == "InputLayer"
+
+    def visit(tensor):
+        layer, node_index, _ = tensor._keras_history
+        node = layer._inbound_nodes[node_index]
+        if id(node) in finished:
+            return None
+        if not is_input(node) and id(tensor) in input_ids:
+            finished.add(id(node))
+            return None
+        if id(layer) not in op_index:
+            op_index[id(layer)] = len(op_index)
+            layers_by_id[id(layer)] = layer
+        return node
+
+    for out in outputs:  # an iterative copy of Keras's recursive _build_map_helper
+        node = visit(out)
+        if node is None:
+            continue
+        stack = [(node, iter([] if is_input(node) else node.input_tensors))]
+        while stack:
+            current, parents = stack[-1]
+            for t in parents:
+                child = visit(t)
+                if child is not None:
+                    stack.append((child, iter([] if is_input(child) else child.input_tensors)))
+                    break
+            else:
+                stack.pop()
+                finished.add(id(current))
+                order.append(current)
+
+    in_graph = {id(n) for n in order}
+    node_depth: dict[int, int] = {}
+    op_depth: dict[int, int] = {}
+    for node in reversed(order):
+        depth = node_depth.setdefault(id(node), 0)
+        depth = max(depth, op_depth.get(id(node.layer), 0))
+        op_depth[id(node.layer)] = depth
+        node_depth[id(node)] = depth
+        for parent in node.parent_nodes:
+            if id(parent) in in_graph:
+                node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
+    for t in inputs:  # inputs not connected to any output
+        layer = t._keras_history[0]
+        if id(layer) not in op_depth and type(layer).__name__ == "InputLayer":
+            op_depth[id(layer)] = 0
+            op_index[id(layer)] = -1
+            layers_by_id[id(layer)] = layer
+    ids = sorted(op_depth, key=lambda i: (-op_depth[i], op_index[i]))
+    return [layers_by_id[i] for i in ids]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina.autodiff import Tensor
+from lamina.autodiff import Tensor, recording
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor
 from lamina.layers.layer import Layer, _to_shape_struct, shape_of
@@ -22,6 +22,7 @@ class Sequential(Model):
         Model.__init__(self, trainable=trainable, name=name, **kwargs)
         self._input_layer: InputLayer | None = None
         self._stack: list[Layer] = []
+        self._plan = None  # [(layer.call, takes_training)] for the graph-free inference path
         self.inputs: list[KerasTensor] = []
         self.outputs: list[KerasTensor] = []
         if layers is not None:
@@ -60,6 +61,7 @@ class Sequential(Model):
             if self._input_layer is None and not self._stack and layer._input_shape_arg is not None:
                 self._input_layer = InputLayer(shape=layer._input_shape_arg)
             self._stack.append(layer)
+            self._plan = None
             self._track(layer)
         if rebuild:
             self._maybe_build_graph()
@@ -73,6 +75,7 @@ class Sequential(Model):
             raise TypeError("There are no layers in the model.")
         layer = self._stack.pop()
         self._layers.remove(layer)
+        self._plan = None
         self.built = False
         if rebuild:
             self._maybe_build_graph()
@@ -91,6 +94,7 @@ class Sequential(Model):
         for layer in self._stack:
             x = layer(x)
         self.outputs = [x] if self._stack else []
+        self._plan = None
         self._build_shapes = tuple(batch_shape)
         self.built = True
 
@@ -121,6 +125,12 @@ class Sequential(Model):
         return self.outputs[0].shape
 
     def __call__(self, *args, **kwargs):
+        if args and type(args[0]) is np.ndarray and self.built and not recording():
+            # The inference hot path: a float array of the right shape runs straight through.
+            x = args[0]
+            want = self._want_shape
+            if x.dtype == self._np_dtype and x.ndim == len(want) and x.shape[1:] == want[1:]:
+                return self._run_plain(x, kwargs.get("training"))
         if args and isinstance(args[0], (np.ndarray, list, tuple)) and not isinstance(args[0], KerasTensor):
             x = Layer._convert_inputs(self, args[0])
             if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.name != self.dtype:
@@ -148,8 +158,30 @@ class Sequential(Model):
             inputs = Layer._convert_inputs(self, inputs)
         return self._run(inputs, training=training)
 
+    @property
+    def _want_shape(self) -> tuple:
+        return self.inputs[0].shape if self.inputs else (None,)
+
+    @property
+    def _np_dtype(self):
+        dt = self.__dict__.get("_np_dtype_cache")
+        if dt is None:
+            dt = self.__dict__["_np_dtype_cache"] = np.dtype(self.dtype)
+        return dt
+
+    def _run_plain(self, x, training=None):
+        """Outside a tape: call each built layer's ``call`` directly (shapes were checked at the input)."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = [(layer.call, layer._call_has_training) for layer in self._stack]
+        for call, has_training in plan:
+            x = call(x, training=training) if has_training else call(x)
+        return x
+
     def _run(self, x, training=None, logits: bool = False):
         """Apply the stack; with ``logits=True`` the last layer returns its pre-activation if it can."""
+        if not logits and self.built and type(x) is np.ndarray and not recording():
+            return self._run_plain(x, training)
         last = len(self._stack) - 1
         for i, layer in enumerate(self._stack):
             if logits and i == last and hasattr(layer, "call_logits"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lamina.optimizers import _accel
 from lamina.optimizers.optimizer import Optimizer, _pow
 
 
@@ -65,6 +66,11 @@ class Adam(Optimizer):
     def _update(self, p, g, slots, scratch, c) -> None:
         b1, one_b1, b2, one_b2, alpha, eps = c
         m, v = slots[0], slots[1]
+        if not self.amsgrad and p.ndim == 1 and p.size >= _accel.MIN_SIZE and p.dtype == np.float32:
+            fused = _accel.kernel("adam")
+            if fused is not None and g.dtype == np.float32 and g.flags.c_contiguous:
+                fused(p, g, m, v, b1, one_b1, b2, one_b2, alpha, eps)
+                return
         s0, s1 = scratch[0], scratch[1]
         m *= b1
         np.multiply(g, one_b1, out=s0)

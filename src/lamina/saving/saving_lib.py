@@ -283,13 +283,15 @@ def model_from_config(config, custom_objects=None, compile: bool = True, safe_mo
     if not isinstance(config, dict) or "class_name" not in config or not isinstance(config.get("config"), dict):
         raise FileFormatError(filename, "config.json must hold a dict with 'class_name' and 'config'. "
                                         f"Received: {str(config)[:200]}")
-    extra = serialization_lib.check_config(config, custom_objects, safe_mode, filename)
-    _check_sizes(config, weights_size, filename)
     config = dict(config)
     if not compile:
         config["compile_config"] = None
+    extra = serialization_lib.check_config(config, custom_objects, safe_mode, filename)
+    _check_sizes(config, weights_size, filename)
     custom = {**(custom_objects or {}), **extra}
     try:
+        if not safe_mode:
+            config = serialization_lib.load_lambdas(config)
         with object_registry.CustomObjectScope(custom):
             model = serialization_lib._deserialize(config, custom, safe_mode)
     except FileFormatError as e:

@@ -130,7 +130,7 @@ def serialize_keras_object(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Layer):
-        out = serialize(obj)
+        out = _keras_module_paths(serialize(obj))
         compile_config = obj.get_compile_config() if hasattr(obj, "get_compile_config") else None
         if compile_config is not None:
             out["compile_config"] = compile_config
@@ -161,6 +161,20 @@ def serialize_keras_object(obj):
             obj.get_config()), "registered_name": registered or cls.__name__}
     raise TypeError(f"Cannot serialize an object of type {type(obj).__name__}: it has no get_config(). "
                     f"Received: {obj!r:.200}")
+
+
+def _keras_module_paths(config: dict) -> dict:
+    """Keras resolves ``Functional`` only from its internal module path: write that one (in place)."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") == "Functional" and node.get("module") == "keras":
+                node["module"] = "keras.src.models.functional"
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return config
 
 
 # --------------------------------------------------------------------------------- safety check
@@ -226,13 +240,18 @@ def check_config(config, custom_objects: dict | None = None, safe_mode: bool = T
             what = f"function '{name}'"
         else:
             what = f"'{cn}'"
+        key = cn if cn != "function" else node.get("config")
+        how = ("register it with @lamina.saving.register_keras_serializable() or pass "
+               f"custom_objects={{'{key}': ...}}")
+        if module == "builtins":  # a plain function saved by name: only the caller can supply it
+            _refuse(filename, f"the config names {what}, which is neither a lamina built-in nor registered. "
+                              f"If it is your own function, {how}.")
         if safe_mode:
             _refuse(filename, (
                 f"the config names {what} from module '{module}', which is not a Keras module and is not "
                 "registered. In safe mode lamina never imports modules named in a file. If it is your own "
-                "class or function, register it with @lamina.saving.register_keras_serializable() or pass "
-                f"custom_objects={{'{cn if cn != 'function' else node.get('config')}': ...}}; if you trust "
-                f"the file's source, pass safe_mode=False to let lamina import '{module}'."))
+                f"class or function, {how}; if you trust the file's source, pass safe_mode=False to let "
+                f"lamina import '{module}'."))
         resolved.update(_import_object(node, module, filename))
     return resolved
 
@@ -373,3 +392,15 @@ def _deserialize(config, custom: dict, safe_mode: bool):
     if "custom_objects" in params:
         return obj.from_config(inner, custom_objects=custom)
     return obj.from_config(inner)
+
+
+def load_lambdas(config):
+    """(safe_mode=False only) A copy of ``config`` with every ``__lambda__`` entry turned into its function,
+    so a layer's ``from_config`` receives a callable (e.g. for ``activation``)."""
+    if isinstance(config, list):
+        return [load_lambdas(x) for x in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") == "__lambda__":
+        return _load_lambda(config.get("config"))
+    return {k: load_lambdas(v) for k, v in config.items()}

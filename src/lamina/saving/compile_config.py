@@ -1,0 +1,43 @@
+"""A model's compile arguments as Keras 3's ``compile_config`` dict, and back.
+
+Keras writes ``{"optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
+"steps_per_execution", "jit_compile"}`` with each object serialized (the optimizer always as the
+object, even when compile got a name); strings stay strings.
+"""
+
+from __future__ import annotations
+
+from lamina.saving import serialization_lib
+
+
+def get_compile_config(model) -> dict | None:
+    """The serialized compile arguments of a compiled model, else None."""
+    raw = getattr(model, "_compile_config", None)
+    if not getattr(model, "compiled", False) or raw is None:
+        return None
+    ser = serialization_lib.serialize_keras_object
+    return {
+        "optimizer": ser(model.optimizer),
+        "loss": ser(raw.get("loss")),
+        "loss_weights": ser(raw.get("loss_weights")),
+        "metrics": ser(raw.get("metrics")),
+        "weighted_metrics": ser(raw.get("weighted_metrics")),
+        "run_eagerly": False,
+        "steps_per_execution": 1,
+        "jit_compile": False,
+    }
+
+
+def compile_from_config(model, config: dict) -> None:
+    """Compile ``model`` from :func:`get_compile_config`'s dict and build its optimizer (as Keras does)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"A compile config must be a dict. Received: {config!r:.200}")
+    args = serialization_lib.deserialize_keras_object(config)
+    allowed = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
+               "steps_per_execution", "jit_compile")
+    kwargs = {k: args[k] for k in allowed if k in args}
+    if kwargs.get("optimizer") is None:
+        kwargs.pop("optimizer", None)
+    model.compile(**kwargs, lint=False)  # the file's architecture is not the user's code to lint
+    if model.built and model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_weights)
