@@ -4,7 +4,7 @@
     python benchmarks/distributed.py --quick    # fewer samples
 
 Trains the seed model (784 -> 128 relu -> 64 relu -> 10 softmax, Adam, sparse categorical
-crossentropy) and times the last of two epochs. For each per-rank batch size it runs, each in its
+crossentropy) and times the fastest epoch after the first of three. For each per-rank batch size it runs, each in its
 own process (BLAS threads pinned so the comparison is about processes, not threads):
 
 * plain ``fit`` in one process with 1 BLAS thread, and with as many BLAS threads as there are ranks
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve()
+EPOCHS = 3
 
 
 def _load(samples: int):
@@ -69,36 +70,26 @@ def worker(args) -> None:
     ])
     model.compile(optimizer=lamina.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
 
-    times = []
+    times, reduce_s = [], []
 
     class EpochTimer(lamina.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
+            self.r0 = strategy.collective_stats()["gradient_allreduce_seconds"] if strategy else 0.0
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t0)
-
-    stats = {}
-
-    class ReduceTimer(lamina.callbacks.Callback):  # allreduce time of the last epoch only
-        def on_epoch_begin(self, epoch, logs=None):
-            if strategy is not None:
-                stats["begin"] = strategy.collective_stats()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if strategy is not None:
-                stats["end"] = strategy.collective_stats()
+            r1 = strategy.collective_stats()["gradient_allreduce_seconds"] if strategy else 0.0
+            reduce_s.append(r1 - self.r0)
 
     world = strategy.world_size if strategy is not None else 1
-    model.fit(x, y, batch_size=args.batch, epochs=2, verbose=0, callbacks=[EpochTimer(), ReduceTimer()],
+    model.fit(x, y, batch_size=args.batch, epochs=EPOCHS, verbose=0, callbacks=[EpochTimer()],
               strategy=strategy)
+    best = 1 + int(np.argmin(times[1:]))  # the fastest epoch after the first (this machine is noisy)
     steps = -(-len(x) // (args.batch * world))
-    reduce_s = 0.0
-    if stats:
-        reduce_s = stats["end"]["gradient_allreduce_seconds"] - stats["begin"]["gradient_allreduce_seconds"]
     if strategy is None or strategy.is_chief:
-        print("RESULT " + json.dumps({"epoch_s": times[-1], "steps": steps, "samples": len(x),
-                                      "reduce_s": reduce_s, "source": source}), flush=True)
+        print("RESULT " + json.dumps({"epoch_s": times[best], "steps": steps, "samples": len(x),
+                                      "reduce_s": reduce_s[best], "source": source}), flush=True)
 
 
 def _mpiexec() -> str:
@@ -109,18 +100,43 @@ def _mpiexec() -> str:
     return found
 
 
+def _env(threads: int) -> dict:
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+                MKL_NUM_THREADS=str(threads))
+
+
+def _result(cmd: list, proc_stdout: str, proc_stderr: str, rc: int) -> dict:
+    lines = [ln for ln in proc_stdout.splitlines() if ln.startswith("RESULT ")]
+    if rc != 0 or not lines:
+        sys.exit(f"benchmark run failed: {' '.join(cmd)}\n{proc_stdout}\n{proc_stderr}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _worker_cmd(batch: int, samples: int) -> list:
+    return [sys.executable, str(HERE), "--worker", "--batch", str(batch), "--samples", str(samples)]
+
+
 def _run(ranks: int | None, batch: int, samples: int, threads: int) -> dict:
     """ranks=None: plain fit in one process; else MPIStrategy under mpiexec -n ranks."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, str(HERE), "--worker", "--batch", str(batch), "--samples", str(samples)]
+    cmd = _worker_cmd(batch, samples)
     if ranks is not None:
         cmd = [_mpiexec(), "-n", str(ranks), *cmd, "--mpi"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    if out.returncode != 0 or not lines:
-        sys.exit(f"benchmark run failed: {' '.join(cmd)}\n{out.stdout}\n{out.stderr}")
-    return json.loads(lines[-1][len("RESULT "):])
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(threads), check=False)
+    return _result(cmd, out.stdout, out.stderr, out.returncode)
+
+
+def _run_independent(n: int, batch: int, samples: int) -> float:
+    """Aggregate samples/s of n plain fits running at the same time: what the cores can give n
+    processes with no communication at all, the ceiling for n ranks."""
+    cmd = _worker_cmd(batch, samples)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(1))
+             for _ in range(n)]
+    total = 0.0
+    for p in procs:
+        out, err = p.communicate()
+        r = _result(cmd, out, err, p.returncode)
+        total += r["samples"] / r["epoch_s"]
+    return total
 
 
 def main() -> None:
@@ -139,7 +155,7 @@ def main() -> None:
     samples = args.samples or (12000 if args.quick else 30000)
     n = args.ranks
     print(f"lamina data-parallel benchmark: {os.cpu_count()} CPU cores, {samples} samples, "
-          f"time of epoch 2 of 2, seed model 784-128-64-10")
+          f"fastest of epochs 2-{EPOCHS}, seed model 784-128-64-10")
     header = (f"{'run':<34} {'ranks':>5} {'batch/rank':>10} {'global':>7} {'steps/s':>9} {'samples/s':>10} "
               f"{'allreduce ms/step':>17} {'% of step':>9}")
     rows, summary = [], []
@@ -166,6 +182,10 @@ def main() -> None:
                         f"{samples_s:>10.0f} {('-' if ms is None else f'{ms:.3f}'):>17} "
                         f"{('-' if pct is None else f'{pct:.1f}'):>9}")
         one, many = results[("MPIStrategy", 1)], results[("MPIStrategy", n)]
+        ceiling = _run_independent(n, b, samples)
+        summary.append(f"batch {b}/rank: {n} independent plain fits at once reach {ceiling:.0f} samples/s in all "
+                       f"({ceiling / results[('plain fit, 1 BLAS thread', None)]:.2f}x one alone): the most "
+                       f"{n} processes can get from this machine; {n} ranks reach {many / ceiling:.0%} of it.")
         summary.append(f"batch {b}/rank: weak-scaling efficiency {many / (n * one):.0%} "
                        f"({n} ranks: {many / one:.2f}x the samples/s of 1 rank); "
                        f"{n} ranks vs one process at the same global batch: "

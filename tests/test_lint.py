@@ -197,6 +197,8 @@ def test_deep_sigmoid_stack_with_default_init_gets_a_hint():
     lambda: [L.Dense(16, activation="sigmoid", kernel_initializer="he_normal") for _ in range(4)],
     lambda: [x for _ in range(3) for x in (L.Dense(16, activation="sigmoid"), L.BatchNormalization())],
     lambda: [L.Dense(16, activation="tanh") for _ in range(6)],  # Glorot keeps tanh gradients (see lint.py)
+    lambda: [L.Dense(16, activation="sigmoid"), L.Dense(16, activation="sigmoid"), L.ReLU(),
+             L.Dense(16, activation="sigmoid"), L.Dense(16, activation="sigmoid")],  # a relu breaks the run
 ])
 def test_no_vanishing_gradient_hint(hidden):
     assert "deep-sigmoid-stack" not in rules(seq(*hidden(), L.Dense(1, activation="sigmoid")))

@@ -158,8 +158,9 @@ def _softmax_axis(layer):
     return -1
 
 
-def _next_dense(graph: Graph, g, through=(TRANSPARENT, NORM)):
-    """The Dense layer ``g`` feeds alone, through layers whose role is in ``through``; else None."""
+def _next_dense(graph: Graph, g, through=(TRANSPARENT, NORM), saturating_acts: bool = False):
+    """The Dense layer ``g`` feeds alone, through layers whose role is in ``through`` (and, with
+    ``saturating_acts``, sigmoid/tanh activation layers); else None."""
     from lamina import layers as L
 
     cur = g
@@ -170,7 +171,7 @@ def _next_dense(graph: Graph, g, through=(TRANSPARENT, NORM)):
         k = kids[0]
         if isinstance(k.layer, L.Dense):
             return k
-        if role_of(k.layer) in through or (ACT in through and _effective_saturating_act(k.layer)):
+        if role_of(k.layer) in through or (saturating_acts and _effective_saturating_act(k.layer)):
             cur = k
             continue
         return None
@@ -310,7 +311,7 @@ def _deep_saturating(graph: Graph, heads: set) -> list[Finding]:
     sat_ids = {id(g) for g in sat}
     nxt = {}
     for g in sat:
-        n = _next_dense(graph, g, through=(TRANSPARENT, ACT))
+        n = _next_dense(graph, g, through=(TRANSPARENT,), saturating_acts=True)
         nxt[id(g)] = n if n is not None and id(n) in sat_ids else None
     targets = {id(n) for n in nxt.values() if n is not None}
     out = []

@@ -294,7 +294,11 @@ class Trainer:
         return np.asarray(act(_value(y_pred))) if act is not None else ops.softmax(_value(y_pred))
 
     def _update_metrics(self, y, y_pred, sample_weight, loss_value, per_output, batch_size) -> None:
-        self._loss_tracker.update_state(loss_value, sample_weight=batch_size)
+        # The loss tracker is a Mean of batch losses weighted by batch size (Keras's rule); its two
+        # state variables are updated in place directly, the per-step hot path.
+        tracker = self._loss_tracker
+        tracker.total.value[...] += loss_value * batch_size
+        tracker.count.value[...] += batch_size
         for tracker, value in zip(getattr(self, "_per_output_trackers", []), per_output):
             if value is not None:
                 tracker.update_state(float(_value(value)), sample_weight=batch_size)
