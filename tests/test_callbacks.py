@@ -990,7 +990,7 @@ def test_lambda_callback_errors():
 
 def test_public_names():
     assert set(callbacks.__all__) == {
-        "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History", "LambdaCallback",
+        "ActivationHealth", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History", "LambdaCallback",
         "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN",
     }
 

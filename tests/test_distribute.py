@@ -129,6 +129,11 @@ def test_single_process_strategy():
     np.testing.assert_array_equal(out[1], np.zeros(3, "float32"))
     assert out[0].dtype == np.float32
     assert s.collective_stats()["gradient_allreduce_calls"] == 1
+    flat = np.array([1.5, -2.0, 0.0], "float32")
+    s.reduce_flat_gradients(flat, 4)
+    np.testing.assert_allclose(flat, [1.5, -2.0, 4.0])
+    with pytest.raises(ValueError, match="flat.*Received"):
+        s.reduce_flat_gradients(np.zeros((2, 2), "float32"), 1)
 
     # Gathering predictions: arrays, lists and dicts, concatenated in order.
     a, b = np.ones((2, 3), "float32"), np.zeros((1, 3), "float32")
@@ -184,6 +189,9 @@ def test_chief_prints_callbacks_split_and_nan_stop_is_synchronised(tmp_path):
     assert r0["early_stopping_verbose"] == [1] and r1["early_stopping_verbose"] == [0]
     # The NaN appears on rank 1 only; both ranks stop after that very batch (no hang).
     assert r0["nan_stop"] == r1["nan_stop"] == [1, 2]
+    for r in (r0, r1):
+        assert r["flat_avg"] == pytest.approx([1.25] * 5 + [4.0])  # (3*1 + 1*2) / 4; last slot: count
+        assert r["flat_avg_empty"] == pytest.approx([1.0] * 5 + [3.0])
     assert r0["scaled_lr"] == pytest.approx(0.02) and r0["scaled_opt_lr"] == pytest.approx(0.2)
 
 

@@ -77,6 +77,14 @@ with contextlib.redirect_stdout(io.StringIO()):
 result["nan_stop"] = poison.last
 result["nan_weights_finite"] = bool(all(np.isfinite(w).all() for w in nan_model.get_weights()))
 
+# The in-place flat form: rank 0 holds 3 samples of gradient 1, rank 1 one sample of gradient 2.
+flat = np.full(6, rank + 1.0, dtype="float32")
+strategy.reduce_flat_gradients(flat, [3, 1][rank])
+result["flat_avg"] = flat.tolist()
+flat = np.full(6, rank + 1.0, dtype="float32")
+strategy.reduce_flat_gradients(flat, [3, 0][rank])  # rank 1's share is empty
+result["flat_avg_empty"] = flat.tolist()
+
 # The linear scaling helper.
 result["scaled_lr"] = strategy.scale_learning_rate(0.01)
 opt = lamina.optimizers.SGD(learning_rate=0.1)

@@ -130,9 +130,11 @@ class Collectives:
 
     # ------------------------------------------------------------------ operations
 
-    def allreduce_sum(self, send: np.ndarray, recv: np.ndarray, what: str) -> None:
-        """``recv = sum over ranks of send`` (same shape and dtype everywhere)."""
+    def allreduce_sum(self, send: np.ndarray, recv: np.ndarray | None, what: str) -> None:
+        """``recv = sum over ranks of send`` (same shape and dtype everywhere); ``recv=None``: in place."""
         self._check_usable(what)
+        if recv is None:
+            send, recv = self.mpi.IN_PLACE, send
         self._wait(self.comm.Iallreduce(send, recv, op=self.mpi.SUM), what)
 
     def bcast(self, buf: np.ndarray, what: str, root: int = 0) -> None:

@@ -141,7 +141,7 @@ class MPIStrategy:
             self._shuffle = np.random.default_rng(self._bcast_int(int(seed), "broadcast of the shuffle seed"))
         # Gradient reduction: flat buffers reused across steps, keyed by the variables' identity.
         self._grad_key = None
-        self._grad_send = self._grad_recv = None
+        self._grad_buf = None
         self._grad_views: list[np.ndarray] = []
         self._grad_offsets: list[tuple[int, int]] = []
         self._check_finite = False  # set when a TerminateOnNaN needs the synchronised decision
@@ -271,10 +271,10 @@ class MPIStrategy:
         The returned arrays are views into a buffer that the next call overwrites.
         """
         self._prepare_grad_buffers(variables)
-        send, recv = self._grad_send, self._grad_recv
-        weight = send.dtype.type(n_local)
+        buf = self._grad_buf
+        weight = buf.dtype.type(n_local)
         for g, (start, stop), var in zip(grads, self._grad_offsets, variables):
-            part = send[start:stop]
+            part = buf[start:stop]
             if g is None or n_local == 0:
                 part.fill(0)
             else:
@@ -283,18 +283,41 @@ class MPIStrategy:
                     raise ValueError(f"Gradient for variable '{getattr(var, 'path', var)}' has the wrong "
                                      f"shape: expected {var.shape}. Received: gradient.shape={g.shape}")
                 np.multiply(g.reshape(-1), weight, out=part, casting="unsafe")
-        send[-1] = n_local
+        self._reduce_weighted_sums(buf, n_local)
+        return self._grad_views
+
+    def reduce_flat_gradients(self, flat: np.ndarray, n_local: int) -> None:
+        """In-place form of :meth:`reduce_gradients` for a step that keeps its gradients in one flat
+        buffer: ``flat[:-1]`` holds this rank's gradient of its mean loss, ``flat[-1]`` is a spare
+        slot; on return ``flat[:-1]`` is the global average (and ``flat[-1]`` the global count).
+
+        No copy at all: a second buffer would push a small model's weights and optimizer slots out
+        of the core's cache.
+        """
+        if not isinstance(flat, np.ndarray) or flat.ndim != 1 or not flat.flags.c_contiguous or flat.size < 1:
+            raise ValueError("reduce_flat_gradients: `flat` must be a 1-D contiguous array with a spare last "
+                             f"slot. Received: {type(flat).__name__} {getattr(flat, 'shape', '')}")
+        body = flat[:-1]
+        if n_local == 0:
+            body.fill(0)
+        else:
+            body *= body.dtype.type(n_local)
+        self._reduce_weighted_sums(flat, n_local)
+
+    def _reduce_weighted_sums(self, buf: np.ndarray, n_local: int) -> None:
+        """``buf[:-1]`` holds n_local * g: sum it over ranks in place (one allreduce, the count in the
+        last slot), then divide by the global count."""
+        buf[-1] = n_local
         t0 = time.perf_counter()
-        self._coll.allreduce_sum(send, recv, "gradient allreduce")
+        self._coll.allreduce_sum(buf, None, "gradient allreduce")
         self._reduce_seconds += time.perf_counter() - t0
         self._reduce_calls += 1
-        total = recv[-1]
-        body = recv[:-1]
+        total = buf[-1]
+        body = buf[:-1]
         if total > 0:
             np.divide(body, total, out=body)
         if self._check_finite:
             self._grads_finite = bool(np.isfinite(body).all())
-        return self._grad_views
 
     def reduce_metrics(self, metrics: Sequence) -> None:
         """Sum every metric's state across ranks in one allreduce, in place.
@@ -414,14 +437,13 @@ class MPIStrategy:
         dtype = np.result_type(np.float32, *[v.dtype for v in variables]) if variables else np.float32
         sizes = [int(v.size) for v in variables]
         total = sum(sizes)
-        self._grad_send = np.zeros(total + 1, dtype=dtype)  # last slot: this rank's sample count
-        self._grad_recv = np.zeros(total + 1, dtype=dtype)
+        self._grad_buf = np.zeros(total + 1, dtype=dtype)  # last slot: this rank's sample count
         self._grad_offsets, self._grad_views = [], []
         offset = 0
         for v, n in zip(variables, sizes):
             self._grad_offsets.append((offset, offset + n))
             # Consecutive views of one buffer: the optimizer recognises them and updates in one pass.
-            self._grad_views.append(self._grad_recv[offset:offset + n].reshape(v.shape))
+            self._grad_views.append(self._grad_buf[offset:offset + n].reshape(v.shape))
             offset += n
         self._grad_key = key
 

@@ -214,7 +214,7 @@ def load_model(path, custom_objects=None, compile: bool = True, safe_mode: bool 
             training_config = _json_attr(f, "training_config", filename) if compile else None
             if compile and isinstance(training_config, dict):
                 try:
-                    model.compile(**_compile_args(training_config, custom_objects))
+                    model.compile(**_compile_args(training_config, custom_objects), lint=False)
                 except Exception as e:
                     raise FileFormatError(filename, f"its training_config could not be compiled ({e}).") from e
                 plan += _plan_optimizer(model, reader, f)
