@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from layer_harness import check_layer_gradients, run_layer_test
 
 import lamina
 from lamina import activations, layers
+from layer_harness import check_layer_gradients, run_layer_test
 
 ACTS = sorted({getattr(fn, "__name__", str(fn)) for fn in activations.FUSED} | {"gelu", "mish", "silu"})
 

@@ -118,18 +118,21 @@ class ArrayBatches:
 
     def epoch(self) -> Iterator[tuple]:
         x, y, sw = self.x, self.y, self.sw
+        rank, world = self.shard or (0, 1)
         if self.shuffle == "batch":
-            # Keras's "batch" shuffle: whole batches in random order, samples within in order.
+            # Keras's "batch" shuffle: whole (global) batches in random order, samples within in
+            # order; under a strategy each rank takes its part of each global batch.
             order = (self.rng or backend.rng()).permutation(self.steps)
+            bs = self.batch_size
             for b in order:
-                sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+                start = b * bs * world + rank * bs
+                sl = slice(min(start, self.n), min(start + bs, self.n))
                 yield slice_all(x, sl), slice_all(y, sl), slice_all(sw, sl)
             return
         if self.shuffle:
             perm = (self.rng or backend.rng()).permutation(self.n)
             x, y, sw = _map(lambda a: a[perm], x), _map(lambda a: a[perm], y), _map(lambda a: a[perm], sw)
         bs = self.batch_size
-        rank, world = self.shard or (0, 1)
         for i in range(self.steps):
             start = i * bs * world + rank * bs
             sl = slice(min(start, self.n), min(start + bs, self.n))

@@ -34,7 +34,10 @@ class DenseChainStep:
         # One flat gradient buffer, viewed per variable in the model's trainable order, so the
         # optimizer finds it contiguous and skips any copy.
         total = sum(v.size for v in self.variables)
-        self.grad_flat = np.zeros(total, dtype=np.float32)
+        # One spare slot at the end: under a data-parallel strategy it carries this rank's sample
+        # count through the same single all-reduce as the gradients.
+        self._grad_store = np.zeros(total + 1, dtype=np.float32)
+        self.grad_flat = self._grad_store[:total]
         views, offset = [], 0
         for v in self.variables:
             views.append(self.grad_flat[offset:offset + v.size].reshape(v.shape))
@@ -77,8 +80,17 @@ class DenseChainStep:
             if i > 0:
                 da = dz @ layer.kernel._value.T
                 dz = self.hidden[i - 1][1](acts[i], da)
+        dist = self.model._distribution
+        if dist is not None:
+            dist.reduce_flat_gradients(self._grad_store, n)
         self.model.optimizer.apply(self.grad_views, self.variables)
         return loss, probs
+
+    def empty_step(self) -> None:
+        """This rank's share of a short last batch is empty: it still joins the gradient average."""
+        self._grad_store[:] = 0
+        self.model._distribution.reduce_flat_gradients(self._grad_store, 0)
+        self.model.optimizer.apply(self.grad_views, self.variables)
 
     def _loss_and_grad(self, z, y, sample_weight, n):
         """Loss (Keras's sum_over_batch_size) and its gradient w.r.t. the logits ``z``."""
@@ -131,7 +143,7 @@ def plan(model) -> DenseChainStep | None:
     """A :class:`DenseChainStep` when ``model`` and its compiled loss fit the fast path, else None."""
     from lamina.layers.dense import Dense
 
-    if getattr(model, "_distribution", None) is not None or len(model._output_losses) != 1:
+    if len(model._output_losses) != 1:
         return None
     ol = model._output_losses[0]
     twin = ol.logits_loss

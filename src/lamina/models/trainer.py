@@ -363,6 +363,9 @@ class Trainer:
         trainable = self.trainable_weights
         if self._distribution is not None and _batch_len(x) == 0:
             # This rank's share of a short last batch is empty: it still joins the gradient average.
+            if self._fast_step is not None:
+                self._fast_step.empty_step()
+                return
             grads = self._distribution.reduce_gradients([None] * len(trainable), trainable, 0)
             self.optimizer.apply(grads, trainable)
             return
@@ -611,7 +614,8 @@ class Trainer:
             x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "evaluate")
             self._ensure_built(x)
             data = (x, y, sample_weight)
-            n_steps = data_lib.ArrayBatches(x, y, sample_weight, batch_size=batch_size, steps=steps).steps
+            n_steps = data_lib.ArrayBatches(x, y, sample_weight, batch_size=batch_size, steps=steps,
+                                            shard=dist.shard if dist is not None else None).steps
         else:
             data = x
             n_steps = steps
