@@ -231,7 +231,9 @@ def blas_info() -> str:
 
 
 def fmt_s(v):
-    return "-" if v is None else (f"{v:.3f} s" if v >= 0.1 else f"{v * 1e3:.2f} ms" if v >= 1e-3 else f"{v * 1e6:.1f} us")
+    if v is None:
+        return "-"
+    return f"{v:.3f} s" if v >= 0.1 else f"{v * 1e3:.2f} ms" if v >= 1e-3 else f"{v * 1e6:.1f} us"
 
 
 def main(argv=None) -> int:
