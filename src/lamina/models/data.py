@@ -37,6 +37,17 @@ def slice_all(s, sl: slice):
     return s[sl]
 
 
+def take_all(s, idx: np.ndarray):
+    """Rows ``idx`` of every array in a structure (None stays None)."""
+    if s is None:
+        return None
+    if isinstance(s, dict):
+        return {k: v.take(idx, axis=0) for k, v in s.items()}
+    if isinstance(s, (list, tuple)):
+        return [v.take(idx, axis=0) for v in s]
+    return s.take(idx, axis=0)
+
+
 def _leaves(s) -> list:
     if s is None:
         return []
@@ -72,7 +83,9 @@ def to_array(x, what: str, name: str = "x", float_cast: bool = True) -> np.ndarr
 
 def check_finite(x, what: str, name: str = "x") -> None:
     for i, arr in enumerate(_leaves(x)):
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        # A finite sum proves every entry finite (NaN or inf would propagate) in one pass with no
+        # temporary; only a non-finite sum (bad data, or an overflow of huge values) is looked at closely.
+        if arr.dtype.kind == "f" and not np.isfinite(np.add.reduce(arr, axis=None)) and not np.isfinite(arr).all():
             bad = np.argwhere(~np.isfinite(arr))[0]
             where = f" (input {i})" if len(_leaves(x)) > 1 else ""
             raise ValueError(
@@ -129,10 +142,16 @@ class ArrayBatches:
                 sl = slice(min(start, self.n), min(start + bs, self.n))
                 yield slice_all(x, sl), slice_all(y, sl), slice_all(sw, sl)
             return
-        if self.shuffle:
-            perm = (self.rng or backend.rng()).permutation(self.n)
-            x, y, sw = _map(lambda a: a[perm], x), _map(lambda a: a[perm], y), _map(lambda a: a[perm], sw)
         bs = self.batch_size
+        if self.shuffle:
+            # One permutation per epoch; each batch gathers its rows, which is cheaper than gathering
+            # the whole epoch up front and leaves the batch hot in cache for the first matmul.
+            perm = (self.rng or backend.rng()).permutation(self.n)
+            for i in range(self.steps):
+                start = i * bs * world + rank * bs
+                idx = perm[min(start, self.n):min(start + bs, self.n)]
+                yield take_all(x, idx), take_all(y, idx), take_all(sw, idx)
+            return
         for i in range(self.steps):
             start = i * bs * world + rank * bs
             sl = slice(min(start, self.n), min(start + bs, self.n))

@@ -47,6 +47,7 @@ class DenseChainStep:
         self.kernel_grads = [by_id[id(layer.kernel)] for layer in dense_layers]
         self.bias_grads = [by_id[id(layer.bias)] if layer.bias is not None else None for layer in dense_layers]
         self._buffers: dict[int, list[np.ndarray]] = {}
+        self._rows = np.arange(32)  # row indices for the usual batch size, reused every step
 
     def _activations_for(self, n: int) -> list[np.ndarray]:
         bufs = self._buffers.get(n)
@@ -111,7 +112,7 @@ class DenseChainStep:
             lse = np.log(s) + m
             if self.kind == "sparse":
                 idx = y.reshape(-1).astype(np.intp, copy=False)
-                rows = np.arange(n)
+                rows = self._rows if self._rows.shape[0] == n else np.arange(n)
                 per_sample = (lse[:, 0] - z[rows, idx])
                 dz = probs.copy()
                 dz[rows, idx] -= 1

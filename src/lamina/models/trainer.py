@@ -508,6 +508,9 @@ class Trainer:
         self.stop_training = False
         self._fast_planned = False  # layers may have been frozen or replaced since the last fit
         cbs.on_train_begin()
+        dispatch = getattr(cbs, "_dispatch", None)
+        listen_begin = dispatch is None or bool(dispatch.get("on_train_batch_begin", True))
+        listen_end = dispatch is None or bool(dispatch.get("on_train_batch_end", True))
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
@@ -517,9 +520,11 @@ class Trainer:
                 if not isinstance(train, data_lib.ArrayBatches):
                     first = step == 0 and epoch == initial_epoch
                     xb, yb, swb = self._prepare_stream_batch(xb, yb, swb, class_weight, first)
-                cbs.on_train_batch_begin(step)
+                if listen_begin:
+                    cbs.on_train_batch_begin(step)
                 self._train_step(xb, yb, swb)
-                cbs.on_train_batch_end(step, self._batch_logs())
+                if listen_end:  # logs cost a few microseconds: build them only for a listener
+                    cbs.on_train_batch_end(step, self._batch_logs())
                 if self.stop_training:
                     break
             if step < 0:

@@ -24,6 +24,7 @@ def _compile() -> dict:
     import numba  # noqa: PLC0415 - optional, imported on first use only
     import numpy as np
 
+    # Serial on purpose: a parallel loop's worker threads fight OpenBLAS's for the same cores.
     @numba.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
     def adam(p, g, m, v, b1, one_b1, b2, one_b2, alpha, eps):  # pragma: no cover - compiled
         for i in range(p.shape[0]):
@@ -34,7 +35,13 @@ def _compile() -> dict:
             v[i] = vi
             p[i] -= (mi * alpha) / (np.sqrt(vi) + eps)
 
-    return {"adam": adam}
+    @numba.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
+    def flush(x, below):  # pragma: no cover - compiled
+        for i in range(x.shape[0]):
+            if abs(x[i]) < below:
+                x[i] = 0
+
+    return {"adam": adam, "flush": flush}
 
 
 def kernel(name: str):

@@ -196,6 +196,7 @@ class Optimizer:
         self._exclude_ids: set[int] = set()
         self._exclude_pattern: re.Pattern | None = None
         self._param_cache: tuple[list[np.ndarray], np.ndarray | None] | None = None
+        self._grad_span_cache: tuple[list[np.ndarray], np.ndarray | None] | None = None
 
         self._iterations = self._own_variable(0, "iteration", "int64")
         self._learning_rate = None
@@ -505,6 +506,8 @@ class Optimizer:
 
     @staticmethod
     def _as_gradient(g, v) -> np.ndarray:
+        if type(g) is np.ndarray and g.dtype == v.dtype and g.shape == v.shape:
+            return g  # the per-step common case, checked without conversions
         g = np.asarray(_value(g))
         if g.shape != v.shape:
             raise ValueError(f"Gradient for variable '{v.path}' has the wrong shape: expected {v.shape}. "
@@ -559,7 +562,15 @@ class Optimizer:
             if clipped:
                 gflat = self._gbuf_flat
             else:
-                gflat = _span(grads, lay.sizes, lay.total, lay.dtype)
+                # A training step that reuses the same gradient views each time (the model's
+                # flat gradient buffer) is recognised once, not re-derived from addresses per step.
+                cache = self._grad_span_cache
+                if cache is not None and len(cache[0]) == len(grads) and all(
+                        a is b for a, b in zip(cache[0], grads, strict=True)):
+                    gflat = cache[1]
+                else:
+                    gflat = _span(grads, lay.sizes, lay.total, lay.dtype)
+                    self._grad_span_cache = (list(grads), gflat)  # holds the arrays: ids stay unique
                 if gflat is None:
                     for g, view in zip(grads, self._gbuf, strict=True):
                         np.copyto(view, g)
@@ -648,7 +659,13 @@ class Optimizer:
         update by less than float32 can represent next to any weight, so results do not move.
         """
         groups = [self._slot_groups[n] for n in self._decaying_slots if n in self._slot_groups]
+        from lamina.optimizers import _accel
+
+        fused = _accel.kernel("flush")
         for _, views, flat in groups:
+            if flat is not None and fused is not None and flat.dtype == np.float32 and flat.size >= _accel.MIN_SIZE:
+                fused(flat, np.float32(_FLUSH_BELOW))  # one pass instead of three; same result
+                continue
             if flat is not None:
                 tmp, mask = self._scratch_flat[0], self._mask_flat
                 np.abs(flat, out=tmp)
