@@ -288,8 +288,8 @@ def main(argv=None) -> int:
                 fast = vals["lamina"] <= best
                 ratio = f"{best / vals['lamina']:.2f}x faster" if fast else f"{vals['lamina'] / best:.2f}x slower"
         print(f"{label:34}" + "".join(cells) + f"{ratio:>22}")
-    print(f"{'epochs at batch 32 (s)':34}" + "".join(
-        f"{' '.join(f'{t:.2f}' for t in results[n].get('epochs32', [])):>16}" for n in names))
+    for n in names:
+        print(f"  {n} seconds per epoch at batch 32: " + ", ".join(f"{t:.2f}" for t in results[n].get("epochs32", [])))
 
     imports = {"numpy": cold_import("numpy"), "lamina": cold_import("lamina"), "torch": cold_import("torch"),
                "keras": cold_import("keras")}
