@@ -224,3 +224,20 @@ def test_functional_with_bn_dropout_concat_add_matches_keras(keras):
     lm.set_weights(weights)
     x = rng.normal(size=(16, 10)).astype("float32")
     np.testing.assert_allclose(lm.predict(x, verbose=0), keras.ops.convert_to_numpy(km(x)), rtol=1e-4, atol=1e-5)
+
+
+def test_custom_layer_taking_a_list_of_tensors():
+    class WeightedSum(layers.Layer):
+        def build(self, input_shape):
+            self.alpha = self.add_weight(shape=(), initializer="ones", name="alpha")
+
+        def call(self, inputs):
+            a, b = inputs
+            return a * self.alpha + b
+
+    layer = WeightedSum()
+    a, b = np.ones((2, 3), "float32"), np.full((2, 5), 2.0, "float32")[:, :3]
+    np.testing.assert_allclose(layer([a, b]), a + b)
+    x1, x2 = lamina.Input((3,)), lamina.Input((3,))
+    model = lamina.Model([x1, x2], WeightedSum()([x1, x2]))
+    np.testing.assert_allclose(model([a, b]), a + b)

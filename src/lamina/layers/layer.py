@@ -382,9 +382,12 @@ class Layer:
 
         if isinstance(inputs, np.ndarray) and inputs.dtype.name == self._dtype:
             return inputs
-        if isinstance(inputs, (list, tuple)) and inputs and all(
-            isinstance(i, (np.ndarray, Tensor, Variable, list, tuple)) for i in inputs
-        ) and self._expects_list():
+        if isinstance(inputs, (list, tuple)) and inputs and (
+            all(isinstance(i, (np.ndarray, Tensor, Variable)) for i in inputs)
+            or (self._expects_list() and all(isinstance(i, (list, tuple)) for i in inputs))
+        ):
+            # A list of tensors stays a list (merge layers, custom layers taking several inputs);
+            # a nested list of numbers is one array.
             return type(inputs)(conv(i) for i in inputs)
         if isinstance(inputs, dict):
             return {k: conv(v) for k, v in inputs.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina.autodiff import Tensor, _value
+from lamina.autodiff import Tensor, _value, recording
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
 from lamina.layers.layer import Layer, shape_of
@@ -140,6 +140,7 @@ class Functional(Model):
         """Evaluate the graph; with ``logits=True`` output layers that can give pre-activations do."""
         values = {id(t): x for t, x in zip(self.inputs, flat_inputs)}
         out_ids = {id(t) for t in self.outputs} if logits else ()
+        plain = not recording()
         for node in self._nodes:
             layer = node.layer
             args = pack_like(node.call_inputs, [values[id(t)] if isinstance(t, KerasTensor) else t
@@ -149,6 +150,11 @@ class Functional(Model):
                 kwargs["training"] = training
             if logits and any(id(t) in out_ids for t in node.output_tensors) and hasattr(layer, "call_logits"):
                 out = layer.call_logits(args)
+            elif plain and layer.built and type(args) is np.ndarray:
+                # Inference: the graph's shapes were checked at the inputs; skip __call__'s checks.
+                if not layer._call_has_training:
+                    kwargs.pop("training", None)
+                out = layer.call(args, **kwargs)
             else:
                 out = layer(args, **kwargs)
             outs = flatten(out) if len(node.output_tensors) > 1 else [out]
