@@ -16,13 +16,12 @@ from __future__ import annotations
 import collections
 import inspect
 import re
-import warnings
 
 import numpy as np
 
 from lamina import backend
 from lamina.autodiff import Tensor, Variable, _value, recording
-from lamina.layers.keras_tensor import KerasTensor, Node, flatten, is_symbolic, map_structure, pack_like
+from lamina.layers.keras_tensor import KerasTensor, Node, flatten, is_symbolic, map_structure
 
 _NAME_UIDS: collections.defaultdict = collections.defaultdict(int)
 
@@ -514,8 +513,4 @@ def _to_shape_struct(shape):
     return tuple(shape)
 
 
-def warn_once(message: str, category=UserWarning) -> None:
-    warnings.warn(message, category, stacklevel=3)
-
-
-__all__ = ["InputSpec", "Layer", "pack_like"]
+__all__ = ["InputSpec", "Layer"]

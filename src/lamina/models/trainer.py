@@ -8,7 +8,6 @@ pass, one optimizer update, then the metrics on plain arrays.
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 import warnings
@@ -49,7 +48,8 @@ class Trainer:
         self._metric_specs = None
         self._weighted_metric_specs = None
         self._loss_tracker = None
-        self._compile_config = None
+        self._per_output_trackers: list = []
+        self._compile_config = None  # the raw compile() arguments; saving serializes them
         self._use_logits = None
         # A data-parallel strategy (lamina.distribute) attached by `strategy.scope()` or
         # `fit(strategy=...)`; None trains in this process alone.
@@ -128,22 +128,16 @@ class Trainer:
             self._run_lint(lint)
 
     def _run_lint(self, mode) -> None:
-        """Hook for the activation doctor (diagnostics); no-op where it is absent."""
-        try:  # by module path: `lamina.diagnostics.lint` the attribute is the lint() function
-            lint_mod = importlib.import_module("lamina.diagnostics.lint")
-        except ImportError:
-            return
-        check = getattr(lint_mod, "check_at_compile", None)
-        if check is not None:
-            check(self, mode)
+        """The activation doctor's structural and loss rules (see lamina.diagnostics.lint)."""
+        from lamina.diagnostics.lint import check_at_compile
+
+        check_at_compile(self, mode)
 
     def _before_fit(self, x, y) -> None:
-        """Hook for the activation doctor: data lint, and a row sample kept for ActivationHealth."""
-        try:
-            lint_mod = importlib.import_module("lamina.diagnostics.lint")
-        except ImportError:
-            return
-        lint_mod.check_at_fit(self, x, y, getattr(self, "_lint_mode", None))
+        """The activation doctor's data rules, and a row sample kept for ActivationHealth."""
+        from lamina.diagnostics.lint import check_at_fit
+
+        check_at_fit(self, x, y, getattr(self, "_lint_mode", None))
 
     def _assert_compiled(self, what: str) -> None:
         if not self.compiled:
@@ -196,7 +190,7 @@ class Trainer:
     @property
     def metrics(self) -> list:
         out = [self._loss_tracker] if self._loss_tracker is not None else []
-        out += getattr(self, "_per_output_trackers", [])
+        out += self._per_output_trackers
         for ms in self._output_metrics:
             out.extend(ms)
         return out
@@ -299,7 +293,7 @@ class Trainer:
         tracker = self._loss_tracker
         tracker.total.value[...] += loss_value * batch_size
         tracker.count.value[...] += batch_size
-        for tracker, value in zip(getattr(self, "_per_output_trackers", []), per_output):
+        for tracker, value in zip(self._per_output_trackers, per_output):
             if value is not None:
                 tracker.update_state(float(_value(value)), sample_weight=batch_size)
         if not self._output_metrics and (self._metric_specs or self._weighted_metric_specs):
@@ -327,23 +321,14 @@ class Trainer:
     def _consolidate_weights(self) -> None:
         """Make the float32 trainable weights views of one flat buffer (the optimizer then updates
         them all in a few vectorised calls, and an all-reduce moves them in one message)."""
+        from lamina.optimizers.optimizer import _span
+
         weights = [v for v in self.trainable_weights if v.dtype == np.float32]
         if not weights:
             return
-        first = weights[0]._value
-        base = first.base
-        if base is not None and base.ndim == 1 and base.size == sum(v.size for v in weights):
-            offset = 0
-            ok = True
-            for v in weights:
-                arr = v._value
-                if arr.base is not base or arr.__array_interface__["data"][0] != \
-                        base.__array_interface__["data"][0] + 4 * offset:
-                    ok = False
-                    break
-                offset += v.size
-            if ok:
-                return
+        sizes = [v.size for v in weights]
+        if _span([v._value for v in weights], sizes, sum(sizes), np.float32) is not None:
+            return  # already one buffer (the optimizer's own test for it)
         flat = np.empty(sum(v.size for v in weights), dtype=np.float32)
         offset = 0
         for v in weights:
@@ -741,9 +726,6 @@ class Trainer:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
-
-    def get_compile_config(self) -> dict | None:
-        return self._compile_config
 
 
 PREDICT_CHUNK = 2048
