@@ -100,3 +100,29 @@ def test_fold_leaves_the_original_alone(data):
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert len(model.layers) == 2
+
+
+class _FirstSix(L.Layer):
+    """A custom layer that changes the feature width (12 -> 6) without being a Dense."""
+
+    def call(self, inputs):
+        return inputs[:, :6]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 6)
+
+
+def test_batchnorm_after_a_width_changing_layer_folds_into_the_next_dense(data):
+    # The BatchNormalization's own size sets the identity it starts from: not the last Dense's
+    # width (a custom layer changed it) and not "unknown" after a Flatten.
+    x, _ = data
+    rng = np.random.default_rng(3)
+    for model, xin in ((lamina.Sequential([L.Input((12,)), _FirstSix(), L.BatchNormalization(), L.Dense(3)]), x),
+                       (lamina.Sequential([L.Input((3, 4)), L.Flatten(), L.BatchNormalization(), L.Dense(3)]),
+                        x.reshape(-1, 3, 4))):
+        bn = model.layers[1]
+        bn.moving_mean.assign(rng.standard_normal(bn.moving_mean.shape).astype("float32"))
+        bn.moving_variance.assign(rng.uniform(0.5, 2.0, bn.moving_variance.shape).astype("float32"))
+        folded = fold(model)
+        assert [type(layer).__name__ for layer in folded.layers] == [type(model.layers[0]).__name__, "Dense"]
+        np.testing.assert_allclose(folded.predict(xin, verbose=0), model.predict(xin, verbose=0), atol=1e-5)

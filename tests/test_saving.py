@@ -396,3 +396,13 @@ def test_no_warnings_on_plain_round_trip(tmp_path):
         warnings.simplefilter("error")
         model.save(tmp_path / "m.keras")
         lamina.saving.load_model(tmp_path / "m.keras")
+
+
+def test_numpy_numbers_in_layer_configs_save(tmp_path):
+    model = lamina.Sequential([lamina.Input((4,)), lamina.layers.Dense(3), lamina.layers.Dropout(np.float32(0.5)),
+                               lamina.layers.Dense(np.int64(2))])
+    path = tmp_path / "np.keras"
+    model.save(path)
+    loaded = lamina.saving.load_model(path)
+    assert loaded.layers[1].rate == 0.5 and loaded.layers[2].units == 2
+    assert '"rate": 0.5' in model.to_json()

@@ -252,3 +252,14 @@ def test_keras_reads_lamina_compile_config(keras, tmp_path):
     assert type(km.optimizer.learning_rate).__name__ != "float" and km.loss.__class__.__name__ == \
         "SparseCategoricalCrossentropy"
     assert io.BytesIO(h5).read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def test_uncompiled_compile_config_matches_keras(keras):
+    # Keras returns {} for an uncompiled model and writes it into the serialized config; so does lamina.
+    km = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    lm = lamina.Sequential([lamina.Input((3,)), lamina.layers.Dense(2)])
+    assert lm.get_compile_config() == km.get_compile_config() == {}
+    k_cfg = keras.saving.serialize_keras_object(km)
+    l_cfg = lamina.saving.serialize_keras_object(lm)
+    assert l_cfg["compile_config"] == k_cfg["compile_config"] == {}
+    assert lamina.saving.deserialize_keras_object(l_cfg).compiled is False

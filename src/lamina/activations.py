@@ -36,7 +36,9 @@ import numpy as np
 
 from lamina import backend
 from lamina.autodiff import Tensor, Variable, _value, record
+from lamina.initializers import _serialize_function
 from lamina.ops import _erfc64
+from lamina.saving.object_registry import get_registered_name, get_registered_object
 
 __all__ = [
     "FUSED",
@@ -794,15 +796,6 @@ _ALL: dict[str, Callable] = {**_BUILTINS, "swish": silu, "hard_swish": hard_silu
 _NAME_OF: dict[int, str] = {id(fn): name for name, fn in _BUILTINS.items()}
 
 
-def _registry(attr: str):
-    """``lamina.saving.<attr>`` when the saving package provides it (custom-object registry)."""
-    try:
-        import lamina.saving as saving
-    except ImportError:  # pragma: no cover - saving is part of lamina; tolerate partial installs
-        return None
-    return getattr(saving, attr, None)
-
-
 def _unknown(identifier: str) -> ValueError:
     names = sorted(_ALL)
     close = difflib.get_close_matches(identifier, names, n=1)
@@ -815,16 +808,11 @@ def _unknown(identifier: str) -> ValueError:
 
 
 def _lookup(name: str, custom_objects: dict | None = None) -> Callable:
-    if custom_objects and name in custom_objects:
-        return custom_objects[name]
-    if name in _ALL:
-        return _ALL[name]
-    find = _registry("get_registered_object")
-    if find is not None:
-        obj = find(name, custom_objects)
-        if obj is not None:
-            return obj
-    raise _unknown(name)
+    # As in Keras, custom objects (argument, active scope, registry) come before the built-ins.
+    obj = get_registered_object(name, custom_objects, _ALL)
+    if obj is None:
+        raise _unknown(name)
+    return obj
 
 
 def serialize(activation) -> str | dict:
@@ -845,18 +833,14 @@ def serialize(activation) -> str | dict:
                 "serialize: a lambda has no name to save it under. Define it with `def`, pass it in "
                 f"custom_objects when loading, or register it. Received: activation={activation!r}"
             )
-        get_name = _registry("get_registered_name")
-        fn_name = get_name(activation) if get_name is not None else activation.__name__
-        return {"module": "builtins", "class_name": "function", "config": fn_name,
-                "registered_name": "function"}
+        return _serialize_function(activation)
     if callable(activation) and hasattr(activation, "get_config"):
         cls = type(activation)
-        get_name = _registry("get_registered_name")
         return {
             "module": cls.__module__,
             "class_name": cls.__name__,
             "config": activation.get_config(),
-            "registered_name": get_name(cls) if get_name is not None else cls.__name__,
+            "registered_name": get_registered_name(cls),
         }
     raise ValueError(
         "serialize expects an activation function (a built-in, a named function or a callable object "

@@ -66,14 +66,22 @@ def _unknown(kind: str, name: str, objects: dict) -> ValueError:
     )
 
 
+def _serialize_function(fn) -> dict:
+    """A plain function as Keras 3 writes it, whatever its family (initializer, loss, activation...).
+
+    Keras serializes the function's ``types.FunctionType`` class: module "builtins", registered name
+    "function", and the function's own (registered) name in "config".
+    """
+    return {"module": "builtins", "class_name": "function", "config": get_registered_name(fn),
+            "registered_name": "function"}
+
+
 def _serialize(obj, public_module: str, builtins: Sequence[type]):
     """``obj`` in Keras 3's serialized form; None stays None."""
     if obj is None:
         return None
     if inspect.isfunction(obj) or inspect.isbuiltin(obj):
-        # Keras's layout for plain functions: the name goes in "config".
-        return {"module": obj.__module__, "class_name": "function", "config": obj.__name__,
-                "registered_name": get_registered_name(obj)}
+        return _serialize_function(obj)
     if inspect.isclass(obj) or not hasattr(obj, "get_config"):
         raise TypeError(
             f"Cannot serialize {obj!r}: expected an instance with a `get_config()` method or a "
@@ -110,7 +118,8 @@ def _deserialize(config, kind: str, objects: dict, custom_objects: dict | None =
     registered = config.get("registered_name")
     if class_name == "function":
         fn_name = inner if isinstance(inner, str) else registered
-        fn = get_registered_object(registered, custom_objects) if registered else None
+        # Keras writes "function" (the class's name) as registered_name: only another name is a key.
+        fn = get_registered_object(registered, custom_objects) if registered not in (None, "function") else None
         fn = fn or get_registered_object(fn_name, custom_objects)
         if fn is None:
             raise ValueError(

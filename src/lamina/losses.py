@@ -35,6 +35,8 @@ import numpy as np
 
 from lamina import backend, ops
 from lamina.autodiff import Tensor, Variable, _tracked, _value, record
+from lamina.initializers import _serialize_function
+from lamina.saving.object_registry import get_registered_name, get_registered_object
 
 __all__ = [
     "Loss", "LossFunctionWrapper",
@@ -786,112 +788,106 @@ _MASKED_FNS: dict[Callable, Callable] = {
 }
 
 
-class _SimpleWrapper(LossFunctionWrapper):
-    """A wrapper whose config is just name and reduction (the argument-free losses)."""
+class _BuiltinWrapper(LossFunctionWrapper):
+    """A built-in loss class: its config is name, reduction and the function's keyword arguments
+    (no ``fn``: the class itself names the function).
+
+    Where Keras's config leaves an argument out (``delta`` of Huber, ``axis`` of CosineSimilarity
+    and SparseCategoricalCrossentropy) it is still written, so a non-default value survives a round
+    trip; Keras's constructors accept these keys, so the config still loads there.
+    """
 
     def get_config(self) -> dict:
-        return Loss.get_config(self)
+        return {**Loss.get_config(self), **self._fn_kwargs}
 
 
-class MeanSquaredError(_SimpleWrapper):
+class MeanSquaredError(_BuiltinWrapper):
     """Mean of squares of errors: ``mean((y - p)^2)``."""
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
         super().__init__(mean_squared_error, name=name, reduction=reduction, dtype=dtype)
 
 
-class MeanAbsoluteError(_SimpleWrapper):
+class MeanAbsoluteError(_BuiltinWrapper):
     """Mean of absolute errors: ``mean(|y - p|)``."""
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
         super().__init__(mean_absolute_error, name=name, reduction=reduction, dtype=dtype)
 
 
-class MeanAbsolutePercentageError(_SimpleWrapper):
+class MeanAbsolutePercentageError(_BuiltinWrapper):
     """``100 * mean(|y - p| / max(|y|, epsilon))``."""
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_percentage_error", dtype=None):
         super().__init__(mean_absolute_percentage_error, name=name, reduction=reduction, dtype=dtype)
 
 
-class MeanSquaredLogarithmicError(_SimpleWrapper):
+class MeanSquaredLogarithmicError(_BuiltinWrapper):
     """``mean((log(p + 1) - log(y + 1))^2)`` (values below epsilon are raised to epsilon)."""
 
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_logarithmic_error", dtype=None):
         super().__init__(mean_squared_logarithmic_error, name=name, reduction=reduction, dtype=dtype)
 
 
-class CosineSimilarity(LossFunctionWrapper):
+class CosineSimilarity(_BuiltinWrapper):
     """Negative cosine similarity along ``axis``: ``-sum(l2_normalize(y) * l2_normalize(p))``."""
 
     def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity", dtype=None):
         super().__init__(cosine_similarity, name=name, reduction=reduction, dtype=dtype, axis=axis)
         self.axis = axis
 
-    def get_config(self) -> dict:
-        # Keras's config stops at name and reduction; `axis` is kept so it survives a round trip.
-        config = Loss.get_config(self)
-        config.update(axis=self.axis)
-        return config
 
-
-class Huber(LossFunctionWrapper):
+class Huber(_BuiltinWrapper):
     """Huber loss: quadratic for errors up to ``delta``, linear beyond."""
 
     def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss", dtype=None):
         super().__init__(huber, name=name, reduction=reduction, dtype=dtype, delta=delta)
         self.delta = delta
 
-    def get_config(self) -> dict:
-        # Keras's config stops at name and reduction; `delta` is kept so it survives a round trip.
-        config = Loss.get_config(self)
-        config.update(delta=self.delta)
-        return config
 
-
-class LogCosh(_SimpleWrapper):
+class LogCosh(_BuiltinWrapper):
     """``mean(log(cosh(p - y)))``."""
 
     def __init__(self, reduction="sum_over_batch_size", name="log_cosh", dtype=None):
         super().__init__(log_cosh, name=name, reduction=reduction, dtype=dtype)
 
 
-class Hinge(_SimpleWrapper):
+class Hinge(_BuiltinWrapper):
     """``mean(max(1 - y p, 0))`` with labels in {-1, 1} (0/1 labels are converted)."""
 
     def __init__(self, reduction="sum_over_batch_size", name="hinge", dtype=None):
         super().__init__(hinge, name=name, reduction=reduction, dtype=dtype)
 
 
-class SquaredHinge(_SimpleWrapper):
+class SquaredHinge(_BuiltinWrapper):
     """``mean(max(1 - y p, 0)^2)`` with labels in {-1, 1} (0/1 labels are converted)."""
 
     def __init__(self, reduction="sum_over_batch_size", name="squared_hinge", dtype=None):
         super().__init__(squared_hinge, name=name, reduction=reduction, dtype=dtype)
 
 
-class CategoricalHinge(_SimpleWrapper):
+class CategoricalHinge(_BuiltinWrapper):
     """``max(max((1 - y) p) - sum(y p) + 1, 0)`` for one-hot labels."""
 
     def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge", dtype=None):
         super().__init__(categorical_hinge, name=name, reduction=reduction, dtype=dtype)
 
 
-class KLDivergence(_SimpleWrapper):
+class KLDivergence(_BuiltinWrapper):
     """Kullback-Leibler divergence ``sum(y log(y / p))``."""
 
     def __init__(self, reduction="sum_over_batch_size", name="kl_divergence", dtype=None):
         super().__init__(kl_divergence, name=name, reduction=reduction, dtype=dtype)
 
 
-class Poisson(_SimpleWrapper):
+class Poisson(_BuiltinWrapper):
     """``mean(p - y log(p + epsilon))``."""
 
     def __init__(self, reduction="sum_over_batch_size", name="poisson", dtype=None):
         super().__init__(poisson, name=name, reduction=reduction, dtype=dtype)
 
 
-class BinaryCrossentropy(LossFunctionWrapper):
+class BinaryCrossentropy(_BuiltinWrapper):
     """Crossentropy of binary targets against probabilities or logits (``from_logits=True``)."""
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
@@ -902,21 +898,16 @@ class BinaryCrossentropy(LossFunctionWrapper):
         self.label_smoothing = label_smoothing
         self.axis = axis
 
-    def get_config(self) -> dict:
-        config = Loss.get_config(self)
-        config.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=self.axis)
-        return config
 
-
-class BinaryFocalCrossentropy(LossFunctionWrapper):
+class BinaryFocalCrossentropy(_BuiltinWrapper):
     """Binary crossentropy down-weighting easy examples by ``(1 - p_t)^gamma``."""
 
     def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
                  label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name="binary_focal_crossentropy", dtype=None):
         super().__init__(binary_focal_crossentropy, name=name, reduction=reduction, dtype=dtype,
-                         apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
-                         from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+                         from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
+                         apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma)
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
         self.axis = axis
@@ -924,14 +915,8 @@ class BinaryFocalCrossentropy(LossFunctionWrapper):
         self.alpha = alpha
         self.gamma = gamma
 
-    def get_config(self) -> dict:
-        config = Loss.get_config(self)
-        config.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=self.axis,
-                      apply_class_balancing=self.apply_class_balancing, alpha=self.alpha, gamma=self.gamma)
-        return config
 
-
-class CategoricalCrossentropy(LossFunctionWrapper):
+class CategoricalCrossentropy(_BuiltinWrapper):
     """Crossentropy of one-hot (or soft) targets against probabilities or logits."""
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
@@ -942,34 +927,23 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         self.label_smoothing = label_smoothing
         self.axis = axis
 
-    def get_config(self) -> dict:
-        config = Loss.get_config(self)
-        config.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=self.axis)
-        return config
 
-
-class CategoricalFocalCrossentropy(LossFunctionWrapper):
+class CategoricalFocalCrossentropy(_BuiltinWrapper):
     """Categorical crossentropy weighted by ``alpha (1 - p)^gamma``."""
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="categorical_focal_crossentropy", dtype=None):
         super().__init__(categorical_focal_crossentropy, name=name, reduction=reduction, dtype=dtype,
-                         alpha=alpha, gamma=gamma, from_logits=from_logits,
-                         label_smoothing=label_smoothing, axis=axis)
+                         from_logits=from_logits, label_smoothing=label_smoothing, axis=axis,
+                         alpha=alpha, gamma=gamma)
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
         self.axis = axis
         self.alpha = alpha
         self.gamma = gamma
 
-    def get_config(self) -> dict:
-        config = Loss.get_config(self)
-        config.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=self.axis,
-                      alpha=self.alpha, gamma=self.gamma)
-        return config
 
-
-class SparseCategoricalCrossentropy(LossFunctionWrapper):
+class SparseCategoricalCrossentropy(_BuiltinWrapper):
     """Crossentropy of integer class indices against probabilities or logits.
 
     Entries whose label equals ``ignore_class`` contribute nothing and are left out of the mean.
@@ -983,28 +957,16 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
         self.ignore_class = ignore_class
         self.axis = axis
 
-    def get_config(self) -> dict:
-        config = Loss.get_config(self)
-        # Keras's config omits `axis`; it is added so a non-default axis survives a round trip
-        # (Keras's constructor accepts it, so the config still loads there).
-        config.update(from_logits=self.from_logits, ignore_class=self.ignore_class, axis=self.axis)
-        return config
 
-
-class Dice(LossFunctionWrapper):
+class Dice(_BuiltinWrapper):
     """Dice loss ``1 - 2 |y p| / (|y| + |p|)`` over ``axis`` (all axes by default)."""
 
     def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None, dtype=None):
         super().__init__(dice, name=name, reduction=reduction, dtype=dtype, axis=axis)
         self.axis = axis
 
-    def get_config(self) -> dict:
-        config = Loss.get_config(self)
-        config.update(axis=self.axis)
-        return config
 
-
-class Tversky(LossFunctionWrapper):
+class Tversky(_BuiltinWrapper):
     """Tversky loss ``1 - TP / (TP + alpha FP + beta FN)``; alpha = beta = 0.5 is Dice."""
 
     def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky", axis=None,
@@ -1015,13 +977,8 @@ class Tversky(LossFunctionWrapper):
         self.beta = beta
         self.axis = axis
 
-    def get_config(self) -> dict:
-        config = Loss.get_config(self)
-        config.update(alpha=self.alpha, beta=self.beta, axis=self.axis)
-        return config
 
-
-class CategoricalGeneralizedCrossEntropy(LossFunctionWrapper):
+class CategoricalGeneralizedCrossEntropy(_BuiltinWrapper):
     """Generalised crossentropy ``(1 - p[label]^q) / q`` for integer labels, robust to label noise."""
 
     def __init__(self, q=0.5, reduction="sum_over_batch_size", name="categorical_generalized_cross_entropy",
@@ -1034,11 +991,6 @@ class CategoricalGeneralizedCrossEntropy(LossFunctionWrapper):
         super().__init__(categorical_generalized_cross_entropy, name=name, reduction=reduction, dtype=dtype,
                          q=q)
         self.q = q
-
-    def get_config(self) -> dict:
-        config = Loss.get_config(self)
-        config.update(q=self.q)
-        return config
 
 
 # Short names, as in Keras 2 and Keras 3's legacy namespace.
@@ -1074,13 +1026,11 @@ ALL_OBJECTS.update({
     "MAPE": mean_absolute_percentage_error, "msle": mean_squared_logarithmic_error,
     "MSLE": mean_squared_logarithmic_error,
 })
-_BUILTIN_IDS = {id(obj) for obj in _CLASSES + _FUNCTIONS}
+_BUILTIN_CLASSES = frozenset(_CLASSES)
 
 
 def _lookup(name: str, custom_objects: dict | None = None):
     """``name`` in ``custom_objects``, then the global custom-object registry, then the built-ins."""
-    from lamina.saving.object_registry import get_registered_object
-
     obj = get_registered_object(name, custom_objects, ALL_OBJECTS)
     if obj is not None:
         return obj
@@ -1094,32 +1044,22 @@ def _lookup(name: str, custom_objects: dict | None = None):
 
 def serialize(loss) -> dict | None:
     """A loss as Keras's serialized dict: ``{"module", "class_name", "config", "registered_name"}``."""
-    from lamina.saving.object_registry import get_registered_name
-
     if loss is None:
         return None
     if isinstance(loss, Loss):
         cls = type(loss)
-        builtin = id(cls) in _BUILTIN_IDS
         if cls is LossFunctionWrapper:
             module, registered = "keras.src.losses.losses", "LossFunctionWrapper"
-        elif builtin:
+        elif cls in _BUILTIN_CLASSES:
             module, registered = "keras.losses", None
         else:
             module, registered = cls.__module__, get_registered_name(cls)
         return {"module": module, "class_name": cls.__name__, "config": loss.get_config(),
                 "registered_name": registered}
-    if inspect.isfunction(loss) or callable(loss):
-        name = getattr(loss, "__name__", None)
-        if name is None:
+    if callable(loss):
+        if getattr(loss, "__name__", None) is None:
             raise ValueError(f"Cannot serialize loss {loss!r}: it has no name. Received: loss={loss!r}")
-        builtin = id(loss) in _BUILTIN_IDS
-        if builtin:
-            return {"module": "builtins", "class_name": "function", "config": name,
-                    "registered_name": "function"}
-        registered = get_registered_name(loss)
-        return {"module": getattr(loss, "__module__", "builtins"), "class_name": "function",
-                "config": registered, "registered_name": registered}
+        return _serialize_function(loss)
     raise ValueError(f"Cannot serialize a loss from {type(loss).__name__}. Received: loss={loss!r}")
 
 
@@ -1136,12 +1076,11 @@ def deserialize(config, custom_objects: dict | None = None):
             "A serialized loss must be a name or a dict with 'class_name' and 'config'. "
             f"Received: config={config!r}"
         )
-    from lamina.saving.object_registry import get_registered_object
-
     class_name, inner = config["class_name"], config.get("config")
     # A registered name ("package>Name") wins; built-ins carry None or "function" there.
     registered = config.get("registered_name")
-    found = get_registered_object(registered, custom_objects) if isinstance(registered, str) else None
+    keyed = isinstance(registered, str) and registered != "function"
+    found = get_registered_object(registered, custom_objects) if keyed else None
     if class_name == "function":
         return found if found is not None else _lookup(inner, custom_objects)
     cls = found if found is not None else _lookup(class_name, custom_objects)

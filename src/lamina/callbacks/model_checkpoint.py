@@ -64,6 +64,11 @@ class ModelCheckpoint(MonitorCallback):
                 f"Unrecognized save_freq: {save_freq!r}. Expected save_freq are 'epoch' or a positive "
                 f"integer number of batches. Received: save_freq={save_freq!r}"
             )
+        if valid_int:
+            # Listen to batch ends only when saving by batch count: CallbackList skips callbacks
+            # without the hook, so an epoch-saving checkpoint adds nothing to the training step
+            # (the trainer then need not build, convert and pass batch logs for it).
+            self.on_train_batch_end = self._save_on_batch_end
         if save_weights_only:
             if not filepath.endswith(".weights.h5"):
                 raise ValueError(
@@ -80,7 +85,7 @@ class ModelCheckpoint(MonitorCallback):
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _save_on_batch_end(self, batch, logs=None):
         if self._should_save_on_batch(batch):
             self._save_model(epoch=self._current_epoch, batch=batch, logs=logs)
 

@@ -63,8 +63,7 @@ def _on_last_axis(layer) -> bool:
 
 
 def _copy(layer):
-    clone = type(layer).from_config(layer.get_config())
-    return clone
+    return type(layer).from_config(layer.get_config())
 
 
 def fold(model):
@@ -83,7 +82,6 @@ def fold(model):
     layers = _chain_layers(model)
     dtype = np.dtype(model.dtype)
     in_shape = tuple(model.inputs[0].shape[1:])
-    width = in_shape[-1] if in_shape else None
 
     plan: list = []  # ("dense", W, b, activation, name) or ("copy", layer)
     pending = None  # (W, b, [source layers]) with W of shape (width, width') in float64
@@ -95,9 +93,6 @@ def fold(model):
         else:
             W0, b0, src = pending
             pending = (W0 @ W, b0 @ W + b, src + [source])
-
-    def identity_map(n):
-        return np.eye(n), np.zeros(n)
 
     def flush(activation="linear"):
         """Emit the pending map; returns True if it was emitted as a Dense."""
@@ -119,22 +114,18 @@ def fold(model):
         if isinstance(layer, L.Dense):
             K = layer.kernel.numpy().astype(np.float64)
             bias = layer.bias.numpy().astype(np.float64) if layer.bias is not None else np.zeros(layer.units)
-            act = layer.activation
-            if fn_name(act) == "linear":
-                affine(K, bias, layer)
-            else:
-                affine(K, bias, layer)
-                flush(act)
-            width = layer.units
+            affine(K, bias, layer)
+            if fn_name(layer.activation) != "linear":
+                flush(layer.activation)
             continue
-        if isinstance(layer, L.BatchNormalization) and _on_last_axis(layer) and width is not None:
+        if isinstance(layer, L.BatchNormalization) and _on_last_axis(layer):
             var = layer.moving_variance.numpy().astype(np.float64)
             mean = layer.moving_mean.numpy().astype(np.float64)
             gamma = layer.gamma.numpy().astype(np.float64) if layer.gamma is not None else np.ones_like(var)
             beta = layer.beta.numpy().astype(np.float64) if layer.beta is not None else np.zeros_like(var)
             s = gamma / np.sqrt(var + layer.epsilon)
-            if pending is None:
-                pending = (*identity_map(width), [])
+            if pending is None:  # start from the identity on the normalised axis (its size is var's)
+                pending = (np.eye(var.size), np.zeros(var.size), [])
             W0, b0, src = pending
             pending = (W0 * s, b0 * s + (beta - mean * s), src + [layer])
             continue
@@ -149,8 +140,6 @@ def fold(model):
         else:
             flush()
         plan.append(("copy", layer))
-        if isinstance(layer, (L.Flatten, L.Reshape)) or not hasattr(layer, "compute_output_shape"):
-            width = None
     flush()
 
     new_layers = []

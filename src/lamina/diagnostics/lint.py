@@ -64,9 +64,10 @@ def lint(model, x=None, y=None) -> list[Finding]:
     """Every finding for ``model`` (structure, output activation vs compiled loss, and, given data,
     labels vs loss and input scaling), errors first."""
     _check_model(model)
-    findings = _structural(model) + _loss_rules(model)
+    graph = Graph(model)
+    findings = _structural(model, graph) + _loss_rules(model, graph)
     if x is not None or y is not None:
-        findings += _data_rules(model, x, y)
+        findings += _data_rules(model, x, y, graph)
     return _sorted(findings)
 
 

@@ -21,8 +21,6 @@ def _is_shape(s) -> bool:
 class Merge(Layer):
     """Base class: subclasses define ``_merge_function(list_of_tensors)``."""
 
-    _min_inputs = 1
-
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True
@@ -43,13 +41,7 @@ class Merge(Layer):
                 f"A merge layer ({type(self).__name__} '{self.name}') should be called on a list of "
                 f"inputs. Received: input_shape={input_shape} (not a list of shapes)"
             )
-        shapes = [tuple(s) for s in input_shape]
-        if len(shapes) < self._min_inputs:
-            raise ValueError(
-                f"A {type(self).__name__} layer should be called on a list of at least {self._min_inputs} "
-                f"inputs. Received: {len(shapes)} input(s), input_shape={shapes}"
-            )
-        return shapes
+        return [tuple(s) for s in input_shape]
 
     def _broadcast_shape(self, shapes: list) -> tuple:
         """The merged shape without the batch axis; raises on mismatched batch sizes or axes."""

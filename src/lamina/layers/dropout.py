@@ -77,10 +77,10 @@ class Dropout(Layer):
         dtype = xv.dtype if np.issubdtype(xv.dtype, np.floating) else np.dtype(self.compute_dtype)
         if self.rate == 1:
             return ops.multiply(inputs, np.zeros((), dtype=dtype))
-        rng = self._rng if self._rng is not None else backend.make_rng(None)
+        rng = self._rng if self._rng is not None else backend.rng()
         keep = 1.0 - self.rate
         kept = rng.random(self._mask_shape(tuple(xv.shape)), dtype=np.float32) < keep
-        scale = kept.astype(dtype) * dtype.type(1.0 / keep)
+        scale = np.where(kept, dtype.type(1.0 / keep), dtype.type(0))
         return ops.multiply(inputs, scale)
 
     def compute_output_shape(self, input_shape):

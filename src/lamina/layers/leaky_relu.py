@@ -6,6 +6,7 @@ import warnings
 
 from lamina import activations
 from lamina.layers.layer import Layer
+from lamina.layers.relu import _check_non_negative
 
 
 class LeakyReLU(Layer):
@@ -20,12 +21,7 @@ class LeakyReLU(Layer):
             negative_slope = kwargs.pop("alpha")
             warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.", stacklevel=2)
         super().__init__(**kwargs)
-        if (isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float))
-                or not negative_slope >= 0):
-            raise ValueError(
-                "The `negative_slope` of a LeakyReLU layer must be a number >= 0. "
-                f"Received: negative_slope={negative_slope!r}"
-            )
+        _check_non_negative("LeakyReLU", "negative_slope", negative_slope)
         self.negative_slope = negative_slope
         self.supports_masking = True
 

@@ -11,7 +11,7 @@ def _check_non_negative(layer: str, name: str, value, allow_none: bool = False) 
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(
-            f"`{name}` of a {layer} layer must be a number >= 0"
+            f"The `{name}` of a {layer} layer must be a number >= 0"
             f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
         )
 

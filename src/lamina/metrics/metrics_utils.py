@@ -185,35 +185,31 @@ def confusion_counts(y_true, y_pred, thresholds, *, evenly: bool = False, top_k=
         if thr[0] < 0.0 or thr[-1] > 1.0:
             # Endpoints carry an epsilon: every prediction lies above the first threshold.
             bucket = np.maximum(bucket, 0)
-        bucket = bucket.astype(np.int64)
-        shift = 1  # bucket -1 (predictions <= the first threshold) is dropped below
-        slots = n_thr
+        # Histogram index = bucket + 1 in [0, T]; index 0 (bucket -1: predictions <= the first
+        # threshold) collects what no threshold counts.
+        idx = bucket.astype(np.int64) + 1
     else:
         order = np.argsort(thr, kind="stable")
-        bucket = np.searchsorted(thr[order], y_pred, side="left") - 1
-        shift = 1
-        slots = n_thr
-    # Histogram index = bucket + 1 in [0, slots]; index 0 collects what no threshold counts.
-    idx = bucket + shift
+        idx = np.searchsorted(thr[order], y_pred, side="left")  # #{t < p}: the same histogram index
     w = None if weights is None else weights.astype(np.float64)
     if multi_label:
         n_labels = y_pred.shape[1]
         idx = idx * n_labels + np.arange(n_labels)
-        size = (slots + 1) * n_labels
+        size = (n_thr + 1) * n_labels
         wt = positive if w is None else np.where(positive, w, 0.0)
         wf = ~positive if w is None else np.where(positive, 0.0, w)
-        h_t = np.bincount(idx.ravel(), wt.ravel().astype(np.float64), size).reshape(slots + 1, n_labels)
-        h_f = np.bincount(idx.ravel(), wf.ravel().astype(np.float64), size).reshape(slots + 1, n_labels)
+        h_t = np.bincount(idx.ravel(), wt.ravel().astype(np.float64), size).reshape(n_thr + 1, n_labels)
+        h_f = np.bincount(idx.ravel(), wf.ravel().astype(np.float64), size).reshape(n_thr + 1, n_labels)
     else:
         flat_idx = idx.ravel()
         pos = positive.ravel()
         if w is None:
-            h_t = np.bincount(flat_idx[pos], minlength=slots + 1).astype(np.float64)
-            h_f = np.bincount(flat_idx[~pos], minlength=slots + 1).astype(np.float64)
+            h_t = np.bincount(flat_idx[pos], minlength=n_thr + 1).astype(np.float64)
+            h_f = np.bincount(flat_idx[~pos], minlength=n_thr + 1).astype(np.float64)
         else:
             wr = w.ravel()
-            h_t = np.bincount(flat_idx[pos], wr[pos], minlength=slots + 1)
-            h_f = np.bincount(flat_idx[~pos], wr[~pos], minlength=slots + 1)
+            h_t = np.bincount(flat_idx[pos], wr[pos], minlength=n_thr + 1)
+            h_f = np.bincount(flat_idx[~pos], wr[~pos], minlength=n_thr + 1)
     total_t = h_t.sum(axis=0)
     total_f = h_f.sum(axis=0)
     tp = _reverse_cumsum(h_t[1:])

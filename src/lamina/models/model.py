@@ -140,10 +140,11 @@ class Model(Trainer, Layer):
 
         from lamina.saving import serialization_lib
 
-        return json.dumps(serialization_lib.serialize_keras_object(self), **kwargs)
+        return json.dumps(serialization_lib.serialize_keras_object(self), default=serialization_lib.json_default,
+                          **kwargs)
 
-    def get_compile_config(self) -> dict | None:
-        """The compile arguments, serialized as Keras 3 writes them (None if not compiled)."""
+    def get_compile_config(self) -> dict:
+        """The compile arguments, serialized as Keras 3 writes them ({} if not compiled)."""
         from lamina.saving import compile_config
 
         return compile_config.get_compile_config(self)

@@ -335,13 +335,6 @@ class Optimizer:
         self._kernel_views = [tuple(self._slot_groups[n][1][i] for n in names)
                               for i in range(len(self._trainable_variables))]
 
-    def _sync_slots(self) -> None:
-        """Point slot variables back at their buffers if someone rebound them (keeps values)."""
-        for group, views, _ in self._slot_groups.values():
-            for slot, view in zip(group, views, strict=True):
-                if slot._value is not view:
-                    slot._rebind(view)
-
     def set_weights(self, weights: Sequence) -> None:
         """Set every optimizer variable, in :attr:`variables` order."""
         if not self.built:
@@ -489,7 +482,6 @@ class Optimizer:
         if self.loss_scale_factor is not None:
             grads = [g / np.asarray(self.loss_scale_factor, g.dtype) for g in grads]
 
-        self._sync_slots()
         if self.gradient_accumulation_steps:
             self._accumulate_and_maybe_update(grads, variables)
         else:
@@ -532,8 +524,8 @@ class Optimizer:
         """Clip, apply weight decay, then run the update kernel (fused when the layout allows)."""
         full = self._layout is not None and len(variables) == len(self._trainable_variables) and all(
             a is b for a, b in zip(variables, self._trainable_variables, strict=True))
-        idx = list(range(len(variables))) if full else [self._index[id(v)] for v in variables]
-        clipped = self._clip_gradients(grads, [self._gbuf[i] for i in idx])
+        idx = range(len(variables)) if full else [self._index[id(v)] for v in variables]
+        clipped = self._clip_gradients(grads, idx)
         lr = self._current_learning_rate()
         pflat = self._param_span() if full else None
 
@@ -584,8 +576,12 @@ class Optimizer:
                 c = by_dtype[v.dtype] = self._coefficients(lr, v.dtype)
             self._update(v.value, g, self._kernel_views[i], self._scratch[i], c)
 
-    def _clip_gradients(self, grads: list[np.ndarray], outs: list[np.ndarray]) -> bool:
-        """Clip into ``outs`` (replacing the entries of ``grads``); True if anything was written."""
+    def _clip_gradients(self, grads: list[np.ndarray], idx: Sequence[int]) -> bool:
+        """Clip into the gradient buffers of variables ``idx`` (replacing the entries of ``grads``);
+        True if anything was written."""
+        if not (self.clipnorm or self.global_clipnorm or self.clipvalue):
+            return False  # the usual step: no clipping, no buffer list to build
+        outs = [self._gbuf[i] for i in idx]
         if self.clipnorm:
             for k, (g, out) in enumerate(zip(grads, outs, strict=True)):
                 dt = g.dtype.type

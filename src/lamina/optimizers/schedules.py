@@ -33,8 +33,10 @@ def _cos32(x) -> np.ndarray:
 
 
 def _pow32(base, exponent) -> np.ndarray:
-    """float32 ``base ** exponent``, rounded once from float64 (Keras computes a float32 power)."""
-    return np.power(np.float64(_F32(base)), np.asarray(exponent, np.float64)).astype(_F32)
+    """float32 ``base ** exponent`` (scalars or arrays, rounded to float32 first), computed in float64
+    and rounded once (Keras computes a float32 power)."""
+    base = np.asarray(base, _F32).astype(np.float64)
+    return np.power(base, np.asarray(exponent, _F32).astype(np.float64)).astype(_F32)
 
 
 def _check_positive(name: str, value) -> None:
@@ -146,17 +148,12 @@ class PolynomialDecay(LearningRateSchedule):
             step = np.minimum(step, horizon)
         p = step / horizon
         lr0, end = _F32(self.initial_learning_rate), _F32(self.end_learning_rate)
-        return _out((lr0 - end) * _pow32_any(_F32(1) - p, self.power) + end)
+        return _out((lr0 - end) * _pow32(_F32(1) - p, self.power) + end)
 
     def get_config(self) -> dict:
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
                 "end_learning_rate": self.end_learning_rate, "power": self.power, "cycle": self.cycle,
                 "name": self.name}
-
-
-def _pow32_any(base, exponent) -> np.ndarray:
-    """float32 ``base ** exponent`` for an array base, rounded once from float64."""
-    return np.power(np.asarray(base, np.float64), np.float64(_F32(exponent))).astype(_F32)
 
 
 class InverseTimeDecay(LearningRateSchedule):

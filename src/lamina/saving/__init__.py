@@ -2,10 +2,10 @@
 
 See :mod:`lamina.saving.saving_lib` for the format and the safety rules applied to files read.
 The registry is imported eagerly (layers, losses... use it while lamina itself imports); the file
-functions load on first use, which keeps ``import lamina`` free of import cycles and of h5py.
+functions and ``FileFormatError`` load on first use, which keeps ``import lamina`` free of import
+cycles and of h5py.
 """
 
-from lamina.saving.errors import FileFormatError
 from lamina.saving.object_registry import (
     CustomObjectScope,
     custom_object_scope,
@@ -16,6 +16,7 @@ from lamina.saving.object_registry import (
 )
 
 _LAZY = {
+    "FileFormatError": "errors",
     "load_model": "saving_api", "load_weights": "saving_api", "model_from_json": "saving_api",
     "save_model": "saving_api", "save_weights": "saving_api",
     "serialize_keras_object": "serialization_lib", "deserialize_keras_object": "serialization_lib",

@@ -10,11 +10,12 @@ from __future__ import annotations
 from lamina.saving import serialization_lib
 
 
-def get_compile_config(model) -> dict | None:
-    """The serialized compile arguments of a compiled model, else None."""
+def get_compile_config(model) -> dict:
+    """The serialized compile arguments of a compiled model, else ``{}`` (as Keras, which then writes
+    ``"compile_config": {}`` for an uncompiled model)."""
     raw = getattr(model, "_compile_config", None)
     if not getattr(model, "compiled", False) or raw is None:
-        return None
+        return {}
     ser = serialization_lib.serialize_keras_object
     return {
         "optimizer": ser(model.optimizer),
@@ -39,5 +40,11 @@ def compile_from_config(model, config: dict) -> None:
     if kwargs.get("optimizer") is None:
         kwargs.pop("optimizer", None)
     model.compile(**kwargs, lint=False)  # the file's architecture is not the user's code to lint
-    if model.built and model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_weights)
+    prepare_optimizer(model)
+
+
+def prepare_optimizer(model) -> None:
+    """Build a compiled, built model's optimizer on its trainable weights (as Keras's compile_from_config)."""
+    opt = getattr(model, "optimizer", None)
+    if opt is not None and getattr(model, "compiled", False) and not opt.built and model.built:
+        opt.build(model.trainable_weights)

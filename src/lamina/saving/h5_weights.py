@@ -80,7 +80,8 @@ def write_h5(entries: list[state_walk.Entry], target=None) -> bytes | None:
 
 
 class H5Reader:
-    """A read-only, link-checking view of a Keras weights file (path, bytes or file object)."""
+    """A read-only, link-checking view of a Keras weights file (path, bytes, file object or open
+    ``h5py.File``)."""
 
     def __init__(self, source, filename, max_bytes: int):
         self.filename = filename
@@ -91,7 +92,7 @@ class H5Reader:
         try:
             if isinstance(source, (bytes, bytearray)):
                 source = io.BytesIO(bytes(source))
-            self.file = h5py.File(source, "r")
+            self.file = source if isinstance(source, h5py.File) else h5py.File(source, "r")
         except Exception as e:
             raise FileFormatError(filename, f"the weights are not a valid HDF5 file ({type(e).__name__}: {e}).") \
                 from None
@@ -125,7 +126,7 @@ class H5Reader:
     def group(self, path: str):
         """The ``vars`` group for ``path`` ("" = root), or None if the file has none."""
         h5py = self._h5py
-        parts = ([p for p in path.split("/")] if path else []) + ["vars"]
+        parts = (path.split("/") if path else []) + ["vars"]
         node = self.file
         walked = []
         for part in parts:
@@ -177,18 +178,12 @@ class H5Reader:
         return out
 
 
-def _pairs_for(entry: state_walk.Entry):
-    return list(entry.variables)
-
-
-def plan_load(entries: list[state_walk.Entry], reader: H5Reader, skip_mismatch: bool = False,
-              optional_paths: tuple = ()) -> list:
+def plan_load(entries: list[state_walk.Entry], reader: H5Reader, skip_mismatch: bool = False) -> list:
     """Check the file against ``entries`` and read every array; returns the assignments to make.
 
     Each assignment is ``(variable, array)`` or ``(custom_layer, {key: array})``. Raises
     :class:`FileFormatError` on the first problem, before any weight changes; with
     ``skip_mismatch=True`` a mismatched saveable is skipped with a warning instead.
-    ``optional_paths``: saveables whose absence from the file is fine (the optimizer).
     """
     plan = []
     fn = reader.filename
@@ -204,9 +199,7 @@ def plan_load(entries: list[state_walk.Entry], reader: H5Reader, skip_mismatch: 
                     store[k] = reader.read(ds, shape, dtype, f"{gpath}/{k}")
                 plan.append((entry.owner, store))
                 continue
-            want = _pairs_for(entry)
-            if group is None and entry.path in optional_paths:
-                continue
+            want = entry.variables
             problem = None
             if sorted(keys) != sorted(str(i) for i in range(len(keys))):
                 problem = f"'{gpath}' holds datasets named {sorted(keys)[:8]}; expected '0', '1', ..."

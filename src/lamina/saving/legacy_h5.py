@@ -14,14 +14,15 @@ files, everything is read and checked before anything is assigned.
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import os
 import warnings
 
 import numpy as np
 
-from lamina.saving import h5_weights, saving_lib, state_walk
-from lamina.saving.atomic import atomic_write
+from lamina.saving import h5_weights, saving_lib, serialization_lib, state_walk
+from lamina.saving.atomic import write_bytes_atomic
 from lamina.saving.errors import FileFormatError
 
 
@@ -113,7 +114,7 @@ def load_weights(model, path, skip_mismatch: bool = False) -> None:
     filename = os.fspath(path)
     f = _open(filename, filename)
     with f:
-        reader = _wrap(f, filename)
+        reader = h5_weights.H5Reader(f, filename, saving_lib.MAX_BYTES)
         try:
             group = reader._child(f, "model_weights", "model_weights") if "model_weights" in f else f
             plan = _plan_layers(model, reader, group, skip_mismatch)
@@ -122,16 +123,6 @@ def load_weights(model, path, skip_mismatch: bool = False) -> None:
         except Exception as e:
             raise FileFormatError(filename, f"the weights could not be read ({type(e).__name__}: {e}).") from None
     h5_weights.apply_plan(plan)
-
-
-def _wrap(f, filename) -> h5_weights.H5Reader:
-    reader = h5_weights.H5Reader.__new__(h5_weights.H5Reader)
-    reader.filename = filename
-    reader.max_bytes = saving_lib.MAX_BYTES
-    reader.bytes_read = 0
-    reader._h5py = h5_weights._h5py(filename)
-    reader.file = f
-    return reader
 
 
 def _json_attr(f, name: str, filename):
@@ -199,7 +190,7 @@ def load_model(path, custom_objects=None, compile: bool = True, safe_mode: bool 
     filename = os.fspath(path)
     f = _open(filename, filename)
     with f:
-        reader = _wrap(f, filename)
+        reader = h5_weights.H5Reader(f, filename, saving_lib.MAX_BYTES)
         try:
             config = _json_attr(f, "model_config", filename)
             if config is None:
@@ -244,23 +235,20 @@ def _plan_optimizer(model, reader, f) -> list:
 
 def save_model(model, path, overwrite: bool = True, include_optimizer: bool = True) -> None:
     """Write the legacy HDF5 full-model file (as Keras 3 does for ``.h5`` paths), atomically."""
-    import io
-
-    from lamina.saving import serialization_lib
-
     h5py = h5_weights._h5py(path)
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         f.attrs["keras_version"] = saving_lib.KERAS_FORMAT_VERSION
         f.attrs["backend"] = "numpy"
-        f.attrs["model_config"] = json.dumps({"class_name": type(model).__name__,
-                                              "config": model.get_config()}).encode("utf8")
+        f.attrs["model_config"] = json.dumps({"class_name": type(model).__name__, "config": model.get_config()},
+                                             default=serialization_lib.json_default).encode("utf8")
         opt = getattr(model, "optimizer", None)
         if include_optimizer and opt is not None and getattr(model, "compiled", False):
             cc = model.get_compile_config() or {}
             training = {k: v for k, v in cc.items() if k in ("loss", "metrics", "weighted_metrics", "loss_weights")}
             training["optimizer_config"] = {"class_name": type(opt).__name__, "config": opt.get_config()}
-            f.attrs["training_config"] = json.dumps(serialization_lib.serialize_keras_object(training)).encode()
+            f.attrs["training_config"] = json.dumps(serialization_lib.serialize_keras_object(training),
+                                                    default=serialization_lib.json_default).encode()
         group = f.create_group("model_weights")
         layers = state_walk.keras_layers(model)
         group.attrs["layer_names"] = [la.name.encode("utf8") for la in layers]
@@ -282,5 +270,4 @@ def save_model(model, path, overwrite: bool = True, include_optimizer: bool = Tr
             og.attrs["weight_names"] = names
             for n, v in zip(names, variables):
                 og.create_dataset(n.decode(), data=np.asarray(v.numpy()))
-    with atomic_write(path, overwrite=overwrite) as out:
-        out.write(buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue(), overwrite=overwrite)

@@ -12,7 +12,7 @@ import json
 import os
 
 from lamina.saving import h5_weights, legacy_h5, saving_lib
-from lamina.saving.atomic import atomic_write
+from lamina.saving.atomic import write_bytes_atomic
 from lamina.saving.errors import FileFormatError
 
 
@@ -91,9 +91,7 @@ def save_weights(model, filepath, overwrite: bool = True) -> None:
     if not model.built:
         raise ValueError(f"You are saving model '{model.name}', which has not been built yet: it has no weights. "
                          "Build it first by calling it on data or with build(input_shape).")
-    data = h5_weights.write_h5(h5_weights.state_entries(model))
-    with atomic_write(path, overwrite=overwrite) as f:
-        f.write(data)
+    write_bytes_atomic(path, h5_weights.write_h5(h5_weights.state_entries(model)), overwrite=overwrite)
 
 
 def load_weights(model, filepath, skip_mismatch: bool = False, **kwargs) -> None:

@@ -31,7 +31,8 @@ import zipfile
 import numpy as np
 
 from lamina.saving import h5_weights, object_registry, serialization_lib
-from lamina.saving.atomic import atomic_write
+from lamina.saving.atomic import write_bytes_atomic
+from lamina.saving.compile_config import prepare_optimizer
 from lamina.saving.errors import FileFormatError
 
 CONFIG_FILENAME = "config.json"
@@ -96,7 +97,7 @@ def _metadata_json() -> str:
 
 
 def model_config_json(model) -> str:
-    return json.dumps(serialization_lib.serialize_keras_object(model))
+    return json.dumps(serialization_lib.serialize_keras_object(model), default=serialization_lib.json_default)
 
 
 def archive_bytes(model) -> bytes:
@@ -120,8 +121,7 @@ def save_model(model, filepath, overwrite: bool = True) -> None:
     if hasattr(filepath, "write"):
         filepath.write(data)
         return
-    with atomic_write(filepath, overwrite=overwrite) as f:
-        f.write(data)
+    write_bytes_atomic(filepath, data, overwrite=overwrite)
 
 
 def save_model_dir(model, dirpath, overwrite: bool = True) -> None:
@@ -135,8 +135,7 @@ def save_model_dir(model, dirpath, overwrite: bool = True) -> None:
     weights = h5_weights.write_h5(h5_weights.state_entries(model))
     for name, data in ((METADATA_FILENAME, _metadata_json().encode()),
                        (CONFIG_FILENAME, model_config_json(model).encode()), (WEIGHTS_FILENAME, weights)):
-        with atomic_write(os.path.join(dirpath, name)) as f:
-            f.write(data)
+        write_bytes_atomic(os.path.join(dirpath, name), data)
 
 
 # -------------------------------------------------------------------------------- safe reading
@@ -257,7 +256,7 @@ def _check_sizes(config, weights_size: int | None, filename) -> None:
             v = node.get(key)
             dims = v if isinstance(v, list) else [v]
             for d in dims:
-                if isinstance(d, bool) or not isinstance(d, (int, float)) or d is None:
+                if isinstance(d, bool) or not isinstance(d, (int, float)):
                     continue
                 if not (-1 <= d < _MAX_DIM):
                     raise FileFormatError(filename, f"the config asks for a dimension {key}={d!r}; refusing to "
@@ -356,17 +355,10 @@ def load_from_members(members: dict, filename, custom_objects=None, compile=True
     return model
 
 
-def prepare_optimizer(model) -> None:
-    """Build a compiled model's optimizer on its trainable weights (as Keras's compile_from_config)."""
-    opt = getattr(model, "optimizer", None)
-    if opt is not None and getattr(model, "compiled", False) and not opt.built and model.built:
-        opt.build(model.trainable_weights)
-
-
-def load_weights_into(model, source, filename, include_optimizer: bool = True, skip_mismatch: bool = False,
-                      build_optimizer: bool = True) -> None:
+def load_weights_into(model, source, filename, include_optimizer: bool = True,
+                      skip_mismatch: bool = False) -> None:
     """Read Keras-layout weights from ``source`` (path, bytes) into ``model``: all checked, then assigned."""
-    if build_optimizer and include_optimizer:
+    if include_optimizer:
         prepare_optimizer(model)
     entries = h5_weights.state_entries(model, include_optimizer=include_optimizer)
     with h5_weights.H5Reader(source, filename, MAX_BYTES) as reader:

@@ -192,10 +192,8 @@ def check_config(config, custom_objects: dict | None = None, safe_mode: bool = T
     """
     resolved: dict = {}
     stack = [config]
-    seen = 0
     while stack:
         node = stack.pop()
-        seen += 1
         if isinstance(node, list):
             stack.extend(node)
             continue
@@ -404,3 +402,12 @@ def load_lambdas(config):
     if config.get("class_name") == "__lambda__":
         return _load_lambda(config.get("config"))
     return {k: load_lambdas(v) for k, v in config.items()}
+
+
+def json_default(obj):
+    """JSON for the NumPy values a config may hold (``Dropout(np.float32(0.5))``): plain numbers and lists."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")

@@ -47,6 +47,11 @@ def _is_model(obj) -> bool:
     return isinstance(obj, Model)
 
 
+def _is_structured(obj) -> bool:
+    """A Sequential or Functional model: its ``layers`` come from its structure, in Keras's order."""
+    return _is_model(obj) and (hasattr(obj, "_stack") or hasattr(obj, "_nodes"))
+
+
 def own_variables(layer) -> list:
     """A layer's own variables in Keras's order: those created trainable, then the others."""
     vs = list(layer._variables)
@@ -76,7 +81,7 @@ def keras_layers(model) -> list:
 def _children(obj):
     """(attribute, child) pairs in Keras's visiting order: a model's layers, then attributes sorted."""
     items = []
-    structured = _is_model(obj) and (hasattr(obj, "_stack") or hasattr(obj, "_nodes"))
+    structured = _is_structured(obj)
     if structured:
         items.append(("layers", keras_layers(obj)))
     attrs = dict(vars(obj))
@@ -159,9 +164,7 @@ def keras_trainable_variables(model) -> list:
             if v.trainable and id(v) not in seen:
                 seen.add(id(v))
                 out.append(v)
-        subs = keras_layers(layer) if _is_model(layer) and (hasattr(layer, "_stack") or hasattr(
-            layer, "_nodes")) else list(layer._layers)
-        for sub in subs:
+        for sub in keras_layers(layer) if _is_structured(layer) else layer._layers:
             collect(sub)
 
     collect(model)
