@@ -631,3 +631,14 @@ def test_oracle_serialize_matches_keras(keras):
         k_fn, l_fn = getattr(keras.activations, name), getattr(A, name)
         assert l_fn.__defaults__ == k_fn.__defaults__, name
         assert list(inspect.signature(l_fn).parameters) == list(inspect.signature(k_fn).parameters), name
+
+
+def test_scoped_custom_objects_take_precedence_over_builtins():
+    from lamina.saving import custom_object_scope
+
+    def my_relu(x):
+        return A.relu(x)
+
+    with custom_object_scope({"relu": my_relu}):
+        assert A.deserialize("relu") is my_relu
+    assert A.deserialize("relu") is A.relu

@@ -199,3 +199,16 @@ def test_bad_arguments(build, match):
 def test_axis_out_of_range(w):
     with pytest.raises(ValueError, match=r"MaxNorm: axis 3 is out of range for a weight of shape \(5, 4\)"):
         C.MaxNorm(axis=3)(w)
+
+
+@pytest.mark.parametrize("cons", [C.UnitNorm(), C.MinMaxNorm(0.5, 1.0), C.MaxNorm()], ids=repr)
+def test_float16_zero_and_tiny_vectors_stay_finite(cons):
+    w = np.zeros((3, 2), np.float16)
+    w[:, 1] = [1e-5, 2e-5, 0.0]  # a norm so small that 1 / (epsilon + norm) exceeds float16's range
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = cons(w)
+    assert out.dtype == np.float16 and np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out[:, 0], 0.0)
+    want = cons(w.astype(np.float32)).astype(np.float16)
+    np.testing.assert_allclose(out.astype(np.float32), want.astype(np.float32), rtol=1e-2)

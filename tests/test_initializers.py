@@ -464,3 +464,25 @@ def test_registered_custom_class_round_trips_without_custom_objects():
     assert cfg["registered_name"] == "test_init>Halves"
     assert type(I.deserialize(cfg)) is Halves
     assert type(I.get(cfg)) is Halves
+
+
+@pytest.mark.oracle
+def test_function_serialization_matches_keras(keras):
+    """Plain functions serialize as Keras writes them, in every family sharing the helper."""
+    from lamina import constraints, regularizers
+    from lamina.saving import register_keras_serializable
+
+    def plain_init(shape, dtype=None):
+        return np.zeros(shape, dtype or "float32")
+
+    @register_keras_serializable(package="test_init_fn")
+    def registered_init(shape, dtype=None):
+        return np.zeros(shape, dtype or "float32")
+
+    keras.saving.register_keras_serializable(package="test_init_fn")(registered_init)
+    for fn in (plain_init, registered_init):
+        expected = keras.initializers.serialize(fn)
+        assert I.serialize(fn) == expected
+        assert regularizers.serialize(fn) == expected and constraints.serialize(fn) == expected
+    assert I.deserialize(I.serialize(registered_init)) is registered_init
+    assert I.deserialize(I.serialize(plain_init), custom_objects={"plain_init": plain_init}) is plain_init

@@ -631,3 +631,29 @@ def test_registered_custom_loss_round_trips():
     np.testing.assert_allclose(restored(Y_REG, Z), 3.0 * losses.MeanSquaredError()(Y_REG, Z), rtol=1e-6)
     assert losses.deserialize(losses.serialize(half_mae)) is half_mae
     assert losses.get("LossTests>half_mae") is half_mae
+
+
+@pytest.mark.oracle
+def test_custom_function_serialization_matches_keras(keras):
+    from lamina.saving import register_keras_serializable
+
+    def plain_loss(y_true, y_pred):
+        return losses.mean_squared_error(y_true, y_pred)
+
+    @register_keras_serializable(package="LossFnTests")
+    def registered_loss(y_true, y_pred):
+        return losses.mean_squared_error(y_true, y_pred)
+
+    keras.saving.register_keras_serializable(package="LossFnTests")(registered_loss)
+    for fn in (plain_loss, registered_loss):
+        assert losses.serialize(fn) == keras.losses.serialize(fn)
+    assert losses.deserialize(losses.serialize(registered_loss)) is registered_loss
+
+
+def test_builtin_class_configs_hold_their_function_arguments():
+    config = losses.BinaryFocalCrossentropy(alpha=0.3, gamma=1.5, from_logits=True).get_config()
+    assert config == {"name": "binary_focal_crossentropy", "reduction": "sum_over_batch_size",
+                      "from_logits": True, "label_smoothing": 0.0, "axis": -1,
+                      "apply_class_balancing": False, "alpha": 0.3, "gamma": 1.5}
+    assert "fn" not in losses.Huber(delta=2.0).get_config()
+    assert losses.Huber(delta=2.0).get_config()["delta"] == 2.0

@@ -50,14 +50,17 @@ def _norms(w: np.ndarray, axis, owner: str) -> np.ndarray:
     axes = tuple(axis) if isinstance(axis, (list, tuple)) else axis
     try:
         return np.sqrt(np.sum(np.square(w, dtype=np.float64), axis=axes, keepdims=True))
-    except (ValueError, np.exceptions.AxisError):
+    except ValueError:  # np.exceptions.AxisError is a ValueError
         raise ValueError(
             f"{owner}: axis {axis} is out of range for a weight of shape {w.shape}. Received: axis={axis!r}"
         ) from None
 
 
 def _rescale(w: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    return (w * factor.astype(w.dtype)).astype(w.dtype, copy=False)
+    # Multiply in at least float32: for float16 weights 1 / (epsilon + norm) of a (near-)zero vector
+    # exceeds float16's range (1e7 > 65504), and 0 * inf would turn a zero vector into NaN.
+    work = np.promote_types(w.dtype, np.float32)
+    return (w.astype(work, copy=False) * factor.astype(work)).astype(w.dtype, copy=False)
 
 
 class Constraint:

@@ -493,9 +493,8 @@ class Trainer:
         self.stop_training = False
         self._fast_planned = False  # layers may have been frozen or replaced since the last fit
         cbs.on_train_begin()
-        dispatch = getattr(cbs, "_dispatch", None)
-        listen_begin = dispatch is None or bool(dispatch.get("on_train_batch_begin", True))
-        listen_end = dispatch is None or bool(dispatch.get("on_train_batch_end", True))
+        listen_begin = _listens(cbs, "on_train_batch_begin")
+        listen_end = _listens(cbs, "on_train_batch_end")
         logs = {}
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
@@ -508,7 +507,7 @@ class Trainer:
                 if listen_begin:
                     cbs.on_train_batch_begin(step)
                 self._train_step(xb, yb, swb)
-                if listen_end:  # logs cost a few microseconds: build them only for a listener
+                if listen_end:
                     cbs.on_train_batch_end(step, self._batch_logs())
                 if self.stop_training:
                     break
@@ -620,13 +619,15 @@ class Trainer:
                                             shard=dist.shard if dist is not None else None).epoch()
         else:
             batches = data_lib.IterableBatches(data, steps=steps, what="evaluate").epoch()
+        listen_end = _listens(cbs, "on_test_batch_end")
         for i, (xb, yb, swb) in enumerate(batches):
             if not isinstance(data, tuple):
                 xb, yb, swb = self._prepare_stream_batch(xb, yb, swb, None, i == 0)
             cbs.on_test_batch_begin(i)
             if _batch_len(xb):
                 self._test_step(xb, yb, swb)
-            cbs.on_test_batch_end(i, self._logs())
+            if listen_end:
+                cbs.on_test_batch_end(i, self._logs())
         if dist is not None:
             dist.reduce_metrics(self.metrics)
         logs = self._logs()
@@ -729,6 +730,12 @@ class Trainer:
 
 
 PREDICT_CHUNK = 2048
+
+
+def _listens(cbs, hook: str) -> bool:
+    """Does any callback in the list handle ``hook``? (Logs cost microseconds: build them only then.)"""
+    dispatch = getattr(cbs, "_dispatch", None)
+    return dispatch is None or bool(dispatch.get(hook, True))
 
 
 def _batch_len(x) -> int:
