@@ -459,51 +459,38 @@ def stop_gradient(x):
 
 
 def relu(x):
-    """max(x, 0); the gradient at 0 is 0."""
-    xv = _value(x)
-    out = np.maximum(xv, 0)
-    return record(out, (x,), lambda g: (g * (xv > 0),))
+    """max(x, 0); the gradient at 0 is 0. One implementation: the activation of the same name."""
+    from lamina.activations import relu as fn
+
+    return fn(x)
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2 so no exp can overflow."""
-    xv = _value(x)
-    out = np.tanh(xv * 0.5)
-    out *= 0.5
-    out += 0.5
-    return record(out, (x,), lambda g: (g * out * (1 - out),))
+    """1 / (1 + exp(-x)), overflow-free (see :func:`lamina.activations.sigmoid`)."""
+    from lamina.activations import sigmoid as fn
+
+    return fn(x)
 
 
 def softmax(x, axis=-1):
-    """exp(x - max) / sum(exp(x - max)) along ``axis``; shift-invariant and overflow-free."""
-    xv = _value(x)
-    e = np.exp(xv - np.max(xv, axis=axis, keepdims=True))
-    out = e / np.sum(e, axis=axis, keepdims=True)
+    """exp(x - max) / sum(exp(x - max)) along ``axis`` (see :func:`lamina.activations.softmax`)."""
+    from lamina.activations import softmax as fn
 
-    def vjp(g):
-        gy = g * out
-        return (gy - out * np.sum(gy, axis=axis, keepdims=True),)
-
-    return record(out, (x,), vjp)
+    return fn(x, axis=axis)
 
 
 def log_softmax(x, axis=-1):
-    xv = _value(x)
-    shifted = xv - np.max(xv, axis=axis, keepdims=True)
-    out = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    """x - logsumexp(x) along ``axis`` (see :func:`lamina.activations.log_softmax`)."""
+    from lamina.activations import log_softmax as fn
 
-    def vjp(g):
-        return (g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),)
-
-    return record(out, (x,), vjp)
+    return fn(x, axis=axis)
 
 
 def softplus(x):
-    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|."""
-    xv = np.asarray(_value(x))
-    with np.errstate(under="ignore"):  # exp(-|x|) underflowing to 0 is the right answer
-        out = np.maximum(xv, 0) + np.log1p(np.exp(-np.abs(xv)))
-    return record(out, (x,), lambda g: (g * sigmoid(xv),))
+    """log(1 + exp(x)) without overflow (see :func:`lamina.activations.softplus`)."""
+    from lamina.activations import softplus as fn
+
+    return fn(x)
 
 
 # ----------------------------------------------------------------------------- operators
