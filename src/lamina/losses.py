@@ -27,7 +27,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-import re
 import warnings
 from collections.abc import Callable
 
@@ -36,6 +35,7 @@ import numpy as np
 from lamina import backend, ops
 from lamina.autodiff import Tensor, Variable, _tracked, _value, record
 from lamina.initializers import _serialize_function
+from lamina.naming import auto_name
 from lamina.saving.object_registry import get_registered_name, get_registered_object
 
 __all__ = [
@@ -689,17 +689,6 @@ def reduce_weighted_values(values, sample_weight=None, mask=None, reduction="sum
 
 # ----------------------------------------------------------------------------- Loss classes
 
-_NAME_UIDS: dict[str, int] = {}
-
-
-def _auto_name(class_name: str) -> str:
-    """Snake-case ``class_name``, made unique with a counter (``loss``, ``loss_1``, ...)."""
-    base = re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
-    n = _NAME_UIDS.get(base, 0)
-    _NAME_UIDS[base] = n + 1
-    return base if n == 0 else f"{base}_{n}"
-
-
 class Loss:
     """Base class of losses: subclasses implement ``call(y_true, y_pred)`` → per-sample losses.
 
@@ -708,7 +697,7 @@ class Loss:
     """
 
     def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size", dtype=None):
-        self.name = name or _auto_name(type(self).__name__)
+        self.name = name or auto_name(type(self).__name__)
         self.reduction = standardize_reduction(reduction, self.name)
         if dtype is not None and hasattr(dtype, "compute_dtype"):
             dtype = dtype.compute_dtype  # a DTypePolicy-like object

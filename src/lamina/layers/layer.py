@@ -13,30 +13,14 @@ where the output shape is not obvious from a dry run, ``compute_output_shape``.
 
 from __future__ import annotations
 
-import collections
 import inspect
-import re
 
 import numpy as np
 
 from lamina import backend
 from lamina.autodiff import Tensor, Variable, _value, recording
 from lamina.layers.keras_tensor import KerasTensor, Node, flatten, is_symbolic, map_structure
-
-_NAME_UIDS: collections.defaultdict = collections.defaultdict(int)
-
-
-def to_snake_case(name: str) -> str:
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def unique_name(prefix: str) -> str:
-    """``dense``, then ``dense_1``, ``dense_2``... as Keras names objects."""
-    n = _NAME_UIDS[prefix]
-    _NAME_UIDS[prefix] += 1
-    return prefix if n == 0 else f"{prefix}_{n}"
+from lamina.naming import auto_name
 
 
 def dtype_policy_config(dtype: str) -> dict:
@@ -104,7 +88,7 @@ class Layer:
             )
         if name is not None and not isinstance(name, str):
             raise TypeError(f"A layer's `name` must be a string. Received: name={name!r}")
-        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        self.name = name or auto_name(type(self).__name__)
         self._dtype = dtype_from_config(dtype) or backend.floatx()
         self.autocast = autocast
         self._trainable = trainable

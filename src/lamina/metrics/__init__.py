@@ -38,7 +38,7 @@ from lamina.metrics.confusion_metrics import (
     TrueNegatives,
     TruePositives,
 )
-from lamina.metrics.metric import Metric, to_snake_case
+from lamina.metrics.metric import Metric
 from lamina.metrics.reduction_metrics import Mean, MeanMetricWrapper, Sum
 from lamina.metrics.regression_metrics import (
     MeanAbsoluteError,
@@ -51,6 +51,7 @@ from lamina.metrics.regression_metrics import (
     mean_squared_error,
     mean_squared_logarithmic_error,
 )
+from lamina.naming import to_snake_case
 
 _CLASSES = (
     Metric, Mean, Sum, MeanMetricWrapper,

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import collections
-import re
 from typing import Any
 
 import numpy as np
 
 from lamina import backend
 from lamina.autodiff import Variable
-
-_NAME_UIDS: collections.defaultdict = collections.defaultdict(int)
-
-
-def to_snake_case(name: str) -> str:
-    """``"TopKCategoricalAccuracy"`` -> ``"top_k_categorical_accuracy"`` (Keras's rule)."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def auto_name(prefix: str) -> str:
-    """A fresh snake_case name: ``precision``, then ``precision_1``, ``precision_2``, ..."""
-    prefix = to_snake_case(prefix)
-    n = _NAME_UIDS[prefix]
-    _NAME_UIDS[prefix] += 1
-    return prefix if n == 0 else f"{prefix}_{n}"
+from lamina.naming import auto_name
 
 
 def _initial_value(initializer, shape: tuple, dtype: str) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 
 from lamina import backend
 from lamina.autodiff import Variable, _value
+from lamina.naming import auto_name
 from lamina.optimizers import schedules as _schedules
 
 # Flush moment slots below this magnitude to zero: far below anything that moves a float32
@@ -36,23 +37,6 @@ _FLUSH_BELOW = 1e-30
 # Steps between flushes. From 1e-30 a moment decaying by 0.9 per step needs ~175 steps to turn
 # subnormal (by 0.5 per step, ~27), so 16 keeps them out of the slow range for any usual beta.
 _FLUSH_EVERY = 16
-
-_NAME_UIDS: dict[str, int] = {}
-
-
-def _to_snake_case(name: str) -> str:
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _auto_name(class_name: str) -> str:
-    """Keras's default object names: ``adam``, then ``adam_1``, ``adam_2``, ..."""
-    base = _to_snake_case(class_name)
-    n = _NAME_UIDS.get(base, 0)
-    _NAME_UIDS[base] = n + 1
-    return base if n == 0 else f"{base}_{n}"
-
 
 def _check_number(name: str, value, *, allow_none: bool = True, minimum: float | None = 0.0,
                   strict: bool = False):
@@ -157,7 +141,7 @@ class Optimizer:
             raise ValueError(
                 f"Argument(s) not recognized by {type(self).__name__}: {sorted(kwargs)}. Received: {kwargs}"
             )
-        self.name = name if name is not None else _auto_name(type(self).__name__)
+        self.name = name if name is not None else auto_name(type(self).__name__)
         self.weight_decay = _check_number("weight_decay", weight_decay)
         self.clipnorm = _check_number("clipnorm", clipnorm)
         self.clipvalue = _check_number("clipvalue", clipvalue)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lamina.layers.layer import Layer, to_snake_case
+from lamina.layers.layer import Layer
+from lamina.naming import to_snake_case
 
 # Attributes of lamina's own classes that hold layers Keras does not walk (or walks elsewhere).
 _SKIP_ATTRS = frozenset({
