@@ -17,7 +17,7 @@ import numpy as np
 
 from lamina import backend
 from lamina.autodiff import _value
-from lamina.initializers import _deserialize, _serialize
+from lamina.initializers import _deserialize, _get, _serialize
 
 
 def _as_float_array(w, owner: str) -> np.ndarray:
@@ -182,18 +182,7 @@ def deserialize(config, custom_objects: dict | None = None) -> Constraint | Call
 def get(identifier) -> Constraint | Callable | None:
     """A constraint from a name ("max_norm", "NonNeg", ...), a config dict, an instance, a class or a
     callable ``f(w) -> w``. None gives None."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, (str, dict)):
-        return deserialize(identifier)
-    if isinstance(identifier, type):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(
-        f"Could not interpret constraint identifier: expected a name, config dict, Constraint or "
-        f"callable. Received: {identifier!r}"
-    )
+    return _get(identifier, "constraint", "Constraint", deserialize)
 
 
 __all__ = [

@@ -590,6 +590,23 @@ def deserialize(config, custom_objects: dict | None = None) -> Initializer | Cal
     return _deserialize(config, "initializer", ALL_OBJECTS_DICT, custom_objects)
 
 
+def _get(identifier, kind: str, class_name: str, deserialize: Callable):
+    """``get`` for regularizers and constraints: None, a name or dict (via ``deserialize``), a class
+    (instantiated with its defaults), or any callable (returned as-is)."""
+    if identifier is None:
+        return None
+    if isinstance(identifier, (str, dict)):
+        return deserialize(identifier)
+    if isinstance(identifier, type):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise ValueError(
+        f"Could not interpret {kind} identifier: expected a name, config dict, {class_name} or "
+        f"callable. Received: {identifier!r}"
+    )
+
+
 def get(identifier) -> Initializer | Callable | None:
     """An initializer from a name ("glorot_uniform" or "GlorotUniform"), a config dict, an instance,
     a class, a callable ``f(shape, dtype=None)``, or an array (returned as-is for its own shape).

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lamina import backend, ops
-from lamina.initializers import _deserialize, _serialize
+from lamina.initializers import _deserialize, _get, _serialize
 
 
 def _validate_factor(value, name: str, owner: str) -> float:
@@ -184,18 +184,7 @@ def deserialize(config, custom_objects: dict | None = None) -> Regularizer | Cal
 def get(identifier) -> Regularizer | Callable | None:
     """A regularizer from a name ("l2", "L1L2", ...), a config dict, an instance, a class or a
     callable ``f(weight) -> scalar``. None gives None."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, (str, dict)):
-        return deserialize(identifier)
-    if isinstance(identifier, type):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(
-        f"Could not interpret regularizer identifier: expected a name, config dict, Regularizer or "
-        f"callable. Received: {identifier!r}"
-    )
+    return _get(identifier, "regularizer", "Regularizer", deserialize)
 
 
 __all__ = [

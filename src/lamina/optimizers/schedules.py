@@ -68,12 +68,12 @@ class LearningRateSchedule:
         return cls(**config)
 
 
-class ExponentialDecay(LearningRateSchedule):
-    """``initial_learning_rate * decay_rate ** (step / decay_steps)``; with ``staircase=True`` the
-    exponent is floored, so the rate drops in steps every ``decay_steps``."""
+class _StepDecay(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: arguments, checks, config, and the
+    progress ``p = step / decay_steps`` (floored with ``staircase=True``)."""
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
-                 staircase: bool = False, name: str = "ExponentialDecay"):
+                 staircase: bool = False, name: str | None = None):
         _check_rate("initial_learning_rate", initial_learning_rate)
         _check_rate("decay_rate", decay_rate)
         _check_positive("decay_steps", decay_steps)
@@ -81,18 +81,27 @@ class ExponentialDecay(LearningRateSchedule):
         self.decay_steps = decay_steps
         self.decay_rate = decay_rate
         self.staircase = staircase
-        self.name = name
+        self.name = name if name is not None else type(self).__name__
 
-    def __call__(self, step):
+    def _progress(self, step):
         p = _f32_step(step) / _F32(self.decay_steps)
-        if self.staircase:
-            p = np.floor(p)
-        return _out(_F32(self.initial_learning_rate) * _pow32(self.decay_rate, p))
+        return np.floor(p) if self.staircase else p
 
     def get_config(self) -> dict:
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
                 "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
+
+class ExponentialDecay(_StepDecay):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)``; with ``staircase=True`` the
+    exponent is floored, so the rate drops in steps every ``decay_steps``."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
+                 staircase: bool = False, name: str = "ExponentialDecay"):
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
+
+    def __call__(self, step):
+        return _out(_F32(self.initial_learning_rate) * _pow32(self.decay_rate, self._progress(step)))
 
 class PiecewiseConstantDecay(LearningRateSchedule):
     """``values[0]`` for ``step <= boundaries[0]``, ``values[i]`` for
@@ -156,31 +165,16 @@ class PolynomialDecay(LearningRateSchedule):
                 "name": self.name}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (the ratio floored with
     ``staircase=True``)."""
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
                  staircase: bool = False, name: str = "InverseTimeDecay"):
-        _check_rate("initial_learning_rate", initial_learning_rate)
-        _check_rate("decay_rate", decay_rate)
-        _check_positive("decay_steps", decay_steps)
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = decay_steps
-        self.decay_rate = decay_rate
-        self.staircase = staircase
-        self.name = name
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def __call__(self, step):
-        p = _f32_step(step) / _F32(self.decay_steps)
-        if self.staircase:
-            p = np.floor(p)
-        return _out(_F32(self.initial_learning_rate) / (_F32(1) + _F32(self.decay_rate) * p))
-
-    def get_config(self) -> dict:
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
-
+        return _out(_F32(self.initial_learning_rate) / (_F32(1) + _F32(self.decay_rate) * self._progress(step)))
 
 class CosineDecay(LearningRateSchedule):
     """Cosine decay (SGDR without restarts), optionally after a linear warmup.
