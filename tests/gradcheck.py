@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 import lamina
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 
 
 def _projected(f, args, proj):
     out = f(*args)
-    return float(np.sum(np.asarray(_value(out), dtype=np.float64) * proj))
+    return float(np.sum(np.asarray(unwrap(out), dtype=np.float64) * proj))
 
 
 def check_gradients(f, *arrays, h=1e-6, rtol=1e-4, atol=1e-6, seed=0):
@@ -24,7 +24,7 @@ def check_gradients(f, *arrays, h=1e-6, rtol=1e-4, atol=1e-6, seed=0):
     variables = [lamina.Variable(x, dtype="float64") for x in xs]
     with lamina.GradientTape() as tape:
         out = f(*variables)
-    out_v = np.asarray(_value(out), dtype=np.float64)
+    out_v = np.asarray(unwrap(out), dtype=np.float64)
     proj = np.random.default_rng(seed).standard_normal(out_v.shape)
     with lamina.GradientTape() as tape:
         out = f(*variables)

@@ -17,7 +17,7 @@ import json
 import numpy as np
 
 import lamina
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 from lamina.layers.input_layer import Input
 
 
@@ -103,7 +103,7 @@ def run_layer_test(cls, init_kwargs: dict, input_shape, expected_output_shape,
         out = _call(layer, x, training=True)
         loss = lamina.ops.sum(lamina.ops.multiply(out, proj))
     if ref is not None:
-        np.testing.assert_allclose(np.asarray(_value(out)), ref, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(unwrap(out)), ref, rtol=1e-6, atol=1e-6)
     weights = layer.trainable_weights
     grads = tape.gradient(loss, _leaves(x) + weights)
     in_grads, w_grads = grads[:len(_leaves(x))], grads[len(_leaves(x)):]
@@ -135,12 +135,12 @@ def check_layer_gradients(layer, inputs, training=None, h: float = 1e-6, rtol: f
     def pack(arrs):
         return list(arrs) if as_list else arrs[0]
 
-    out0 = np.asarray(_value(_call(layer, pack(xs), training)), dtype=np.float64)
+    out0 = np.asarray(unwrap(_call(layer, pack(xs), training)), dtype=np.float64)
     proj = np.random.default_rng(seed).standard_normal(out0.shape)
     weights = layer.trainable_weights
 
     def projected() -> float:
-        return float(np.sum(np.asarray(_value(_call(layer, pack(xs), training)), dtype=np.float64) * proj))
+        return float(np.sum(np.asarray(unwrap(_call(layer, pack(xs), training)), dtype=np.float64) * proj))
 
     with lamina.GradientTape() as tape:
         tape.watch(xs)
@@ -193,4 +193,4 @@ def lamina_forward_and_grads(layer, inputs, proj, training=None):
         loss = lamina.ops.sum(lamina.ops.multiply(out, proj))
     grads = tape.gradient(loss, xs + layer.trainable_weights)
     dx = grads[:len(xs)]
-    return np.asarray(_value(out)), (dx if isinstance(inputs, list) else dx[0]), grads[len(xs):]
+    return np.asarray(unwrap(out)), (dx if isinstance(inputs, list) else dx[0]), grads[len(xs):]

@@ -356,7 +356,7 @@ def test_gradients_are_not_modified_and_none_is_skipped():
 
 def test_apply_with_built_variables_float64_gradient_and_constraint():
     w = lamina.Variable(np.array([0.5, -0.5], np.float32), name="w",
-                        constraint=lambda x: np.maximum(lamina.autodiff._value(x), 0.0))
+                        constraint=lambda x: np.maximum(lamina.autodiff.unwrap(x), 0.0))
     opt = optimizers.SGD(learning_rate=1.0)
     opt.build([w])
     opt.apply([np.array([1.0, -1.0])])  # float64 gradient: cast to the variable's float32

@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import Tensor, Variable, _value, record
+from lamina.autodiff import Tensor, Variable, record, unwrap
 from lamina.initializers import _serialize_function
 from lamina.ops import _erfc64
 from lamina.saving.object_registry import get_registered_name, get_registered_object
@@ -91,11 +91,11 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 def _floating(x) -> np.ndarray:
     """The array behind ``x``, as a floating ndarray (ints, bools and Python numbers -> floatx)."""
-    v = _value(x)
+    v = unwrap(x)
     if type(v) is np.ndarray and v.dtype.kind == "f":
         return v
     v = np.asarray(v)
-    if v.dtype.kind != "f" or (v.dtype == np.float64 and not isinstance(_value(x), (np.ndarray, np.generic))):
+    if v.dtype.kind != "f" or (v.dtype == np.float64 and not isinstance(unwrap(x), (np.ndarray, np.generic))):
         v = v.astype(backend.floatx())
     return v
 

@@ -108,7 +108,7 @@ class Variable:
         return self._value.copy()
 
     def assign(self, value) -> Variable:
-        value = _value(value)
+        value = unwrap(value)
         value = np.asarray(value)
         if value.shape != self._value.shape:
             raise ValueError(
@@ -119,11 +119,11 @@ class Variable:
         return self
 
     def assign_add(self, delta) -> Variable:
-        self._value += _value(delta)
+        self._value += unwrap(delta)
         return self
 
     def assign_sub(self, delta) -> Variable:
-        self._value -= _value(delta)
+        self._value -= unwrap(delta)
         return self
 
     def _rebind(self, view: np.ndarray) -> None:
@@ -145,7 +145,7 @@ class Variable:
         return float(self._value)
 
 
-def _value(x):
+def unwrap(x):
     """The plain value behind ``x``: a Tensor's or Variable's array, else ``x`` itself."""
     if isinstance(x, Tensor):
         return x.data
@@ -157,7 +157,7 @@ def _value(x):
     return x
 
 
-def _tracked(x) -> bool:
+def needs_gradient(x) -> bool:
     """Does ``x`` need a gradient under the current tapes?"""
     if isinstance(x, Tensor):
         return True
@@ -178,7 +178,7 @@ def record(out, inputs: tuple, vjp: Callable):
     """
     if _TAPES and not _PAUSED[0]:
         for x in inputs:
-            if _tracked(x):
+            if needs_gradient(x):
                 return Tensor(out, inputs, vjp)
     return out
 
@@ -199,7 +199,7 @@ def _unbroadcast(g, shape):
 
 
 def _shape_of(x):
-    v = _value(x)
+    v = unwrap(x)
     return np.shape(v)
 
 
@@ -254,10 +254,10 @@ class GradientTape:
         for s in src_list:
             g = grads.get(id(s))
             if g is None and unconnected_gradients == "zero":
-                g = np.zeros(_shape_of(s), dtype=np.asarray(_value(s)).dtype)
+                g = np.zeros(_shape_of(s), dtype=np.asarray(unwrap(s)).dtype)
             elif g is not None:
                 g = np.asarray(g)
-                dt = np.asarray(_value(s)).dtype
+                dt = np.asarray(unwrap(s)).dtype
                 if g.dtype != dt and np.issubdtype(dt, np.floating):
                     g = g.astype(dt)
             out.append(g)
@@ -288,7 +288,7 @@ def backward(targets: Sequence, seeds: Sequence | None = None) -> dict[int, np.n
     grads: dict[int, np.ndarray] = {}
     for t, seed in zip(targets, seeds or [None] * len(targets)):
         if isinstance(t, Tensor):
-            g = np.ones_like(t.data) if seed is None else np.asarray(_value(seed), dtype=t.data.dtype)
+            g = np.ones_like(t.data) if seed is None else np.asarray(unwrap(seed), dtype=t.data.dtype)
             grads[id(t)] = grads[id(t)] + g if id(t) in grads else g
     for node in reversed(order):
         g = grads.get(id(node))
@@ -324,4 +324,4 @@ class stop_recording:
 
 def stop_gradient(x):
     """The value of ``x`` cut off from the graph."""
-    return _value(x)
+    return unwrap(x)

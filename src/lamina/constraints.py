@@ -16,12 +16,12 @@ from collections.abc import Callable
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 from lamina.initializers import _deserialize, _get, _serialize
 
 
 def _as_float_array(w, owner: str) -> np.ndarray:
-    arr = np.asarray(_value(w))
+    arr = np.asarray(unwrap(w))
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{owner}: expected a numeric weight array. Received: dtype={arr.dtype}")
     return arr if arr.dtype.kind == "f" else arr.astype(backend.floatx())

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import Tensor, Variable, _value
+from lamina.autodiff import Tensor, Variable, unwrap
 from lamina.saving.object_registry import get_registered_name, get_registered_object
 
 # The standard deviation of a standard normal truncated to (-2, 2). VarianceScaling divides its
@@ -304,7 +304,7 @@ class Constant(Initializer):
     def __init__(self, value=0.0):
         if isinstance(value, dict) and value.get("class_name") == "__numpy__":  # Keras's array form
             value = np.asarray(value["config"]["value"], dtype=value["config"].get("dtype"))
-        arr = np.asarray(_value(value))
+        arr = np.asarray(unwrap(value))
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"Constant: `value` must be a number or numeric array. Received: value={value!r}")
         self.value = arr.item() if arr.ndim == 0 else arr
@@ -616,7 +616,7 @@ def get(identifier) -> Initializer | Callable | None:
     if isinstance(identifier, (str, dict)):
         return deserialize(identifier)
     if isinstance(identifier, (np.ndarray, np.generic, Tensor, Variable)):
-        fixed = np.asarray(_value(identifier))
+        fixed = np.asarray(unwrap(identifier))
 
         def initialize_fn(shape, dtype=None):
             shape = _standardize_shape(shape, "initializer")

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lamina import backend, ops
-from lamina.autodiff import Tensor, Variable, _tracked, _value, record
+from lamina.autodiff import Tensor, Variable, needs_gradient, record, unwrap
 from lamina.initializers import _serialize_function
 from lamina.naming import auto_name
 from lamina.saving.object_registry import get_registered_name, get_registered_object
@@ -60,7 +60,7 @@ _REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", 
 
 
 def _shape(x) -> tuple:
-    v = _value(x)
+    v = unwrap(x)
     return v.shape if isinstance(v, np.ndarray) else tuple(np.shape(v))
 
 
@@ -165,10 +165,10 @@ def _sigmoid_bce_logits(y, z):
     Computed as ``max(z, 0) - z * y + log1p(exp(-|z|))``: no exp can overflow. Gradient
     ``sigmoid(z) - y`` w.r.t. ``z`` and ``-z`` w.r.t. ``y``.
     """
-    yv, zv = _value(y), _value(z)
+    yv, zv = unwrap(y), unwrap(z)
     with np.errstate(under="ignore"):
         out = np.maximum(zv, 0) - zv * yv + np.log1p(np.exp(-np.abs(zv)))
-    need_y = _tracked(y)
+    need_y = needs_gradient(y)
 
     def vjp(g):
         sig = np.tanh(zv * 0.5)
@@ -184,12 +184,12 @@ def _bce_probs(y, p):
 
     Gradient w.r.t. ``p``: ``(c - y) / (c (1 - c))`` inside the clip interval, 0 outside.
     """
-    yv, pv = _value(y), _value(p)
+    yv, pv = unwrap(y), unwrap(p)
     lo, hi = _eps_bounds(pv.dtype)
     c = np.clip(pv, lo, hi)
     log_c, log_1mc = np.log(c), np.log1p(-c)
     out = -(yv * log_c + (1 - yv) * log_1mc)
-    need_y = _tracked(y)
+    need_y = needs_gradient(y)
 
     def vjp(g):
         inside = (pv >= lo) & (pv <= hi)
@@ -201,14 +201,14 @@ def _bce_probs(y, p):
 
 def _softmax_ce_logits(y, z, axis: int):
     """``-sum(y * log_softmax(z), axis)``; gradient ``sum(y) * softmax(z) - y`` w.r.t. ``z``."""
-    yv, zv = _value(y), _value(z)
+    yv, zv = unwrap(y), unwrap(z)
     shifted = zv - zv.max(axis=axis, keepdims=True)
     with np.errstate(under="ignore"):
         e = np.exp(shifted)
     s = e.sum(axis=axis, keepdims=True)
     logp = shifted - np.log(s)
     out = -(yv * logp).sum(axis=axis)
-    need_y = _tracked(y)
+    need_y = needs_gradient(y)
 
     def vjp(g):
         gk = np.expand_dims(g, axis)
@@ -224,14 +224,14 @@ def _softmax_ce_probs(y, p, axis: int):
     With ``q = p / S`` and ``c = clip(q)``: ``dL/dq = -y / c`` inside the clip interval, and
     ``dL/dp = (dL/dq - sum(dL/dq * q)) / S``.
     """
-    yv, pv = _value(y), _value(p)
+    yv, pv = unwrap(y), unwrap(p)
     lo, hi = _eps_bounds(pv.dtype)
     s = pv.sum(axis=axis, keepdims=True)
     q = pv / s
     c = np.clip(q, lo, hi)
     log_c = np.log(c)
     out = -(yv * log_c).sum(axis=axis)
-    need_y = _tracked(y)
+    need_y = needs_gradient(y)
 
     def vjp(g):
         gk = np.expand_dims(g, axis)
@@ -250,7 +250,7 @@ def _sparse_ce(labels: np.ndarray, z, axis: int, from_logits: bool):
     ``-log(clip(p[label] / sum(p)))`` whose gradient w.r.t. ``p_k`` is
     ``dL/dc * (onehot_k - q[label]) / S`` with ``dL/dc = -1 / c`` inside the clip interval.
     """
-    zv = _value(z)
+    zv = unwrap(z)
     moved = np.moveaxis(zv, axis, -1) if axis != zv.ndim - 1 else zv
     k = moved.shape[-1]
     z2 = moved.reshape(-1, k)
@@ -356,7 +356,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits: bool = False, label_sm
     axis = _check_axis("categorical_crossentropy", axis, len(_shape(y_pred)))
     _warn_single_class("categorical_crossentropy", y_pred)
     if label_smoothing:
-        y_true = _smooth_categorical(y_true, label_smoothing, _value(y_pred).dtype)
+        y_true = _smooth_categorical(y_true, label_smoothing, unwrap(y_pred).dtype)
     if from_logits:
         return _softmax_ce_logits(y_true, y_pred, axis)
     return _softmax_ce_probs(y_true, y_pred, axis)
@@ -371,7 +371,7 @@ def categorical_focal_crossentropy(y_true, y_pred, alpha: float = 0.25, gamma: f
     axis = _check_axis("categorical_focal_crossentropy", axis, len(_shape(y_pred)))
     _warn_single_class("categorical_focal_crossentropy", y_pred)
     if label_smoothing:
-        y_true = _smooth_categorical(y_true, label_smoothing, _value(y_pred).dtype)
+        y_true = _smooth_categorical(y_true, label_smoothing, unwrap(y_pred).dtype)
     if from_logits:
         y_pred = ops.softmax(y_pred, axis=axis)
     eps = backend.epsilon()
@@ -386,7 +386,7 @@ def _sparse_labels(name: str, y_true, y_pred, axis: int, ignore_class):
     if len(sp) < 1:
         raise ValueError(f"In loss {name}, y_pred must be at least rank 1. Received: y_pred.shape={sp}")
     axis = _check_axis(name, axis, len(sp))
-    lab = np.asarray(_value(y_true))
+    lab = np.asarray(unwrap(y_true))
     if len(st) == len(sp) and st[axis] == 1:
         lab = np.squeeze(lab, axis=axis)
     expected = sp[:axis] + sp[axis + 1:]
@@ -430,7 +430,7 @@ def _sparse_categorical_crossentropy_masked(y_true, y_pred, from_logits=False, i
     res = _sparse_ce(lab, y_pred, axis, from_logits)
     if valid is not None:
         # Ignored entries were scored against class 0; zero them (their gradient is 0 too).
-        res = ops.where(valid, res, np.asarray(0, dtype=_value(res).dtype))
+        res = ops.where(valid, res, np.asarray(0, dtype=unwrap(res).dtype))
     return res, valid
 
 
@@ -474,7 +474,7 @@ def categorical_generalized_cross_entropy(y_true, y_pred, q: float):
 
 def _gather_last(x, idx: np.ndarray):
     """``x[..., idx]`` row by row (take_along_axis on the last axis), differentiable."""
-    xv = _value(x)
+    xv = unwrap(x)
     ii = idx[..., None]
     out = np.take_along_axis(xv, ii, axis=-1)[..., 0]
 
@@ -511,7 +511,7 @@ def mean_absolute_error(y_true, y_pred):
 def mean_absolute_percentage_error(y_true, y_pred):
     """``100 * mean(|y - p| / max(|y|, epsilon), -1)``."""
     y_true, y_pred = _regression_pair("mean_absolute_percentage_error", y_true, y_pred)
-    denom = ops.maximum(ops.abs(y_true), np.asarray(backend.epsilon(), dtype=_value(y_pred).dtype))
+    denom = ops.maximum(ops.abs(y_true), np.asarray(backend.epsilon(), dtype=unwrap(y_pred).dtype))
     return 100.0 * ops.mean(ops.abs((y_true - y_pred) / denom), axis=-1)
 
 
@@ -540,13 +540,13 @@ def cosine_similarity(y_true, y_pred, axis: int = -1):
 def huber(y_true, y_pred, delta: float = 1.0):
     """``mean(0.5 e^2 if |e| <= delta else delta |e| - 0.5 delta^2, -1)`` with ``e = p - y``."""
     y_true, y_pred = _regression_pair("huber", y_true, y_pred)
-    dt = _value(y_pred).dtype
+    dt = unwrap(y_pred).dtype
     delta = np.asarray(delta, dtype=dt)
     err = y_pred - y_true
     abs_err = ops.abs(err)
     quad = 0.5 * ops.square(err)
     lin = delta * abs_err - 0.5 * np.square(delta)
-    return ops.mean(ops.where(_value(abs_err) <= delta, quad, lin), axis=-1)
+    return ops.mean(ops.where(unwrap(abs_err) <= delta, quad, lin), axis=-1)
 
 
 def log_cosh(y_true, y_pred):
@@ -561,7 +561,7 @@ def log_cosh(y_true, y_pred):
 
 def _hinge_labels(y_true):
     # Keras maps labels that are all 0/1 to -1/+1 and leaves any other labels alone.
-    yv = _value(y_true)
+    yv = unwrap(y_true)
     if np.all((yv == 0) | (yv == 1)):
         return 2.0 * y_true - 1.0
     return y_true
@@ -634,7 +634,7 @@ def _mask_to_weight(sample_weight, mask, dtype, reduction):
     """
     if mask is None:
         return sample_weight
-    mask = np.asarray(_value(mask)).astype(bool)
+    mask = np.asarray(unwrap(mask)).astype(bool)
     if reduction in ("mean", "sum_over_batch_size"):
         valid = int(mask.sum())
         scale = mask.size / valid if valid else 0.0
@@ -657,7 +657,7 @@ def reduce_weighted_values(values, sample_weight=None, mask=None, reduction="sum
     """
     reduction = standardize_reduction(reduction)
     values = _to_float(values, dtype)
-    dt = _value(values).dtype
+    dt = unwrap(values).dtype
     if sample_weight is not None:
         sample_weight = _to_float(sample_weight, dt)
     sample_weight = _mask_to_weight(sample_weight, mask, dt, reduction)
@@ -682,7 +682,7 @@ def reduce_weighted_values(values, sample_weight=None, mask=None, reduction="sum
         divisor = ops.sum(sample_weight)
     else:
         divisor = np.asarray(math.prod(shp), dtype=dt)
-    if float(_value(divisor)) == 0.0:
+    if float(unwrap(divisor)) == 0.0:
         return np.zeros((), dtype=dt)  # Keras's divide_no_nan
     return ops.divide(total, divisor)
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import Tensor, Variable, _tracked, _value, record
+from lamina.autodiff import Tensor, Variable, needs_gradient, record, unwrap
 
 # ----------------------------------------------------------------------------- conversion
 
@@ -37,7 +37,7 @@ def convert_to_tensor(x, dtype=None, sparse=None):
 
 def convert_to_numpy(x) -> np.ndarray:
     """The value of ``x`` as a NumPy array (no graph)."""
-    return np.asarray(_value(x))
+    return np.asarray(unwrap(x))
 
 
 def is_tensor(x) -> bool:
@@ -45,15 +45,15 @@ def is_tensor(x) -> bool:
 
 
 def shape(x) -> tuple:
-    return tuple(np.shape(_value(x)))
+    return tuple(np.shape(unwrap(x)))
 
 
 def dtype(x) -> str:
-    return np.asarray(_value(x)).dtype.name
+    return np.asarray(unwrap(x)).dtype.name
 
 
 def cast(x, dtype):
-    xv = _value(x)
+    xv = unwrap(x)
     dt = backend.standardize_dtype(dtype)
     out = np.asarray(xv).astype(dt)
     if np.issubdtype(out.dtype, np.floating):
@@ -65,20 +65,20 @@ def cast(x, dtype):
 
 
 def add(a, b):
-    return record(np.add(_value(a), _value(b)), (a, b), lambda g: (g, g))
+    return record(np.add(unwrap(a), unwrap(b)), (a, b), lambda g: (g, g))
 
 
 def subtract(a, b):
-    return record(np.subtract(_value(a), _value(b)), (a, b), lambda g: (g, -g))
+    return record(np.subtract(unwrap(a), unwrap(b)), (a, b), lambda g: (g, -g))
 
 
 def multiply(a, b):
-    av, bv = _value(a), _value(b)
+    av, bv = unwrap(a), unwrap(b)
     return record(np.multiply(av, bv), (a, b), lambda g: (g * bv, g * av))
 
 
 def divide(a, b):
-    av, bv = _value(a), _value(b)
+    av, bv = unwrap(a), unwrap(b)
     out = np.true_divide(av, bv)
     return record(out, (a, b), lambda g: (g / bv, -g * out / bv))
 
@@ -87,17 +87,17 @@ true_divide = divide
 
 
 def negative(x):
-    return record(np.negative(_value(x)), (x,), lambda g: (-g,))
+    return record(np.negative(unwrap(x)), (x,), lambda g: (-g,))
 
 
 def power(a, b):
-    av, bv = _value(a), _value(b)
+    av, bv = unwrap(a), unwrap(b)
     out = np.power(av, bv)
 
     def vjp(g):
         ga = g * bv * np.power(av, np.subtract(bv, 1))
         gb = None
-        if _tracked(b):
+        if needs_gradient(b):
             with np.errstate(divide="ignore", invalid="ignore"):
                 gb = np.where(av > 0, g * out * np.log(np.where(av > 0, av, 1)), 0)
         return ga, gb
@@ -107,9 +107,9 @@ def power(a, b):
 
 def matmul(a, b):
     """Matrix product; the gradient of an input that needs none is never computed."""
-    av, bv = _value(a), _value(b)
+    av, bv = unwrap(a), unwrap(b)
     out = np.matmul(av, bv)
-    need_a, need_b = _tracked(a), _tracked(b)
+    need_a, need_b = needs_gradient(a), needs_gradient(b)
 
     def vjp(g):
         ga = gb = None
@@ -131,37 +131,37 @@ dot = matmul
 
 
 def square(x):
-    xv = _value(x)
+    xv = unwrap(x)
     return record(np.square(xv), (x,), lambda g: (2 * g * xv,))
 
 
 def sqrt(x):
-    out = np.sqrt(_value(x))
+    out = np.sqrt(unwrap(x))
     return record(out, (x,), lambda g: (g / (2 * out),))
 
 
 def exp(x):
-    out = np.exp(_value(x))
+    out = np.exp(unwrap(x))
     return record(out, (x,), lambda g: (g * out,))
 
 
 def expm1(x):
-    out = np.expm1(_value(x))
+    out = np.expm1(unwrap(x))
     return record(out, (x,), lambda g: (g * (out + 1),))
 
 
 def log(x):
-    xv = _value(x)
+    xv = unwrap(x)
     return record(np.log(xv), (x,), lambda g: (g / xv,))
 
 
 def log1p(x):
-    xv = _value(x)
+    xv = unwrap(x)
     return record(np.log1p(xv), (x,), lambda g: (g / (1 + xv),))
 
 
 def abs(x):  # noqa: A001 - Keras's name
-    xv = _value(x)
+    xv = unwrap(x)
     return record(np.abs(xv), (x,), lambda g: (g * np.sign(xv),))
 
 
@@ -169,56 +169,56 @@ absolute = abs
 
 
 def sign(x):
-    return np.sign(_value(x))
+    return np.sign(unwrap(x))
 
 
 def tanh(x):
-    out = np.tanh(_value(x))
+    out = np.tanh(unwrap(x))
     return record(out, (x,), lambda g: (g * (1 - out * out),))
 
 
 def sin(x):
-    xv = _value(x)
+    xv = unwrap(x)
     return record(np.sin(xv), (x,), lambda g: (g * np.cos(xv),))
 
 
 def cos(x):
-    xv = _value(x)
+    xv = unwrap(x)
     return record(np.cos(xv), (x,), lambda g: (-g * np.sin(xv),))
 
 
 def maximum(a, b):
-    av, bv = _value(a), _value(b)
+    av, bv = unwrap(a), unwrap(b)
     out = np.maximum(av, bv)
     mask = av >= bv
     return record(out, (a, b), lambda g: (g * mask, g * ~mask))
 
 
 def minimum(a, b):
-    av, bv = _value(a), _value(b)
+    av, bv = unwrap(a), unwrap(b)
     out = np.minimum(av, bv)
     mask = av <= bv
     return record(out, (a, b), lambda g: (g * mask, g * ~mask))
 
 
 def clip(x, x_min, x_max):
-    xv = _value(x)
-    out = np.clip(xv, _value(x_min), _value(x_max))
+    xv = unwrap(x)
+    out = np.clip(xv, unwrap(x_min), unwrap(x_max))
     return record(out, (x,), lambda g: (g * ((xv >= x_min) & (xv <= x_max)),))
 
 
 def where(condition, x1=None, x2=None):
-    cond = np.asarray(_value(condition)).astype(bool)
+    cond = np.asarray(unwrap(condition)).astype(bool)
     if x1 is None and x2 is None:
         return np.nonzero(cond)
-    v1, v2 = _value(x1), _value(x2)
+    v1, v2 = unwrap(x1), unwrap(x2)
     out = np.where(cond, v1, v2)
     return record(out, (x1, x2), lambda g: (np.where(cond, g, 0), np.where(cond, 0, g)))
 
 
 def erf(x):
     """The error function, accurate to float32 precision (see :func:`_erfc64`)."""
-    xv = np.asarray(_value(x))
+    xv = np.asarray(unwrap(x))
     dt = xv.dtype if np.issubdtype(xv.dtype, np.floating) else np.dtype(backend.floatx())
     x64 = xv.astype(np.float64)
     out = np.where(x64 >= 0, 1 - _erfc64(x64), _erfc64(-x64) - 1).astype(dt)
@@ -262,14 +262,14 @@ def _expand_to(g, shape, axis, keepdims):
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
-    xv = _value(x)
+    xv = unwrap(x)
     out = np.sum(xv, axis=axis, keepdims=keepdims)
     shp = np.shape(xv)
     return record(out, (x,), lambda g: (np.broadcast_to(_expand_to(g, shp, axis, keepdims), shp),))
 
 
 def mean(x, axis=None, keepdims=False):
-    xv = np.asarray(_value(x))
+    xv = np.asarray(unwrap(x))
     out = np.mean(xv, axis=axis, keepdims=keepdims)
     if xv.dtype != out.dtype and np.issubdtype(xv.dtype, np.floating):
         out = out.astype(xv.dtype)
@@ -279,7 +279,7 @@ def mean(x, axis=None, keepdims=False):
 
 
 def _extreme(fn, x, axis, keepdims):
-    xv = _value(x)
+    xv = unwrap(x)
     out = fn(xv, axis=axis, keepdims=keepdims)
     shp = np.shape(xv)
 
@@ -305,15 +305,15 @@ amax, amin = max, min
 
 
 def argmax(x, axis=None, keepdims=False):
-    return np.argmax(_value(x), axis=axis, keepdims=keepdims)
+    return np.argmax(unwrap(x), axis=axis, keepdims=keepdims)
 
 
 def argmin(x, axis=None, keepdims=False):
-    return np.argmin(_value(x), axis=axis, keepdims=keepdims)
+    return np.argmin(unwrap(x), axis=axis, keepdims=keepdims)
 
 
 def logsumexp(x, axis=None, keepdims=False):
-    xv = _value(x)
+    xv = unwrap(x)
     m = np.max(xv, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     s = np.exp(xv - m)
@@ -328,43 +328,43 @@ def logsumexp(x, axis=None, keepdims=False):
 
 
 def reshape(x, newshape):
-    xv = _value(x)
+    xv = unwrap(x)
     shp = np.shape(xv)
     return record(np.reshape(xv, newshape), (x,), lambda g: (np.reshape(g, shp),))
 
 
 def transpose(x, axes=None):
-    xv = _value(x)
+    xv = unwrap(x)
     out = np.transpose(xv, axes)
     inv = None if axes is None else np.argsort(axes)
     return record(out, (x,), lambda g: (np.transpose(g, inv),))
 
 
 def expand_dims(x, axis):
-    xv = _value(x)
+    xv = unwrap(x)
     shp = np.shape(xv)
     return record(np.expand_dims(xv, axis), (x,), lambda g: (np.reshape(g, shp),))
 
 
 def squeeze(x, axis=None):
-    xv = _value(x)
+    xv = unwrap(x)
     shp = np.shape(xv)
     return record(np.squeeze(xv, axis), (x,), lambda g: (np.reshape(g, shp),))
 
 
 def broadcast_to(x, shape):
-    return record(np.broadcast_to(_value(x), shape), (x,), lambda g: (g,))
+    return record(np.broadcast_to(unwrap(x), shape), (x,), lambda g: (g,))
 
 
 def concatenate(xs, axis=0):
-    vals = [_value(x) for x in xs]
+    vals = [unwrap(x) for x in xs]
     out = np.concatenate(vals, axis=axis)
     splits = np.cumsum([np.shape(v)[axis] for v in vals])[:-1]
     return record(out, tuple(xs), lambda g: tuple(np.split(g, splits, axis=axis)))
 
 
 def stack(xs, axis=0):
-    vals = [_value(x) for x in xs]
+    vals = [unwrap(x) for x in xs]
     out = np.stack(vals, axis=axis)
 
     def vjp(g):
@@ -374,8 +374,8 @@ def stack(xs, axis=0):
 
 
 def take(x, indices, axis=None):
-    xv = _value(x)
-    idx = np.asarray(_value(indices))
+    xv = unwrap(x)
+    idx = np.asarray(unwrap(indices))
     out = np.take(xv, idx, axis=axis)
     shp = np.shape(xv)
 
@@ -393,8 +393,8 @@ def take(x, indices, axis=None):
 
 
 def getitem(x, key):
-    xv = _value(x)
-    key = _value(key) if isinstance(key, (Tensor, Variable)) else key
+    xv = unwrap(x)
+    key = unwrap(key) if isinstance(key, (Tensor, Variable)) else key
     out = xv[key]
     shp = np.shape(xv)
 
@@ -407,7 +407,7 @@ def getitem(x, key):
 
 
 def one_hot(x, num_classes, axis=-1, dtype=None):
-    idx = np.asarray(_value(x)).astype(np.int64)
+    idx = np.asarray(unwrap(x)).astype(np.int64)
     eye = np.eye(num_classes, dtype=backend.standardize_dtype(dtype))
     out = eye[idx]
     if axis != -1:
@@ -424,27 +424,27 @@ def ones(shape, dtype=None):
 
 
 def zeros_like(x, dtype=None):
-    return np.zeros_like(_value(x), dtype=dtype)
+    return np.zeros_like(unwrap(x), dtype=dtype)
 
 
 def ones_like(x, dtype=None):
-    return np.ones_like(_value(x), dtype=dtype)
+    return np.ones_like(unwrap(x), dtype=dtype)
 
 
 def equal(a, b):
-    return np.equal(_value(a), _value(b))
+    return np.equal(unwrap(a), unwrap(b))
 
 
 def not_equal(a, b):
-    return np.not_equal(_value(a), _value(b))
+    return np.not_equal(unwrap(a), unwrap(b))
 
 
 def greater(a, b):
-    return np.greater(_value(a), _value(b))
+    return np.greater(unwrap(a), unwrap(b))
 
 
 def less(a, b):
-    return np.less(_value(a), _value(b))
+    return np.less(unwrap(a), unwrap(b))
 
 
 def arange(start, stop=None, step=1, dtype=None):
@@ -452,7 +452,7 @@ def arange(start, stop=None, step=1, dtype=None):
 
 
 def stop_gradient(x):
-    return _value(x)
+    return unwrap(x)
 
 
 # ----------------------------------------------------------------------------- nn ops
@@ -514,10 +514,10 @@ def _install_operators(cls):
     cls.__pos__ = lambda a: a
     cls.__abs__ = lambda a: abs(a)
     cls.__getitem__ = lambda a, k: getitem(a, k)
-    cls.__lt__ = lambda a, b: np.less(_value(a), _value(b))
-    cls.__le__ = lambda a, b: np.less_equal(_value(a), _value(b))
-    cls.__gt__ = lambda a, b: np.greater(_value(a), _value(b))
-    cls.__ge__ = lambda a, b: np.greater_equal(_value(a), _value(b))
+    cls.__lt__ = lambda a, b: np.less(unwrap(a), unwrap(b))
+    cls.__le__ = lambda a, b: np.less_equal(unwrap(a), unwrap(b))
+    cls.__gt__ = lambda a, b: np.greater(unwrap(a), unwrap(b))
+    cls.__ge__ = lambda a, b: np.greater_equal(unwrap(a), unwrap(b))
     cls.T = property(lambda a: transpose(a))
     cls.reshape = lambda a, *s: reshape(a, s[0] if len(s) == 1 else s)
     cls.sum = lambda a, axis=None, keepdims=False: sum(a, axis, keepdims)

@@ -65,7 +65,7 @@ def _prepare(model, x) -> list:
 def _stats_visitor(stats: dict, head=None, head_pre: dict | None = None):
     """A ``Graph.run`` visitor that records each activation layer's statistics into ``stats`` (and
     the pre-activation of the ``head`` node into ``head_pre["z"]``, as computed: possibly a Tensor)."""
-    from lamina.autodiff import _value
+    from lamina.autodiff import unwrap
 
     def visit(g, args, outs):
         layer = g.layer
@@ -76,8 +76,8 @@ def _stats_visitor(stats: dict, head=None, head_pre: dict | None = None):
         if head_pre is not None and g is head:
             head_pre["z"] = pre
         act = activation_of(layer)
-        a = np.asarray(_value(outs[-1]))
-        z = np.asarray(_value(pre))
+        a = np.asarray(unwrap(outs[-1]))
+        z = np.asarray(unwrap(pre))
         if a.size == 0:
             return
         with np.errstate(all="ignore"):

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 from lamina.distribute.errors import DistributedError
 
 DEFAULT_TIMEOUT = 300.0
@@ -278,7 +278,7 @@ class MPIStrategy:
             if g is None or n_local == 0:
                 part.fill(0)
             else:
-                g = np.asarray(_value(g))
+                g = np.asarray(unwrap(g))
                 if g.size != stop - start:
                     raise ValueError(f"Gradient for variable '{getattr(var, 'path', var)}' has the wrong "
                                      f"shape: expected {var.shape}. Received: gradient.shape={g.shape}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina import ops
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 from lamina.layers.layer import Layer
 
 
@@ -83,10 +83,10 @@ class Merge(Layer):
         if not isinstance(inputs, (list, tuple)):
             raise ValueError(
                 f"A merge layer ({type(self).__name__} '{self.name}') should be called on a list of "
-                f"inputs. Received: a single tensor of shape {np.shape(_value(inputs))}"
+                f"inputs. Received: a single tensor of shape {np.shape(unwrap(inputs))}"
             )
         inputs = list(inputs)
-        shapes = [tuple(np.shape(_value(x))) for x in inputs]
+        shapes = [tuple(np.shape(unwrap(x))) for x in inputs]
         self._broadcast_shape(self._check_list(shapes))
         ndims = [len(s) for s in shapes]
         top = max(ndims)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina import backend, constraints, initializers, ops, regularizers
-from lamina.autodiff import _tracked, _value, record
+from lamina.autodiff import needs_gradient, record, unwrap
 from lamina.layers.layer import InputSpec, Layer
 
 
@@ -29,7 +29,7 @@ def batch_norm_train(x, gamma, beta, axis: int, epsilon: float, mask=None):
     ``dgamma = sum(g * xhat)``, ``dbeta = sum(g)``. Without a mask the sum(w * (x - mean)) term is 0
     and ``dx`` reduces to the familiar ``s / N * (N d - sum(d) - xhat * sum(d * xhat))``.
     """
-    xv = np.asarray(_value(x))
+    xv = np.asarray(unwrap(x))
     ndim = xv.ndim
     red = tuple(i for i in range(ndim) if i != axis)
     bshape = [1] * ndim
@@ -49,11 +49,11 @@ def batch_norm_train(x, gamma, beta, axis: int, epsilon: float, mask=None):
         var = np.sum(w * np.square(diff), axis=red, keepdims=True) * c
     inv = 1.0 / np.sqrt(var + epsilon)
     xhat = diff * inv
-    gv = None if gamma is None else np.reshape(_value(gamma), bshape)
+    gv = None if gamma is None else np.reshape(unwrap(gamma), bshape)
     y = xhat * gv if gv is not None else xhat.copy()
     if beta is not None:
-        y += np.reshape(_value(beta), bshape)
-    need_x = _tracked(x)
+        y += np.reshape(unwrap(beta), bshape)
+    need_x = needs_gradient(x)
 
     def vjp(g):
         dgamma = None if gamma is None else _param_grad(g * xhat, ndim, axis)
@@ -86,17 +86,17 @@ def batch_norm_inference(x, mean, variance, gamma, beta, axis: int, epsilon: flo
     Backward: ``dx = g * gamma * s``, ``dgamma = sum(g * xhat)``, ``dbeta = sum(g)``, with
     ``s = (variance + epsilon)**-0.5``; the statistics get no gradient.
     """
-    xv = np.asarray(_value(x))
+    xv = np.asarray(unwrap(x))
     ndim = xv.ndim
     bshape = [1] * ndim
     bshape[axis] = xv.shape[axis]
     inv = np.reshape(1.0 / np.sqrt(np.asarray(variance) + epsilon), bshape).astype(xv.dtype, copy=False)
     xhat = (xv - np.reshape(mean, bshape)) * inv
-    gv = None if gamma is None else np.reshape(_value(gamma), bshape)
+    gv = None if gamma is None else np.reshape(unwrap(gamma), bshape)
     y = xhat * gv if gv is not None else xhat
     if beta is not None:
-        y = y + np.reshape(_value(beta), bshape)
-    need_x = _tracked(x)
+        y = y + np.reshape(unwrap(beta), bshape)
+    need_x = needs_gradient(x)
 
     def vjp(g):
         grads = [(g * (inv if gv is None else inv * gv)) if need_x else None]
@@ -197,14 +197,14 @@ class BatchNormalization(Layer):
         self.built = True
 
     def call(self, inputs, training=None, mask=None):
-        xv = np.asarray(_value(inputs))
+        xv = np.asarray(unwrap(inputs))
         if not np.issubdtype(xv.dtype, np.floating) or xv.dtype.itemsize < 4:
             # Statistics need at least float32 (Keras computes in result_type(dtype, float32)).
             inputs = ops.cast(inputs, np.result_type(xv.dtype, np.float32).name)
         axis = self.axis % xv.ndim
         if training and self.trainable:
             if mask is not None:
-                mask = np.asarray(_value(mask))
+                mask = np.asarray(unwrap(mask))
                 if mask.ndim != xv.ndim - 1:
                     raise ValueError(
                         f"The mask given to BatchNormalization layer '{self.name}' should have one dimension "
@@ -218,7 +218,7 @@ class BatchNormalization(Layer):
         else:
             out = batch_norm_inference(inputs, self.moving_mean._value, self.moving_variance._value,
                                        self.gamma, self.beta, axis, self.epsilon)
-        if np.asarray(_value(out)).dtype.name != self.compute_dtype:
+        if np.asarray(unwrap(out)).dtype.name != self.compute_dtype:
             out = ops.cast(out, self.compute_dtype)
         return out
 

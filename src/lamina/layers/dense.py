@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina import activations, constraints, initializers, regularizers
-from lamina.autodiff import _tracked, _value, record, recording
+from lamina.autodiff import needs_gradient, record, recording, unwrap
 from lamina.layers.layer import InputSpec, Layer
 
 
@@ -68,7 +68,7 @@ class Dense(Layer):
     def call(self, inputs, training=None):
         if recording():
             return self._call_recorded(inputs, self.activation)
-        x = inputs if isinstance(inputs, np.ndarray) else _value(inputs)
+        x = inputs if isinstance(inputs, np.ndarray) else unwrap(inputs)
         y = x @ self.kernel._value
         if self.bias is not None:
             y += self.bias._value
@@ -81,7 +81,7 @@ class Dense(Layer):
         """The pre-activation output ``inputs @ kernel + bias`` (for losses computed from logits)."""
         if recording():
             return self._call_recorded(inputs, activations.linear)
-        y = _value(inputs) @ self.kernel._value
+        y = unwrap(inputs) @ self.kernel._value
         if self.bias is not None:
             y += self.bias._value
         return y
@@ -89,7 +89,7 @@ class Dense(Layer):
     def _call_recorded(self, inputs, activation):
         """One graph node for matmul + bias (+ activation when its gradient needs only the output)."""
         kernel, bias = self.kernel, self.bias
-        x = _value(inputs)
+        x = unwrap(inputs)
         k = kernel._value
         z = x @ k
         if bias is not None:
@@ -97,7 +97,7 @@ class Dense(Layer):
         fused = activations.FUSED.get(activation)
         y = fused[0](z) if fused is not None else z
         grad_from_output = fused[1] if fused is not None else None
-        need_x = _tracked(inputs)
+        need_x = needs_gradient(inputs)
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
 
         def vjp(g):

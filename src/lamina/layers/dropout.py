@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina import backend, ops
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 from lamina.layers.layer import Layer
 
 
@@ -73,7 +73,7 @@ class Dropout(Layer):
     def call(self, inputs, training=None):
         if not training or self.rate == 0:
             return inputs
-        xv = _value(inputs)
+        xv = unwrap(inputs)
         dtype = xv.dtype if np.issubdtype(xv.dtype, np.floating) else np.dtype(self.compute_dtype)
         if self.rate == 1:
             return ops.multiply(inputs, np.zeros((), dtype=dtype))

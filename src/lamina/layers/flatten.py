@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from lamina import ops
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 from lamina.layers.layer import InputSpec, Layer
 
 
@@ -37,7 +37,7 @@ class Flatten(Layer):
         self.input_spec = InputSpec(min_ndim=1)
 
     def call(self, inputs):
-        shape = np.shape(_value(inputs))
+        shape = np.shape(unwrap(inputs))
         if self.data_format == "channels_first" and len(shape) > 2:
             inputs = ops.transpose(inputs, (0, *range(2, len(shape)), 1))
         return ops.reshape(inputs, (shape[0], math.prod(shape[1:])))

@@ -18,7 +18,7 @@ import inspect
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import Tensor, Variable, _value, recording
+from lamina.autodiff import Tensor, Variable, recording, unwrap
 from lamina.layers.keras_tensor import KerasTensor, Node, flatten, is_symbolic, map_structure
 from lamina.naming import auto_name
 
@@ -44,7 +44,7 @@ def shape_of(x) -> tuple:
     """The shape of an array-like or KerasTensor (lists of numbers count as arrays)."""
     if isinstance(x, KerasTensor):
         return x.shape
-    return tuple(np.shape(_value(x)))
+    return tuple(np.shape(unwrap(x)))
 
 
 class InputSpec:
@@ -278,7 +278,7 @@ class Layer:
         out = self.call(dummy, **({"training": False} if self._call_has_training else {}))
 
         def to_shape(o):
-            s = tuple(np.shape(_value(o)))
+            s = tuple(np.shape(unwrap(o)))
             return ((None,) + s[1:]) if (batch_none and s) else s
 
         return map_structure(to_shape, out)

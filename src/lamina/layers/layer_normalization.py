@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from lamina import constraints, initializers, ops, regularizers
-from lamina.autodiff import _tracked, _value, record
+from lamina.autodiff import needs_gradient, record, unwrap
 from lamina.layers.layer import Layer
 
 
@@ -23,7 +23,7 @@ def layer_norm(x, gamma, beta, axes: tuple, epsilon: float, rms_scaling: bool = 
     ``dx = d * s - s**3 / N * (x - mean) * sum(d * x)`` for ``rms_scaling``;
     ``dgamma = sum(g * xhat)``, ``dbeta = sum(g)`` over the other axes.
     """
-    xv = np.asarray(_value(x))
+    xv = np.asarray(unwrap(x))
     ndim = xv.ndim
     n = int(np.prod([xv.shape[a] for a in axes]))
     mean = np.mean(xv, axis=axes, keepdims=True)
@@ -32,15 +32,15 @@ def layer_norm(x, gamma, beta, axes: tuple, epsilon: float, rms_scaling: bool = 
     inv = 1.0 / np.sqrt(var + epsilon)
     xhat = (xv if rms_scaling else diff) * inv
     pshape = [xv.shape[i] if i in axes else 1 for i in range(ndim)]
-    gv = None if gamma is None else np.reshape(_value(gamma), pshape)
+    gv = None if gamma is None else np.reshape(unwrap(gamma), pshape)
     y = xhat * gv if gv is not None else xhat
     if beta is not None:
-        y = y + np.reshape(_value(beta), pshape)
+        y = y + np.reshape(unwrap(beta), pshape)
     other = tuple(i for i in range(ndim) if i not in axes)
-    need_x = _tracked(x)
+    need_x = needs_gradient(x)
 
     def param_grad(v, p):
-        return np.reshape(np.sum(v, axis=other), np.shape(_value(p)))
+        return np.reshape(np.sum(v, axis=other), np.shape(unwrap(p)))
 
     def vjp(g):
         dx = None
@@ -142,7 +142,7 @@ class LayerNormalization(Layer):
         self.built = True
 
     def call(self, inputs):
-        xv = np.asarray(_value(inputs))
+        xv = np.asarray(unwrap(inputs))
         if not np.issubdtype(xv.dtype, np.floating):
             inputs = ops.cast(inputs, self.compute_dtype)
         ndim = xv.ndim

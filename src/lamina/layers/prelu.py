@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina import constraints, initializers, regularizers
-from lamina.autodiff import _value, record
+from lamina.autodiff import record, unwrap
 from lamina.layers.layer import InputSpec, Layer
 
 
@@ -15,7 +15,7 @@ def prelu(x, alpha):
     ``d/dx = 1 if x > 0 else alpha``; ``d/dalpha = 0 if x > 0 else x`` (summed over broadcast axes
     by the engine).
     """
-    xv, av = _value(x), _value(alpha)
+    xv, av = unwrap(x), unwrap(alpha)
     pos = xv > 0
     out = np.where(pos, xv, av * xv)
     return record(out, (x, alpha), lambda g: (np.where(pos, g, g * av), np.where(pos, 0, g * xv)))

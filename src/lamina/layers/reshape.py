@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from lamina import ops
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 from lamina.layers.layer import Layer
 
 
@@ -63,7 +63,7 @@ class Reshape(Layer):
         self.built = True
 
     def call(self, inputs):
-        shape = np.shape(_value(inputs))
+        shape = np.shape(unwrap(inputs))
         return ops.reshape(inputs, (shape[0],) + self._resolve(tuple(shape[1:])))
 
     def compute_output_shape(self, input_shape):

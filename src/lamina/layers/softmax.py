@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina import activations, ops
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 from lamina.layers.layer import Layer
 
 
@@ -37,8 +37,8 @@ class Softmax(Layer):
         axis = tuple(self.axis) if isinstance(self.axis, list) else self.axis
         if mask is None:
             return activations.softmax(inputs, axis=axis)
-        mask = np.asarray(_value(mask))
-        in_shape = tuple(np.shape(_value(inputs)))
+        mask = np.asarray(unwrap(mask))
+        in_shape = tuple(np.shape(unwrap(inputs)))
         broadcastable = mask.ndim <= len(in_shape) and all(
             m in (1, i) for m, i in zip(mask.shape[::-1], in_shape[::-1], strict=False)
         )
@@ -50,7 +50,7 @@ class Softmax(Layer):
             )
         if mask.dtype != np.bool_:
             mask = mask > 0.5
-        dtype = np.asarray(_value(inputs)).dtype
+        dtype = np.asarray(unwrap(inputs)).dtype
         masked = ops.where(mask, inputs, np.asarray(_large_negative(dtype), dtype=dtype))
         out = activations.softmax(masked, axis=axis)
         return ops.where(mask, out, np.zeros((), dtype=dtype))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 
 # The "minus infinity" Keras uses for predictions outside the top k (finite, so products stay finite).
 NEG_INF = -1e10
@@ -17,7 +17,7 @@ NEG_INF = -1e10
 
 def to_array(x, dtype=None, arg: str = "value") -> np.ndarray:
     """The plain ndarray behind ``x``; Python float lists become floatx (as everywhere in lamina)."""
-    v = _value(x)
+    v = unwrap(x)
     try:
         arr = np.asarray(v) if dtype is None else np.asarray(v, dtype=dtype)
     except (TypeError, ValueError) as err:

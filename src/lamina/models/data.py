@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import Tensor, Variable, _value
+from lamina.autodiff import Tensor, Variable, unwrap
 
 
 def _map(fn, s):
@@ -70,7 +70,7 @@ def is_array_like(x) -> bool:
 
 def to_array(x, what: str, name: str = "x", float_cast: bool = True) -> np.ndarray:
     """A NumPy array for one input; floats become floatx, non-numeric data is a TypeError."""
-    arr = np.asarray(_value(x))
+    arr = np.asarray(unwrap(x))
     if arr.dtype.kind in "OUSV":
         raise TypeError(
             f"`{name}` passed to {what} must be numeric (floats or integers). "
@@ -223,7 +223,7 @@ def split_validation(x, y, sw, fraction: float):
 
 def class_weights_to_sample_weights(y, class_weight: dict) -> np.ndarray:
     """Per-sample weights from ``{class: weight}``: the class is y, argmax(y) if one-hot."""
-    y = np.asarray(_value(y))
+    y = np.asarray(unwrap(y))
     if y.ndim == 2 and y.shape[1] > 1:
         classes = np.argmax(y, axis=1)
     else:

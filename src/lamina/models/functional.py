@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina.autodiff import Tensor, _value, recording
+from lamina.autodiff import Tensor, recording, unwrap
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
 from lamina.layers.layer import Layer, shape_of
@@ -99,7 +99,7 @@ class Functional(Model):
             )
         flat = list(inputs) if isinstance(inputs, (list, tuple)) and len(self.inputs) > 1 else [inputs]
         if isinstance(inputs, (list, tuple)) and len(self.inputs) == 1 and len(inputs) == 1 and not np.isscalar(
-                inputs[0]) and np.ndim(_value(inputs[0])) >= 1 and isinstance(inputs[0], (np.ndarray, Tensor)):
+                inputs[0]) and np.ndim(unwrap(inputs[0])) >= 1 and isinstance(inputs[0], (np.ndarray, Tensor)):
             flat = [inputs[0]]
         if len(flat) != len(self.inputs):
             raise ValueError(

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import GradientTape, Tensor, _value
+from lamina.autodiff import GradientTape, Tensor, unwrap
 from lamina.models import data as data_lib
 
 
@@ -167,7 +167,7 @@ class Trainer:
                 for spec in specs:
                     yt = ys[i] if i < len(ys) else None
                     m = metrics_lib.get_metric(spec, np.shape(yt) if yt is not None else None,
-                                               np.shape(_value(preds[i])), loss=self._output_losses[i].loss)
+                                               np.shape(unwrap(preds[i])), loss=self._output_losses[i].loss)
                     if len(self._output_losses) > 1:
                         m._display_name = f"{names[i]}_{m.name}"
                     else:
@@ -285,7 +285,7 @@ class Trainer:
         from lamina import ops
 
         act = self._output_activation()
-        return np.asarray(act(_value(y_pred))) if act is not None else ops.softmax(_value(y_pred))
+        return np.asarray(act(unwrap(y_pred))) if act is not None else ops.softmax(unwrap(y_pred))
 
     def _update_metrics(self, y, y_pred, sample_weight, loss_value, per_output, batch_size) -> None:
         # The loss tracker is a Mean of batch losses weighted by batch size (Keras's rule); its two
@@ -295,7 +295,7 @@ class Trainer:
         tracker.count.value[...] += batch_size
         for tracker, value in zip(self._per_output_trackers, per_output):
             if value is not None:
-                tracker.update_state(float(_value(value)), sample_weight=batch_size)
+                tracker.update_state(float(unwrap(value)), sample_weight=batch_size)
         if not self._output_metrics and (self._metric_specs or self._weighted_metric_specs):
             self._build_metrics(y, y_pred)
         ys = self._as_list(y)
@@ -305,7 +305,7 @@ class Trainer:
                 sw = sample_weight if m._weighted else None
                 if isinstance(sw, (list, tuple, dict)):
                     sw = self._as_list(sw)[i]
-                m.update_state(ys[i], _value(preds[i]), sample_weight=sw)
+                m.update_state(ys[i], unwrap(preds[i]), sample_weight=sw)
 
     def _plan_fast_step(self) -> None:
         """Choose the hand-written Dense-chain step when the model and loss allow (see dense_chain)."""
@@ -376,7 +376,7 @@ class Trainer:
     def _test_step(self, x, y, sw) -> None:
         y_pred = self._forward(x, training=False)
         loss, per_output = self._compute_loss(y, y_pred, sw, logits=False)
-        loss_value = float(_value(loss)) if loss is not None else 0.0
+        loss_value = float(unwrap(loss)) if loss is not None else 0.0
         self._update_metrics(y, y_pred, sw, loss_value, per_output, _batch_len(x))
 
     # ------------------------------------------------------------------ data
@@ -692,7 +692,7 @@ class Trainer:
 
     def _predict_batch(self, xb):
         out = self._forward(xb, training=False) if hasattr(self, "_run") else self(xb, training=False)
-        return data_lib._map(lambda a: np.asarray(_value(a)), out) if not isinstance(out, np.ndarray) else out
+        return data_lib._map(lambda a: np.asarray(unwrap(a)), out) if not isinstance(out, np.ndarray) else out
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient step on one batch; returns the loss (and metrics) of that batch."""

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from lamina import backend
-from lamina.autodiff import Variable, _value
+from lamina.autodiff import Variable, unwrap
 from lamina.naming import auto_name
 from lamina.optimizers import schedules as _schedules
 
@@ -233,7 +233,7 @@ class Optimizer:
         if isinstance(initializer, (int, float, np.number)):
             return np.full(shape, initializer, dtype)
         if callable(initializer):
-            return np.asarray(_value(initializer(shape, dtype=dtype)), dtype=dtype)
+            return np.asarray(unwrap(initializer(shape, dtype=dtype)), dtype=dtype)
         raise ValueError(f"Could not interpret initializer for an optimizer variable. "
                          f"Received: initializer={initializer!r}")
 
@@ -328,7 +328,7 @@ class Optimizer:
             raise ValueError(f"Optimizer '{self.name}' has {len(self._variables)} variables. "
                              f"Received: {len(weights)} weights")
         for var, w in zip(self._variables, weights, strict=True):
-            var.assign(np.asarray(_value(w), dtype=var.dtype))
+            var.assign(np.asarray(unwrap(w), dtype=var.dtype))
 
     def save_own_variables(self, store) -> None:
         """Write the state into ``store`` under keys "0", "1", ... (the .keras layout)."""
@@ -357,7 +357,7 @@ class Optimizer:
                 self._variables.remove(self._learning_rate)
             self._learning_rate = learning_rate
             return
-        lr = _value(learning_rate)
+        lr = unwrap(learning_rate)
         if isinstance(lr, np.ndarray) and lr.ndim == 0:
             lr = lr.item()
         _check_number("learning_rate", lr, allow_none=False)
@@ -390,7 +390,7 @@ class Optimizer:
             return lr._value
         if isinstance(lr, _schedules.LearningRateSchedule):
             return lr(self._iterations._value)
-        return _value(lr())
+        return unwrap(lr())
 
     # --------------------------------------------------------------------------- weight decay
 
@@ -484,7 +484,7 @@ class Optimizer:
     def _as_gradient(g, v) -> np.ndarray:
         if type(g) is np.ndarray and g.dtype == v.dtype and g.shape == v.shape:
             return g  # the per-step common case, checked without conversions
-        g = np.asarray(_value(g))
+        g = np.asarray(unwrap(g))
         if g.shape != v.shape:
             raise ValueError(f"Gradient for variable '{v.path}' has the wrong shape: expected {v.shape}. "
                              f"Received: gradient.shape={g.shape}")

@@ -12,13 +12,13 @@ import math
 
 import numpy as np
 
-from lamina.autodiff import _value
+from lamina.autodiff import unwrap
 
 _F32 = np.float32
 
 
 def _f32_step(step) -> np.ndarray:
-    return np.asarray(_value(step)).astype(_F32)
+    return np.asarray(unwrap(step)).astype(_F32)
 
 
 def _out(x):
@@ -119,7 +119,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         self.name = name
 
     def __call__(self, step):
-        step = np.asarray(_value(step))
+        step = np.asarray(unwrap(step))
         values = np.asarray(self.values)
         if values.dtype == np.float64:
             values = values.astype(_F32)
