@@ -223,7 +223,7 @@ def blas_info() -> str:
         cfg = np.show_config(mode="dicts")
         blas = cfg["Build Dependencies"]["blas"]
         return f"{blas.get('name')} {blas.get('version')}"
-    except Exception:  # noqa: BLE001 - informational only
+    except Exception:
         return "unknown"
 
 

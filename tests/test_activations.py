@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 
 import lamina
-from gradcheck import check_gradients
 from lamina import activations as A
+from lamina.saving import custom_object_scope
+from tests.helpers import check_gradients
 
 # ----------------------------------------------------------------------------- references
 # Written from the textbook definitions in float64, independently of lamina's formulas.
@@ -237,7 +239,7 @@ def test_sparsemax_is_a_projection_onto_the_simplex():
     assert np.mean(np.sum(y > 0, -1) > 1) > 0.5  # most rows have a support of several entries
 
 
-# ----------------------------------------------------------------------------- the seed's facts
+# ----------------------------------------------------------------------------- identities between activations
 
 
 def test_tanh_is_a_rescaled_sigmoid():
@@ -279,7 +281,7 @@ def test_integer_and_list_inputs_become_floatx(name):
 def test_no_warnings_at_plus_minus_1e4(name):
     x = np.array([[-1e4, -1e4, 1e4, 1e4], [-1e4, 1e4, -1e4, 1e4], [0.0, -1e4, 3.0, 1e4]], np.float32)
     if name == "exponential":
-        x = -np.abs(x)  # exp(+1e4) overflows for real; see test_exponential_overflows_honestly
+        x = -np.abs(x)  # exp(+1e4) is inf; see test_exponential_overflows_to_inf_silently_like_keras
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with np.errstate(all="raise"):
@@ -293,10 +295,13 @@ def test_no_warnings_at_plus_minus_1e4(name):
                 assert g.dtype == dt and np.all(np.isfinite(g))
 
 
-def test_exponential_overflows_honestly():
-    with pytest.warns(RuntimeWarning, match="overflow"):
+def test_exponential_overflows_to_inf_silently_like_keras():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         out = A.exponential(np.array([1e4, 0.0], np.float32))
+        fused = A.FUSED[A.exponential][0](np.array([1e4, 0.0], np.float32))
     assert out.dtype == np.float32 and np.isinf(out[0]) and out[1] == 1
+    np.testing.assert_array_equal(fused, out)
 
 
 def test_tails_keep_relative_precision():
@@ -384,8 +389,10 @@ def test_tape_output_is_a_tensor_and_inference_builds_no_graph():
 
 
 def test_fused_covers_the_dense_activations():
-    for fn in (A.relu, A.sigmoid, A.tanh, A.softmax, A.linear):
-        assert fn in A.FUSED
+    # The list layers.Dense's docstring gives.
+    assert {fn.__name__ for fn in A.FUSED} == {
+        "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "sigmoid", "hard_sigmoid", "tanh", "hard_tanh",
+        "softplus", "exponential", "softmax", "log_softmax"}
     for fn in (A.gelu, A.silu, A.mish, A.glu, A.sparsemax):
         assert fn not in A.FUSED  # their derivatives need the input, not just the output
 
@@ -543,6 +550,130 @@ def test_empty_inputs():
         assert _call(name, x).shape == (0, 2 if name == "glu" else 4)
 
 
+# ----------------------------------------------------------------------------- NaN and +-inf
+
+EDGE = np.array([np.nan, np.inf, -np.inf, 1e4, -1e4, 0.0, 0.3, -0.3, 0.5, -0.5, 0.7, -0.7, 1.0, -1.0, 2.0,
+                 -2.0, 5.0, -5.0, 30.0, -30.0], np.float32)
+# Every slice kind a vector activation meets: a NaN, a +inf, a -inf, both infinities, two +inf, all -inf, +-1e4.
+EDGE_ROWS = np.array([[np.nan, 1, 2, 3], [np.inf, 1, 2, 3], [-np.inf, 1, 2, 3], [np.inf, -np.inf, 0, 1],
+                      [np.inf, np.inf, 0, 1], [-np.inf, -np.inf, -np.inf, -np.inf], [1e4, -1e4, 0, 1],
+                      [0.5, 0.1, -0.3, 1]], np.float32)
+# Elementwise activations with their default (or required) arguments, then the non-default ones.
+EDGE_CASES = [(name, ELEMENTWISE[name][0]) for name in sorted(ELEMENTWISE)] + [(n, k) for n, k, _ in VARIANTS]
+EDGE_IDS = [f"{n}-{k}" if k else n for n, k in EDGE_CASES]
+
+
+def _quiet(fn):
+    """``fn()``, failing on any warning or floating-point error but underflow (which NumPy ignores by
+    default: a gradient like gelu'(-30) rounds to float32's exact answer, 0)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise", under="ignore"):
+            return fn()
+
+
+@pytest.mark.parametrize("name,kwargs", EDGE_CASES, ids=EDGE_IDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_non_finite_inputs_keep_nan_and_warn_nothing(name, kwargs, dtype):
+    x = EDGE.astype(dtype)
+    out = _quiet(lambda: getattr(A, name)(x, **kwargs))
+    assert out.dtype == np.dtype(dtype)
+    assert np.isnan(out[0]), f"{name}(nan) = {out[0]}"
+    fused = A.FUSED.get(getattr(A, name)) if not kwargs else None
+    if fused is not None:
+        np.testing.assert_array_equal(_quiet(lambda: fused[0](x.copy())), out)
+    if name == "linear":
+        return  # the identity returns its input: no node to differentiate
+    v = lamina.Variable(x, dtype=dtype)
+    with lamina.GradientTape() as tape:
+        y = getattr(A, name)(v, **kwargs)
+    assert _quiet(lambda: tape.gradient(y, v)).shape == x.shape
+
+
+def _edge_rows(axis):
+    """EDGE_ROWS with its slices along ``axis``."""
+    return EDGE_ROWS if axis == -1 else np.ascontiguousarray(EDGE_ROWS.T)
+
+
+@pytest.mark.parametrize("name", sorted(VECTOR))
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_non_finite_slices_keep_nan_and_warn_nothing(name, axis):
+    x = _edge_rows(axis)
+    out = _quiet(lambda: getattr(A, name)(x, axis=axis))
+    if name == "glu":  # a * sigmoid(b) on the two halves: NaN wherever either half is NaN
+        a, b = np.split(x, 2, axis=axis)
+        assert np.all(np.isnan(out)[np.isnan(a) | np.isnan(b)])
+    else:  # a NaN anywhere in a slice makes the whole slice NaN
+        has_nan = np.isnan(x).any(axis=axis, keepdims=True)
+        assert np.all(np.isnan(out)[np.broadcast_to(has_nan, x.shape)])
+    v = lamina.Variable(x)
+    with lamina.GradientTape() as tape:
+        y = getattr(A, name)(v, axis=axis)
+    assert _quiet(lambda: tape.gradient(y, v)).shape == x.shape
+
+
+# Infinite inputs where Keras (torch backend) gives NaN but lamina keeps the limit, as the module
+# docstring of lamina.activations says: torch's gelu kernel gives NaN at +inf (Keras's NumPy backend
+# gives inf), and Keras's squareplus formula cancels at -inf as it does at -1e4.
+LIMIT_WHERE_KERAS_GIVES_NAN = {"gelu": {np.inf: np.inf}, "squareplus": {-np.inf: 0.0}}
+
+
+def _oracle_with_limits(keras, name, kwargs, x):
+    ref_in = x.astype(np.float64) if name in KERAS_FLOAT64_REFERENCE else x
+    want = _keras(keras, name, ref_in, **kwargs).astype(np.float64)
+    for at, limit in LIMIT_WHERE_KERAS_GIVES_NAN.get(name, {}).items():
+        want[x == at] = limit
+    # NaN stays NaN in lamina even where Keras 3.15 drops it: relu with a threshold computes
+    # where(x > threshold, x, 0), which sends NaN to 0.
+    want[np.isnan(x)] = np.nan
+    return want
+
+
+def _assert_same_nan_and_close(got, want, what):
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{what}: NaN positions")
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=what)  # infinities must match too
+
+
+@pytest.mark.oracle
+def test_oracle_covers_every_keras_activation(keras):
+    theirs = {n for n, f in vars(keras.activations).items()
+              if inspect.isfunction(f) and not n.startswith("_") and n not in ("get", "serialize", "deserialize")}
+    tested = {n for n, _ in EDGE_CASES} | set(VECTOR) | {"swish", "hard_swish"}  # the aliases are silu, hard_silu
+    assert theirs == tested
+    assert A.swish is A.silu and A.hard_swish is A.hard_silu
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name,kwargs", EDGE_CASES, ids=EDGE_IDS)
+def test_oracle_non_finite_inputs(keras, name, kwargs):
+    got = getattr(A, name)(EDGE, **kwargs)
+    _assert_same_nan_and_close(got, _oracle_with_limits(keras, name, kwargs, EDGE), name)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "glu"])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_oracle_non_finite_slices(keras, name, axis):
+    x = _edge_rows(axis)
+    _assert_same_nan_and_close(getattr(A, name)(x, axis=axis), _keras(keras, name, x, axis=axis), f"{name}({axis=})")
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_oracle_sparsemax_non_finite_slices(keras, axis):
+    # Keras 3.15's sparsemax returns inf for slices holding an infinity (and is wrong for supports of
+    # several entries, keras-team/keras#23425), so lamina's NaN slices follow Keras's softmax, and the
+    # values are compared where Keras's slices sum to 1.
+    x = _edge_rows(axis)
+    got = A.sparsemax(x, axis=axis)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(_keras(keras, "softmax", x, axis=axis)))
+    want = _keras(keras, "sparsemax", x, axis=axis)
+    ok = np.abs(np.sum(want, axis=axis, keepdims=True) - 1) < 1e-5
+    assert ok.sum() >= 2
+    np.testing.assert_allclose(got[np.broadcast_to(ok, got.shape)], want[np.broadcast_to(ok, want.shape)],
+                               rtol=2e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- Keras oracle
 
 GRID = np.unique(np.concatenate([
@@ -625,8 +756,6 @@ def test_oracle_sparsemax(keras, axis):
 def test_oracle_serialize_matches_keras(keras):
     for name in ALL_NAMES + ["swish", "hard_swish"]:
         assert A.serialize(getattr(A, name)) == keras.activations.serialize(getattr(keras.activations, name))
-    import inspect
-
     for name in ALL_NAMES:
         k_fn, l_fn = getattr(keras.activations, name), getattr(A, name)
         assert l_fn.__defaults__ == k_fn.__defaults__, name
@@ -634,8 +763,6 @@ def test_oracle_serialize_matches_keras(keras):
 
 
 def test_scoped_custom_objects_take_precedence_over_builtins():
-    from lamina.saving import custom_object_scope
-
     def my_relu(x):
         return A.relu(x)
 

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -707,7 +708,7 @@ def test_checkpoint_best_only(tmp_path):
     cp = ModelCheckpoint(path, monitor="val_loss", save_best_only=True)
     run_fit(model, [cp], [{"val_loss": v} for v in [0.5, 0.4, 0.45, 0.3, 0.35]])
     assert [p for _, p in model.saves] == [path] * 3  # epochs 0, 1, 3 improved
-    assert open(path).read() == "model 3.0" and cp.best == 0.3
+    assert Path(path).read_text() == "model 3.0" and cp.best == 0.3
 
 
 def test_checkpoint_best_only_max_mode_and_threshold(tmp_path):
@@ -892,7 +893,7 @@ def test_csv_logger_content(tmp_path):
         ["0", "0.25", "0.5", "0.75"],
         ["1", "0.5", "0.25", "0.5"],
     ]
-    assert open(path, "rb").read().count(b"\r\n") == 3  # Keras's (csv.excel) line endings
+    assert path.read_bytes().count(b"\r\n") == 3  # Keras's (csv.excel) line endings
 
 
 def test_csv_logger_separator_append_and_missing_val(tmp_path):
@@ -923,7 +924,7 @@ def test_csv_logger_matches_keras_bytes(keras, tmp_path):
         for e, logs in enumerate(epochs):
             cb.on_epoch_end(e, {k: (float(v) if isinstance(v, np.floating) else v) for k, v in logs.items()})
         cb.on_train_end()
-        return open(path, "rb").read()
+        return path.read_bytes()
 
     assert drive(CSVLogger, tmp_path / "a.csv") == drive(keras.callbacks.CSVLogger, tmp_path / "b.csv")
 

@@ -53,15 +53,7 @@ def test_demo_keeps_its_fashion_mnist_default(monkeypatch):
     assert parser_args[0].dataset is None and parser_args[0].epochs == 2 and parser_args[0].output is None
 
 
-def _load_model_or_skip():
-    load = getattr(lamina.models, "load_model", None) or getattr(lamina.saving, "load_model", None)
-    if load is None:
-        pytest.skip("lamina.models.load_model (the saving helper's) is not available yet")
-    return load
-
-
 def test_lint_a_saved_model(tmp_path, capsys):
-    _load_model_or_skip()
     bad = lamina.Sequential([L.Input((4,)), L.Dense(8, activation="relu"), L.Dense(3)])
     bad.compile(optimizer="adam", loss="sparse_categorical_crossentropy", lint=False)
     path = tmp_path / "bad.keras"

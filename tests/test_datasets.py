@@ -8,13 +8,16 @@ import io
 import os
 import struct
 import threading
+import tracemalloc
+import urllib.error
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
 import lamina
-from lamina.datasets import DatasetUnavailableError, _files, circles, fashion_mnist, make_circles, mnist
+from lamina.datasets import DatasetUnavailableError, _files, _safe_io, circles, fashion_mnist, make_circles, mnist
 
 IDX_NAMES = _files.IDX_FILES
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -88,11 +91,16 @@ def env(tmp_path, monkeypatch):
 
 
 class LocalServer:
-    """An HTTP server on 127.0.0.1 serving ``routes``: URL path -> (body, declared Content-Length)."""
+    """An HTTP server on 127.0.0.1 serving ``routes``: URL path -> (body, declared Content-Length).
+
+    A body may also be a list of chunks (see ``stream``); ``sent`` counts the bytes the server got
+    out for each path before the client hung up.
+    """
 
     def __init__(self):
-        self.routes: dict[str, tuple[bytes, int | None]] = {}
+        self.routes: dict[str, tuple[bytes | list, int | None]] = {}
         self.requests: list[str] = []
+        self.sent: dict[str, int] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,9 +111,18 @@ class LocalServer:
                     return
                 body, length = server.routes[self.path]
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body) if length is None else length))
+                if isinstance(body, bytes):
+                    self.send_header("Content-Length", str(len(body) if length is None else length))
+                elif length is not None:
+                    self.send_header("Content-Length", str(length))
                 self.end_headers()
-                self.wfile.write(body)  # HTTP/1.0: the connection closes here, even if it lied
+                server.sent[self.path] = 0
+                try:
+                    for chunk in [body] if isinstance(body, bytes) else body:
+                        self.wfile.write(chunk)  # HTTP/1.0: the connection closes at the end, even if it lied
+                        server.sent[self.path] += len(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading
 
             def log_message(self, *args):
                 pass
@@ -117,6 +134,10 @@ class LocalServer:
 
     def serve(self, name, body, length=None):
         self.routes[f"/data/{name}"] = (body, length)
+
+    def stream(self, name, chunk, repeat, length=None):
+        """Serve ``chunk`` ``repeat`` times; no Content-Length unless ``length`` is given."""
+        self.routes[f"/data/{name}"] = ([chunk] * repeat, length)
 
     def stop(self):
         self.httpd.shutdown()
@@ -136,7 +157,7 @@ def serve_fashion(server, monkeypatch, data):
     for name, raw in payloads.items():
         server.serve(name, gzip.compress(raw, mtime=0))
     files = tuple(
-        _files.RemoteFile(n, hashlib.sha256(raw).hexdigest(), gunzip=True) for n, raw in payloads.items()
+        _files.RemoteFile(n, hashlib.sha256(raw).hexdigest(), len(raw), gunzip=True) for n, raw in payloads.items()
     )
     monkeypatch.setattr(fashion_mnist, "FILES", files)
     monkeypatch.setenv("LAMINA_DATASETS_URL", server.url)
@@ -205,6 +226,179 @@ def test_malformed_local_file_is_reported_not_skipped(env, monkeypatch):
         fashion_mnist.load_data()
 
 
+def call_with_deadline(fn, fifo=None, seconds=10.0):
+    """``fn()``'s result or exception, failing the test if it has not returned after ``seconds``.
+
+    A reader blocked opening ``fifo`` is released (by opening its write end) so that a failing test
+    does not leave a stuck thread behind.
+    """
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        if fifo is not None:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(seconds)
+        pytest.fail(f"still blocked after {seconds} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def make_not_regular(path, kind):
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        os.mkdir(path)
+    else:  # a character device, through a symlink
+        os.symlink(os.devnull, path)
+
+
+NOT_REGULAR = {"fifo": "a FIFO", "directory": "a directory", "device": "a character device"}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_REGULAR))
+@pytest.mark.parametrize("name", ["bad-images.gz", "bad-images"])
+def test_read_idx_refuses_what_is_not_a_regular_file(tmp_path, kind, name):
+    if kind == "fifo" and not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    path = str(tmp_path / name)
+    make_not_regular(path, kind)
+    expected = rf"Dataset file .*{name} is {NOT_REGULAR[kind]}.*, not a regular file.*Received: [pdc]"
+    with pytest.raises(ValueError, match=expected):
+        call_with_deadline(lambda: _files.read_idx(path, 3, (28, 28)), fifo=path if kind == "fifo" else None)
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_REGULAR))
+def test_lamina_data_entry_that_is_not_a_regular_file_is_reported(env, monkeypatch, kind):
+    # Not skipped as "missing" (which would send the user to a download): named, and nothing waits.
+    folder = env / "data" / "fashion-mnist"
+    write_idx_folder(folder, synthetic(20))
+    target = str(folder / IDX_NAMES[2])
+    os.remove(target)
+    make_not_regular(target, kind)
+    monkeypatch.setenv("LAMINA_DATA", str(env / "data"))
+    fifo = target if kind == "fifo" else None
+    with pytest.raises(ValueError, match=rf"{IDX_NAMES[2]} is {NOT_REGULAR[kind]}"):
+        call_with_deadline(fashion_mnist.load_data, fifo=fifo)
+    os.remove(target) if kind != "directory" else os.rmdir(target)
+    (env / "data" / "mnist").mkdir()
+    make_not_regular(str(env / "data" / "mnist" / "mnist.npz"), kind)
+    fifo = str(env / "data" / "mnist" / "mnist.npz") if kind == "fifo" else None
+    with pytest.raises(ValueError, match=rf"mnist\.npz is {NOT_REGULAR[kind]}"):
+        call_with_deadline(mnist.load_data, fifo=fifo)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_header_declaring_more_than_the_file_holds_names_the_file(tmp_path, compress):
+    # 2**32 - 1 images of 28x28: 3.4 TB declared by a file of a few bytes. No allocation is tried.
+    raw = bytes((0, 0, 0x08, 3)) + struct.pack(">3I", 2**32 - 1, 28, 28) + bytes(784)
+    path = tmp_path / ("huge-images.gz" if compress else "huge-images")
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    held = r"more than the \d+-byte gzip file can hold" if compress else r"more than the 800-byte file holds"
+    with pytest.raises(ValueError, match=rf"Malformed IDX file .*huge-images.*\(4294967295, 28, 28\).*{held}"):
+        _files.read_idx(str(path), 3, (28, 28))
+
+
+def test_gzip_idx_overstating_its_size_costs_only_the_data_it_holds(tmp_path):
+    # 200 KB of incompressible images in a gzip file that could hold 200 MB: a header declaring
+    # 100 MB passes the size bound, so the data is read in chunks rather than allocated up front.
+    images = np.random.default_rng(0).integers(0, 256, (256, 28, 28), dtype=np.uint8)
+    raw = bytes((0, 0, 0x08, 3)) + struct.pack(">3I", 128_000, 28, 28) + images.tobytes()
+    path = tmp_path / "short-images.gz"
+    path.write_bytes(gzip.compress(raw))
+    was_tracing = tracemalloc.is_tracing()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        with pytest.raises(ValueError, match=r"short-images\.gz.*declares shape \(128000, 28, 28\).*only 200704 of"):
+            _files.read_idx(str(path), 3, (28, 28))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    assert peak < 20_000_000, peak  # the 100 MB declared were never allocated
+
+
+def npy_member(shape, data: bytes, dtype="|u1") -> bytes:
+    """An .npy file whose header declares ``shape`` but that holds ``data``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + data
+
+
+def npz_with(members: dict, compression=zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
+        for name, payload in members.items():
+            zf.writestr(name + ".npy", payload)
+    return buf.getvalue()
+
+
+def good_members(data) -> dict:
+    (x, y), (xt, yt) = data
+    out = {}
+    for name, arr in (("x_train", x), ("y_train", y), ("x_test", xt), ("y_test", yt)):
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        out[name] = buf.getvalue()
+    return out
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_npz_header_declaring_a_trillion_elements_names_the_file(env, monkeypatch, compression):
+    members = good_members(synthetic(21))
+    members["x_train"] = npy_member((1_275_510_204, 28, 28), bytes(5 * 784))  # 10**12 bytes declared
+    (env / "data" / "mnist").mkdir(parents=True)
+    (env / "data" / "mnist" / "mnist.npz").write_bytes(npz_with(members, compression))
+    monkeypatch.setenv("LAMINA_DATA", str(env / "data"))
+    with pytest.raises(ValueError, match=r"Malformed MNIST file .*mnist\.npz: the header of array x_train "
+                                         r"declares shape \(1275510204, 28, 28\)"):
+        mnist.load_data()
+
+
+def test_npz_reader_matches_np_load_and_refuses_impossible_members(tmp_path):
+    data = synthetic(22)
+    path = tmp_path / "a.npz"
+    members = good_members(data)
+    fortran = np.asfortranarray(np.arange(12, dtype=">i2").reshape(3, 4))
+    buf = io.BytesIO()
+    np.save(buf, fortran)
+    members["f"] = buf.getvalue()
+    path.write_bytes(npz_with(members, zipfile.ZIP_DEFLATED))
+    arrays, names = _safe_io.read_npz(str(path), ["x_train", "f", "absent"], what="MNIST")
+    assert names == ["f", "x_test", "x_train", "y_test", "y_train"] and sorted(arrays) == ["f", "x_train"]
+    np.testing.assert_array_equal(arrays["x_train"], data[0][0])
+    np.testing.assert_array_equal(arrays["f"], fortran)
+    assert arrays["f"].dtype == np.dtype(">i2") and arrays["x_train"].flags.writeable
+
+    # A central directory whose uncompressed size is more than the stored bytes can be.
+    body = bytearray(npz_with({"x_train": members["x_train"]}))
+    central = body.rindex(b"PK\x01\x02")
+    body[central + 24:central + 28] = struct.pack("<I", 0xFFFFFFF0)
+    path.write_bytes(bytes(body))
+    with pytest.raises(ValueError, match=r"Malformed MNIST file .*a\.npz: member x_train\.npy claims 4294967280 "
+                                         r"bytes, more than its \d+ stored bytes can hold"):
+        _safe_io.read_npz(str(path), ["x_train"], what="MNIST")
+    body[central + 20:central + 24] = struct.pack("<I", 0xFFFFFFF0)  # and as many compressed bytes
+    path.write_bytes(bytes(body))
+    with pytest.raises(ValueError, match=r"a\.npz: member x_train\.npy claims 4294967280 compressed bytes, "
+                                         r"more than the whole file's"):
+        _safe_io.read_npz(str(path), ["x_train"], what="MNIST")
+    path.write_bytes(npz_with({"x_train": npy_member((2,), b"", dtype="|O")}))
+    with pytest.raises(ValueError, match=r"a\.npz: array x_train holds Python objects"):
+        _safe_io.read_npz(str(path), ["x_train"], what="MNIST")
+
+
 # ----------------------------------------------------------------------------------- lookup order
 
 
@@ -251,6 +445,12 @@ def test_nothing_found_error_lists_places_and_install_hint(env, monkeypatch, ser
     assert f"{server.url}/train-images-idx3-ubyte.gz" in msg and "404" in msg
     assert "apt-get install dataset-fashion-mnist" in msg and "LAMINA_DATA" in msg
     assert files_in(env / "home" / ".lamina" / "datasets" / "fashion-mnist") == []
+    # The 404 response that the HTTPError in the chain holds is closed, not left to the garbage
+    # collector (which may finalize its socket first: a ResourceWarning in some later test).
+    cause = info.value.__cause__
+    while not isinstance(cause, urllib.error.HTTPError):
+        cause = cause.__cause__
+    assert cause.code == 404 and cause.fp.closed
 
 
 def test_base_url_env_overrides_module_attribute(monkeypatch):
@@ -319,12 +519,49 @@ def test_mnist_downloads_npz_via_module_base_url(env, monkeypatch, server):
     body = npz_bytes(data)
     server.serve("mnist.npz", body)
     monkeypatch.setattr(mnist, "BASE_URL", server.url + "/")
-    monkeypatch.setattr(mnist, "FILE", _files.RemoteFile("mnist.npz", hashlib.sha256(body).hexdigest()))
+    monkeypatch.setattr(mnist, "FILE", _files.RemoteFile("mnist.npz", hashlib.sha256(body).hexdigest(), len(body)))
     assert_same(mnist.load_data(), data)
     cache = env / "home" / ".lamina" / "datasets" / "mnist"
     assert files_in(cache) == ["mnist.npz"]
     server.stop()
     assert_same(mnist.load_data(), data)
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_download_stops_once_the_stream_exceeds_the_expected_size(env, monkeypatch, server, announced):
+    # A mirror sends 100 MB for a file of 1000 bytes: refused before it has all been received
+    # (announced: from its Content-Length, before any body is read; otherwise after 1001 bytes).
+    monkeypatch.setattr(mnist, "FILE", _files.RemoteFile("mnist.npz", "0" * 64, 1000))
+    monkeypatch.setenv("LAMINA_DATASETS_URL", server.url)
+    total = 100 * 2**20
+    server.stream("mnist.npz", bytes(2**20), 100, length=total if announced else None)
+    expected = rf"the server announces {total} bytes" if announced else "the server sent more than 1000 bytes"
+    with pytest.raises(DatasetUnavailableError, match=rf"larger than expected: {expected}.*at most 1000 bytes"):
+        mnist.load_data()
+    server.stop()  # waits for the handler, so `sent` is final
+    # What the server got out before the client hung up: socket buffers, not the whole stream.
+    assert server.sent["/data/mnist.npz"] < total // 2
+    assert files_in(env / "home" / ".lamina" / "datasets" / "mnist") == []
+
+
+def test_download_that_decompresses_past_the_expected_size_is_refused(env, monkeypatch, server):
+    data = synthetic(23)
+    serve_fashion(server, monkeypatch, data)
+    name = IDX_NAMES[1]
+    # A 3 KB gzip file (under the 4109-byte download cap) that inflates to 3 MB instead of 13 bytes.
+    server.serve(name, gzip.compress(idx_payloads(data)[name] + bytes(3 * 2**20)))
+    with pytest.raises(DatasetUnavailableError, match=rf"{name}: the decompressed data exceeds the expected 13 bytes"):
+        fashion_mnist.load_data()
+    assert files_in(env / "home" / ".lamina" / "datasets" / "fashion-mnist") == [IDX_NAMES[0]]
+
+
+def test_expected_download_sizes():
+    # The sizes the caps derive from: the IDX data (header + one byte per pixel or label), and
+    # Keras's mnist.npz.
+    assert [f.size for f in fashion_mnist.FILES] == [47_040_016, 60_008, 7_840_016, 10_008]
+    assert mnist.FILE.size == 11_490_434 and not mnist.FILE.gunzip
+    assert mnist.FILE.max_download_bytes == 11_490_434
+    assert fashion_mnist.FILES[0].size < fashion_mnist.FILES[0].max_download_bytes < 47_200_000
 
 
 def test_mnist_tampered_download_raises_and_leaves_nothing(env, monkeypatch, server):

@@ -5,7 +5,7 @@ import pytest
 
 import lamina
 from lamina import activations, layers
-from layer_harness import check_layer_gradients, run_layer_test
+from tests.helpers import check_layer_gradients, run_layer_test
 
 ACTS = sorted({getattr(fn, "__name__", str(fn)) for fn in activations.FUSED} | {"gelu", "mish", "silu"})
 

@@ -154,6 +154,28 @@ def test_launcher_mismatch_is_explained(monkeypatch):
         MPIStrategy()
 
 
+def test_fit_settings_ignore_names_and_seeds_but_not_hyper_parameters():
+    """What the start-of-fit agreement check compares, without MPI: auto-numbered names, initializers
+    and per-rank seeds may differ; a layer setting may not; the message groups ranks by value."""
+    import lamina
+    from lamina.distribute import _agreement
+    from lamina.models.data import ArrayBatches
+
+    def table(seed, rate=0.5):
+        model = lamina.Sequential([lamina.Input((3,)), lamina.layers.Dense(2, kernel_initializer=
+                                   lamina.initializers.GlorotUniform(seed=seed)),
+                                   lamina.layers.Dropout(rate, seed=seed)])
+        model.compile(optimizer=lamina.optimizers.SGD(learning_rate=0.01), loss="mse")
+        train = ArrayBatches(np.zeros((10, 3), "float32"), np.zeros((10, 2), "float32"), batch_size=4)
+        return _agreement.fit_settings(model, train, 4, 2, 0, None)
+
+    a, b, c = table(seed=1), table(seed=2), table(seed=1, rate=0.25)
+    assert a == b and _agreement.digest(a) == _agreement.digest(b)  # other names, initializer seeds
+    assert _agreement.digest(a) != _agreement.digest(c)
+    assert a["optimizer.learning_rate"] == "0.01" and a["fit.steps_per_epoch"] == "3"
+    assert _agreement.differences([a, c, a]) == ["model.layers[1].rate = 0.5 on ranks [0, 2], 0.25 on rank 1"]
+
+
 # ---------------------------------------------------------------------------- under mpiexec -n 2
 
 
@@ -229,3 +251,46 @@ def test_hung_rank_times_out_with_a_clear_error(tmp_path):
     assert f"did not complete within timeout={timeout:g} s" in proc.stderr, proc.stderr
     assert "gradient allreduce" in proc.stderr
     assert timeout <= elapsed < timeout + 10  # bounded: the hung rank is aborted with the job
+
+
+@needs_mpiexec
+def test_ranks_that_disagree_stop_together_with_one_clear_error(tmp_path):
+    """Different optimizer, learning rate, loss, metrics, layer settings, batch size, data length or
+    epochs on rank 1: both ranks raise the same DistributedError naming the setting and each rank's
+    value, at once (not after the strategy's 5 s timeout), and the strategy stays usable."""
+    proc, _ = _launch("disagree.py", str(tmp_path))
+    _check_ok(proc)
+    r0, r1 = (json.loads((tmp_path / f"disagree{r}.json").read_text()) for r in (0, 1))
+    expected = {
+        "learning_rate": ["optimizer.learning_rate = 0.01 on rank 0, 0.02 on rank 1"],
+        "optimizer": ["optimizer = SGD on rank 0, Adam on rank 1"],
+        "loss": ["loss = LossFunctionWrapper(fn=mean_squared_error", "on rank 0, LossFunctionWrapper("
+                 "fn=mean_absolute_error"],
+        "metrics": ["metrics = [] on rank 0, [mae] on rank 1"],
+        "activation": ["model.layers[0].activation = relu on rank 0, tanh on rank 1"],
+        "batch_size": ["fit.batch_size = 8 on rank 0, 16 on rank 1",
+                       "fit.steps_per_epoch = 4 on rank 0, 2 on rank 1"],
+        "data_length": ["fit.samples = 64 on rank 0, 48 on rank 1"],
+        "epochs": ["fit.epochs = 2 on rank 0, 3 on rank 1"],
+        "stream": ["fit.data = arrays on rank 0, an iterable of batches on rank 1"],
+    }
+    for case, parts in expected.items():
+        message = r0[case]["error"]
+        assert message is not None, f"{case}: the ranks trained although they disagree"
+        assert r1[case]["error"] == message, case  # the same error on every rank
+        assert message.startswith("MPIStrategy: the ranks disagree") and "Received: " in message, message
+        for part in parts:
+            assert part in message, f"{case}: {part!r} not in {message!r}"
+        assert max(r0[case]["seconds"], r1[case]["seconds"]) < 30, case  # far below the 60 s timeout: no wait
+    assert r0["agree"] == r1["agree"] and r0["agree_stream"] == r1["agree_stream"]
+
+
+@needs_mpiexec
+def test_disagreeing_ranks_exit_nonzero_without_waiting(tmp_path):
+    proc, elapsed = _launch("disagree.py", str(tmp_path), "raise")
+    assert proc.returncode != 0
+    # Both ranks stop, each with the same error, and neither waited inside a collective.
+    assert proc.stderr.count("DistributedError: MPIStrategy: the ranks disagree") == 2, proc.stderr
+    assert "optimizer.learning_rate = 0.01 on rank 0, 0.02 on rank 1" in proc.stderr
+    assert "UNEXPECTED" not in proc.stdout and "did not complete within" not in proc.stderr
+    assert elapsed < 30

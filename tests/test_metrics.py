@@ -16,58 +16,46 @@ B, C, L = 16, 6, 4  # batch size, classes, labels (multi-label)
 # ----------------------------------------------------------------------------- data
 
 
-def _batch(kind: str, rng: np.random.Generator, weighted: str | None):
-    """One (y_true, y_pred, sample_weight) batch of the given kind."""
-    f32 = np.float32
-    if kind == "values":
-        yt, yp = rng.normal(size=(B, 3)).astype(f32), None
-    elif kind == "exact":
-        yt = rng.integers(0, 3, size=(B, 1))
-        yp = rng.integers(0, 3, size=(B, 1)).astype(f32)
-    elif kind == "binary":
-        yt = rng.integers(0, 2, size=(B, 1)).astype(f32)
-        yp = rng.random((B, 1)).astype(f32)
-    elif kind == "binary_flat":
-        yt = rng.integers(0, 2, size=(B,))
-        yp = rng.random((B,)).astype(f32)
-    elif kind == "logits":
-        yt = rng.integers(0, 2, size=(B, 1)).astype(f32)
-        yp = (4 * rng.normal(size=(B, 1))).astype(f32)
-    elif kind == "categorical":
-        yt = np.eye(C, dtype=f32)[rng.integers(0, C, size=B)]
-        yp = rng.random((B, C)).astype(f32)
-    elif kind == "sparse":
-        yt = rng.integers(0, C, size=(B,))
-        yp = rng.random((B, C)).astype(f32)
-    elif kind == "sparse_col":
-        yt = rng.integers(0, C, size=(B, 1)).astype(f32)
-        yp = rng.normal(size=(B, C)).astype(f32)
-    elif kind == "sorted_ids":
-        yt = rng.integers(0, C, size=(B,))
-        yp = np.argsort(rng.random((B, C)), axis=-1)[:, :3]
-    elif kind == "multilabel":
-        yt = rng.integers(0, 2, size=(B, L)).astype(f32)
-        yp = rng.random((B, L)).astype(f32)
-    elif kind == "regression":
-        yt = rng.normal(size=(B, 4)).astype(f32)
-        yp = (yt + 0.5 * rng.normal(size=(B, 4))).astype(f32)
-    elif kind == "positive":
-        yt = rng.random((B, 4)).astype(f32) * 3
-        yp = rng.random((B, 4)).astype(f32) * 3
-    else:
-        raise AssertionError(kind)
+f32 = np.float32
+# kind → rng → (y_true, y_pred); y_true is drawn first, as the oracle batches were.
+_KINDS = {
+    "values": lambda rng: (rng.normal(size=(B, 3)).astype(f32), None),
+    "exact": lambda rng: (rng.integers(0, 3, size=(B, 1)), rng.integers(0, 3, size=(B, 1)).astype(f32)),
+    "binary": lambda rng: (rng.integers(0, 2, size=(B, 1)).astype(f32), rng.random((B, 1)).astype(f32)),
+    "binary_flat": lambda rng: (rng.integers(0, 2, size=(B,)), rng.random((B,)).astype(f32)),
+    "logits": lambda rng: (rng.integers(0, 2, size=(B, 1)).astype(f32), (4 * rng.normal(size=(B, 1))).astype(f32)),
+    "categorical": lambda rng: (np.eye(C, dtype=f32)[rng.integers(0, C, size=B)], rng.random((B, C)).astype(f32)),
+    "sparse": lambda rng: (rng.integers(0, C, size=(B,)), rng.random((B, C)).astype(f32)),
+    "sparse_col": lambda rng: (rng.integers(0, C, size=(B, 1)).astype(f32), rng.normal(size=(B, C)).astype(f32)),
+    "sorted_ids": lambda rng: (rng.integers(0, C, size=(B,)), np.argsort(rng.random((B, C)), axis=-1)[:, :3]),
+    "multilabel": lambda rng: (rng.integers(0, 2, size=(B, L)).astype(f32), rng.random((B, L)).astype(f32)),
+    "regression": lambda rng: _near(rng.normal(size=(B, 4)).astype(f32), rng),
+    "positive": lambda rng: (rng.random((B, 4)).astype(f32) * 3, rng.random((B, 4)).astype(f32) * 3),
+}
+
+
+def _near(yt, rng):
+    return yt, (yt + 0.5 * rng.normal(size=(B, 4))).astype(f32)
+
+
+def _sample_weight(weighted: str | None, yt, rng: np.random.Generator):
     if weighted is None:
-        sw = None
-    elif weighted == "sample":
+        return None
+    if weighted == "sample":
         sw = rng.random(B).astype(f32)
         sw[:3] = 0.0
-    elif weighted == "element":
-        sw = rng.random(yt.shape).astype(f32)
-    elif weighted == "scalar":
-        sw = np.float32(0.7)
-    else:
-        raise AssertionError(weighted)
-    return yt, yp, sw
+        return sw
+    if weighted == "element":
+        return rng.random(yt.shape).astype(f32)
+    if weighted == "scalar":
+        return np.float32(0.7)
+    raise AssertionError(weighted)
+
+
+def _batch(kind: str, rng: np.random.Generator, weighted: str | None):
+    """One (y_true, y_pred, sample_weight) batch of the given kind."""
+    yt, yp = _KINDS[kind](rng)
+    return yt, yp, _sample_weight(weighted, yt, rng)
 
 
 def _batches(kind, weighted, n=3, seed=0):
@@ -276,7 +264,7 @@ def test_keras_docstring_examples(keras):
 @pytest.mark.oracle
 @pytest.mark.parametrize("name,kwargs", sorted({(c[0], repr(c[1])) for c in CASES}))
 def test_config_round_trip_matches_keras(keras, name, kwargs):
-    kwargs = eval(kwargs)  # noqa: S307 - the repr of a literal dict from CASES
+    kwargs = eval(kwargs)
     ours = getattr(metrics, name)(name="m", **kwargs)
     theirs = getattr(keras.metrics, name)(name="m", **kwargs)
     config = ours.get_config()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import lamina
-from gradcheck import check_gradients
 from lamina import regularizers as R
+from tests.helpers import check_gradients
 
 
 @pytest.fixture

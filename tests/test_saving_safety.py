@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 
 import numpy as np
@@ -51,12 +52,12 @@ def rezip(path, members, extra=(), compression=zipfile.ZIP_STORED):
 
 
 class warnings_ignored:
-    def __enter__(self):
-        import warnings
+    """zipfile warns when a test writes a duplicate member on purpose; only that warning is ignored."""
 
+    def __enter__(self):
         self._cm = warnings.catch_warnings()
         self._cm.__enter__()
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", message="Duplicate name", category=UserWarning, module="zipfile")
 
     def __exit__(self, *exc):
         return self._cm.__exit__(*exc)
@@ -138,7 +139,8 @@ def test_no_pickle_anywhere():
     src = os.path.join(REPO_SRC, "lamina", "saving")
     for name in os.listdir(src):
         if name.endswith(".py"):
-            text = open(os.path.join(src, name)).read()
+            with open(os.path.join(src, name)) as f:
+                text = f.read()
             assert "import pickle" not in text and "allow_pickle=True" not in text, name
 
 

@@ -1,6 +1,6 @@
 """compile / fit / evaluate / predict end to end, against real Keras where numbers must agree."""
 
-import warnings
+import contextlib
 
 import numpy as np
 import pytest
@@ -35,7 +35,7 @@ def test_fit_returns_history_and_loss_falls():
     loss, acc = model.evaluate(X, Y_INT, verbose=0)
     assert 0 <= acc <= 1 and loss > 0
     logs = model.evaluate(X, Y_INT, verbose=0, return_dict=True)
-    assert list(logs) == ["loss", "accuracy"] or set(logs) == {"loss", "accuracy"}
+    assert list(logs) == ["accuracy", "loss"]  # Keras 3.15 returns the dict with its keys sorted
     assert model.predict(X, verbose=0).shape == (64, 3)
 
 
@@ -182,11 +182,9 @@ def test_terminate_on_nan_names_epoch_and_batch(capsys):
     model = small_classifier()
     model.compile(optimizer=lamina.optimizers.SGD(1e30), loss="mse")
     y = np.ones((64, 3), "float32") * 1e20
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with np.errstate(all="ignore"):
-            history = model.fit(X, y, epochs=5, batch_size=8, verbose=0,
-                                callbacks=[lamina.callbacks.TerminateOnNaN()])
+    with np.errstate(all="ignore"):  # the overflow is the point: TerminateOnNaN must stop it
+        history = model.fit(X, y, epochs=5, batch_size=8, verbose=0,
+                            callbacks=[lamina.callbacks.TerminateOnNaN()])
     out = capsys.readouterr().out
     assert "epoch" in out.lower() and "batch" in out.lower()
     assert len(history.history.get("loss", [])) < 5
@@ -200,7 +198,7 @@ def test_learning_rate_callbacks_reach_the_optimizer():
     np.testing.assert_allclose(float(model.optimizer.learning_rate), 0.01 / 8, rtol=1e-6)
 
 
-# ----------------------------------------------------------------------------- the seed's claims
+# ----------------------------------------------------------------------------- what a network can learn
 
 
 def test_circles_need_a_non_linearity():
@@ -210,7 +208,10 @@ def test_circles_need_a_non_linearity():
         lamina.utils.set_random_seed(0)
         model = lamina.Sequential([lamina.Input((2,)), layers.Dense(16, activation=act),
                                    layers.Dense(16, activation=act), layers.Dense(1, activation="sigmoid")])
-        model.compile(optimizer=lamina.optimizers.Adam(0.02), loss="binary_crossentropy", metrics=["accuracy"])
+        # The linear stack is the point of the comparison, and compile's lint says so.
+        lint = pytest.warns(lamina.diagnostics.LintWarning, match="no-nonlinearity")
+        with lint if act is None else contextlib.nullcontext():
+            model.compile(optimizer=lamina.optimizers.Adam(0.02), loss="binary_crossentropy", metrics=["accuracy"])
         model.fit(x[:900], y[:900], epochs=40, batch_size=32, verbose=0)
         results[act] = model.evaluate(x[900:], y[900:], verbose=0)[1]
     assert results[None] < 0.7, results
@@ -225,7 +226,7 @@ def _fashion():
     return (x.reshape(-1, 784).astype("float32") / 255, y), (xt.reshape(-1, 784).astype("float32") / 255, yt)
 
 
-def _seed_model():
+def _mnist_mlp():
     lamina.utils.set_random_seed(0)
     model = lamina.Sequential([layers.Dense(128, activation="relu", input_shape=(784,)),
                                layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax")])
@@ -234,13 +235,13 @@ def _seed_model():
 
 
 @pytest.mark.slow
-def test_fashion_mnist_seed_model_reaches_keras_accuracy():
+def test_fashion_mnist_mlp_reaches_keras_accuracy():
     # Keras 3 (torch) on this setup, measured here: 0.872-0.874 test accuracy with validation_split=0.1,
     # lamina 0.861-0.873; on the full training set lamina gives 0.865-0.878 over seeds 0-2. The
     # epoch-5 figure moves by about a point between seeds, so the bar sits at the low end of Keras's
     # own spread rather than at its median.
     (x, y), (xt, yt) = _fashion()
-    model = _seed_model()
+    model = _mnist_mlp()
     history = model.fit(x, y, epochs=5, batch_size=32, verbose=0)
     losses = history.history["loss"]
     assert all(b < a for a, b in zip(losses, losses[1:])), losses
@@ -251,7 +252,7 @@ def test_fashion_mnist_seed_model_reaches_keras_accuracy():
 @pytest.mark.slow
 def test_fashion_mnist_validation_split_reports_val_accuracy():
     (x, y), _ = _fashion()
-    history = _seed_model().fit(x, y, epochs=1, batch_size=32, verbose=0, validation_split=0.1)
+    history = _mnist_mlp().fit(x, y, epochs=1, batch_size=32, verbose=0, validation_split=0.1)
     assert history.history["val_accuracy"][0] > 0.8
     assert history.history["val_loss"][0] < 0.6
 

@@ -13,8 +13,7 @@ from lamina import activations, backend, constraints, initializers, layers, mode
 from lamina.autodiff import GradientTape, Tensor, Variable
 from lamina.layers import Input, InputLayer, Layer
 from lamina.models import Model, Sequential
-
-__version__ = "0.1.0"
+from lamina.version import __version__
 
 _LAZY = ("callbacks", "datasets", "diagnostics", "distribute", "losses", "metrics", "optimizers", "plot",
          "saving")
@@ -33,7 +32,7 @@ def __dir__():
 
 
 __all__ = [
-    "GradientTape", "Input", "InputLayer", "Layer", "Model", "Sequential", "Tensor", "Variable",
+    "GradientTape", "Input", "InputLayer", "__version__", "Layer", "Model", "Sequential", "Tensor", "Variable",
     "activations", "backend", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
     "metrics", "models", "ops", "optimizers", "regularizers", "saving", "utils",
 ]

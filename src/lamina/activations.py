@@ -10,9 +10,16 @@ formula would cancel (``gelu``, ``mish``, ``tanh_shrink``, ``sparsemax``, ``squa
 in float64 and round once, so they are accurate to the last bit or two of float32.
 
 Numerics: inputs of +-1e4 give finite results and raise no NumPy floating-point warnings (even
-under ``np.errstate(all="raise")``), with one exception: ``exponential(x)`` overflows to ``inf``
-where ``exp(x)`` itself exceeds the dtype's range (x > 88.7 in float32) and NumPy says so with its
-overflow warning, because the true value is not representable.
+under ``np.errstate(all="raise")``), except ``exponential(x)``, which is ``inf`` where ``exp(x)``
+exceeds the dtype's range (x > 88.7 in float32), silently as in Keras.
+
+Non-finite inputs: NaN stays NaN in every activation (a vector activation makes the whole slice
+NaN, as softmax does). ``+-inf`` gives what Keras gives: the limit where the formula reaches it
+(``relu(inf) = inf``, ``sigmoid(-inf) = 0``) and NaN where it meets ``inf - inf``, ``0 * inf`` or
+``inf / inf`` (``silu(-inf)``, ``softsign(+-inf)``, a softmax slice holding ``+inf``), with two
+exceptions where lamina keeps the limit: ``gelu(+inf) = inf`` (Keras's torch kernel gives NaN,
+its NumPy backend's formula inf) and ``squareplus(-inf) = 0`` (Keras's formula cancels there, as it
+does for large negative finite x). None of this raises a NumPy warning.
 
 Kinks: the derivative at a kink is the one-sided value that is zero where one side is zero:
 ``relu'(0) = 0``, ``relu6'(0) = relu6'(6) = 0``, ``hard_tanh'(+-1) = 0``, ``hard_sigmoid'(+-3) = 0``,
@@ -34,10 +41,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lamina import backend
+from lamina import backend, special
 from lamina.autodiff import Tensor, Variable, record, unwrap
-from lamina.initializers import _serialize_function
-from lamina.ops import _erfc64
+from lamina.saving.object_config import serialize_function
 from lamina.saving.object_registry import get_registered_name, get_registered_object
 
 __all__ = [
@@ -189,22 +195,20 @@ def _tanh_into(x, out):
 def _softmax_into(x, axis, out):
     # Shift by the max so exp never overflows; initial=-inf lets an empty axis pass through.
     # ndarray methods rather than np.max/np.sum: same reductions without the Python wrappers,
-    # which matters for single-sample inference.
+    # which matters for single-sample inference. A slice holding +inf (or all -inf) meets
+    # inf - inf: it becomes nan, as in Keras, without NumPy's invalid-value warning.
     m = x.max(axis=axis, keepdims=True, initial=-np.inf)
-    np.subtract(x, m, out=out)
-    if np.geterr()["under"] == "ignore":  # NumPy's default: skip the errstate context's cost
+    with np.errstate(under="ignore", invalid="ignore"):
+        np.subtract(x, m, out=out)
         np.exp(out, out=out)
-    else:
-        with np.errstate(under="ignore"):
-            np.exp(out, out=out)
     out /= out.sum(axis=axis, keepdims=True)
     return out
 
 
 def _log_softmax(x, axis):
     m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
-    shifted = x - m
-    with np.errstate(under="ignore"):
+    with np.errstate(under="ignore", invalid="ignore"):  # inf - inf -> nan, as in _softmax_into
+        shifted = x - m
         lse = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
     shifted -= lse
     return shifted
@@ -249,7 +253,7 @@ def relu(x, negative_slope: float = 0.0, max_value: float | None = None, thresho
     top = None if max_value is None else float(max_value)
 
     def forward(v):
-        y = np.where(v > thr, v, 0) if thr != 0.0 else np.maximum(v, 0)
+        y = np.where(v <= thr, 0, v) if thr != 0.0 else np.maximum(v, 0)  # NaN fails <=: stays NaN
         if top is not None:
             y = np.clip(y, 0, top)
         if slope != 0.0:
@@ -326,11 +330,12 @@ def celu(x, alpha: float = 1.0):
 
 
 def threshold(x, threshold: float, default_value: float):
-    """``x if x > threshold else default_value``."""
+    """``x if x > threshold else default_value`` (NaN stays NaN)."""
     _check_number("threshold", "threshold", threshold)
     _check_number("threshold", "default_value", default_value)
     t, d = float(threshold), float(default_value)
-    return _unary(x, lambda v: np.where(v > t, v, d), lambda v, out, g: g * (v > t))
+    # Test the replaced side: NaN fails every comparison, so it falls through unchanged.
+    return _unary(x, lambda v: np.where(v <= t, d, v), lambda v, out, g: g * (v > t))
 
 
 # ----------------------------------------------------------------------------- sigmoid family
@@ -372,11 +377,16 @@ def log_sigmoid(x):
 
 def silu(x):
     """Sigmoid linear unit (swish): ``x * sigmoid(x)``."""
+    def forward(v):
+        with np.errstate(invalid="ignore"):  # silu(-inf) = -inf * 0 = nan, as in Keras
+            return v * _sigmoid(v)
+
     def backward(v, out, g):
         s = _sigmoid(v)
-        return g * s * (1 + v * (1 - s))
+        with np.errstate(invalid="ignore"):  # nan at +-inf (inf * 0)
+            return g * s * (1 + v * (1 - s))
 
-    return _unary(x, lambda v: v * _sigmoid(v), backward)
+    return _unary(x, forward, backward)
 
 
 swish = silu
@@ -388,7 +398,8 @@ def hard_silu(x):
         y = v / 6
         y += 0.5
         np.clip(y, 0, 1, out=y)
-        y *= v
+        with np.errstate(invalid="ignore"):  # hard_silu(-inf) = -inf * 0 = nan, as in Keras
+            y *= v
         return y
 
     def backward(v, out, g):
@@ -412,10 +423,12 @@ def glu(x, axis: int = -1):
         )
     a, b = np.split(v, 2, axis=ax)
     s = _sigmoid(b)
-    out = _array(a * s, v.dtype)
+    with np.errstate(invalid="ignore"):  # +-inf * sigmoid(-inf) = inf * 0 = nan, as in Keras
+        out = _array(a * s, v.dtype)
 
     def vjp(g):
-        return (np.concatenate([g * s, g * a * s * (1 - s)], axis=ax).astype(v.dtype, copy=False),)
+        with np.errstate(invalid="ignore"):
+            return (np.concatenate([g * s, g * a * s * (1 - s)], axis=ax).astype(v.dtype, copy=False),)
 
     return record(out, (x,), vjp)
 
@@ -457,11 +470,16 @@ def softplus(x):
 
 def softsign(x):
     """``x / (1 + |x|)``; derivative ``1 / (1 + |x|)^2``."""
+    def forward(v):
+        with np.errstate(invalid="ignore"):  # softsign(+-inf) = inf / inf = nan, as in Keras
+            return v / (1 + np.abs(v))
+
     def backward(v, out, g):
         d = 1 + np.abs(v)
-        return g / (d * d)
+        with np.errstate(over="ignore"):  # d * d -> inf for huge |x|: the derivative is 0
+            return g / (d * d)
 
-    return _unary(x, lambda v: v / (1 + np.abs(v)), backward)
+    return _unary(x, forward, backward)
 
 
 def squareplus(x, b: float = 4):
@@ -479,9 +497,12 @@ def squareplus(x, b: float = 4):
     def forward(v):
         z = v.astype(np.float64)
         r = np.hypot(z, root_b)
-        with np.errstate(all="ignore"):  # only z = 0 with b = 0 divides by 0, in the unused branch
+        # Only unused branches fail: z = 0 with b = 0 divides by 0 in ``neg``, and z = -inf gives
+        # -inf + inf in ``pos`` and z = +inf gives inf - inf in ``neg``.
+        with np.errstate(all="ignore"):
             neg = bb / (2 * (r - z))
-        return np.where(z >= 0, (z + r) / 2, neg).astype(v.dtype)
+            pos = (z + r) / 2
+        return np.where(z >= 0, pos, neg).astype(v.dtype)
 
     def backward(v, out, g):
         z = v.astype(np.float64)
@@ -515,26 +536,31 @@ def gelu(x, approximate: bool = False):
         def forward(v):
             z = v.astype(np.float64)
             u = _SQRT_2_OVER_PI * (z + 0.044715 * z * z * z)
-            return (z * _sigmoid(2 * u)).astype(v.dtype)
+            with np.errstate(invalid="ignore"):  # -inf * 0 is nan, as in Keras
+                return (z * _sigmoid(2 * u)).astype(v.dtype)
 
         def backward(v, out, g):
             z = v.astype(np.float64)
             u = _SQRT_2_OVER_PI * (z + 0.044715 * z * z * z)
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * z * z)
             s = _sigmoid(2 * u)
-            return g * (s + z * 2 * s * (1 - s) * du)
+            with np.errstate(invalid="ignore"):  # nan at +-inf (inf * 0)
+                return g * (s + z * 2 * s * (1 - s) * du)
 
         return _unary(x, forward, backward)
 
     def forward_exact(v):
         z = v.astype(np.float64)
-        return (z * (0.5 * _erfc64(-z * _SQRT_HALF))).astype(v.dtype)
+        # -inf * 0 is nan, as in Keras; the left tail underflows to float32's exact answer, 0.
+        with np.errstate(invalid="ignore", under="ignore"):
+            return (z * (0.5 * special.erfc(-z * _SQRT_HALF))).astype(v.dtype)
 
     def backward_exact(v, out, g):
         z = v.astype(np.float64)
         with np.errstate(under="ignore"):
             pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
-        return g * (0.5 * _erfc64(-z * _SQRT_HALF) + z * pdf)
+        with np.errstate(invalid="ignore"):  # -inf * 0 is nan
+            return g * (0.5 * special.erfc(-z * _SQRT_HALF) + z * pdf)
 
     return _unary(x, forward_exact, backward_exact)
 
@@ -554,21 +580,23 @@ def mish(x):
 
     def forward(v):
         z, _, n = parts(v)
-        return (z * (n / (n + 2))).astype(v.dtype)
+        with np.errstate(invalid="ignore"):  # mish(-inf) = -inf * 0 = nan, as in Keras
+            return (z * (n / (n + 2))).astype(v.dtype)
 
     def backward(v, out, g):
         z, e, n = parts(v)
         t = n / (n + 2)
         one_minus_t2 = (2 / (n + 2)) * (1 + t)  # 1 - t^2 without cancellation near t = 1
-        return g * (t + z * one_minus_t2 * (e / (1 + e)))
+        with np.errstate(invalid="ignore"):  # nan at +-inf (inf * 0)
+            return g * (t + z * one_minus_t2 * (e / (1 + e)))
 
     return _unary(x, forward, backward)
 
 
 def exponential(x):
-    """``exp(x)``. Overflows to ``inf`` (with NumPy's overflow warning) where the true value does."""
+    """``exp(x)``; ``inf`` where the true value exceeds the dtype's range, silently as in Keras."""
     def forward(v):
-        with np.errstate(under="ignore"):
+        with np.errstate(over="ignore", under="ignore"):
             return np.exp(v)
 
     return _unary(x, forward, lambda v, out, g: g * out)
@@ -583,19 +611,21 @@ def linear(x):
 
 
 def hard_shrink(x, threshold: float = 0.5):
-    """``x if |x| > threshold else 0``."""
+    """``x if |x| > threshold else 0`` (NaN stays NaN)."""
     _check_number("hard_shrink", "threshold", threshold)
     t = float(threshold)
-    return _unary(x, lambda v: np.where(np.abs(v) > t, v, 0), lambda v, out, g: g * (np.abs(v) > t))
+    # Test the zeroed side: NaN fails every comparison, so it falls through unchanged.
+    return _unary(x, lambda v: np.where(np.abs(v) <= t, 0, v), lambda v, out, g: g * (np.abs(v) > t))
 
 
 def soft_shrink(x, threshold: float = 0.5):
-    """``x - threshold if x > threshold, x + threshold if x < -threshold, else 0``."""
+    """``x - threshold if x > threshold, x + threshold if x < -threshold, else 0`` (NaN stays NaN)."""
     _check_number("soft_shrink", "threshold", threshold)
     t = float(threshold)
 
     def forward(v):
-        return np.where(v > t, v - t, np.where(v < -t, v + t, 0))
+        # Test the zeroed side: NaN fails every comparison, so it falls through unchanged.
+        return np.where(np.abs(v) <= t, 0, v - np.copysign(t, v))
 
     return _unary(x, forward, lambda v, out, g: g * (np.abs(v) > t))
 
@@ -645,7 +675,8 @@ def sparsemax(x, axis: int = -1):
 
     ``y = max(x - tau, 0)`` with ``tau = (sum of the k largest entries - 1) / k`` and ``k`` the
     largest index with ``1 + k * x_(k) > sum of the k largest``. Outputs are >= 0 and sum to 1.
-    Evaluated in float64. Note: Keras 3.15 sums the wrong quantity for ``tau`` whenever more than
+    Evaluated in float64. A ``-inf`` entry gets 0; a slice holding NaN or ``+inf``, or only ``-inf``,
+    is all NaN (as in softmax). Note: Keras 3.15 sums the wrong quantity for ``tau`` whenever more than
     one entry is in the support (keras-team/keras#23425, fixed upstream); lamina follows the paper.
     The Jacobian is ``diag(s) - s s^T / k`` with ``s`` the support indicator.
     """
@@ -657,12 +688,19 @@ def sparsemax(x, axis: int = -1):
         out = np.zeros_like(v)
         support = out > 0
     else:
+        # A slice holding NaN or +inf, or only -inf, has no projection: it becomes NaN, as softmax
+        # makes it (those slices are computed on zeros, so no inf - inf warns). Other -inf entries
+        # are simply outside the support.
+        undefined = np.any(np.isnan(z) | (z == np.inf), axis=-1, keepdims=True)
+        undefined |= np.all(z == -np.inf, axis=-1, keepdims=True)
+        if undefined.any():
+            z = np.where(undefined, 0.0, z)
         zs = -np.sort(-z, axis=-1)
         cs = np.cumsum(zs, axis=-1)
         ks = np.arange(1, n + 1, dtype=np.float64)
         k = np.sum(1 + ks * zs > cs, axis=-1, keepdims=True)  # k >= 1 always (the largest entry)
         tau = (np.take_along_axis(cs, k - 1, axis=-1) - 1) / k
-        out64 = np.maximum(z - tau, 0)
+        out64 = np.where(undefined, np.nan, np.maximum(z - tau, 0))
         out = np.moveaxis(out64, -1, ax).astype(v.dtype)
         support = np.moveaxis(out64 > 0, -1, ax)
 
@@ -740,7 +778,7 @@ def _fwd_softplus(z):
 
 
 def _fwd_exponential(z):
-    with np.errstate(under="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         return np.exp(z, out=z)
 
 
@@ -833,7 +871,7 @@ def serialize(activation) -> str | dict:
                 "serialize: a lambda has no name to save it under. Define it with `def`, pass it in "
                 f"custom_objects when loading, or register it. Received: activation={activation!r}"
             )
-        return _serialize_function(activation)
+        return serialize_function(activation)
     if callable(activation) and hasattr(activation, "get_config"):
         cls = type(activation)
         return {

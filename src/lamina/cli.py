@@ -25,8 +25,8 @@ def _seed_model(lamina, input_dim: int, classes: int):
 
 
 def demo(args) -> int:
-    import lamina
-    from lamina.datasets import DatasetUnavailableError
+    import lamina  # lazy: `lamina --help` answers without importing the library
+    from lamina.datasets import DatasetUnavailableError  # lazy: as above
 
     lamina.utils.set_random_seed(args.seed)
     if getattr(args, "dataset", None) == "circles":
@@ -85,7 +85,7 @@ def _demo_circles(lamina, args) -> int:
 
 
 def _circles_picture(results, x, y, output: str) -> str:
-    from lamina import plot
+    from lamina import plot  # lazy: as above, and matplotlib is an optional extra
 
     os.makedirs(output, exist_ok=True)
     path = os.path.join(output, "circles.png")
@@ -98,7 +98,7 @@ def _circles_picture(results, x, y, output: str) -> str:
 
 
 def plot_activations(args) -> int:
-    from lamina import plot
+    from lamina import plot  # lazy: as above, and matplotlib is an optional extra
 
     names = args.names or ["sigmoid", "tanh", "relu"]
     try:
@@ -118,7 +118,7 @@ def plot_activations(args) -> int:
 
 
 def lint_file(args) -> int:
-    import lamina
+    import lamina  # lazy: `lamina --help` answers without importing the library
 
     load = getattr(lamina.models, "load_model", None) or getattr(lamina.saving, "load_model", None)
     if load is None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from lamina import backend
 from lamina.autodiff import unwrap
-from lamina.initializers import _deserialize, _get, _serialize
+from lamina.saving.object_config import deserialize_object, get_object, serialize_object
 
 
 def _as_float_array(w, owner: str) -> np.ndarray:
@@ -171,18 +171,18 @@ ALL_OBJECTS_DICT: dict[str, Callable] = {
 
 def serialize(constraint) -> dict | None:
     """The Keras 3 config dict of ``constraint``."""
-    return _serialize(constraint, "keras.constraints", _BUILTINS)
+    return serialize_object(constraint, "keras.constraints", _BUILTINS)
 
 
 def deserialize(config, custom_objects: dict | None = None) -> Constraint | Callable:
     """A constraint from a Keras 3 / Keras 2 config dict or a name."""
-    return _deserialize(config, "constraint", ALL_OBJECTS_DICT, custom_objects)
+    return deserialize_object(config, "constraint", ALL_OBJECTS_DICT, custom_objects)
 
 
 def get(identifier) -> Constraint | Callable | None:
     """A constraint from a name ("max_norm", "NonNeg", ...), a config dict, an instance, a class or a
     callable ``f(w) -> w``. None gives None."""
-    return _get(identifier, "constraint", "Constraint", deserialize)
+    return get_object(identifier, "constraint", "Constraint", deserialize)
 
 
 __all__ = [

@@ -16,17 +16,16 @@ Also holds the private (de)serialization helpers shared by ``regularizers`` and 
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
 from lamina import backend
 from lamina.autodiff import Tensor, Variable, unwrap
-from lamina.saving.object_registry import get_registered_name, get_registered_object
+from lamina.saving.object_config import deserialize_object, serialize_object
 
 # The standard deviation of a standard normal truncated to (-2, 2). VarianceScaling divides its
 # target stddev by it so that the *truncated* samples have exactly the requested variance.
@@ -49,99 +48,6 @@ def _check_number(value, name: str, owner: str, *, minimum: float | None = None,
             f"{owner}: argument `{name}` must be a finite number{bound}. Received: {name}={value!r}"
         )
     return value
-
-
-def _closest(name: str, names) -> str:
-    """A ' Did you mean ...?' hint for a misspelt ``name`` (case-insensitive), or ''."""
-    lowered = {n.lower(): n for n in names}
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
-    return f" Did you mean '{lowered[match[0]]}'?" if match else ""
-
-
-def _unknown(kind: str, name: str, objects: dict) -> ValueError:
-    names = sorted(objects)
-    return ValueError(
-        f"Unknown {kind}: '{name}'.{_closest(name, names)} Valid names: {names}. "
-        f"Received: identifier={name!r}"
-    )
-
-
-def _serialize_function(fn) -> dict:
-    """A plain function as Keras 3 writes it, whatever its family (initializer, loss, activation...).
-
-    Keras serializes the function's ``types.FunctionType`` class: module "builtins", registered name
-    "function", and the function's own (registered) name in "config".
-    """
-    return {"module": "builtins", "class_name": "function", "config": get_registered_name(fn),
-            "registered_name": "function"}
-
-
-def _serialize(obj, public_module: str, builtins: Sequence[type]):
-    """``obj`` in Keras 3's serialized form; None stays None."""
-    if obj is None:
-        return None
-    if inspect.isfunction(obj) or inspect.isbuiltin(obj):
-        return _serialize_function(obj)
-    if inspect.isclass(obj) or not hasattr(obj, "get_config"):
-        raise TypeError(
-            f"Cannot serialize {obj!r}: expected an instance with a `get_config()` method or a "
-            f"function. Received: {type(obj).__name__}"
-        )
-    cls = type(obj)
-    builtin = cls in builtins
-    return {
-        "module": public_module if builtin else cls.__module__,
-        "class_name": cls.__name__,
-        "config": obj.get_config(),
-        "registered_name": None if builtin else get_registered_name(cls),
-    }
-
-
-def _deserialize(config, kind: str, objects: dict, custom_objects: dict | None = None):
-    """Build an object from a Keras 3 (or legacy Keras 2) config dict or a bare name.
-
-    Names resolve through ``custom_objects``, then the ``register_keras_serializable`` registry,
-    then the module's own objects.
-    """
-    if isinstance(config, str):
-        cls = get_registered_object(config, custom_objects, objects)
-        if cls is None:
-            raise _unknown(kind, config, objects)
-        return cls() if inspect.isclass(cls) else cls
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise TypeError(
-            f"Could not deserialize {kind}: expected a name or a dict with a 'class_name' key. "
-            f"Received: {config!r}"
-        )
-    class_name = config["class_name"]
-    inner = config.get("config") or {}
-    registered = config.get("registered_name")
-    if class_name == "function":
-        fn_name = inner if isinstance(inner, str) else registered
-        # Keras writes "function" (the class's name) as registered_name: only another name is a key.
-        fn = get_registered_object(registered, custom_objects) if registered not in (None, "function") else None
-        fn = fn or get_registered_object(fn_name, custom_objects)
-        if fn is None:
-            raise ValueError(
-                f"Could not deserialize {kind} function '{fn_name}': pass it in `custom_objects`. "
-                f"Received: {config!r}"
-            )
-        return fn
-    cls = get_registered_object(registered, custom_objects) if registered else None
-    cls = cls or get_registered_object(class_name, custom_objects, objects)
-    if cls is None:
-        raise _unknown(kind, class_name, objects)
-    if not isinstance(inner, dict):
-        raise TypeError(f"{class_name}: the 'config' entry must be a dict. Received: config={inner!r}")
-    try:
-        return cls.from_config(inner) if hasattr(cls, "from_config") else cls(**inner)
-    except TypeError as err:
-        raise TypeError(
-            f"{class_name} could not be built from its config ({err}). Received: config={inner!r}"
-        ) from None
-
-
-# ----------------------------------------------------------------------------- small utilities
 
 
 def _standardize_shape(shape, owner: str) -> tuple[int, ...]:
@@ -582,29 +488,12 @@ ALL_OBJECTS_DICT: dict[str, type] = {
 
 def serialize(initializer) -> dict | None:
     """The Keras 3 config dict of ``initializer`` (``{"module", "class_name", "config", ...}``)."""
-    return _serialize(initializer, "keras.initializers", _BUILTINS)
+    return serialize_object(initializer, "keras.initializers", _BUILTINS)
 
 
 def deserialize(config, custom_objects: dict | None = None) -> Initializer | Callable:
     """An initializer from a Keras 3 / Keras 2 config dict or a name."""
-    return _deserialize(config, "initializer", ALL_OBJECTS_DICT, custom_objects)
-
-
-def _get(identifier, kind: str, class_name: str, deserialize: Callable):
-    """``get`` for regularizers and constraints: None, a name or dict (via ``deserialize``), a class
-    (instantiated with its defaults), or any callable (returned as-is)."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, (str, dict)):
-        return deserialize(identifier)
-    if isinstance(identifier, type):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(
-        f"Could not interpret {kind} identifier: expected a name, config dict, {class_name} or "
-        f"callable. Received: {identifier!r}"
-    )
+    return deserialize_object(config, "initializer", ALL_OBJECTS_DICT, custom_objects)
 
 
 def get(identifier) -> Initializer | Callable | None:

@@ -34,8 +34,8 @@ import numpy as np
 
 from lamina import backend, ops
 from lamina.autodiff import Tensor, Variable, needs_gradient, record, unwrap
-from lamina.initializers import _serialize_function
 from lamina.naming import auto_name
+from lamina.saving.object_config import serialize_function
 from lamina.saving.object_registry import get_registered_name, get_registered_object
 
 __all__ = [
@@ -1048,7 +1048,7 @@ def serialize(loss) -> dict | None:
     if callable(loss):
         if getattr(loss, "__name__", None) is None:
             raise ValueError(f"Cannot serialize loss {loss!r}: it has no name. Received: loss={loss!r}")
-        return _serialize_function(loss)
+        return serialize_function(loss)
     raise ValueError(f"Cannot serialize a loss from {type(loss).__name__}. Received: loss={loss!r}")
 
 

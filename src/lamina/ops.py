@@ -3,19 +3,26 @@
 Each primitive computes with plain NumPy and calls :func:`lamina.autodiff.record` with its
 vector-Jacobian product; outside a tape that call returns the plain array, so these ops cost one
 NumPy call plus a flag check. Inputs may be arrays, Python numbers, lists, Tensors or Variables.
+Binary ops broadcast as NumPy does; the tape sums each gradient back to its input's shape.
+
+Values outside an op's domain behave as in NumPy, warnings included (``log(0) = -inf``,
+``sqrt(-1) = nan``, ``1 / 0 = inf``), and so do their gradients (``sqrt'(0) = log'(0) = inf``).
 
 Kinks: ``relu'(0) = 0``, ``abs'(0) = 0``, ``maximum``/``minimum`` send the gradient to the first
-argument on ties, ``clip`` passes the gradient inside the closed interval.
+argument on ties, ``max``/``min`` share it equally between tied entries, ``clip`` passes it inside
+the closed interval. Comparisons, ``sign``, ``argmax`` and the constructors have no gradient.
+
+``relu``, ``sigmoid``, ``softmax``, ``log_softmax`` and ``softplus`` are the activations of the
+same name (one implementation, in :mod:`lamina.activations`).
 """
 
 from __future__ import annotations
 
 import builtins
-import math
 
 import numpy as np
 
-from lamina import backend
+from lamina import activations, backend, special
 from lamina.autodiff import Tensor, Variable, needs_gradient, record, unwrap
 
 # ----------------------------------------------------------------------------- conversion
@@ -41,18 +48,23 @@ def convert_to_numpy(x) -> np.ndarray:
 
 
 def is_tensor(x) -> bool:
+    """True for an ``ndarray``, Tensor or Variable; False for Python numbers and lists."""
     return isinstance(x, (np.ndarray, Tensor, Variable))
 
 
 def shape(x) -> tuple:
+    """``np.shape(x)``: the shape as a tuple of ints (``()`` for a number)."""
     return tuple(np.shape(unwrap(x)))
 
 
 def dtype(x) -> str:
+    """The dtype name of ``x``, e.g. ``"float32"``; a Python float is ``"float64"``, as in NumPy."""
     return np.asarray(unwrap(x)).dtype.name
 
 
 def cast(x, dtype):
+    """``x.astype(dtype)`` (floats to ints truncate toward 0); the gradient passes through unchanged
+    when the result is floating, and an integer or bool result is a constant."""
     xv = unwrap(x)
     dt = backend.standardize_dtype(dtype)
     out = np.asarray(xv).astype(dt)
@@ -65,19 +77,23 @@ def cast(x, dtype):
 
 
 def add(a, b):
+    """``a + b``."""
     return record(np.add(unwrap(a), unwrap(b)), (a, b), lambda g: (g, g))
 
 
 def subtract(a, b):
+    """``a - b``."""
     return record(np.subtract(unwrap(a), unwrap(b)), (a, b), lambda g: (g, -g))
 
 
 def multiply(a, b):
+    """``a * b``; gradients ``g * b`` and ``g * a``."""
     av, bv = unwrap(a), unwrap(b)
     return record(np.multiply(av, bv), (a, b), lambda g: (g * bv, g * av))
 
 
 def divide(a, b):
+    """``a / b`` (true division, ``np.true_divide``); ``x / 0`` is ``+-inf`` or ``nan`` as in NumPy."""
     av, bv = unwrap(a), unwrap(b)
     out = np.true_divide(av, bv)
     return record(out, (a, b), lambda g: (g / bv, -g * out / bv))
@@ -87,10 +103,13 @@ true_divide = divide
 
 
 def negative(x):
+    """``-x``."""
     return record(np.negative(unwrap(x)), (x,), lambda g: (-g,))
 
 
 def power(a, b):
+    """``a ** b`` (``np.power``); d/da = ``b * a^(b-1)``, d/db = ``a^b * log(a)`` where ``a > 0`` and 0
+    elsewhere (the log is undefined there)."""
     av, bv = unwrap(a), unwrap(b)
     out = np.power(av, bv)
 
@@ -106,7 +125,8 @@ def power(a, b):
 
 
 def matmul(a, b):
-    """Matrix product; the gradient of an input that needs none is never computed."""
+    """``a @ b`` (``np.matmul``: batched over leading axes, a 1-D operand is a vector). ``dot`` is the
+    same op, which agrees with ``np.dot`` up to 2-D. A gradient no input needs is never computed."""
     av, bv = unwrap(a), unwrap(b)
     out = np.matmul(av, bv)
     need_a, need_b = needs_gradient(a), needs_gradient(b)
@@ -131,36 +151,43 @@ dot = matmul
 
 
 def square(x):
+    """``x * x``; derivative ``2x``."""
     xv = unwrap(x)
     return record(np.square(xv), (x,), lambda g: (2 * g * xv,))
 
 
 def sqrt(x):
+    """``np.sqrt(x)``; derivative ``1 / (2 sqrt(x))``, ``inf`` at 0; ``nan`` for x < 0."""
     out = np.sqrt(unwrap(x))
     return record(out, (x,), lambda g: (g / (2 * out),))
 
 
 def exp(x):
+    """``np.exp(x)``; overflows to ``inf`` past the dtype's range (x > 88.7 in float32)."""
     out = np.exp(unwrap(x))
     return record(out, (x,), lambda g: (g * out,))
 
 
 def expm1(x):
+    """``exp(x) - 1`` without cancellation near 0 (``np.expm1``)."""
     out = np.expm1(unwrap(x))
     return record(out, (x,), lambda g: (g * (out + 1),))
 
 
 def log(x):
+    """Natural logarithm ``np.log(x)``: ``-inf`` at 0, ``nan`` below; derivative ``1 / x``."""
     xv = unwrap(x)
     return record(np.log(xv), (x,), lambda g: (g / xv,))
 
 
 def log1p(x):
+    """``log(1 + x)`` without cancellation near 0 (``np.log1p``); derivative ``1 / (1 + x)``."""
     xv = unwrap(x)
     return record(np.log1p(xv), (x,), lambda g: (g / (1 + xv),))
 
 
-def abs(x):  # noqa: A001 - Keras's name
+def abs(x):
+    """``|x|``; the derivative is ``sign(x)``, so ``abs'(0) = 0``."""
     xv = unwrap(x)
     return record(np.abs(xv), (x,), lambda g: (g * np.sign(xv),))
 
@@ -169,25 +196,30 @@ absolute = abs
 
 
 def sign(x):
+    """``np.sign(x)``: -1, 0 or 1 (``nan`` for nan). A constant: no gradient flows through it."""
     return np.sign(unwrap(x))
 
 
 def tanh(x):
+    """``np.tanh(x)``; derivative ``1 - tanh(x)^2``."""
     out = np.tanh(unwrap(x))
     return record(out, (x,), lambda g: (g * (1 - out * out),))
 
 
 def sin(x):
+    """``np.sin(x)`` (radians); derivative ``cos(x)``."""
     xv = unwrap(x)
     return record(np.sin(xv), (x,), lambda g: (g * np.cos(xv),))
 
 
 def cos(x):
+    """``np.cos(x)`` (radians); derivative ``-sin(x)``."""
     xv = unwrap(x)
     return record(np.cos(xv), (x,), lambda g: (-g * np.sin(xv),))
 
 
 def maximum(a, b):
+    """Elementwise ``np.maximum(a, b)`` (nan if either is nan); on ties the gradient goes to ``a``."""
     av, bv = unwrap(a), unwrap(b)
     out = np.maximum(av, bv)
     mask = av >= bv
@@ -195,6 +227,7 @@ def maximum(a, b):
 
 
 def minimum(a, b):
+    """Elementwise ``np.minimum(a, b)`` (nan if either is nan); on ties the gradient goes to ``a``."""
     av, bv = unwrap(a), unwrap(b)
     out = np.minimum(av, bv)
     mask = av <= bv
@@ -202,12 +235,16 @@ def minimum(a, b):
 
 
 def clip(x, x_min, x_max):
+    """``np.clip(x, x_min, x_max)``; the gradient is 1 on the closed interval ``[x_min, x_max]``, else 0
+    (no gradient flows to the bounds)."""
     xv = unwrap(x)
     out = np.clip(xv, unwrap(x_min), unwrap(x_max))
     return record(out, (x,), lambda g: (g * ((xv >= x_min) & (xv <= x_max)),))
 
 
 def where(condition, x1=None, x2=None):
+    """``np.where(condition, x1, x2)``, the gradient routed to the branch taken; with only
+    ``condition``, the indices of its true entries (``np.nonzero``)."""
     cond = np.asarray(unwrap(condition)).astype(bool)
     if x1 is None and x2 is None:
         return np.nonzero(cond)
@@ -217,29 +254,21 @@ def where(condition, x1=None, x2=None):
 
 
 def erf(x):
-    """The error function, accurate to float32 precision (see :func:`_erfc64`)."""
+    """The error function ``2/sqrt(pi) * integral_0^x exp(-t^2) dt``, to float32 precision or better.
+
+    Evaluated in float64 by :func:`lamina.special.erf` and cast back (ints become floatx);
+    ``erf(+-inf) = +-1``. Derivative ``2/sqrt(pi) * exp(-x^2)``.
+    """
     xv = np.asarray(unwrap(x))
     dt = xv.dtype if np.issubdtype(xv.dtype, np.floating) else np.dtype(backend.floatx())
     x64 = xv.astype(np.float64)
-    out = np.where(x64 >= 0, 1 - _erfc64(x64), _erfc64(-x64) - 1).astype(dt)
-    coef = 2 / math.sqrt(math.pi)
-    return record(out, (x,), lambda g: (g * (coef * np.exp(-(x64 * x64))).astype(dt),))
+    out = special.erf(x64).astype(dt)
 
+    def vjp(g):
+        with np.errstate(over="ignore", under="ignore"):  # x^2 -> inf and exp -> 0: the exact limit
+            return (g * (special.TWO_OVER_SQRT_PI * np.exp(-(x64 * x64))).astype(dt),)
 
-def _erfc64(x):
-    """erfc(x) in float64 with relative error below 1.2e-7 everywhere (Numerical Recipes' erfcc).
-
-    Uses the Chebyshev-fitted form erfc(x) = t*exp(-x^2 + P(t)), t = 1/(1 + |x|/2), which keeps
-    its relative accuracy deep in the tail where ``1 - erf`` would cancel.
-    """
-    z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
-            -0.82215223 + t * 0.17087277))))))))
-    with np.errstate(under="ignore"):
-        r = t * np.exp(poly)
-    return np.where(x >= 0, r, 2.0 - r)
+    return record(out, (x,), vjp)
 
 
 # ----------------------------------------------------------------------------- reductions
@@ -261,7 +290,8 @@ def _expand_to(g, shape, axis, keepdims):
     return g
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
+def sum(x, axis=None, keepdims=False):
+    """``np.sum`` over ``axis`` (an int, a tuple, or None for all); the gradient broadcasts back."""
     xv = unwrap(x)
     out = np.sum(xv, axis=axis, keepdims=keepdims)
     shp = np.shape(xv)
@@ -269,6 +299,8 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
 
 
 def mean(x, axis=None, keepdims=False):
+    """``np.mean`` over ``axis``, keeping a floating input's dtype (integers give float64, as in
+    NumPy); the gradient is ``g / n`` for the ``n`` entries averaged."""
     xv = np.asarray(unwrap(x))
     out = np.mean(xv, axis=axis, keepdims=keepdims)
     if xv.dtype != out.dtype and np.issubdtype(xv.dtype, np.floating):
@@ -278,47 +310,61 @@ def mean(x, axis=None, keepdims=False):
     return record(out, (x,), lambda g: (np.broadcast_to(_expand_to(g, shp, axis, keepdims) / n, shp),))
 
 
-def _extreme(fn, x, axis, keepdims):
+def _extreme(fn, x, axis, keepdims, initial):
     xv = unwrap(x)
-    out = fn(xv, axis=axis, keepdims=keepdims)
+    if initial is None:
+        out = fn(xv, axis=axis, keepdims=keepdims)
+    else:
+        out = fn(xv, axis=axis, keepdims=keepdims, initial=unwrap(initial))
     shp = np.shape(xv)
 
     def vjp(g):
         o = _expand_to(out, shp, axis, keepdims)
         mask = xv == o
-        count = np.sum(mask, axis=axis, keepdims=True)
+        # A slice whose extreme is ``initial`` (no entry reaches it) has no maximal entry: gradient 0.
+        count = np.maximum(np.sum(mask, axis=axis, keepdims=True), 1)
         return (_expand_to(g, shp, axis, keepdims) * mask / count,)
 
     return record(out, (x,), vjp)
 
 
-def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001
-    """Maximum; on ties the gradient is shared equally between the maximal entries."""
-    return _extreme(np.max, x, axis, keepdims)
+def max(x, axis=None, keepdims=False, initial=None):
+    """``np.max`` over ``axis`` (all axes when None), starting from ``initial`` when given (required
+    for an empty slice). On ties the gradient is shared equally between the maximal entries; a slice
+    whose maximum is ``initial`` passes none. A nan in a slice makes its maximum nan."""
+    return _extreme(np.max, x, axis, keepdims, initial)
 
 
-def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001
-    return _extreme(np.min, x, axis, keepdims)
+def min(x, axis=None, keepdims=False, initial=None):
+    """``np.min`` over ``axis``, as :func:`max` (ties share the gradient, ``initial`` as a floor)."""
+    return _extreme(np.min, x, axis, keepdims, initial)
 
 
 amax, amin = max, min
 
 
 def argmax(x, axis=None, keepdims=False):
+    """``np.argmax``: the index of the largest entry (the first on ties, the first nan if any);
+    over the flattened input when ``axis`` is None. No gradient."""
     return np.argmax(unwrap(x), axis=axis, keepdims=keepdims)
 
 
 def argmin(x, axis=None, keepdims=False):
+    """``np.argmin``: the index of the smallest entry (the first on ties, the first nan if any). No
+    gradient."""
     return np.argmin(unwrap(x), axis=axis, keepdims=keepdims)
 
 
 def logsumexp(x, axis=None, keepdims=False):
+    """``log(sum(exp(x)))`` over ``axis``, shifted by the maximum so it cannot overflow; ``-inf`` for a
+    slice that is all ``-inf``, ``inf`` for one holding ``inf``. Gradient ``softmax(x)``."""
     xv = unwrap(x)
     m = np.max(xv, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     s = np.exp(xv - m)
     tot = np.sum(s, axis=axis, keepdims=True)
-    out_k = np.log(tot) + m
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the exact answer for an all -inf slice
+        out_k = np.log(tot) + m
     out = out_k if keepdims else np.squeeze(out_k, axis=axis)
     shp = np.shape(xv)
     return record(out, (x,), lambda g: (_expand_to(g, shp, axis, keepdims) * (s / tot),))
@@ -328,12 +374,14 @@ def logsumexp(x, axis=None, keepdims=False):
 
 
 def reshape(x, newshape):
+    """``np.reshape(x, newshape)`` (one dimension may be -1)."""
     xv = unwrap(x)
     shp = np.shape(xv)
     return record(np.reshape(xv, newshape), (x,), lambda g: (np.reshape(g, shp),))
 
 
 def transpose(x, axes=None):
+    """``np.transpose(x, axes)``: axes reversed when None, else permuted as listed."""
     xv = unwrap(x)
     out = np.transpose(xv, axes)
     inv = None if axes is None else np.argsort(axes)
@@ -341,22 +389,26 @@ def transpose(x, axes=None):
 
 
 def expand_dims(x, axis):
+    """``np.expand_dims(x, axis)``: a new axis of size 1 at ``axis``."""
     xv = unwrap(x)
     shp = np.shape(xv)
     return record(np.expand_dims(xv, axis), (x,), lambda g: (np.reshape(g, shp),))
 
 
 def squeeze(x, axis=None):
+    """``np.squeeze(x, axis)``: drops size-1 axes (all of them when ``axis`` is None)."""
     xv = unwrap(x)
     shp = np.shape(xv)
     return record(np.squeeze(xv, axis), (x,), lambda g: (np.reshape(g, shp),))
 
 
 def broadcast_to(x, shape):
+    """``np.broadcast_to(x, shape)`` (a read-only view); the gradient is summed back to ``x``'s shape."""
     return record(np.broadcast_to(unwrap(x), shape), (x,), lambda g: (g,))
 
 
 def concatenate(xs, axis=0):
+    """``np.concatenate(xs, axis)``; the gradient is split back into the pieces."""
     vals = [unwrap(x) for x in xs]
     out = np.concatenate(vals, axis=axis)
     splits = np.cumsum([np.shape(v)[axis] for v in vals])[:-1]
@@ -364,6 +416,7 @@ def concatenate(xs, axis=0):
 
 
 def stack(xs, axis=0):
+    """``np.stack(xs, axis)``: joins same-shape arrays along a new axis."""
     vals = [unwrap(x) for x in xs]
     out = np.stack(vals, axis=axis)
 
@@ -374,6 +427,8 @@ def stack(xs, axis=0):
 
 
 def take(x, indices, axis=None):
+    """``np.take(x, indices, axis)`` (over the flattened input when ``axis`` is None); a repeated index
+    accumulates its gradients."""
     xv = unwrap(x)
     idx = np.asarray(unwrap(indices))
     out = np.take(xv, idx, axis=axis)
@@ -393,6 +448,8 @@ def take(x, indices, axis=None):
 
 
 def getitem(x, key):
+    """``x[key]`` with NumPy indexing (``Tensor.__getitem__``); repeated fancy indices accumulate
+    their gradients."""
     xv = unwrap(x)
     key = unwrap(key) if isinstance(key, (Tensor, Variable)) else key
     out = xv[key]
@@ -407,51 +464,65 @@ def getitem(x, key):
 
 
 def one_hot(x, num_classes, axis=-1, dtype=None):
+    """``eye(num_classes)[x]`` with the class axis at ``axis`` (dtype floatx by default). As in Keras,
+    an index outside ``[0, num_classes)`` (e.g. -1 for "no class") gives a row of zeros. No gradient."""
     idx = np.asarray(unwrap(x)).astype(np.int64)
-    eye = np.eye(num_classes, dtype=backend.standardize_dtype(dtype))
-    out = eye[idx]
+    # One extra all-zero row takes every out-of-range index (NumPy indexing would wrap -1 to the last class).
+    eye = np.eye(num_classes + 1, num_classes, dtype=backend.standardize_dtype(dtype))
+    out = eye[np.where((idx >= 0) & (idx < num_classes), idx, num_classes)]
     if axis != -1:
         out = np.moveaxis(out, -1, axis)
     return out
 
 
 def zeros(shape, dtype=None):
+    """``np.zeros(shape)``, dtype floatx by default."""
     return np.zeros(shape, dtype=backend.standardize_dtype(dtype))
 
 
 def ones(shape, dtype=None):
+    """``np.ones(shape)``, dtype floatx by default."""
     return np.ones(shape, dtype=backend.standardize_dtype(dtype))
 
 
 def zeros_like(x, dtype=None):
+    """``np.zeros_like(x)``: ``x``'s shape, and its dtype unless ``dtype`` is given."""
     return np.zeros_like(unwrap(x), dtype=dtype)
 
 
 def ones_like(x, dtype=None):
+    """``np.ones_like(x)``: ``x``'s shape, and its dtype unless ``dtype`` is given."""
     return np.ones_like(unwrap(x), dtype=dtype)
 
 
 def equal(a, b):
+    """Elementwise ``a == b`` as a bool array (nan equals nothing)."""
     return np.equal(unwrap(a), unwrap(b))
 
 
 def not_equal(a, b):
+    """Elementwise ``a != b`` as a bool array (nan differs from everything)."""
     return np.not_equal(unwrap(a), unwrap(b))
 
 
 def greater(a, b):
+    """Elementwise ``a > b`` as a bool array (False wherever a nan is involved)."""
     return np.greater(unwrap(a), unwrap(b))
 
 
 def less(a, b):
+    """Elementwise ``a < b`` as a bool array (False wherever a nan is involved)."""
     return np.less(unwrap(a), unwrap(b))
 
 
 def arange(start, stop=None, step=1, dtype=None):
+    """``np.arange(start, stop, step)``; without ``dtype`` NumPy's choice (int64 for ints, float64 for
+    floats)."""
     return np.arange(start, stop, step, dtype=dtype)
 
 
 def stop_gradient(x):
+    """The value of ``x`` as a plain array: a constant the tape does not differentiate through."""
     return unwrap(x)
 
 
@@ -459,38 +530,16 @@ def stop_gradient(x):
 
 
 def relu(x):
-    """max(x, 0); the gradient at 0 is 0. One implementation: the activation of the same name."""
-    from lamina.activations import relu as fn
-
-    return fn(x)
+    """``max(x, 0)``; ``relu'(0) = 0`` (:func:`lamina.activations.relu` with its defaults)."""
+    return activations.relu(x)
 
 
-def sigmoid(x):
-    """1 / (1 + exp(-x)), overflow-free (see :func:`lamina.activations.sigmoid`)."""
-    from lamina.activations import sigmoid as fn
-
-    return fn(x)
-
-
-def softmax(x, axis=-1):
-    """exp(x - max) / sum(exp(x - max)) along ``axis`` (see :func:`lamina.activations.softmax`)."""
-    from lamina.activations import softmax as fn
-
-    return fn(x, axis=axis)
-
-
-def log_softmax(x, axis=-1):
-    """x - logsumexp(x) along ``axis`` (see :func:`lamina.activations.log_softmax`)."""
-    from lamina.activations import log_softmax as fn
-
-    return fn(x, axis=axis)
-
-
-def softplus(x):
-    """log(1 + exp(x)) without overflow (see :func:`lamina.activations.softplus`)."""
-    from lamina.activations import softplus as fn
-
-    return fn(x)
+# Same signatures as keras.ops, so the activations themselves serve: one implementation, and
+# Dense(activation=ops.sigmoid) is recognised (fused, serialized by name) like the activation.
+sigmoid = activations.sigmoid
+softmax = activations.softmax
+log_softmax = activations.log_softmax
+softplus = activations.softplus
 
 
 # ----------------------------------------------------------------------------- operators

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lamina import activations as acts
+from lamina.autodiff import GradientTape, Variable
+
 __all__ = ["activations", "decision_boundary", "health", "history"]
 
 # The classic chart's colours; other activations take the next free colour of matplotlib's cycle.
@@ -21,7 +24,7 @@ _CYCLE = ("tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:
 
 def _figure(nrows: int = 1, ncols: int = 1, size=(6.4, 4.8)):
     try:
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # optional extra: lamina[plot]
     except ImportError:
         raise ImportError(
             "lamina.plot needs matplotlib. Install it with `pip install lamina[plot]` (or `pip install "
@@ -45,9 +48,6 @@ def activations(names: Sequence[str] | str = ("sigmoid", "tanh", "relu"), deriva
     """The classic activation chart: each named activation over ``x_range`` (sigmoid blue, tanh
     green, relu red). With ``derivatives=True`` a second panel shows each derivative, computed by
     lamina's autodiff engine (``GradientTape``), not by a formula."""
-    from lamina import activations as acts
-    from lamina.autodiff import GradientTape, Variable
-
     if isinstance(names, str):
         names = (names,)
     names = list(names)

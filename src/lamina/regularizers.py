@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lamina import backend, ops
-from lamina.initializers import _deserialize, _get, _serialize
+from lamina.saving.object_config import deserialize_object, get_object, serialize_object
 
 
 def _validate_factor(value, name: str, owner: str) -> float:
@@ -169,7 +169,7 @@ ALL_OBJECTS_DICT: dict[str, Callable] = {
 
 def serialize(regularizer) -> dict | None:
     """The Keras 3 config dict of ``regularizer``."""
-    return _serialize(regularizer, "keras.regularizers", _BUILTINS)
+    return serialize_object(regularizer, "keras.regularizers", _BUILTINS)
 
 
 def deserialize(config, custom_objects: dict | None = None) -> Regularizer | Callable:
@@ -178,13 +178,13 @@ def deserialize(config, custom_objects: dict | None = None) -> Regularizer | Cal
         # The bare name 'l1_l2' means l1 = l2 = 0.01, as Keras documents (Keras 2 did this; Keras 3's
         # get() rejects the name, and its other names give the class defaults, here 0 and 0).
         return L1L2(l1=0.01, l2=0.01)
-    return _deserialize(config, "regularizer", ALL_OBJECTS_DICT, custom_objects)
+    return deserialize_object(config, "regularizer", ALL_OBJECTS_DICT, custom_objects)
 
 
 def get(identifier) -> Regularizer | Callable | None:
     """A regularizer from a name ("l2", "L1L2", ...), a config dict, an instance, a class or a
     callable ``f(weight) -> scalar``. None gives None."""
-    return _get(identifier, "regularizer", "Regularizer", deserialize)
+    return get_object(identifier, "regularizer", "Regularizer", deserialize)
 
 
 __all__ = [

@@ -48,9 +48,9 @@ def normalize(x, axis: int = -1, order: int = 2) -> np.ndarray:
 
 
 def __getattr__(name: str):
-    # keras.utils.Progbar lives with the callbacks; resolved lazily to keep imports acyclic.
+    # keras.utils.Progbar lives with the callbacks, which load on first use.
     if name == "Progbar":
-        from lamina.callbacks.progbar import Progbar
+        from lamina.callbacks.progbar import Progbar  # lazy: import cost of lamina.callbacks
 
         return Progbar
     raise AttributeError(f"module 'lamina.utils' has no attribute {name!r}")

@@ -10,6 +10,8 @@ import numpy as np
 
 from lamina.callbacks._io import print_msg
 from lamina.callbacks.callback import Callback
+from lamina.callbacks.history import History
+from lamina.models import data as data_lib
 
 
 def _check_fraction(name: str, value) -> float:
@@ -105,9 +107,6 @@ class ActivationHealth(Callback):
     # ------------------------------------------------------------------ fit hooks
 
     def on_train_begin(self, logs=None):
-        from lamina.callbacks.history import History
-        from lamina.models import data as data_lib
-
         self.health = self._empty()
         self.seconds = 0.0
         self._train_seconds = 0.0
@@ -155,12 +154,13 @@ class ActivationHealth(Callback):
 
     def measure(self, epoch: int) -> dict:
         """Measure now and append the results for ``epoch``; returns this epoch's record."""
-        from lamina.diagnostics import health as H
+        # lazy: import cost; the doctor (lamina.diagnostics) loads only once health is measured
+        from lamina.diagnostics import health as health_lib
         from lamina.diagnostics._graph import Graph
 
         model = self.model
-        stats, norms = H.measure(model, self._xs, self._ys, Graph(model))
-        ratio = H.gradient_ratio(norms)
+        stats, norms = health_lib.measure(model, self._xs, self._ys, Graph(model))
+        ratio = health_lib.gradient_ratio(norms)
         n_before = len(self.health["epochs"])
         self.health["epochs"].append(epoch)
         for name, entry in stats.items():
@@ -204,7 +204,7 @@ class ActivationHealth(Callback):
                        "layers.")
 
     def _warn(self, key, message: str) -> None:
-        from lamina.diagnostics.findings import HealthWarning
+        from lamina.diagnostics.findings import HealthWarning  # lazy: import cost, as in measure()
 
         if key in self._warned:
             return
@@ -290,10 +290,10 @@ class ActivationHealth(Callback):
         self._batch = None
 
     def _diagnose(self) -> None:
-        from lamina.diagnostics import health as H
+        from lamina.diagnostics import health as health_lib  # lazy: import cost, as in measure()
 
         x, y = self._batch
-        report = H.locate_nonfinite(self.model, x, y)
+        report = health_lib.locate_nonfinite(self.model, x, y)
         if report is None:
             report = {"layer": None, "op": "unknown", "value": "nan",
                       "message": "the gradients are NaN or inf, yet rerunning the batch layer by layer in "

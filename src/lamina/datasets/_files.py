@@ -9,16 +9,19 @@ Lookup order for a dataset called ``name`` (e.g. ``"fashion-mnist"``):
    ``/usr/share/datasets/fashion-mnist/``), where one exists;
 4. a download from ``$LAMINA_DATASETS_URL`` (else the dataset module's ``BASE_URL``) into the cache.
 
-Local files are trusted and only checked for structure (a user may hold a re-compressed copy);
-downloads are checked against SHA-256 constants before they are moved into the cache. A download
-goes to a temporary file in the cache folder and is renamed into place only once verified, so an
-interrupted or corrupt download never leaves a file that a later call would read.
+Local files are trusted and only checked for structure (a user may hold a re-compressed copy), but
+only regular files are opened and no declared size is believed before it is checked against the
+file's real size (see ``_safe_io``). Downloads are checked against SHA-256 constants before they are
+moved into the cache, and never read past the size the expected data allows. A download goes to a
+temporary file in the cache folder and is renamed into place only once verified, so an interrupted
+or corrupt download never leaves a file that a later call would read.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import struct
 import tempfile
@@ -27,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from lamina.datasets._safe_io import MAX_DEFLATE_RATIO, open_regular, read_into_array
 
 DATA_ENV = "LAMINA_DATA"
 URL_ENV = "LAMINA_DATASETS_URL"
@@ -48,15 +53,25 @@ class DatasetUnavailableError(OSError):
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a dataset and the SHA-256 a download of it must have.
+    """One file of a dataset, the SHA-256 a download of it must have and the size that hash covers.
 
-    ``gunzip=True`` means the hash is of the decompressed bytes: mirrors of the same IDX data differ
-    in their gzip headers (file name, timestamp) but never in the data itself.
+    ``gunzip=True`` means the hash and ``size`` are of the decompressed bytes: mirrors of the same
+    IDX data differ in their gzip headers (file name, timestamp) but never in the data itself.
     """
 
     name: str
     sha256: str
+    size: int
     gunzip: bool = False
+
+    @property
+    def max_download_bytes(self) -> int:
+        """The most bytes a download of this file may take; a longer stream is cut off and refused.
+
+        Plain: exactly ``size``. Gzip'd: deflate adds at most 5 bytes per stored 64 KiB block (so
+        under ``size // 1024``), plus room for a gzip header with a file name or comment.
+        """
+        return self.size + self.size // 1024 + 4096 if self.gunzip else self.size
 
 
 def cache_dir(name: str) -> str:
@@ -83,11 +98,15 @@ def candidate_dirs(name: str, system_dir: str | None) -> list[tuple[str, str]]:
 
 
 def find_file(folder: str, filename: str) -> str | None:
-    """``folder/filename``, or its uncompressed twin when ``filename`` ends in ``.gz``, or None."""
+    """``folder/filename``, or its uncompressed twin when ``filename`` ends in ``.gz``, or None.
+
+    Whatever exists under the name counts as found: a directory or FIFO there is reported when it is
+    opened (``open_regular``), not silently passed over for another source.
+    """
     path = os.path.join(folder, filename)
-    if os.path.isfile(path):
+    if os.path.exists(path):
         return path
-    if filename.endswith(".gz") and os.path.isfile(path[:-3]):
+    if filename.endswith(".gz") and os.path.exists(path[:-3]):
         return path[:-3]
     return None
 
@@ -102,30 +121,54 @@ def describe_missing(folder: str, filenames: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------------------- download
 
 
-def _sha256_of(path: str, gunzip: bool) -> str:
+def _sha256_of(path: str, gunzip: bool, limit: int | None = None) -> str:
+    """SHA-256 of the file (of its decompressed data when ``gunzip``); OSError past ``limit`` bytes."""
     digest = hashlib.sha256()
     opener = gzip.open if gunzip else open
+    total = 0
     with opener(path, "rb") as f:
         while chunk := f.read(_CHUNK):
+            total += len(chunk)
+            if limit is not None and total > limit:
+                # A small gzip file can inflate 1000-fold: stop, rather than hash gigabytes of it.
+                raise OSError(f"the decompressed data exceeds the expected {limit} bytes "
+                              "(a corrupt or tampered download)")
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _fetch(url: str, dest: str) -> None:
-    """Stream ``url`` into the open path ``dest``; raise OSError on a short or failed transfer."""
+def _too_large(limit: int, what: str) -> OSError:
+    return OSError(f"the download is larger than expected: {what}, but the file has at most {limit} bytes "
+                   "(a wrong or tampered mirror); stopped reading")
+
+
+def _fetch(url: str, dest: str, limit: int) -> None:
+    """Stream ``url`` into the path ``dest``; raise OSError on a short, failed or too long transfer.
+
+    Never more than ``limit + 1`` bytes are read: a mirror that sends more is cut off at once rather
+    than after the whole stream has been stored and hashed.
+    """
     # Imported here: urllib.request pulls in http, email and ssl, which `import lamina` should not pay.
     import http.client
+    import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response, open(dest, "wb") as out:
             expected = response.headers.get("Content-Length")
+            if expected is not None and expected.isdigit() and int(expected) > limit:
+                raise _too_large(limit, f"the server announces {int(expected)} bytes")
             received = 0
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
+            while chunk := response.read(min(_CHUNK, limit + 1 - received)):
                 received += len(chunk)
+                if received > limit:
+                    raise _too_large(limit, f"the server sent more than {limit} bytes")
+                out.write(chunk)
         if expected is not None and expected.isdigit() and received != int(expected):
             raise OSError(f"incomplete download: received {received} of {int(expected)} bytes")
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response and its socket, which the error chain would keep open
+        raise OSError(str(exc)) from exc
     except http.client.HTTPException as exc:  # e.g. IncompleteRead; not an OSError subclass
         raise OSError(f"incomplete download ({type(exc).__name__}: {exc})") from exc
 
@@ -143,9 +186,9 @@ def download(url: str, folder: str, remote: RemoteFile) -> str:
     os.close(fd)
     try:
         print(f"Downloading data from {url}")
-        _fetch(url, tmp)
+        _fetch(url, tmp, remote.max_download_bytes)
         try:
-            actual = _sha256_of(tmp, remote.gunzip)
+            actual = _sha256_of(tmp, remote.gunzip, remote.size)
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise OSError(f"corrupt download, not a complete gzip file ({exc})") from exc
         if actual != remote.sha256:
@@ -180,48 +223,79 @@ def _read_exactly(f, n: int, path: str) -> bytes:
     return data
 
 
+def _idx_shape(f, path: str, ndim: int, trailing_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape in the IDX header at the start of ``f``, checked against the expected layout."""
+    magic = _read_exactly(f, 4, path)
+    if magic[:2] != b"\x00\x00" or magic[2] != _IDX_UBYTE or magic[3] != ndim:
+        expected = bytes((0, 0, _IDX_UBYTE, ndim)).hex()
+        raise ValueError(
+            f"Malformed IDX file {path}: expected the magic number 0x{expected} "
+            f"(unsigned bytes, {ndim} dimension(s)). Received: 0x{magic.hex()}"
+        )
+    shape = struct.unpack(f">{ndim}I", _read_exactly(f, 4 * ndim, path))
+    if tuple(shape[1:]) != tuple(trailing_shape):
+        raise ValueError(
+            f"Malformed IDX file {path}: expected a shape (n, "
+            f"{', '.join(map(str, trailing_shape))}). Received: shape={shape}"
+        )
+    return shape
+
+
+def _read_idx_data(f, path: str, shape: tuple[int, ...], file_size: int, gzipped: bool) -> np.ndarray:
+    """The ``prod(shape)`` data bytes after the header, checked against what the file can hold."""
+    size = math.prod(shape)
+    header = 4 + 4 * len(shape)
+    capacity = file_size * MAX_DEFLATE_RATIO if gzipped else file_size
+    if header + size > capacity:
+        holds = f"the {file_size}-byte file holds" if not gzipped else (
+            f"the {file_size}-byte gzip file can hold (at most {capacity} bytes once decompressed: deflate "
+            f"expands at most {MAX_DEFLATE_RATIO}-fold)")
+        raise ValueError(
+            f"Malformed IDX file {path}: the header declares shape {shape} ({size} bytes of data), more "
+            f"than {holds}."
+        )
+    if gzipped:
+        # The decompressed length is unknown until the end: read in bounded chunks, so a header
+        # that overstates it costs no more memory than the data really there.
+        flat, more = read_into_array(f, size)
+        filled = flat.size
+    else:
+        # Read straight into the result (no intermediate copy of tens of megabytes); its size is
+        # at most the file's, checked above.
+        flat = np.empty(size, dtype=np.uint8)
+        view = memoryview(flat)
+        filled = 0
+        while filled < size and (n := f.readinto(view[filled:filled + _CHUNK])):
+            filled += n
+        more = filled == size and bool(f.read(1))
+    if filled != size or more:
+        held = "more than" if filled == size else f"only {filled} of"
+        raise ValueError(
+            f"Malformed IDX file {path}: the header declares shape {shape} "
+            f"({size} bytes of data) but the file holds {held} that."
+        )
+    return flat.reshape(shape)
+
+
 def read_idx(path: str, ndim: int, trailing_shape: tuple[int, ...] = ()) -> np.ndarray:
     """Parse an IDX file of unsigned bytes (gzip-compressed when the name ends in ``.gz``).
 
     The format: two zero bytes, the type code 0x08 (ubyte), the number of dimensions, then one
     big-endian uint32 per dimension, then the data in C order. Checks the magic number, that the
     shape is ``(n, *trailing_shape)`` with ``ndim`` dimensions and that the data has exactly the
-    size the header declares. Anything else raises a ValueError naming the file.
+    size the header declares — against the file's real size before anything is allocated. Anything
+    else, and a path that is not a regular file, raises a ValueError naming the file.
     """
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            magic = _read_exactly(f, 4, path)
-            if magic[:2] != b"\x00\x00" or magic[2] != _IDX_UBYTE or magic[3] != ndim:
-                expected = bytes((0, 0, _IDX_UBYTE, ndim)).hex()
-                raise ValueError(
-                    f"Malformed IDX file {path}: expected the magic number 0x{expected} "
-                    f"(unsigned bytes, {ndim} dimension(s)). Received: 0x{magic.hex()}"
-                )
-            shape = struct.unpack(f">{ndim}I", _read_exactly(f, 4 * ndim, path))
-            if tuple(shape[1:]) != tuple(trailing_shape):
-                raise ValueError(
-                    f"Malformed IDX file {path}: expected a shape (n, "
-                    f"{', '.join(map(str, trailing_shape))}). Received: shape={shape}"
-                )
-            # Read straight into the result: no intermediate bytes object of tens of megabytes.
-            out = np.empty(shape, dtype=np.uint8)
-            view = memoryview(out.reshape(-1))
-            filled = 0
-            while filled < out.size:
-                n = f.readinto(view[filled:])
-                if not n:
-                    break
-                filled += n
-            if filled != out.size or f.read(1):
-                size = "more than" if filled == out.size else f"only {filled} of"
-                raise ValueError(
-                    f"Malformed IDX file {path}: the header declares shape {shape} "
-                    f"({out.size} bytes of data) but the file holds {size} that."
-                )
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise ValueError(f"Malformed IDX file {path}: not a complete gzip file ({exc}).") from exc
-    return out
+    gzipped = path.endswith(".gz")
+    raw, file_size = open_regular(path)
+    with raw:
+        f = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        try:
+            with f:
+                shape = _idx_shape(f, path, ndim, trailing_shape)
+                return _read_idx_data(f, path, shape, file_size, gzipped)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise ValueError(f"Malformed IDX file {path}: not a complete gzip file ({exc}).") from exc
 
 
 def read_idx_pair(images_path: str, labels_path: str, image_shape=(28, 28)):

@@ -33,7 +33,12 @@ _DATA_SHA256 = (
     "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 )
-FILES = tuple(RemoteFile(name, sha, gunzip=True) for name, sha in zip(IDX_FILES, _DATA_SHA256, strict=True))
+# Sizes of that decompressed data: the 16- or 8-byte IDX header, then 28*28 bytes per image or 1 per label.
+_DATA_SIZES = (16 + 60000 * 28 * 28, 8 + 60000, 16 + 10000 * 28 * 28, 8 + 10000)
+FILES = tuple(
+    RemoteFile(name, sha, size, gunzip=True)
+    for name, sha, size in zip(IDX_FILES, _DATA_SHA256, _DATA_SIZES, strict=True)
+)
 
 _HINT = (
     "Install the data with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put "
@@ -52,7 +57,8 @@ def load_data() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.nda
     Looks in ``$LAMINA_DATA/fashion-mnist/``, then the cache ``~/.lamina/datasets/fashion-mnist/``,
     then Debian's ``/usr/share/datasets/fashion-mnist/``, and otherwise downloads into the cache
     (verifying SHA-256). Raises ``DatasetUnavailableError`` (an ``OSError``) when none of these
-    works, and ``ValueError`` naming the file when a file found is not valid IDX data.
+    works, and ``ValueError`` naming the file when a file found is not a regular file or not valid
+    IDX data.
     """
     tried = []
     for label, folder in _files.candidate_dirs(NAME, SYSTEM_DIR):

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 
 import numpy as np
 
 from lamina.datasets import _files
 from lamina.datasets._files import IDX_FILES, DatasetUnavailableError, RemoteFile
+from lamina.datasets._safe_io import read_npz
 
 __all__ = ["load_data", "DatasetUnavailableError"]
 
 NAME = "mnist"
 # Keras's copy of MNIST as one .npz; $LAMINA_DATASETS_URL overrides the folder (e.g. a local mirror).
 BASE_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-# SHA-256 of that mnist.npz, the value Keras itself checks (keras/src/datasets/mnist.py).
-FILE = RemoteFile("mnist.npz", "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1")
+# SHA-256 of that mnist.npz, the value Keras itself checks (keras/src/datasets/mnist.py), and its
+# size in bytes (the length Keras's download progress bar shows: 11490434/11490434).
+FILE = RemoteFile("mnist.npz", "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1", 11490434)
 
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 _HINT = (
@@ -28,13 +29,8 @@ _HINT = (
 
 
 def _load_npz(path: str):
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in _KEYS if k in f.files}
-            names = sorted(f.files)
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-        # np.load raises ValueError for a non-archive or pickled content; name the file instead.
-        raise ValueError(f"Malformed MNIST file {path}: not a readable .npz archive ({exc}).") from exc
+    # Not np.load: it allocates whatever shape an array's header declares before reading a byte.
+    arrays, names = read_npz(path, _KEYS, what="MNIST")
     if len(arrays) != len(_KEYS):
         raise ValueError(
             f"Malformed MNIST file {path}: expected the arrays {', '.join(_KEYS)}. Received: arrays {names}"
@@ -68,12 +64,13 @@ def load_data(path: str = "mnist.npz") -> tuple[tuple[np.ndarray, np.ndarray], t
     Looks in ``$LAMINA_DATA/mnist/`` (``path`` or the four IDX files), then the cache, and
     otherwise downloads Keras's ``mnist.npz`` into the cache (verifying SHA-256). Raises
     ``DatasetUnavailableError`` (an ``OSError``) when none of these works, and ``ValueError``
-    naming the file when a file found is malformed.
+    naming the file when a file found is not a regular file or is malformed (including an array
+    header that declares more data than the file holds).
     """
     tried = []
     for label, folder in _files.candidate_dirs(NAME, None):
         npz = os.path.join(folder, path)
-        if os.path.isfile(npz):
+        if os.path.exists(npz):  # a directory or FIFO of that name is reported, not passed over
             return _load_npz(npz)
         if _files.has_idx_files(folder):
             return _files.load_idx_folder(folder)

@@ -3,7 +3,11 @@ consumers of every symbolic tensor, and what each layer does to its input (its *
 
 from __future__ import annotations
 
-from lamina.layers.keras_tensor import flatten
+# Module-level: diagnostics sits above layers and activations (which never import it), and
+# importing lamina.layers.keras_tensor loads the whole lamina.layers package anyway.
+from lamina import activations, layers
+from lamina.layers.input_layer import InputLayer
+from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
 
 # Roles of a layer, as far as linearity and activation go.
 TRANSPARENT = "transparent"  # passes values through unchanged at inference (Dropout, Flatten, ...)
@@ -20,8 +24,6 @@ RELU_FAMILY = ("relu", "relu6", "leaky_relu", "prelu", "elu", "selu")
 
 def fn_name(fn) -> str | None:
     """The canonical name of an activation function (``swish`` -> ``silu``); None if it has none."""
-    from lamina import activations
-
     if fn is None:
         return "linear"
     name = activations._NAME_OF.get(id(fn))
@@ -31,37 +33,33 @@ def fn_name(fn) -> str | None:
 def activation_of(layer) -> str | None:
     """The name of the activation a layer applies last (``"linear"`` for none), or None when the
     layer does not apply one (or is unknown)."""
-    from lamina import layers as L
-
-    if isinstance(layer, (L.Dense, L.Activation)):
+    if isinstance(layer, (layers.Dense, layers.Activation)):
         return fn_name(layer.activation)
-    if isinstance(layer, L.ReLU):
+    if isinstance(layer, layers.ReLU):
         return "relu" if not layer.negative_slope else "leaky_relu"
-    if isinstance(layer, L.LeakyReLU):
+    if isinstance(layer, layers.LeakyReLU):
         return "leaky_relu"
-    if isinstance(layer, L.PReLU):
+    if isinstance(layer, layers.PReLU):
         return "prelu"
-    if isinstance(layer, L.ELU):
+    if isinstance(layer, layers.ELU):
         return "elu"
-    if isinstance(layer, L.Softmax):
+    if isinstance(layer, layers.Softmax):
         return "softmax"
     return None
 
 
 def role_of(layer) -> str:
-    from lamina import layers as L
-
-    if isinstance(layer, (L.Dropout, L.Flatten, L.Reshape, L.InputLayer)):
+    if isinstance(layer, (layers.Dropout, layers.Flatten, layers.Reshape, layers.InputLayer)):
         return TRANSPARENT
-    if isinstance(layer, L.Dense):
+    if isinstance(layer, layers.Dense):
         return AFFINE if fn_name(layer.activation) == "linear" else AFFINE_ACT
-    if isinstance(layer, L.Activation):
+    if isinstance(layer, layers.Activation):
         return TRANSPARENT if fn_name(layer.activation) == "linear" else ACT
     if activation_of(layer) is not None:
         return ACT
-    if isinstance(layer, L.BatchNormalization):
+    if isinstance(layer, layers.BatchNormalization):
         return NORM
-    if isinstance(layer, (L.Add, L.Subtract, L.Average, L.Concatenate)):
+    if isinstance(layer, (layers.Add, layers.Subtract, layers.Average, layers.Concatenate)):
         return LINEAR_MERGE
     return OTHER
 
@@ -89,8 +87,6 @@ class Graph:
     """
 
     def __init__(self, model):
-        from lamina.layers.input_layer import InputLayer
-
         self.inputs = list(getattr(model, "inputs", None) or [])
         self.outputs = list(getattr(model, "outputs", None) or [])
         self.known = bool(self.inputs and self.outputs)
@@ -162,9 +158,6 @@ class Graph:
         activation the node runs as matmul + bias, then the activation, so ``visit`` receives
         ``outputs`` as ``[z, a]`` (pre-activation, activation) with ``gnode.layer`` a Dense.
         """
-        from lamina import layers as L
-        from lamina.layers.keras_tensor import KerasTensor, pack_like
-
         values = {id(t): x for t, x in zip(self.inputs, flat_inputs)}
         for g in self.nodes:
             layer = g.node.layer
@@ -174,7 +167,7 @@ class Graph:
             kwargs = dict(g.node.call_kwargs)
             if layer._call_has_training and "training" not in kwargs:
                 kwargs["training"] = training
-            if isinstance(layer, L.Dense) and role_of(layer) == AFFINE_ACT:
+            if isinstance(layer, layers.Dense) and role_of(layer) == AFFINE_ACT:
                 z = layer.call_logits(args)
                 a = layer.activation(z)
                 if visit is not None:

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from lamina.diagnostics._graph import Graph, activation_of, fn_name
+from lamina.layers import Activation, BatchNormalization, Dense, Dropout, Input, ReLU
+from lamina.models.sequential import Sequential
+
 __all__ = ["fold"]
 
 
 def _chain_layers(model) -> list:
     """The model's layers in order, if they form a single chain; else a ValueError."""
-    from lamina.diagnostics._graph import Graph
-    from lamina.models.sequential import Sequential
-
     if isinstance(model, Sequential):
         if not model.built or not model.inputs:
             raise ValueError(
@@ -66,6 +67,79 @@ def _copy(layer):
     return type(layer).from_config(layer.get_config())
 
 
+class _Plan:
+    """The folded model's layers, built up one source layer at a time.
+
+    ``steps`` holds ``("dense", W, b, activation, name)`` or ``("copy", layer)``; ``pending`` is the
+    affine map not yet emitted, ``(W, b, [source layers])`` with W of shape (width, width') in float64.
+    """
+
+    def __init__(self):
+        self.steps: list = []
+        self.pending = None
+
+    def affine(self, W, b, source) -> None:
+        if self.pending is None:
+            self.pending = (W, b, [source])
+        else:
+            W0, b0, src = self.pending
+            self.pending = (W0 @ W, b0 @ W + b, src + [source])
+
+    def flush(self, activation="linear") -> bool:
+        """Emit the pending map; True if it was emitted as a Dense."""
+        if self.pending is None:
+            return False
+        W, b, src = self.pending
+        self.pending = None
+        if not any(isinstance(s, Dense) for s in src):
+            self.steps.extend(("copy", s) for s in src)  # a BatchNormalization alone stays as it is
+            return False
+        names = [s.name for s in src if isinstance(s, Dense)]
+        self.steps.append(("dense", W, b, activation, names[-1] if len(names) == 1 else f"{names[-1]}_folded"))
+        return True
+
+    def add_dense(self, layer) -> None:
+        kernel = layer.kernel.numpy().astype(np.float64)
+        bias = layer.bias.numpy().astype(np.float64) if layer.bias is not None else np.zeros(layer.units)
+        self.affine(kernel, bias, layer)
+        if fn_name(layer.activation) != "linear":
+            self.flush(layer.activation)
+
+    def add_batch_norm(self, layer) -> None:
+        """x ↦ gamma (x - mean) / sqrt(var + eps) + beta, an affine map on the last axis."""
+        var = layer.moving_variance.numpy().astype(np.float64)
+        mean = layer.moving_mean.numpy().astype(np.float64)
+        gamma = layer.gamma.numpy().astype(np.float64) if layer.gamma is not None else np.ones_like(var)
+        beta = layer.beta.numpy().astype(np.float64) if layer.beta is not None else np.zeros_like(var)
+        scale = gamma / np.sqrt(var + layer.epsilon)
+        if self.pending is None:  # start from the identity on the normalised axis (its size is var's)
+            self.pending = (np.eye(var.size), np.zeros(var.size), [])
+        W0, b0, src = self.pending
+        self.pending = (W0 * scale, b0 * scale + (beta - mean * scale), src + [layer])
+
+    def add_other(self, layer) -> None:
+        """A non-affine layer: an activation right after an emitted Dense becomes its activation."""
+        if self.pending is not None and _is_plain_activation(layer):
+            if self.flush(layer.activation if isinstance(layer, Activation) else "relu"):
+                return
+        else:
+            self.flush()
+        self.steps.append(("copy", layer))
+
+
+def _is_plain_activation(layer) -> bool:
+    """An Activation layer, or a ReLU with Keras's defaults: foldable into the Dense before it."""
+    if activation_of(layer) is None:
+        return False
+    return isinstance(layer, Activation) or (
+        isinstance(layer, ReLU) and layer.max_value is None and not layer.negative_slope and not layer.threshold)
+
+
+def _is_identity(layer) -> bool:
+    """Layers that do nothing at inference."""
+    return isinstance(layer, Dropout) or (isinstance(layer, Activation) and fn_name(layer.activation) == "linear")
+
+
 def fold(model):
     """An inference-only ``Sequential`` equal to ``model`` (to float32 rounding) with consecutive
     linear layers merged and BatchNormalization folded into the adjacent Dense.
@@ -73,87 +147,37 @@ def fold(model):
     The result is not compiled. Raises ``ValueError`` for models that are not a single chain of
     layers (merges, several inputs or outputs, subclassed models).
     """
-    from lamina import layers as L
-    from lamina.diagnostics._graph import activation_of, fn_name
-    from lamina.models.sequential import Sequential
-
     if not hasattr(model, "layers") or not hasattr(model, "inputs"):
         raise TypeError(f"fold expects a lamina Model. Received: {type(model).__name__}")
-    layers = _chain_layers(model)
+    plan = _Plan()
+    for layer in _chain_layers(model):
+        if _is_identity(layer):
+            continue
+        if isinstance(layer, Dense):
+            plan.add_dense(layer)
+        elif isinstance(layer, BatchNormalization) and _on_last_axis(layer):
+            plan.add_batch_norm(layer)
+        else:
+            plan.add_other(layer)
+    plan.flush()
+    return _build(model, plan.steps)
+
+
+def _build(model, steps: list):
+    """The Sequential that ``steps`` describe, with its weights set."""
     dtype = np.dtype(model.dtype)
-    in_shape = tuple(model.inputs[0].shape[1:])
-
-    plan: list = []  # ("dense", W, b, activation, name) or ("copy", layer)
-    pending = None  # (W, b, [source layers]) with W of shape (width, width') in float64
-
-    def affine(W, b, source):
-        nonlocal pending
-        if pending is None:
-            pending = (W, b, [source])
-        else:
-            W0, b0, src = pending
-            pending = (W0 @ W, b0 @ W + b, src + [source])
-
-    def flush(activation="linear"):
-        """Emit the pending map; returns True if it was emitted as a Dense."""
-        nonlocal pending
-        if pending is None:
-            return False
-        W, b, src = pending
-        pending = None
-        if not any(isinstance(s, L.Dense) for s in src):
-            plan.extend(("copy", s) for s in src)  # a BatchNormalization alone stays as it is
-            return False
-        names = [s.name for s in src if isinstance(s, L.Dense)]
-        plan.append(("dense", W, b, activation, names[-1] if len(names) == 1 else f"{names[-1]}_folded"))
-        return True
-
-    for layer in layers:
-        if isinstance(layer, L.Dropout) or (isinstance(layer, L.Activation) and fn_name(layer.activation) == "linear"):
-            continue
-        if isinstance(layer, L.Dense):
-            K = layer.kernel.numpy().astype(np.float64)
-            bias = layer.bias.numpy().astype(np.float64) if layer.bias is not None else np.zeros(layer.units)
-            affine(K, bias, layer)
-            if fn_name(layer.activation) != "linear":
-                flush(layer.activation)
-            continue
-        if isinstance(layer, L.BatchNormalization) and _on_last_axis(layer):
-            var = layer.moving_variance.numpy().astype(np.float64)
-            mean = layer.moving_mean.numpy().astype(np.float64)
-            gamma = layer.gamma.numpy().astype(np.float64) if layer.gamma is not None else np.ones_like(var)
-            beta = layer.beta.numpy().astype(np.float64) if layer.beta is not None else np.zeros_like(var)
-            s = gamma / np.sqrt(var + layer.epsilon)
-            if pending is None:  # start from the identity on the normalised axis (its size is var's)
-                pending = (np.eye(var.size), np.zeros(var.size), [])
-            W0, b0, src = pending
-            pending = (W0 * s, b0 * s + (beta - mean * s), src + [layer])
-            continue
-        # A non-affine layer: an activation right after an emitted Dense becomes its activation.
-        act_name = activation_of(layer)
-        simple_act = isinstance(layer, L.Activation) or (
-            isinstance(layer, L.ReLU) and layer.max_value is None and not layer.negative_slope and not layer.threshold)
-        if pending is not None and simple_act and act_name is not None:
-            flushed_dense = flush(layer.activation if isinstance(layer, L.Activation) else "relu")
-            if flushed_dense:
-                continue
-        else:
-            flush()
-        plan.append(("copy", layer))
-    flush()
-
-    new_layers = []
-    weights = []
-    for step in plan:
+    new_layers, weights = [], []
+    for step in steps:
         if step[0] == "dense":
             _, W, b, act, name = step
-            new_layers.append(L.Dense(W.shape[1], activation=act, name=name))
+            new_layers.append(Dense(W.shape[1], activation=act, name=name))
             weights.append([W.astype(dtype), b.astype(dtype)])
         else:
             layer = step[1]
             new_layers.append(_copy(layer))
             weights.append([w.numpy() for w in layer.weights])
-    folded = Sequential([L.Input(shape=in_shape)] + new_layers, name=f"{model.name}_folded")
+    in_shape = tuple(model.inputs[0].shape[1:])
+    folded = Sequential([Input(shape=in_shape)] + new_layers, name=f"{model.name}_folded")
     for layer, ws in zip(folded.layers, weights):
         if ws:
             layer.set_weights(ws)

@@ -23,7 +23,10 @@ import math
 
 import numpy as np
 
+from lamina.autodiff import GradientTape, stop_recording, unwrap
 from lamina.diagnostics._graph import ACT, AFFINE_ACT, RELU_FAMILY, Graph, activation_of, flatten_inputs, role_of
+from lamina.layers.keras_tensor import flatten
+from lamina.models import data as data_lib
 
 __all__ = ["FLAT", "SAMPLE_ROWS", "activation_stats", "gradient_norms", "gradient_ratio", "keep_sample",
            "locate_nonfinite", "measure"]
@@ -38,8 +41,6 @@ def keep_sample(model, x, y, rows: int = SAMPLE_ROWS) -> None:
     Uses its own fixed-seed generator so it never moves lamina's global random stream (training
     stays reproducible with or without the doctor).
     """
-    from lamina.models import data as data_lib
-
     if not data_lib.is_array_like(x):
         model._fit_sample = None
         return
@@ -65,8 +66,6 @@ def _prepare(model, x) -> list:
 def _stats_visitor(stats: dict, head=None, head_pre: dict | None = None):
     """A ``Graph.run`` visitor that records each activation layer's statistics into ``stats`` (and
     the pre-activation of the ``head`` node into ``head_pre["z"]``, as computed: possibly a Tensor)."""
-    from lamina.autodiff import unwrap
-
     def visit(g, args, outs):
         layer = g.layer
         r = role_of(layer)
@@ -97,8 +96,6 @@ def _stats_visitor(stats: dict, head=None, head_pre: dict | None = None):
 def activation_stats(model, x, graph: Graph | None = None) -> dict:
     """``{layer name: {"activation", "mean", "std", ["dead"], ["saturated"]}}`` for every layer with a
     non-linear activation, in model order, from one inference pass over ``x``."""
-    from lamina.autodiff import stop_recording
-
     graph = graph or Graph(model)
     if not graph.known:
         return {}
@@ -137,8 +134,6 @@ def gradient_norms(model, x, y, graph: Graph | None = None) -> dict[str, float]:
     One forward + backward pass with the compiled loss (from logits where ``fit`` would use them),
     in inference mode, without updating anything.
     """
-    from lamina.autodiff import GradientTape
-
     graph = graph or Graph(model)
     layers = _weighted_layers(model, graph)
     if not layers or y is None or not getattr(model, "_output_losses", None):
@@ -162,8 +157,6 @@ def measure(model, x, y=None, graph: Graph | None = None) -> tuple[dict, dict]:
     """``(activation_stats, gradient_norms)`` from ONE forward + backward pass over ``x`` (what
     ``ActivationHealth`` runs per epoch): the statistics are read off the recorded forward pass,
     whose output (the logits where ``fit`` uses them) feeds the compiled loss."""
-    from lamina.autodiff import GradientTape
-
     graph = graph or Graph(model)
     layers = _weighted_layers(model, graph)
     if not graph.known or y is None or not layers or not getattr(model, "_output_losses", None):
@@ -215,8 +208,6 @@ def locate_nonfinite(model, x, y=None, graph: Graph | None = None) -> dict | Non
 
     Returns ``{"layer", "op", "value", "message"}``.
     """
-    from lamina.autodiff import stop_recording
-
     graph = graph or Graph(model)
     # Weights that already hold NaN/inf: an earlier update diverged.
     for layer in ([g.layer for g in graph.nodes] if graph.known else model.layers):
@@ -261,8 +252,6 @@ def locate_nonfinite(model, x, y=None, graph: Graph | None = None) -> dict | Non
 
 
 def _max_abs(args) -> float:
-    from lamina.layers.keras_tensor import flatten
-
     vals = [np.asarray(a) for a in flatten(args)]
     best = 0.0
     with np.errstate(all="ignore"):

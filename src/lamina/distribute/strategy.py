@@ -26,6 +26,7 @@ import numpy as np
 
 from lamina import backend
 from lamina.autodiff import unwrap
+from lamina.distribute import _agreement
 from lamina.distribute.errors import DistributedError
 
 DEFAULT_TIMEOUT = 300.0
@@ -78,7 +79,10 @@ class MPIStrategy:
     and validation are reduced across ranks, so every rank sees the same logs (callbacks such as
     ``EarlyStopping`` stop all ranks at the same epoch); only rank 0 prints progress and runs
     ``ModelCheckpoint`` / ``CSVLogger``. ``evaluate`` and ``predict`` split the data into contiguous
-    blocks and return the full result on every rank.
+    blocks and return the full result on every rank. Each ``fit`` first checks that every rank trains
+    alike (model, optimizer and its hyper-parameters, loss, metrics, data length, batch size, epochs)
+    and otherwise raises the same :class:`~lamina.distribute.DistributedError` on every rank, naming
+    what differs on which rank (:meth:`check_agreement`).
 
     ``batch_size`` is per rank: the global batch is ``batch_size * num_replicas_in_sync``. To keep
     the per-sample step size of a single-process run, scale the learning rate with
@@ -114,7 +118,7 @@ class MPIStrategy:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"MPIStrategy: `seed` must be an integer or None. Received: seed={seed!r}")
         mpi = _import_mpi()
-        from lamina.distribute import collectives
+        from lamina.distribute import collectives  # lazy: it registers an atexit hook for MPI
 
         base = mpi.COMM_WORLD if comm is None else comm
         if not isinstance(base, mpi.Comm):
@@ -137,6 +141,7 @@ class MPIStrategy:
         collectives.install_failure_signal_handler()
         self._model = None
         self._shuffle = None
+        self._unsynced_shuffle = None  # (generator, rank 0's seed) until on_fit_begin shares the seed
         if seed is not None:
             self._shuffle = np.random.default_rng(self._bcast_int(int(seed), "broadcast of the shuffle seed"))
         # Gradient reduction: flat buffers reused across steps, keyed by the variables' identity.
@@ -211,7 +216,7 @@ class MPIStrategy:
         if isinstance(optimizer_or_lr, (int, float, np.integer, np.floating)) and \
                 not isinstance(optimizer_or_lr, bool):
             return float(optimizer_or_lr) * n
-        from lamina.optimizers import Optimizer
+        from lamina.optimizers import Optimizer  # lazy: optimizers load on first use (import cost)
 
         if isinstance(optimizer_or_lr, Optimizer):
             lr = optimizer_or_lr._learning_rate
@@ -247,23 +252,65 @@ class MPIStrategy:
             self._broadcast_state(model, "broadcast of rank 0's weights (at compile)")
 
     def shuffle_rng(self) -> np.random.Generator:
-        """The generator of this fit's permutations: the same stream on every rank."""
+        """The generator of this fit's permutations: the same stream on every rank.
+
+        Rank 0 draws the seed here; every rank's generator is set to it in :meth:`on_fit_begin`, after
+        :meth:`check_agreement`, so that no collective runs before that check.
+        """
         if self._shuffle is not None:
             return self._shuffle
         seed = int(backend.rng().integers(2**63 - 1)) if self._rank == 0 else 0
-        return np.random.default_rng(self._bcast_int(seed, "broadcast of the shuffle seed"))
+        generator = np.random.default_rng(seed)
+        self._unsynced_shuffle = (generator, seed)
+        return generator
 
     def filter_callbacks(self, callbacks: list) -> list:
         """Rank 0 keeps every callback; the others drop those that print or write files."""
-        from lamina.distribute._callbacks import filter_callbacks
+        from lamina.distribute._callbacks import filter_callbacks  # lazy: imports lamina.callbacks
 
         return filter_callbacks(list(callbacks), self)
 
     def on_fit_begin(self, model) -> None:
+        """Share this fit's shuffle seed and rank 0's weights (and optimizer state) with every rank.
+
+        The trainer calls :meth:`check_agreement` first, so these collectives run only on ranks that
+        are known to train alike.
+        """
+        pending, self._unsynced_shuffle = self._unsynced_shuffle, None
         self._model = model
         self._reduce_seconds = 0.0
         self._reduce_calls = 0
+        if pending is not None:
+            generator, seed = pending
+            shared = self._bcast_int(seed, "broadcast of the shuffle seed")
+            if shared != seed:
+                generator.bit_generator.state = np.random.default_rng(shared).bit_generator.state
         self._broadcast_state(model, "broadcast of rank 0's weights (at fit)")
+
+    def check_agreement(self, model, train=None, batch_size=None, epochs=None, initial_epoch=0,
+                        validation=None) -> None:
+        """Raise :class:`DistributedError` on every rank when the ranks' fits differ.
+
+        Called by ``fit`` before its first collective. ``train`` is fit's batch source, ``validation``
+        its validation data. Compared: the model's layers (class, config without auto-numbered names,
+        weight shapes), the optimizer with its hyper-parameters, the losses and metrics, and fit's
+        data length, batch size, steps per epoch, epochs, initial epoch, shuffle mode and validation
+        length. One allgather of a 32-byte digest when they agree; the full tables only to word the
+        error, which every rank raises alike.
+        """
+        pending = self._unsynced_shuffle
+        if pending is not None and getattr(train, "rng", None) is not pending[0]:
+            # Drawn for an earlier fit that failed before on_fit_begin: sharing it now, on this rank
+            # alone, would pair with another collective on the other ranks.
+            self._unsynced_shuffle = None
+        settings = _agreement.fit_settings(model, train, batch_size, epochs, initial_epoch, validation)
+        mine = np.frombuffer(_agreement.digest(settings), dtype=np.uint8)
+        digests = self._coll.allgather_bytes(mine, "check that the ranks' fit settings agree")
+        if all(np.array_equal(d, digests[0]) for d in digests):
+            return
+        self._unsynced_shuffle = None  # this fit stops here, before its seed is shared
+        tables = self._coll.allgather_object(settings, "exchange of the ranks' fit settings")
+        raise DistributedError(_agreement.disagreement_message(tables))
 
     def reduce_gradients(self, grads: Sequence, variables: Sequence, n_local: int) -> list[np.ndarray]:
         """``sum_r n_r g_r / sum_r n_r`` over ranks, in one allreduce; ``None`` counts as zeros.

@@ -12,10 +12,14 @@ from lamina.layers.layer import InputSpec, Layer
 class Dense(Layer):
     """A densely connected layer.
 
-    Outside a tape ``call`` is three in-place NumPy calls (matmul, bias add, activation). Under a
-    tape, Dense + bias + activation is ONE graph node with a hand-derived backward whenever the
-    activation's derivative is a function of its output (relu, sigmoid, tanh, softmax, linear);
-    other activations are applied as their own ops after a fused matmul + bias node.
+    Fused activations are the 14 in :data:`lamina.activations.FUSED`, whose derivative is a function
+    of their output: linear, relu, relu6, leaky_relu, elu, selu, sigmoid, hard_sigmoid, tanh,
+    hard_tanh, softplus, exponential, softmax and log_softmax, each with its default arguments
+    (given by name or as the function; ``ops.sigmoid`` etc. are the same functions).
+
+    Outside a tape ``call`` is matmul, in-place bias add, then the activation (in place when fused).
+    Under a tape, matmul + bias + a fused activation is ONE graph node with a hand-derived backward;
+    any other activation (gelu, silu, ...) is applied as its own op after a matmul + bias node.
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",

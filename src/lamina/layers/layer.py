@@ -17,7 +17,7 @@ import inspect
 
 import numpy as np
 
-from lamina import backend
+from lamina import backend, constraints, initializers, regularizers
 from lamina.autodiff import Tensor, Variable, recording, unwrap
 from lamina.layers.keras_tensor import KerasTensor, Node, flatten, is_symbolic, map_structure
 from lamina.naming import auto_name
@@ -100,8 +100,6 @@ class Layer:
         self._build_shapes = None
         self.input_spec: InputSpec | None = None
         self.supports_masking = False
-        from lamina import regularizers
-
         self.activity_regularizer = regularizers.get(activity_regularizer)
         params = inspect.signature(self.call).parameters
         self._call_has_training = "training" in params
@@ -149,8 +147,6 @@ class Layer:
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable: bool = True,
                    regularizer=None, constraint=None, name: str | None = None, **kwargs) -> Variable:
         """Create a weight of ``shape`` initialised by ``initializer`` and track it."""
-        from lamina import constraints, initializers, regularizers
-
         shape = () if shape is None else tuple(int(d) for d in shape)
         dtype = backend.standardize_dtype(dtype or self._dtype)
         if initializer is None:
@@ -207,21 +203,43 @@ class Layer:
         return [v.numpy() for v in self.weights]
 
     def set_weights(self, weights) -> None:
+        """Replace the layer's weights with ``weights``, in ``self.weights`` order; all are checked
+        (count, numeric values, shapes) before any is assigned."""
         own = self.weights
+        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
+            raise ValueError(
+                f"Layer '{self.name}' set_weights() expects a list of {len(own)} arrays. "
+                f"Received: weights of type {type(weights).__name__}"
+            )
         weights = list(weights)
         if len(weights) != len(own):
             raise ValueError(
                 f"Layer '{self.name}' expects {len(own)} weight arrays, but the given list has "
                 f"{len(weights)}. Received: weights of shapes {[np.shape(w) for w in weights]}"
             )
-        for v, w in zip(own, weights):
-            if tuple(np.shape(w)) != v.shape:
-                raise ValueError(
-                    f"Layer '{self.name}' weight '{v.name}' has shape {v.shape}. "
-                    f"Received: an array of shape {tuple(np.shape(w))}"
-                )
-        for v, w in zip(own, weights):
-            v.assign(np.asarray(w, dtype=v.dtype))
+        arrays = [self._weight_array(v, w) for v, w in zip(own, weights)]
+        for v, arr in zip(own, arrays):
+            v.assign(arr.astype(v.dtype, copy=False))
+
+    def _weight_array(self, variable, value) -> np.ndarray:
+        """``value`` as an array for ``variable``: numeric and of its shape, else a ValueError."""
+        try:
+            arr = np.asarray(unwrap(value))
+        except ValueError:  # a ragged nested list
+            arr = None
+        if arr is None or arr.dtype.kind not in "biuf":
+            got = f"an array of dtype {arr.dtype}" if arr is not None and arr.ndim else \
+                f"{type(value).__name__} {value!r:.60}"
+            raise ValueError(
+                f"Layer '{self.name}' weight '{variable.name}' needs a numeric array of shape {variable.shape}. "
+                f"Received: {got}"
+            )
+        if arr.shape != variable.shape:
+            raise ValueError(
+                f"Layer '{self.name}' weight '{variable.name}' has shape {variable.shape}. "
+                f"Received: an array of shape {arr.shape}"
+            )
+        return arr
 
     def count_params(self) -> int:
         if not self.built:
@@ -418,8 +436,6 @@ class Layer:
     def get_config(self) -> dict:
         config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy_config(self._dtype)}
         if self.activity_regularizer is not None:
-            from lamina import regularizers
-
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 

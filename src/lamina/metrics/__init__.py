@@ -52,6 +52,7 @@ from lamina.metrics.regression_metrics import (
     mean_squared_logarithmic_error,
 )
 from lamina.naming import to_snake_case
+from lamina.saving.object_registry import register_builtins
 
 _CLASSES = (
     Metric, Mean, Sum, MeanMetricWrapper,
@@ -82,6 +83,7 @@ FUNCTIONS: dict[str, Callable] = {
         mean_squared_logarithmic_error,
     )
 }
+register_builtins("metric_functions", FUNCTIONS)  # MeanMetricWrapper configs name these
 
 
 def serialize(metric) -> dict:

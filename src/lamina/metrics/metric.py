@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina import backend
+from lamina import backend, initializers
 from lamina.autodiff import Variable
 from lamina.naming import auto_name
 
@@ -19,8 +19,6 @@ def _initial_value(initializer, shape: tuple, dtype: str) -> np.ndarray:
     if isinstance(initializer, (int, float, np.ndarray, list, tuple)):
         return np.broadcast_to(np.asarray(initializer, dtype=dtype), shape).copy()
     if isinstance(initializer, str):
-        from lamina import initializers  # an optional sibling module; imported only when asked
-
         initializer = initializers.get(initializer)
     if callable(initializer):
         return np.asarray(initializer(shape, dtype=dtype), dtype=dtype)

@@ -8,6 +8,7 @@ import numpy as np
 
 from lamina.metrics import metrics_utils as mu
 from lamina.metrics.metric import Metric
+from lamina.saving.object_registry import builtin_objects
 
 
 def reduce_to_samplewise_values(values, sample_weight, reduce_fn, dtype: str, who: str):
@@ -95,19 +96,15 @@ def _deserialize_fn(fn):
     if callable(fn):
         return fn
     name = fn.get("config") if isinstance(fn, dict) else fn
-    from lamina.metrics import FUNCTIONS  # the package's function table (late: circular import)
+    functions = builtin_objects("metric_functions")  # filled by lamina.metrics, which imports this module
+    if isinstance(name, str) and name in functions:
+        return functions[name]
+    from lamina import losses  # lazy: a loss function used as a metric; losses load on first use
 
-    if isinstance(name, str) and name in FUNCTIONS:
-        return FUNCTIONS[name]
-    try:  # a loss function used as a metric (losses is a sibling module that may be absent)
-        from lamina import losses
-
-        if isinstance(name, str) and callable(getattr(losses, name, None)):
-            return getattr(losses, name)
-    except ImportError:
-        pass
+    if isinstance(name, str) and callable(getattr(losses, name, None)):
+        return getattr(losses, name)
     raise ValueError(
-        f"MeanMetricWrapper: unknown metric function {name!r}; known functions: {sorted(FUNCTIONS)}. "
+        f"MeanMetricWrapper: unknown metric function {name!r}; known functions: {sorted(functions)}. "
         f"Received: fn={fn!r}"
     )
 

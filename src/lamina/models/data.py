@@ -3,11 +3,14 @@
 Arrays (single, lists or dicts for multi-input/output models) are validated once, converted to
 float32 once and, when shuffling, permuted once per epoch so that each batch is a cheap slice.
 Python generators and other iterables of ``(x, y)`` or ``(x, y, sample_weight)`` batches stream.
+Rectangular nested Python lists of numbers count as one array (``[[0.1, 0.2], [0.3, 0.4]]``); a
+model with several inputs takes a list or dict of arrays.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -68,6 +71,107 @@ def is_array_like(x) -> bool:
     return False
 
 
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def is_nested_list_data(x) -> bool:
+    """A (nested) Python list or tuple whose first leaf is a number or string: one array's worth of
+    data, as opposed to a list of arrays (several inputs) or a list of ``(x, y)`` batches."""
+    if not isinstance(x, (list, tuple)):
+        return False
+    node = x
+    while isinstance(node, (list, tuple)):
+        if not node:
+            return True
+        node = node[0]
+    return isinstance(node, (numbers.Number, np.generic, str, bytes))
+
+
+def _ragged_detail(rows) -> str:
+    lengths = [len(r) if isinstance(r, (list, tuple)) else None for r in rows]
+    describe = lambda n: "a single value" if n is None else f"{n} values"
+    for i, n in enumerate(lengths):
+        if n != lengths[0]:
+            return f"row 0 has {describe(lengths[0])} but row {i} has {describe(n)}"
+    return "the rows differ in length further down"
+
+
+def nested_list_to_array(x, what: str, name: str) -> np.ndarray:
+    """One array from a rectangular nested list; a ragged one is an error naming the first odd row."""
+    try:
+        arr = np.asarray(x)
+    except ValueError:
+        arr = None
+    if arr is None or arr.dtype.kind == "O":
+        raise ValueError(
+            f"`{name}` passed to {what} is a nested Python list that is not rectangular "
+            f"({_ragged_detail(x)}), so it cannot be read as one array. Pad or trim the rows to one "
+            f"length, or pass a NumPy array. Received: {name}={_short(x)}"
+        )
+    return arr
+
+
+def lists_to_arrays(s, what: str, name: str):
+    """``s`` with nested Python lists of numbers (whole, or as dict values) turned into arrays."""
+    if is_nested_list_data(s):
+        return nested_list_to_array(s, what, name)
+    if isinstance(s, dict):
+        return {k: nested_list_to_array(v, what, f"{name}[{k!r}]") if is_nested_list_data(v) else v
+                for k, v in s.items()}
+    return s
+
+
+def _iterable(x) -> bool:
+    try:
+        iter(x)
+    except TypeError:
+        return False
+    return True
+
+
+def as_input(x, what: str, name: str = "x") -> tuple[object, bool]:
+    """``(x, True)`` for array data (nested lists become arrays), ``(x, False)`` for an iterable of
+    batches; anything else is a ValueError that says what ``what`` accepts."""
+    x = lists_to_arrays(x, what, name)
+    if is_array_like(x):
+        return x, True
+    if isinstance(x, dict):
+        key, value = next((k, v) for k, v in x.items() if not is_array_like(v))
+        raise ValueError(
+            f"`{name}` passed to {what} is a dict, so each of its values must be an array (one per model "
+            f"input). Received: {name}[{key!r}] of type {type(value).__name__}"
+        )
+    if isinstance(x, (str, bytes)) or not _iterable(x):
+        raise ValueError(
+            f"`{name}` passed to {what} must be a NumPy array (a list or dict of arrays for a model with "
+            "several inputs), a nested list of numbers, or an iterable of batches such as a generator. "
+            f"Received: {name}={_short(x)} of type {type(x).__name__}"
+        )
+    return x, False
+
+
+def require_arrays(s, what: str, name: str):
+    """``s`` (nested lists converted) when it is array data; else a ValueError."""
+    s = lists_to_arrays(s, what, name)
+    if not is_array_like(s):
+        raise ValueError(
+            f"`{name}` passed to {what} must be a NumPy array (a list or dict of arrays for a model with "
+            f"several inputs or outputs). Received: {name}={_short(s)} of type {type(s).__name__}"
+        )
+    return s
+
+
+def check_batch_size(batch_size, what: str, name: str = "batch_size") -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size <= 0):
+        raise ValueError(
+            f"`{name}` passed to {what} must be a positive integer (or None for the default). "
+            f"Received: {name}={batch_size!r}"
+        )
+
+
 def to_array(x, what: str, name: str = "x", float_cast: bool = True) -> np.ndarray:
     """A NumPy array for one input; floats become floatx, non-numeric data is a TypeError."""
     arr = np.asarray(unwrap(x))
@@ -81,7 +185,11 @@ def to_array(x, what: str, name: str = "x", float_cast: bool = True) -> np.ndarr
     return arr
 
 
-def check_finite(x, what: str, name: str = "x") -> None:
+_NAN_ADVICE = "which would make the loss NaN. Clean or impute the data first."
+
+
+def check_finite(x, what: str, name: str = "x", advice: str = _NAN_ADVICE) -> None:
+    """A ValueError at the first NaN or inf (its index and value); one cheap pass when all is well."""
     for i, arr in enumerate(_leaves(x)):
         # A finite sum proves every entry finite (NaN or inf would propagate) in one pass with no
         # temporary; only a non-finite sum (bad data, or an overflow of huge values) is looked at closely.
@@ -89,9 +197,59 @@ def check_finite(x, what: str, name: str = "x") -> None:
             bad = np.argwhere(~np.isfinite(arr))[0]
             where = f" (input {i})" if len(_leaves(x)) > 1 else ""
             raise ValueError(
-                f"`{name}`{where} passed to {what} contains NaN or inf values, which would make the loss "
-                f"NaN. Clean or impute the data first. Received: {arr[tuple(bad)]} at index {tuple(bad.tolist())}"
+                f"`{name}`{where} passed to {what} contains NaN or inf values, {advice} "
+                f"Received: {arr[tuple(bad)]} at index {tuple(bad.tolist())}"
             )
+
+
+def check_class_weight(class_weight, what: str) -> None:
+    """``{class index: finite weight}``; the first bad key or weight is named."""
+    if not isinstance(class_weight, dict):
+        raise ValueError(
+            f"`class_weight` passed to {what} must be a dict mapping class indices to weights, e.g. "
+            f"{{0: 1.0, 1: 5.0}}. Received: class_weight of type {type(class_weight).__name__}"
+        )
+    for key, weight in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, numbers.Real) or not math.isfinite(key) \
+                or key != int(key) or key < 0:
+            raise ValueError(
+                f"`class_weight` passed to {what} must have class indices (integers from 0) as keys. "
+                f"Received: key {key!r}"
+            )
+        try:
+            value = float(weight)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not math.isfinite(value):
+            raise ValueError(
+                f"`class_weight` passed to {what} has the weight {weight!r} for class {key!r}; every class "
+                "weight must be a finite number (a NaN or inf weight would turn every model weight into "
+                f"NaN at the first step). Received: class_weight[{key!r}]={weight!r}"
+            )
+
+
+def check_batch_dims(x, y=None, sample_weight=None, what: str = "fit") -> None:
+    """Every array has a first (batch) dimension."""
+    for name, s in (("x", x), ("y", y), ("sample_weight", sample_weight)):
+        for arr in _leaves(s):
+            if np.ndim(arr) == 0:
+                raise ValueError(
+                    f"`{name}` passed to {what} needs a batch (first) dimension: one row per sample. "
+                    f"Received: a scalar {name}={_short(unwrap(arr))}"
+                )
+
+
+def require_samples(x, y=None, sample_weight=None, what: str = "fit") -> int:
+    """The number of samples, which must be the same for all arrays and at least one."""
+    check_batch_dims(x, y, sample_weight, what)
+    n = num_samples(x, y, sample_weight, what)
+    if n == 0:
+        shapes = [tuple(np.shape(a)) for a in _leaves(x)]
+        raise ValueError(
+            f"`x` passed to {what} has no samples, and {what} needs at least one. "
+            f"Received: x of shape {shapes[0] if len(shapes) == 1 else shapes}"
+        )
+    return n
 
 
 def num_samples(x, y=None, sample_weight=None, what: str = "fit") -> int:

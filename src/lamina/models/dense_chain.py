@@ -19,6 +19,7 @@ import numpy as np
 
 from lamina import activations
 from lamina import losses as losses_lib
+from lamina.layers.dense import Dense
 
 
 class DenseChainStep:
@@ -142,17 +143,17 @@ _KINDS = {
 
 def plan(model) -> DenseChainStep | None:
     """A :class:`DenseChainStep` when ``model`` and its compiled loss fit the fast path, else None."""
-    from lamina.layers.dense import Dense
-
     if len(model._output_losses) != 1:
         return None
-    ol = model._output_losses[0]
-    twin = ol.logits_loss
-    if twin is None or not isinstance(twin, losses_lib.LossFunctionWrapper) or ol.weight != 1.0:
+    output_loss = model._output_losses[0]
+    logits_loss = output_loss.logits_loss
+    if logits_loss is None or not isinstance(logits_loss, losses_lib.LossFunctionWrapper):
         return None
-    kind = _KINDS.get(twin.fn)
-    kwargs = twin._fn_kwargs
-    if kind is None or twin.reduction != "sum_over_batch_size" or kwargs.get("axis", -1) != -1:
+    if output_loss.weight != 1.0:
+        return None
+    kind = _KINDS.get(logits_loss.fn)
+    kwargs = logits_loss._fn_kwargs
+    if kind is None or logits_loss.reduction != "sum_over_batch_size" or kwargs.get("axis", -1) != -1:
         return None
     if kwargs.get("ignore_class") is not None:
         return None

@@ -165,9 +165,8 @@ class Functional(Model):
 
     # ------------------------------------------------------------------ config
 
-    def get_config(self) -> dict:
-        from lamina.layers import serialize
-
+    def _node_ids(self) -> dict[int, int]:
+        """Each graph node's index among its layer's calls that belong to this model (Keras's node index)."""
         node_ids = {}
         for layer in self.layers:
             idx = 0
@@ -175,138 +174,207 @@ class Functional(Model):
                 if node in self._nodes or isinstance(layer, InputLayer):
                     node_ids[id(node)] = idx
                     idx += 1
+        return node_ids
 
-        def tensor_ref(t):
+    def get_config(self) -> dict:
+        from lamina.layers import serialize  # lazy: layers' package imports models
+
+        node_ids = self._node_ids()
+
+        def history(t: KerasTensor) -> list:
             layer, node_index, tensor_index = t._keras_history
-            node = layer._inbound_nodes[node_index]
-            return {"class_name": "__keras_tensor__",
-                    "config": {"shape": list(t.shape), "dtype": t.dtype,
-                               "keras_history": [layer.name, node_ids.get(id(node), 0), tensor_index]}}
+            return [layer.name, node_ids.get(id(layer._inbound_nodes[node_index]), 0), tensor_index]
 
         def encode(s):
             if isinstance(s, KerasTensor):
-                return tensor_ref(s)
+                return {"class_name": "__keras_tensor__",
+                        "config": {"shape": list(s.shape), "dtype": s.dtype, "keras_history": history(s)}}
             if isinstance(s, (list, tuple)):
                 return [encode(x) for x in s]
             if isinstance(s, dict):
                 return {k: encode(v) for k, v in s.items()}
             return s
 
-        layer_configs = []
-        for layer in self.layers:
-            cfg = serialize(layer)
-            cfg["name"] = layer.name
-            nodes = []
-            if not isinstance(layer, InputLayer):
-                for node in layer._inbound_nodes:
-                    if node in self._nodes:
-                        nodes.append({"args": [encode(node.call_inputs)], "kwargs": encode(node.call_kwargs)})
-            cfg["inbound_nodes"] = nodes
-            layer_configs.append(cfg)
-
         def refs(struct):
             if isinstance(struct, KerasTensor):
-                layer, node_index, tensor_index = struct._keras_history
-                return [layer.name, node_ids.get(id(layer._inbound_nodes[node_index]), 0), tensor_index]
+                return history(struct)
             if isinstance(struct, dict):
                 return {k: refs(v) for k, v in struct.items()}
             return [refs(x) for x in struct]
 
+        layer_configs = []
+        for layer in self.layers:
+            cfg = serialize(layer)
+            cfg["name"] = layer.name
+            calls = [] if isinstance(layer, InputLayer) else [n for n in layer._inbound_nodes if n in self._nodes]
+            cfg["inbound_nodes"] = [{"args": [encode(n.call_inputs)], "kwargs": encode(n.call_kwargs)} for n in calls]
+            layer_configs.append(cfg)
         return {"name": self.name, "trainable": self.trainable, "layers": layer_configs,
                 "input_layers": refs(self._inputs_struct), "output_layers": refs(self._outputs_struct)}
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None):
-        from lamina.layers import deserialize
-
-        created: dict[str, Layer] = {}
-        outputs_of: dict[tuple, KerasTensor] = {}
-        pending = list(config["layers"])
-        for cfg in pending:
-            layer = deserialize(cfg, custom_objects=custom_objects)
-            created[cfg.get("name", layer.name)] = layer
-            if isinstance(layer, InputLayer):
-                outputs_of[(layer.name, 0, 0)] = layer.output_tensor
-
-        def decode(s):
-            if isinstance(s, dict) and s.get("class_name") == "__keras_tensor__":
-                h = s["config"]["keras_history"]
-                return outputs_of[(h[0], h[1], h[2])]
-            if isinstance(s, list) and len(s) == 3 and isinstance(s[0], str) and isinstance(s[1], int):
-                return outputs_of[(s[0], s[1], s[2])]  # Keras-2 style [name, node, tensor]
-            if isinstance(s, (list, tuple)):
-                return [decode(x) for x in s]
-            if isinstance(s, dict):
-                return {k: decode(v) for k, v in s.items()}
-            return s
-
-        # Layers may be listed before their inputs exist (shared layers): iterate until done.
-        todo = [(created[cfg.get("name")], cfg.get("inbound_nodes", []), cfg) for cfg in pending]
-        node_counts = {name: 0 for name in created}
-        progress = True
-        while progress:
-            progress = False
-            for layer, nodes, cfg in todo:
-                if isinstance(layer, InputLayer):
-                    continue
-                while node_counts[layer.name] < len(nodes):
-                    spec = nodes[node_counts[layer.name]]
-                    try:
-                        if isinstance(spec, dict):
-                            args = decode(spec.get("args", []))
-                            kwargs = decode(spec.get("kwargs", {}))
-                        else:  # Keras 2: [[name, node, tensor, kwargs], ...]
-                            refs = [decode(r[:3]) for r in spec]
-                            args = [refs[0] if len(refs) == 1 else refs]
-                            kwargs = spec[0][3] if spec and len(spec[0]) > 3 else {}
-                    except KeyError:
-                        break
-                    if "build_config" in cfg and not layer.built:
-                        layer.build_from_config(cfg["build_config"])
-                    out = layer(*args, **kwargs)
-                    for i, t in enumerate(flatten(out)):
-                        outputs_of[(layer.name, node_counts[layer.name], i)] = t
-                    node_counts[layer.name] += 1
-                    progress = True
-
-        def restore(struct):
-            if isinstance(struct, dict):
-                return {k: restore(v) for k, v in struct.items()}
-            if isinstance(struct, list) and len(struct) == 3 and isinstance(struct[0], str):
-                return outputs_of[tuple(struct)]
-            return [restore(x) for x in struct]
-
-        inputs = restore(config["input_layers"])
-        outputs = restore(config["output_layers"])
+        """The model a :meth:`get_config` dict (Keras 3's, or Keras 2's ``[name, node, tensor]`` refs)
+        describes. A graph that cannot be connected — a cycle, a reference to a missing layer or call —
+        is a ValueError saying which layer waits on which tensor."""
+        name = config.get("name")
+        layer_configs = config.get("layers")
+        if not isinstance(layer_configs, list):
+            raise ValueError(f"Functional model '{name}': the config's 'layers' must be a list of layer "
+                             f"configs. Received: layers={layer_configs!r:.200}")
+        graph = _GraphBuilder(name, layer_configs, custom_objects)
+        graph.connect()
+        inputs = graph.restore(config.get("input_layers"), "input_layers")
+        outputs = graph.restore(config.get("output_layers"), "output_layers")
         if isinstance(inputs, list) and len(inputs) == 1:
             inputs = inputs[0]
         if isinstance(outputs, list) and len(outputs) == 1 and isinstance(config["output_layers"][0], list):
             outputs = outputs[0]
-        return cls(inputs=inputs, outputs=outputs, name=config.get("name"),
-                   trainable=config.get("trainable", True))
+        return cls(inputs=inputs, outputs=outputs, name=name, trainable=config.get("trainable", True))
 
 
-def keras_layer_order(model) -> list:
-    """A Functional model's layers in Keras's order: by decreasing graph depth, ties broken by the
-    order of a depth-first walk from the outputs (Keras's ``_build_map``), inputs first. This order
-    fixes ``layers``, ``weights`` and ``get_weights()``, so Keras's weight lists transfer as they are.
-    """
-    inputs, outputs = list(model.inputs), list(model.outputs)
+class _Unresolved(Exception):
+    """A tensor reference ``(layer, node, tensor)`` the graph has not produced (yet)."""
+
+    def __init__(self, ref: tuple):
+        super().__init__(ref)
+        self.ref = ref
+
+
+class _GraphBuilder:
+    """Rebuilds a Functional graph from its layer configs: creates the layers, then calls each on the
+    tensors its inbound nodes name, repeating until every call is made (a layer may be listed before
+    the layers it takes input from, e.g. a shared layer)."""
+
+    def __init__(self, model_name, layer_configs: list, custom_objects):
+        from lamina.layers import deserialize  # lazy: layers' package imports models
+
+        self.model_name = model_name
+        self.outputs_of: dict[tuple, KerasTensor] = {}
+        self.todo: list[tuple[Layer, list, dict]] = []
+        for cfg in layer_configs:
+            layer = deserialize(cfg, custom_objects=custom_objects)
+            if isinstance(layer, InputLayer):
+                self.outputs_of[(layer.name, 0, 0)] = layer.output_tensor
+            else:
+                self.todo.append((layer, cfg.get("inbound_nodes", []), cfg))
+        self.calls_made = {layer.name: 0 for layer, _, _ in self.todo}
+
+    def tensor(self, ref) -> KerasTensor:
+        key = tuple(ref)
+        if key not in self.outputs_of:
+            raise _Unresolved(key)
+        return self.outputs_of[key]
+
+    def decode(self, s):
+        """A node's args/kwargs with each tensor reference replaced by the tensor."""
+        if isinstance(s, dict) and s.get("class_name") == "__keras_tensor__":
+            return self.tensor(s["config"]["keras_history"][:3])
+        if isinstance(s, list) and len(s) == 3 and isinstance(s[0], str) and isinstance(s[1], int):
+            return self.tensor(s)  # Keras-2 style [name, node, tensor]
+        if isinstance(s, (list, tuple)):
+            return [self.decode(x) for x in s]
+        if isinstance(s, dict):
+            return {k: self.decode(v) for k, v in s.items()}
+        return s
+
+    def _call_args(self, spec) -> tuple[list, dict]:
+        if isinstance(spec, dict):
+            return self.decode(spec.get("args", [])), self.decode(spec.get("kwargs", {}))
+        refs = [self.decode(r[:3]) for r in spec]  # Keras 2: [[name, node, tensor, kwargs], ...]
+        return [refs[0] if len(refs) == 1 else refs], (spec[0][3] if spec and len(spec[0]) > 3 else {})
+
+    def _call_ready(self, layer, nodes: list, cfg: dict) -> bool:
+        """Make every call of ``layer`` whose inputs exist; True if any was made."""
+        made = False
+        while self.calls_made[layer.name] < len(nodes):
+            try:
+                args, kwargs = self._call_args(nodes[self.calls_made[layer.name]])
+            except _Unresolved:
+                break
+            if "build_config" in cfg and not layer.built:
+                layer.build_from_config(cfg["build_config"])
+            out = layer(*args, **kwargs)
+            for i, t in enumerate(flatten(out)):
+                self.outputs_of[(layer.name, self.calls_made[layer.name], i)] = t
+            self.calls_made[layer.name] += 1
+            made = True
+        return made
+
+    def connect(self) -> None:
+        progress = True
+        while progress:
+            progress = False
+            for layer, nodes, cfg in self.todo:
+                progress = self._call_ready(layer, nodes, cfg) or progress
+        stuck = [(layer, nodes) for layer, nodes, _ in self.todo if self.calls_made[layer.name] < len(nodes)]
+        if stuck:
+            raise ValueError(self._stuck_message(stuck))
+
+    def _stuck_message(self, stuck: list) -> str:
+        waits = {}  # layer name -> the first tensor reference it cannot get
+        for layer, nodes in stuck:
+            try:
+                self._call_args(nodes[self.calls_made[layer.name]])
+            except _Unresolved as e:
+                waits[layer.name] = e.ref
+        where = f"Functional model '{self.model_name}' cannot be connected"
+        cycle = _find_cycle(waits)
+        if cycle:
+            takes = ", ".join(f"'{a}' takes an output of '{b}'" for a, b in zip(cycle, cycle[1:] + cycle[:1]))
+            refs = "; ".join(f"layer '{n}' takes tensor {list(waits[n])}" for n in cycle)
+            return f"{where}: its layers form a cycle ({takes}). Received: {refs}"
+        name, ref = next((n, r) for n, r in waits.items() if r[0] not in waits)
+        if ref[0] not in self.calls_made and (ref[0], 0, 0) not in self.outputs_of:
+            why = "the model has no layer of that name"
+        else:
+            why = "that layer's calls do not produce it"
+        return f"{where}: layer '{name}' takes tensor {list(ref)}, but {why}. Received: inbound node {list(ref)}"
+
+    def restore(self, struct, key: str):
+        """``input_layers`` / ``output_layers`` with each ``[name, node, tensor]`` replaced by the tensor."""
+        if isinstance(struct, dict):
+            return {k: self.restore(v, key) for k, v in struct.items()}
+        if isinstance(struct, list) and len(struct) == 3 and isinstance(struct[0], str):
+            try:
+                return self.tensor(struct)
+            except _Unresolved:
+                raise ValueError(f"Functional model '{self.model_name}': '{key}' names tensor {struct}, which "
+                                 f"no layer produces. Received: {key}={struct!r:.200}") from None
+        if not isinstance(struct, list):
+            raise ValueError(f"Functional model '{self.model_name}': '{key}' must hold [layer, node, tensor] "
+                             f"references. Received: {key}={struct!r:.200}")
+        return [self.restore(x, key) for x in struct]
+
+
+def _find_cycle(waits: dict) -> list | None:
+    """Layer names that wait on one another in a loop (``waits``: name -> (name, node, tensor)), or None."""
+    for start in waits:
+        seen: list = []
+        name = start
+        while name in waits and name not in seen:
+            seen.append(name)
+            name = waits[name][0]
+        if name in seen:
+            return seen[seen.index(name):]
+    return None
+
+
+def _build_map(inputs: list, outputs: list) -> tuple[list, dict[int, int], dict[int, Layer]]:
+    """Keras's ``_build_map``, iteratively: the graph's nodes in finishing order of a depth-first walk
+    from the outputs (inputs first), and each layer's first-visit index."""
     input_ids = {id(t) for t in inputs}
     finished: set[int] = set()
-    order: list = []  # nodes, inputs first (Keras's nodes_in_decreasing_depth)
+    order: list = []
     op_index: dict[int, int] = {}
     layers_by_id: dict[int, Layer] = {}
-
-    def is_input(node) -> bool:
-        return not node.input_tensors and type(node.layer).__name__ == "InputLayer"
 
     def visit(tensor):
         layer, node_index, _ = tensor._keras_history
         node = layer._inbound_nodes[node_index]
         if id(node) in finished:
             return None
-        if not is_input(node) and id(tensor) in input_ids:
+        if not _is_input_node(node) and id(tensor) in input_ids:
             finished.add(id(node))
             return None
         if id(layer) not in op_index:
@@ -314,29 +382,40 @@ def keras_layer_order(model) -> list:
             layers_by_id[id(layer)] = layer
         return node
 
-    for out in outputs:  # an iterative copy of Keras's recursive _build_map_helper
+    def parents_of(node):
+        return iter([] if _is_input_node(node) else node.input_tensors)
+
+    for out in outputs:
         node = visit(out)
-        if node is None:
-            continue
-        stack = [(node, iter([] if is_input(node) else node.input_tensors))]
+        stack = [] if node is None else [(node, parents_of(node))]
         while stack:
             current, parents = stack[-1]
-            for t in parents:
-                child = visit(t)
-                if child is not None:
-                    stack.append((child, iter([] if is_input(child) else child.input_tensors)))
-                    break
-            else:
-                stack.pop()
-                finished.add(id(current))
-                order.append(current)
+            child = next((c for c in map(visit, parents) if c is not None), None)
+            if child is not None:
+                stack.append((child, parents_of(child)))
+                continue
+            stack.pop()
+            finished.add(id(current))
+            order.append(current)
+    return order, op_index, layers_by_id
 
+
+def _is_input_node(node) -> bool:
+    return not node.input_tensors and type(node.layer).__name__ == "InputLayer"
+
+
+def keras_layer_order(model) -> list:
+    """A Functional model's layers in Keras's order: by decreasing graph depth, ties broken by the
+    order of a depth-first walk from the outputs (Keras's ``_build_map``), inputs first. This order
+    fixes ``layers``, ``weights`` and ``get_weights()``, so Keras's weight lists transfer as they are.
+    """
+    inputs = list(model.inputs)
+    order, op_index, layers_by_id = _build_map(inputs, list(model.outputs))
     in_graph = {id(n) for n in order}
     node_depth: dict[int, int] = {}
     op_depth: dict[int, int] = {}
     for node in reversed(order):
-        depth = node_depth.setdefault(id(node), 0)
-        depth = max(depth, op_depth.get(id(node.layer), 0))
+        depth = max(node_depth.setdefault(id(node), 0), op_depth.get(id(node.layer), 0))
         op_depth[id(node.layer)] = depth
         node_depth[id(node)] = depth
         for parent in node.parent_nodes:

@@ -11,6 +11,16 @@ import numpy as np
 
 from lamina.layers.layer import Layer
 from lamina.models.trainer import Trainer
+from lamina.saving.object_registry import builtin_objects
+
+
+def _functional_class() -> type:
+    """``Functional``, the subclass that ``Model(inputs, outputs)`` builds (as in Keras).
+
+    It subclasses this module's ``Model``, so it cannot be imported here; lamina.models registers it
+    with the built-in layers when the package loads, which is always before this module runs.
+    """
+    return builtin_objects("layers")["Functional"]
 
 
 class Model(Trainer, Layer):
@@ -18,9 +28,7 @@ class Model(Trainer, Layer):
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (len(args) >= 2 or "outputs" in kwargs or ("inputs" in kwargs and len(args) >= 1)):
-            from lamina.models.functional import Functional
-
-            return object.__new__(Functional)
+            return object.__new__(_functional_class())
         return object.__new__(cls)
 
     def __init__(self, *args, **kwargs):
@@ -63,7 +71,7 @@ class Model(Trainer, Layer):
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None) -> None:
         """Print a table of the layers: name (type), output shape, parameter count; then totals."""
-        from lamina.models.summary import print_summary
+        from lamina.models.summary import print_summary  # lazy: shutil and textwrap cost ~2 ms
 
         print_summary(self, line_length=line_length, print_fn=print_fn, show_trainable=show_trainable)
 
@@ -108,9 +116,7 @@ class Model(Trainer, Layer):
     @classmethod
     def from_config(cls, config: dict, custom_objects=None):
         if "input_layers" in config and "output_layers" in config:
-            from lamina.models.functional import Functional
-
-            return Functional.from_config(config, custom_objects=custom_objects)
+            return _functional_class().from_config(config, custom_objects=custom_objects)
         return super().from_config(config)
 
     # ------------------------------------------------------------------ saving (see lamina.saving)
@@ -118,39 +124,39 @@ class Model(Trainer, Layer):
     def save(self, filepath, overwrite: bool = True, zipped: bool | None = None, **kwargs) -> None:
         """Save architecture, weights, compile config and optimizer state to a ``.keras`` file
         (``.h5``: the legacy HDF5 file; ``zipped=False``: a folder). Written atomically."""
-        from lamina.saving import saving_api
+        from lamina.saving import saving_api  # lazy: saving sits above models (and brings h5py)
 
         saving_api.save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs)
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         """Save the weights (and built optimizer state) to a ``.weights.h5`` file, atomically."""
-        from lamina.saving import saving_api
+        from lamina.saving import saving_api  # lazy: saving sits above models (and brings h5py)
 
         saving_api.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, skip_mismatch: bool = False, **kwargs) -> None:
         """Load weights from ``.weights.h5``, ``.keras`` or legacy ``.h5``; all checked before any changes."""
-        from lamina.saving import saving_api
+        from lamina.saving import saving_api  # lazy: saving sits above models (and brings h5py)
 
         saving_api.load_weights(self, filepath, skip_mismatch=skip_mismatch, **kwargs)
 
     def to_json(self, **kwargs) -> str:
         """The model's config (Keras 3 format) as a JSON string; ``kwargs`` go to ``json.dumps``."""
-        import json
+        import json  # lazy: import cost, for this one method
 
-        from lamina.saving import serialization_lib
+        from lamina.saving import serialization_lib  # lazy: it loads losses, metrics, optimizers
 
         return json.dumps(serialization_lib.serialize_keras_object(self), default=serialization_lib.json_default,
                           **kwargs)
 
     def get_compile_config(self) -> dict:
         """The compile arguments, serialized as Keras 3 writes them ({} if not compiled)."""
-        from lamina.saving import compile_config
+        from lamina.saving import compile_config  # lazy: it loads losses, metrics, optimizers
 
         return compile_config.get_compile_config(self)
 
     def compile_from_config(self, config: dict) -> None:
         """Compile from :meth:`get_compile_config`'s dict and build the optimizer, as Keras does."""
-        from lamina.saving import compile_config
+        from lamina.saving import compile_config  # lazy: it loads losses, metrics, optimizers
 
         compile_config.compile_from_config(self, config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina.autodiff import Tensor, recording
+from lamina.layers import deserialize, serialize
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor
 from lamina.layers.layer import Layer, _to_shape_struct, shape_of
@@ -22,6 +23,10 @@ class Sequential(Model):
         Model.__init__(self, trainable=trainable, name=name, **kwargs)
         self._input_layer: InputLayer | None = None
         self._stack: list[Layer] = []
+        # Names and ids of what is tracked, so add() stays O(1) however long the stack (a 40,000-layer
+        # file loads in linear time); see _name_taken() and _track().
+        self._stack_names: set[str] = set()
+        self._tracked_ids: set[int] = set()
         self._plan = None  # [(layer.call, takes_training)] for the graph-free inference path
         self.inputs: list[KerasTensor] = []
         self.outputs: list[KerasTensor] = []
@@ -53,7 +58,7 @@ class Sequential(Model):
                 )
             self._input_layer = layer
         else:
-            if any(existing.name == layer.name for existing in self._stack):
+            if self._name_taken(layer.name):
                 raise ValueError(
                     f"All layers added to a Sequential model should have unique names. Name "
                     f"'{layer.name}' is already the name of a layer in this model."
@@ -61,20 +66,32 @@ class Sequential(Model):
             if self._input_layer is None and not self._stack and layer._input_shape_arg is not None:
                 self._input_layer = InputLayer(shape=layer._input_shape_arg)
             self._stack.append(layer)
+            self._stack_names.add(layer.name)
             self._plan = None
             self._track(layer)
         if rebuild:
             self._maybe_build_graph()
 
+    def _name_taken(self, name: str) -> bool:
+        # The set can only be stale after a layer was renamed: confirm a hit against the stack itself.
+        return name in self._stack_names and any(existing.name == name for existing in self._stack)
+
     def _track(self, layer: Layer) -> None:
-        if layer not in self._layers:
+        # Attribute assignments (Layer.__setattr__) append to _layers behind our back, never remove:
+        # a length mismatch means the id set must be refreshed, which happens O(1) times per model.
+        if len(self._tracked_ids) != len(self._layers):
+            self._tracked_ids = {id(la) for la in self._layers}
+        if id(layer) not in self._tracked_ids:
             self._layers.append(layer)
+            self._tracked_ids.add(id(layer))
 
     def pop(self, rebuild: bool = True) -> Layer:
         if not self._stack:
             raise TypeError("There are no layers in the model.")
         layer = self._stack.pop()
         self._layers.remove(layer)
+        self._tracked_ids.discard(id(layer))
+        self._stack_names = {la.name for la in self._stack}
         self._plan = None
         self.built = False
         if rebuild:
@@ -192,8 +209,6 @@ class Sequential(Model):
     # ------------------------------------------------------------------ config
 
     def get_config(self) -> dict:
-        from lamina.layers import serialize
-
         layers = []
         if self._input_layer is not None:
             layers.append(serialize(self._input_layer))
@@ -210,8 +225,6 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None):
-        from lamina.layers import deserialize
-
         layer_cfgs = config["layers"] if isinstance(config, dict) else config
         model = cls(name=config.get("name") if isinstance(config, dict) else None,
                     trainable=config.get("trainable", True) if isinstance(config, dict) else True)

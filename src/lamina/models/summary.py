@@ -7,6 +7,8 @@ import textwrap
 
 import numpy as np
 
+from lamina.layers.input_layer import InputLayer
+
 
 def readable_size(n_bytes: float) -> str:
     """427.29 KB style, with 1024 steps, as Keras prints."""
@@ -36,8 +38,6 @@ def _node_in_model(node, model) -> bool:
     nodes = getattr(model, "_nodes", None)
     if nodes is None:  # Sequential: the stack's latest graph
         return node is (node.layer._inbound_nodes[-1] if node.layer._inbound_nodes else None)
-    from lamina.layers.input_layer import InputLayer
-
     return node in nodes or isinstance(node.layer, InputLayer)
 
 
@@ -63,10 +63,26 @@ def _is_branching(model) -> bool:
     )
 
 
+def _rows(model, connected: bool, show_trainable: bool) -> list[list[str]]:
+    """One row of cells per layer: name (type), output shape, parameters[, connections][, trainable]."""
+    if not model.built:
+        return [[f"{layer.name} ({type(layer).__name__})", "?", "0 (unbuilt)"] for layer in model.layers]
+    rows = []
+    for layer in model.layers:
+        if isinstance(layer, InputLayer) and not hasattr(model, "_nodes"):
+            continue
+        params = sum(int(np.prod(w.shape)) for w in layer.weights) if layer.built else 0
+        row = [f"{layer.name} ({type(layer).__name__})", _shape_str(layer, model), f"{params:,}"]
+        if connected:
+            row.append(_connections(layer, model))
+        if show_trainable:
+            row.append("Y" if layer.trainable else "N")
+        rows.append(row)
+    return rows
+
+
 def print_summary(model, line_length=None, print_fn=None, show_trainable=False) -> None:
     print_fn = print_fn or print
-    from lamina.layers.input_layer import InputLayer
-
     connected = _is_branching(model)
     headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if connected else [])
     if show_trainable:
@@ -78,22 +94,7 @@ def print_summary(model, line_length=None, print_fn=None, show_trainable=False) 
     widths = [max(len(h) + 2, int(total_width * f)) for h, f in zip(headers, fracs)]
     aligns = ["<", "<", ">"] + (["<"] if connected else []) + (["^"] if show_trainable else [])
 
-    rows = []
-    if model.built:
-        layers = model.layers if connected or not hasattr(model, "_stack") else model.layers
-        for layer in layers:
-            if isinstance(layer, InputLayer) and not hasattr(model, "_nodes"):
-                continue
-            params = sum(int(np.prod(w.shape)) for w in layer.weights) if layer.built else 0
-            row = [f"{layer.name} ({type(layer).__name__})", _shape_str(layer, model), f"{params:,}"]
-            if connected:
-                row.append(_connections(layer, model))
-            if show_trainable:
-                row.append("Y" if layer.trainable else "N")
-            rows.append(row)
-    else:
-        for layer in model.layers:
-            rows.append([f"{layer.name} ({type(layer).__name__})", "?", "0 (unbuilt)"])
+    rows = _rows(model, connected, show_trainable)
 
     def line(left, mid, right, fill):
         return left + mid.join(fill * w for w in widths) + right

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from lamina import backend
+from lamina import backend, ops
 from lamina.autodiff import GradientTape, Tensor, unwrap
 from lamina.models import data as data_lib
 
@@ -63,6 +63,8 @@ class Trainer:
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1, jit_compile="auto",
                 auto_scale_loss=True, **kwargs) -> None:
         """Configure training: optimizer, loss (per output for multi-output models), metrics."""
+        # lazy: losses, metrics and optimizers load on first use (import lamina stays cheap), and
+        # compile_utils imports losses
         from lamina import losses as losses_lib
         from lamina import metrics as metrics_lib
         from lamina import optimizers
@@ -105,16 +107,16 @@ class Trainer:
             weights = [1.0] * n_out
         else:
             weights = [float(loss_weights)] * n_out
-        for i, lo in enumerate(losses_per_output):
-            obj = compile_utils.as_loss_object(losses_lib.get(lo)) if lo is not None else None
+        for i, spec in enumerate(losses_per_output):
+            obj = compile_utils.as_loss_object(losses_lib.get(spec)) if spec is not None else None
             name = names[i] if names else "output"
             self._output_losses.append(_OutputLoss(obj, weights[i] if i < len(weights) else 1.0, name))
         self._metric_specs = metrics
         self._weighted_metric_specs = weighted_metrics
         self._output_metrics = []  # resolved lazily: "accuracy" depends on label shapes
         self._loss_tracker = metrics_lib.Mean(name="loss")
-        self._per_output_trackers = [metrics_lib.Mean(name=f"{ol.name}_loss") for ol in self._output_losses] \
-            if len(self._output_losses) > 1 else []
+        self._per_output_trackers = [metrics_lib.Mean(name=f"{output_loss.name}_loss")
+                                     for output_loss in self._output_losses] if len(self._output_losses) > 1 else []
         self._use_logits = None
         self._fast_planned = False
         # Compiled inside `with strategy.scope():` — train data-parallel with that strategy.
@@ -129,13 +131,13 @@ class Trainer:
 
     def _run_lint(self, mode) -> None:
         """The activation doctor's structural and loss rules (see lamina.diagnostics.lint)."""
-        from lamina.diagnostics.lint import check_at_compile
+        from lamina.diagnostics.lint import check_at_compile  # lazy: diagnostics load on first use
 
         check_at_compile(self, mode)
 
     def _before_fit(self, x, y) -> None:
         """The activation doctor's data rules, and a row sample kept for ActivationHealth."""
-        from lamina.diagnostics.lint import check_at_fit
+        from lamina.diagnostics.lint import check_at_fit  # lazy: diagnostics load on first use
 
         check_at_fit(self, x, y, getattr(self, "_lint_mode", None))
 
@@ -145,7 +147,7 @@ class Trainer:
                 f"You must call `compile()` before calling `{what}()` on model '{self.name}'. "
                 "For example: model.compile(optimizer='adam', loss='sparse_categorical_crossentropy')."
             )
-        if all(ol.loss is None for ol in self._output_losses) and what in ("fit", "train_on_batch"):
+        if all(output_loss.loss is None for output_loss in self._output_losses) and what in ("fit", "train_on_batch"):
             raise ValueError(
                 f"Model '{self.name}' was compiled without a loss, so it cannot be trained. "
                 "Pass loss=... to compile()."
@@ -154,11 +156,11 @@ class Trainer:
     # ------------------------------------------------------------------ metrics
 
     def _build_metrics(self, y_batch, y_pred) -> None:
-        from lamina import metrics as metrics_lib
+        from lamina import metrics as metrics_lib  # lazy: metrics load on first use
 
         ys = self._as_list(y_batch)
         preds = self._as_list(y_pred)
-        names = [ol.name for ol in self._output_losses]
+        names = [output_loss.name for output_loss in self._output_losses]
         self._output_metrics = []
         for i in range(len(self._output_losses)):
             out = []
@@ -203,11 +205,13 @@ class Trainer:
         for m in self.metrics:
             m.reset_state()
 
+    def _metric_results(self) -> dict:
+        """Each metric's result by display name, in ``metrics_names`` order (loss first)."""
+        return {getattr(m, "_display_name", m.name): float(m.result()) for m in self.metrics}
+
     def _logs(self) -> dict:
-        logs = {}
-        for m in self.metrics:
-            logs[getattr(m, "_display_name", m.name)] = float(m.result())
-        return logs
+        """The logs callbacks and dict returns see: sorted by name, as Keras 3 orders them."""
+        return dict(sorted(self._metric_results().items()))
 
     # ------------------------------------------------------------------ one step
 
@@ -215,7 +219,7 @@ class Trainer:
         if s is None:
             return []
         if isinstance(s, dict):
-            names = [ol.name for ol in self._output_losses]
+            names = [output_loss.name for output_loss in self._output_losses]
             return [s[n] for n in names if n in s] if all(n in s for n in names) else list(s.values())
         if isinstance(s, (list, tuple)) and len(self._output_losses) > 1:
             return list(s)
@@ -228,12 +232,13 @@ class Trainer:
         self._use_logits = False
         if len(self._output_losses) != 1 or not hasattr(self, "_run"):
             return False
-        ol = self._output_losses[0]
-        from lamina.models import compile_utils
+        output_loss = self._output_losses[0]
+        from lamina.models import compile_utils  # lazy: compile_utils imports losses, which load on first use
 
-        twin = compile_utils.logits_twin(ol.loss, self._output_activation()) if ol.loss is not None else None
+        twin = None if output_loss.loss is None else \
+            compile_utils.logits_twin(output_loss.loss, self._output_activation())
         if twin is not None:
-            ol.logits_loss = twin
+            output_loss.logits_loss = twin
             self._use_logits = True
         return self._use_logits
 
@@ -264,14 +269,14 @@ class Trainer:
             [sample_weight] * len(self._output_losses)
         total = None
         per_output = []
-        for i, ol in enumerate(self._output_losses):
-            if ol.loss is None:
+        for i, output_loss in enumerate(self._output_losses):
+            if output_loss.loss is None:
                 per_output.append(None)
                 continue
-            fn = ol.logits_loss if logits else ol.loss
+            fn = output_loss.logits_loss if logits else output_loss.loss
             value = fn(ys[i], preds[i], sample_weight=sws[i] if i < len(sws) else None)
             per_output.append(value)
-            term = value * ol.weight if ol.weight != 1.0 else value
+            term = value * output_loss.weight if output_loss.weight != 1.0 else value
             total = term if total is None else total + term
         reg = self.losses
         if reg:
@@ -282,8 +287,6 @@ class Trainer:
     def _prepare_logits_for_metrics(self, y_pred, logits: bool):
         if not logits:
             return y_pred
-        from lamina import ops
-
         act = self._output_activation()
         return np.asarray(act(unwrap(y_pred))) if act is not None else ops.softmax(unwrap(y_pred))
 
@@ -309,7 +312,7 @@ class Trainer:
 
     def _plan_fast_step(self) -> None:
         """Choose the hand-written Dense-chain step when the model and loss allow (see dense_chain)."""
-        from lamina.models import dense_chain
+        from lamina.models import dense_chain  # lazy: dense_chain imports losses, which load on first use
 
         self._fast_planned = True
         self._fast_step = None
@@ -321,7 +324,7 @@ class Trainer:
     def _consolidate_weights(self) -> None:
         """Make the float32 trainable weights views of one flat buffer (the optimizer then updates
         them all in a few vectorised calls, and an all-reduce moves them in one message)."""
-        from lamina.optimizers.optimizer import _span
+        from lamina.optimizers.optimizer import _span  # lazy: optimizers load on first use
 
         weights = [v for v in self.trainable_weights if v.dtype == np.float32]
         if not weights:
@@ -382,21 +385,30 @@ class Trainer:
     # ------------------------------------------------------------------ data
 
     def _prepare_arrays(self, x, y, sample_weight, what: str, check_labels: bool = True):
-        x = data_lib._map(lambda a: data_lib.to_array(a, what, "x"), x)
-        y = data_lib._map(lambda a: data_lib.to_array(a, what, "y", float_cast=False), y)
-        if sample_weight is not None:
-            sample_weight = data_lib._map(lambda a: data_lib.to_array(a, what, "sample_weight"), sample_weight)
-        data_lib.num_samples(x, y, sample_weight, what)
+        """Convert array data once and check it once: sample counts, NaN/inf in x, y and the sample
+        weights, labels against the loss, input shapes."""
+        x, y, sample_weight = _as_arrays(x, y, sample_weight, what)
+        data_lib.require_samples(x, y, sample_weight, what)
         data_lib.check_finite(x, what, "x")
         if y is not None:
             ys = data_lib._leaves(y)
             data_lib.check_finite(ys, what, "y")
             if check_labels:
                 self._check_targets(y)
+        if sample_weight is not None:
+            data_lib.check_finite(sample_weight, what, "sample_weight", advice=_WEIGHT_ADVICE)
         self._check_input_shapes(x)
         return x, y, sample_weight
 
     def _check_input_shapes(self, x) -> None:
+        single = hasattr(self, "_check_input") and not hasattr(self, "_flatten_inputs")  # a Sequential
+        if single and isinstance(x, (dict, list, tuple)):
+            got = f"a dict with keys {list(x)}" if isinstance(x, dict) else \
+                f"a {type(x).__name__} of {len(x)} array{'s' if len(x) != 1 else ''}"
+            raise ValueError(
+                f"Sequential model '{self.name}' takes a single input array; a dict or list of arrays is for "
+                f"a functional Model with several inputs. Received: {got}"
+            )
         inputs = getattr(self, "inputs", None)
         if not inputs:
             return
@@ -408,15 +420,71 @@ class Trainer:
 
     def _check_targets(self, y) -> None:
         """Labels vs loss before the first step (ranges, one-hot vs sparse), in the loss's words."""
-        from lamina.models import compile_utils
+        from lamina.models import compile_utils  # lazy: compile_utils imports losses, which load on first use
 
         ys = self._as_list(y)
         outputs = getattr(self, "outputs", None) or []
-        for i, ol in enumerate(self._output_losses):
-            if ol.loss is None or i >= len(ys):
+        for i, output_loss in enumerate(self._output_losses):
+            if output_loss.loss is None or i >= len(ys):
                 continue
             out_shape = outputs[i].shape if i < len(outputs) else None
-            compile_utils.check_targets(ol.loss, ys[i], out_shape)
+            compile_utils.check_targets(output_loss.loss, ys[i], out_shape)
+
+    def _check_metrics_before_training(self, x, y, sample_weight, what: str) -> None:
+        """Update the metrics once on the first ``PROBE_ROWS`` samples, without training.
+
+        A training step computes the loss before the optimizer update but the metrics after it, so
+        targets a metric cannot read (say a ``(n, 1, 1)`` y for sparse accuracy) would fail with the
+        weights already changed. Costs one small inference forward per ``fit``, nothing without metrics.
+        """
+        if not (self._metric_specs or self._weighted_metric_specs):
+            return
+        xs, ys, sws = (data_lib.slice_all(s, slice(0, PROBE_ROWS)) for s in (x, y, sample_weight))
+        try:
+            self._update_metrics(ys, self._forward(xs, training=False), sws, 0.0, (), _batch_len(xs))
+        except (ValueError, TypeError) as error:
+            raise _same_kind(error)(
+                f"{what}: the metrics were tried on the first samples before any training step (no weight "
+                f"has changed) and failed: {error}"
+            ) from error
+        finally:
+            self._clear_losses()
+            self.reset_metrics()
+
+    def _prepare_stream_batch(self, x_batch, y_batch, weight_batch, class_weight, what: str, step: int,
+                              epoch: int | None = None):
+        """One batch from a generator, converted and checked as arrays are (one cheap pass each); a
+        bad batch is named by its index."""
+        try:
+            x_batch, y_batch, weight_batch = self._check_stream_batch(x_batch, y_batch, weight_batch, what)
+        except (ValueError, TypeError) as error:
+            where = f"Batch {step}" if epoch is None else f"Batch {step} of epoch {epoch + 1}"
+            raise _same_kind(error)(f"{where} given to {what} is invalid: {error}") from error
+        if class_weight is not None and weight_batch is None:
+            weight_batch = data_lib.class_weights_to_sample_weights(self._as_list(y_batch)[0], class_weight)
+        return x_batch, y_batch, weight_batch
+
+    def _check_stream_batch(self, x_batch, y_batch, weight_batch, what: str):
+        x_batch, y_batch, weight_batch = _as_arrays(x_batch, y_batch, weight_batch, what)
+        if what == "predict":
+            data_lib.check_batch_dims(x_batch, what=what)
+        else:
+            if y_batch is None and self._output_losses and self._output_losses[0].loss is not None:
+                raise ValueError(
+                    f"Batches given to {what} must include targets: (x, y) or (x, y, sample_weight). "
+                    f"Received: a batch with x only (of type {type(x_batch).__name__})"
+                )
+            data_lib.require_samples(x_batch, y_batch, weight_batch, what)
+        self._ensure_built(x_batch)
+        self._check_input_shapes(x_batch)
+        if what != "predict":
+            data_lib.check_finite(x_batch, what, "x")
+            if y_batch is not None:
+                data_lib.check_finite(data_lib._leaves(y_batch), what, "y")
+                self._check_targets(y_batch)
+            if weight_batch is not None:
+                data_lib.check_finite(weight_batch, what, "sample_weight", advice=_WEIGHT_ADVICE)
+        return x_batch, y_batch, weight_batch
 
     # ------------------------------------------------------------------ fit
 
@@ -424,47 +492,69 @@ class Trainer:
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1, **kwargs):
-        """Train for ``epochs`` epochs; returns a History whose ``history`` maps metric → values."""
-        from lamina import callbacks as callbacks_lib
+        """Train for ``epochs`` epochs; returns a History whose ``history`` maps metric → values.
 
+        Everything about the data is checked before the first step (shapes, NaN/inf in x, y and the
+        sample or class weights, labels against the loss and the metrics), so a ``fit`` that fails
+        on its input changes no weight; batches from a generator are checked one by one.
+        """
         health = kwargs.pop("health", None)
         strategy = kwargs.pop("strategy", None)
         if kwargs:
             raise TypeError(f"fit() got unexpected keyword arguments: {sorted(kwargs)}")
+        self._check_fit_arguments(x, batch_size, epochs, steps_per_epoch, class_weight, sample_weight,
+                                  validation_batch_size)
+        user_callbacks = _callback_list(callbacks, "fit")
+        verbose = 1 if verbose == "auto" else int(verbose)
+        batch_size = batch_size or 32
+        if strategy is not None:
+            strategy._attach(self)
+        dist = self._distribution
+        if dist is not None and not dist.is_chief:
+            verbose = 0
+        train, x, y, val = self._fit_inputs(x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch,
+                                            validation_split if validation_data is None else 0.0)
+        self._before_fit(x, y)
+        if isinstance(train, data_lib.ArrayBatches):
+            self._check_metrics_before_training(train.x, train.y, train.sw, "fit")
+        if validation_data is not None:
+            val = self._unpack_validation(validation_data)
+        if dist is not None:  # every rank must train alike: one clear error on all of them if not
+            dist.check_agreement(self, train, batch_size, epochs, initial_epoch, val)
+        history, cbs = self._fit_callbacks(user_callbacks, verbose, health, epochs, train)
+        self.stop_training = False
+        self._fast_planned = False  # layers may have been frozen or replaced since the last fit
+        cbs.on_train_begin()
+        logs = self._fit_epochs(train, cbs, range(initial_epoch, epochs), class_weight, val,
+                                (validation_freq, validation_batch_size or batch_size, validation_steps))
+        cbs.on_train_end(logs)
+        self.history = history
+        return history
+
+    def _check_fit_arguments(self, x, batch_size, epochs, steps_per_epoch, class_weight, sample_weight,
+                             validation_batch_size) -> None:
         self._assert_compiled("fit")
         if x is None:
             raise ValueError("fit() needs training data. Received: x=None")
-        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size <= 0):
-            raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
-        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        data_lib.check_batch_size(batch_size, "fit")
+        data_lib.check_batch_size(validation_batch_size, "fit", "validation_batch_size")
+        data_lib.check_batch_size(steps_per_epoch, "fit", "steps_per_epoch")
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"`epochs` must be a non-negative integer. Received: epochs={epochs!r}")
         if class_weight is not None and sample_weight is not None:
             raise ValueError(
                 "Arguments `sample_weight` and `class_weight` cannot be specified at the same time. "
                 f"Received: sample_weight=..., class_weight={class_weight}"
             )
-        verbose = 1 if verbose == "auto" else int(verbose)
-        batch_size = batch_size or 32
-        val = None
-        if strategy is not None:
-            strategy._attach(self)
-        dist = self._distribution
-        if dist is not None and not dist.is_chief:
-            verbose = 0
-        if data_lib.is_array_like(x):
-            x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "fit")
-            if y is None:
-                raise ValueError("fit() with array inputs needs targets. Received: y=None")
-            self._ensure_built(x)
-            if validation_data is None and validation_split:
-                (x, y, sample_weight), val = data_lib.split_validation(x, y, sample_weight, validation_split)
-            if class_weight is not None:
-                sample_weight = data_lib.class_weights_to_sample_weights(self._as_list(y)[0], class_weight)
-            train = data_lib.ArrayBatches(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
-                                          steps=steps_per_epoch, what="fit",
-                                          rng=dist.shuffle_rng() if dist is not None else None,
-                                          shard=dist.shard if dist is not None else None)
-        else:
+        if class_weight is not None:
+            data_lib.check_class_weight(class_weight, "fit")
+
+    def _fit_inputs(self, x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch,
+                    validation_split):
+        """``(train batches, x, y, validation arrays or None)`` from fit's data arguments
+        (``validation_split`` is 0 when ``validation_data`` is given: that one wins, as in Keras)."""
+        x, arrays = data_lib.as_input(x, "fit")
+        if not arrays:
             if y is not None:
                 raise ValueError(
                     "When `x` is a generator or iterable of batches, `y` must be None (targets come with "
@@ -472,64 +562,92 @@ class Trainer:
                 )
             if validation_split:
                 raise ValueError("`validation_split` is only supported for array inputs.")
-            train = data_lib.IterableBatches(x, steps=steps_per_epoch, what="fit")
-        self._before_fit(x, y)
-        if validation_data is not None:
-            val = self._unpack_validation(validation_data)
-        steps = len(train) if train.steps is not None else None
+            return data_lib.IterableBatches(x, steps=steps_per_epoch, what="fit"), x, y, None
+        val = None
+        x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "fit")
+        if y is None:
+            raise ValueError("fit() with array inputs needs targets. Received: y=None")
+        self._ensure_built(x)
+        if validation_split:
+            (x, y, sample_weight), val = data_lib.split_validation(x, y, sample_weight, validation_split)
+        if class_weight is not None:
+            sample_weight = data_lib.class_weights_to_sample_weights(self._as_list(y)[0], class_weight)
+        dist = self._distribution
+        train = data_lib.ArrayBatches(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
+                                      steps=steps_per_epoch, what="fit",
+                                      rng=dist.shuffle_rng() if dist is not None else None,
+                                      shard=dist.shard if dist is not None else None)
+        return train, x, y, val
+
+    def _fit_callbacks(self, user_callbacks: list, verbose: int, health, epochs: int, train):
+        """The History and the CallbackList that ``fit`` drives."""
+        from lamina import callbacks as callbacks_lib  # lazy: callbacks load on first use
 
         history = callbacks_lib.History()
-        cb_list = [history] + list(callbacks or [])
+        cb_list = [history] + user_callbacks
         if verbose:
             cb_list.append(callbacks_lib.ProgbarLogger())
         if health:
-            from lamina.callbacks import ActivationHealth
-
-            cb_list.append(ActivationHealth() if health is True else health)
+            cb_list.append(callbacks_lib.ActivationHealth() if health is True else health)
+        dist = self._distribution
         if dist is not None:
             cb_list = dist.filter_callbacks(cb_list)
             dist.on_fit_begin(self)
-        cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=epochs, steps=steps)
-        self.stop_training = False
-        self._fast_planned = False  # layers may have been frozen or replaced since the last fit
-        cbs.on_train_begin()
-        listen_begin = _listens(cbs, "on_train_batch_begin")
-        listen_end = _listens(cbs, "on_train_batch_end")
+        steps = len(train) if train.steps is not None else None
+        return history, callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=epochs, steps=steps)
+
+    def _fit_epochs(self, train, cbs, epochs: range, class_weight, val, val_settings: tuple) -> dict:
+        """The epoch loop; returns the last epoch's logs."""
+        validation_freq, validation_batch_size, validation_steps = val_settings
+        listen = (_listens(cbs, "on_train_batch_begin"), _listens(cbs, "on_train_batch_end"))
+        dist = self._distribution
         logs = {}
-        for epoch in range(initial_epoch, epochs):
+        for epoch in epochs:
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            step = -1
-            for step, (xb, yb, swb) in enumerate(train.epoch()):
-                if not isinstance(train, data_lib.ArrayBatches):
-                    first = step == 0 and epoch == initial_epoch
-                    xb, yb, swb = self._prepare_stream_batch(xb, yb, swb, class_weight, first)
-                if listen_begin:
-                    cbs.on_train_batch_begin(step)
-                self._train_step(xb, yb, swb)
-                if listen_end:
-                    cbs.on_train_batch_end(step, self._batch_logs())
-                if self.stop_training:
-                    break
-            if step < 0:
+            if not self._fit_one_epoch(train, cbs, epoch, epoch == epochs.start, class_weight, listen):
+                if epoch == epochs.start:
+                    raise ValueError(
+                        "`x` passed to fit produced no batches, so there is nothing to train on. Pass a "
+                        "non-empty iterable, or a fresh generator. Received: an empty iterable of type "
+                        f"{type(train.source).__name__}"
+                    )
                 warnings.warn(
                     f"Your input ran out of data at epoch {epoch + 1}; training stops here. Make sure the "
                     "data can produce steps_per_epoch * epochs batches (use a re-iterable or a "
-                    "generator that loops).", UserWarning, stacklevel=2,
+                    "generator that loops).", UserWarning, stacklevel=3,
                 )
                 break
             if dist is not None:
                 dist.reduce_metrics(self.metrics)
             logs = self._logs()
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_data(val, validation_batch_size or batch_size, validation_steps)
+                val_logs = self._evaluate_data(val, validation_batch_size, validation_steps)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
-        cbs.on_train_end(logs)
-        self.history = history
-        return history
+        return logs
+
+    def _fit_one_epoch(self, train, cbs, epoch: int, first_epoch: bool, class_weight, listen: tuple) -> int:
+        """One pass over the training batches; returns how many steps ran."""
+        listen_begin, listen_end = listen
+        streaming = not isinstance(train, data_lib.ArrayBatches)
+        step = -1
+        for step, (x_batch, y_batch, weight_batch) in enumerate(train.epoch()):
+            if streaming:
+                x_batch, y_batch, weight_batch = self._prepare_stream_batch(
+                    x_batch, y_batch, weight_batch, class_weight, "fit", step, epoch)
+                if first_epoch and step == 0:
+                    self._check_metrics_before_training(x_batch, y_batch, weight_batch, "fit")
+            if listen_begin:
+                cbs.on_train_batch_begin(step)
+            self._train_step(x_batch, y_batch, weight_batch)
+            if listen_end:
+                cbs.on_train_batch_end(step, self._batch_logs())
+            if self.stop_training:
+                break
+        return step + 1
 
     def _batch_logs(self) -> dict:
         return self._logs()
@@ -539,29 +657,14 @@ class Trainer:
             first = data_lib._leaves(x)[0]
             self._maybe_build((None,) + tuple(np.shape(first))[1:])
 
-    def _prepare_stream_batch(self, xb, yb, swb, class_weight, first: bool):
-        xb = data_lib._map(lambda a: data_lib.to_array(a, "fit", "x"), xb)
-        if yb is not None:
-            yb = data_lib._map(lambda a: data_lib.to_array(a, "fit", "y", float_cast=False), yb)
-        if swb is not None:
-            swb = data_lib._map(lambda a: data_lib.to_array(a, "fit", "sample_weight"), swb)
-        if yb is None and self._output_losses and self._output_losses[0].loss is not None:
-            raise ValueError(
-                "Batches from the training generator must include targets: (x, y) or (x, y, sample_weight)."
-            )
-        if first:
-            data_lib.num_samples(xb, yb, swb, "fit")
-            self._ensure_built(xb)
-            self._check_input_shapes(xb)
-        if class_weight is not None and swb is None:
-            swb = data_lib.class_weights_to_sample_weights(self._as_list(yb)[0], class_weight)
-        return xb, yb, swb
-
     def _unpack_validation(self, validation_data):
         if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
             vx, vy = validation_data[0], validation_data[1]
             vsw = validation_data[2] if len(validation_data) == 3 else None
-            return self._prepare_arrays(vx, vy, vsw, "fit (validation_data)")
+            val = self._prepare_arrays(vx, vy, vsw, "fit (validation_data)")
+            if self.built:
+                self._check_metrics_before_training(*val, "fit (validation_data)")
+            return val
         if data_lib.is_array_like(validation_data):
             raise ValueError(
                 "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight), or an "
@@ -574,67 +677,73 @@ class Trainer:
         dist = self._distribution
         if isinstance(data, tuple):
             batches = data_lib.ArrayBatches(*data, batch_size=batch_size, steps=steps, what="evaluate",
-                                            shard=dist.shard if dist is not None else None).epoch()
+                                            shard=dist.shard if dist is not None else None)
         else:
-            batches = data_lib.IterableBatches(data, steps=steps, what="evaluate").epoch()
-        for xb, yb, swb in batches:
-            if not isinstance(data, tuple):
-                xb, yb, swb = self._prepare_stream_batch(xb, yb, swb, None, False)
-            if _batch_len(xb):
-                self._test_step(xb, yb, swb)
+            batches = data_lib.IterableBatches(data, steps=steps, what="evaluate")
+        self._test_batches(batches, "fit (validation_data)")
         if dist is not None:
             dist.reduce_metrics(self.metrics)
         return self._logs()
+
+    def _test_batches(self, batches, what: str, cbs=None) -> int:
+        """Test steps over ``batches`` (generator batches checked one by one); returns their count."""
+        streaming = not isinstance(batches, data_lib.ArrayBatches)
+        listen_end = cbs is not None and _listens(cbs, "on_test_batch_end")
+        i = -1
+        for i, (x_batch, y_batch, weight_batch) in enumerate(batches.epoch()):
+            if streaming:
+                x_batch, y_batch, weight_batch = self._prepare_stream_batch(
+                    x_batch, y_batch, weight_batch, None, what, i)
+            if cbs is not None:
+                cbs.on_test_batch_begin(i)
+            if _batch_len(x_batch):
+                self._test_step(x_batch, y_batch, weight_batch)
+            if listen_end:
+                cbs.on_test_batch_end(i, self._logs())
+        return i + 1
 
     # ------------------------------------------------------------------ evaluate / predict
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False, **kwargs):
         """Loss and metrics on the given data: a scalar, a list in ``metrics_names`` order, or a dict."""
-        from lamina import callbacks as callbacks_lib
+        from lamina import callbacks as callbacks_lib  # lazy: callbacks load on first use
 
         self._assert_compiled("evaluate")
+        data_lib.check_batch_size(batch_size, "evaluate")
+        cb_list = _callback_list(callbacks, "evaluate")
         verbose = 1 if verbose == "auto" else int(verbose)
         batch_size = batch_size or 32
         dist = self._distribution
         if dist is not None and not dist.is_chief:
             verbose = 0
-        if data_lib.is_array_like(x):
+        x, arrays = data_lib.as_input(x, "evaluate")
+        if arrays:
             x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "evaluate")
             self._ensure_built(x)
-            data = (x, y, sample_weight)
-            n_steps = data_lib.ArrayBatches(x, y, sample_weight, batch_size=batch_size, steps=steps,
-                                            shard=dist.shard if dist is not None else None).steps
+            batches = data_lib.ArrayBatches(x, y, sample_weight, batch_size=batch_size, steps=steps,
+                                            what="evaluate", shard=dist.shard if dist is not None else None)
+            n_steps = batches.steps
         else:
-            data = x
+            batches = data_lib.IterableBatches(x, steps=steps, what="evaluate")
             n_steps = steps
-        cb_list = list(callbacks or [])
         if verbose:
             cb_list.append(callbacks_lib.ProgbarLogger())
         cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=1, steps=n_steps)
         cbs.on_test_begin()
         self.reset_metrics()
-        if isinstance(data, tuple):
-            batches = data_lib.ArrayBatches(*data, batch_size=batch_size, steps=steps, what="evaluate",
-                                            shard=dist.shard if dist is not None else None).epoch()
-        else:
-            batches = data_lib.IterableBatches(data, steps=steps, what="evaluate").epoch()
-        listen_end = _listens(cbs, "on_test_batch_end")
-        for i, (xb, yb, swb) in enumerate(batches):
-            if not isinstance(data, tuple):
-                xb, yb, swb = self._prepare_stream_batch(xb, yb, swb, None, i == 0)
-            cbs.on_test_batch_begin(i)
-            if _batch_len(xb):
-                self._test_step(xb, yb, swb)
-            if listen_end:
-                cbs.on_test_batch_end(i, self._logs())
+        if not self._test_batches(batches, "evaluate", cbs) and not arrays:
+            raise ValueError(
+                "`x` passed to evaluate produced no batches, so there is nothing to evaluate. Pass a "
+                f"non-empty iterable, or a fresh generator. Received: an empty iterable of type {type(x).__name__}"
+            )
         if dist is not None:
             dist.reduce_metrics(self.metrics)
         logs = self._logs()
         cbs.on_test_end(logs)
         if return_dict:
             return logs
-        values = list(logs.values())
+        values = list(self._metric_results().values())  # the list form keeps metrics_names order
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -642,7 +751,11 @@ class Trainer:
 
         Rows are independent at inference, so ``batch_size=None`` processes up to
         ``PREDICT_CHUNK`` rows per call (Keras uses 32): the same numbers, far fewer Python steps.
+        An array with 0 samples gives 0 rows of the output's shape (``(0, 3)`` for a 3-unit output,
+        a list or dict of such for several outputs), where Keras fails; an iterable that yields no
+        batch is a ValueError.
         """
+        data_lib.check_batch_size(batch_size, "predict")
         verbose = 1 if verbose == "auto" else int(verbose)
         if not verbose and not callbacks and steps is None and type(x) is np.ndarray and self.built \
                 and self._distribution is None and hasattr(self, "_run") and x.dtype == np.float32 \
@@ -650,48 +763,68 @@ class Trainer:
             # The latency path: one in-memory batch, no progress bar: validate and run.
             self._check_input_shapes(x)
             return self._predict_batch(x)
+        cb_list = _callback_list(callbacks, "predict")
         dist = self._distribution
         if dist is not None and not dist.is_chief:
             verbose = 0
-        if data_lib.is_array_like(x):
+        x, arrays = data_lib.as_input(x, "predict")
+        if arrays:
             x = data_lib._map(lambda a: data_lib.to_array(a, "predict", "x"), x)
-            n = data_lib.num_samples(x, what="predict")
+            data_lib.check_batch_dims(x, what="predict")
             self._ensure_built(x)
             self._check_input_shapes(x)
-            if dist is not None:
-                # Each rank predicts one contiguous block; the blocks are gathered back in order.
-                x = data_lib.slice_all(x, dist.block_of(n))
-                n = data_lib.num_samples(x, what="predict")
-            bs = batch_size or PREDICT_CHUNK
-            n_steps = math.ceil(n / bs) if n else 0
-            if steps is not None:
-                n_steps = min(n_steps, int(steps))
-            batches = (data_lib.slice_all(x, slice(i * bs, (i + 1) * bs)) for i in range(n_steps))
+            if data_lib.num_samples(x, what="predict") == 0 or steps == 0:
+                return self._predict_batch(data_lib.slice_all(x, slice(0, 0)))  # shaped by the model itself
+            batches, n_steps = self._predict_array_batches(x, batch_size, steps)
         else:
             n_steps = steps
-            batches = (b[0] for b in data_lib.IterableBatches(x, steps=steps, what="predict").epoch())
-        cbs = None
-        if verbose or callbacks:
-            from lamina import callbacks as callbacks_lib
+            batches = (self._prepare_stream_batch(b[0], None, None, None, "predict", i)[0]
+                       for i, b in enumerate(data_lib.IterableBatches(x, steps=steps, what="predict").epoch()))
+        outs = self._predict_loop(batches, verbose, cb_list, n_steps)
+        if dist is not None and arrays:
+            return dist.gather_blocks(outs)
+        if not outs:
+            raise ValueError(
+                "`x` passed to predict produced no batches, so there is nothing to predict. Pass a "
+                f"non-empty iterable, or a fresh generator. Received: an empty iterable of type {type(x).__name__}"
+            )
+        return _concat_outputs(outs)
 
-            cb_list = list(callbacks or []) + ([callbacks_lib.ProgbarLogger()] if verbose else [])
+    def _predict_array_batches(self, x, batch_size, steps):
+        """``(batches, count)`` over array data (this rank's block of it under a strategy)."""
+        dist = self._distribution
+        n = data_lib.num_samples(x, what="predict")
+        if dist is not None:
+            # Each rank predicts one contiguous block; the blocks are gathered back in order.
+            x = data_lib.slice_all(x, dist.block_of(n))
+            n = data_lib.num_samples(x, what="predict")
+        bs = batch_size or PREDICT_CHUNK
+        n_steps = math.ceil(n / bs) if n else 0
+        if steps is not None:
+            n_steps = min(n_steps, int(steps))
+        return (data_lib.slice_all(x, slice(i * bs, (i + 1) * bs)) for i in range(n_steps)), n_steps
+
+    def _predict_loop(self, batches, verbose: int, cb_list: list, n_steps) -> list:
+        cbs = None
+        if verbose or cb_list:
+            from lamina import callbacks as callbacks_lib  # lazy: callbacks load on first use
+
+            cb_list = cb_list + ([callbacks_lib.ProgbarLogger()] if verbose else [])
             cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=1, steps=n_steps)
             cbs.on_predict_begin()
         outs = []
-        for i, xb in enumerate(batches):
+        for i, x_batch in enumerate(batches):
             if cbs is not None:
                 cbs.on_predict_batch_begin(i)
-            outs.append(self._predict_batch(xb))
+            outs.append(self._predict_batch(x_batch))
             if cbs is not None:
                 cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
         if cbs is not None:
             cbs.on_predict_end()
-        if dist is not None and data_lib.is_array_like(x):
-            return dist.gather_blocks(outs)
-        return _concat_outputs(outs)
+        return outs
 
-    def _predict_batch(self, xb):
-        out = self._forward(xb, training=False) if hasattr(self, "_run") else self(xb, training=False)
+    def _predict_batch(self, x_batch):
+        out = self._forward(x_batch, training=False) if hasattr(self, "_run") else self(x_batch, training=False)
         return data_lib._map(lambda a: np.asarray(unwrap(a)), out) if not isinstance(out, np.ndarray) else out
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
@@ -699,10 +832,15 @@ class Trainer:
         self._assert_compiled("train_on_batch")
         if class_weight is not None and sample_weight is not None:
             raise ValueError("Arguments `sample_weight` and `class_weight` cannot be specified at the same time.")
+        if class_weight is not None:
+            data_lib.check_class_weight(class_weight, "train_on_batch")
         x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "train_on_batch")
         self._ensure_built(x)
         if class_weight is not None:
             sample_weight = data_lib.class_weights_to_sample_weights(self._as_list(y)[0], class_weight)
+        if not self._output_metrics:
+            # Until the metrics exist (the first call) they have not seen targets: try them first.
+            self._check_metrics_before_training(x, y, sample_weight, "train_on_batch")
         self.reset_metrics()
         self._train_step(x, y, sample_weight)
         return self._return_logs(return_dict)
@@ -716,7 +854,9 @@ class Trainer:
         return self._return_logs(return_dict)
 
     def predict_on_batch(self, x):
+        x = data_lib.require_arrays(x, "predict_on_batch", "x")
         x = data_lib._map(lambda a: data_lib.to_array(a, "predict_on_batch", "x"), x)
+        data_lib.check_batch_dims(x, what="predict_on_batch")
         self._ensure_built(x)
         self._check_input_shapes(x)
         return self._predict_batch(x)
@@ -725,11 +865,52 @@ class Trainer:
         logs = self._logs()
         if return_dict:
             return logs
-        values = list(logs.values())
+        values = list(self._metric_results().values())  # the list form keeps metrics_names order
         return values[0] if len(values) == 1 else values
 
 
 PREDICT_CHUNK = 2048
+PROBE_ROWS = 4  # rows on which fit tries the metrics before training
+_WEIGHT_ADVICE = "which would turn every model weight into NaN at the first step. Every sample weight must be finite."
+
+
+def _same_kind(error: Exception) -> type:
+    """TypeError or ValueError, as ``error`` is, to re-raise it with context (subclasses may take
+    other constructor arguments)."""
+    return TypeError if isinstance(error, TypeError) else ValueError
+
+
+def _callback_list(callbacks, what: str) -> list:
+    """The user's ``callbacks`` (a list, nested lists, or one callback) as a flat list of callbacks."""
+    from lamina.callbacks.callback_list import HOOKS  # lazy: callbacks load on first use
+
+    flat, todo = [], [callbacks] if callbacks is not None else []
+    while todo:
+        item = todo.pop(0)
+        if isinstance(item, (list, tuple)):
+            todo[:0] = list(item)
+            continue
+        if not all(callable(getattr(item, hook, None)) for hook in HOOKS):
+            raise TypeError(
+                f"`callbacks` passed to {what} must be a list of keras.callbacks.Callback instances, e.g. "
+                f"callbacks=[EarlyStopping(patience=3)]. Received: {data_lib._short(item)} of type "
+                f"{type(item).__name__}"
+            )
+        flat.append(item)
+    return flat
+
+
+def _as_arrays(x, y, sample_weight, what: str):
+    """``x``, ``y`` and ``sample_weight`` (each an array, a nested list or a structure of them) as
+    NumPy arrays; floats in x and the weights cast to floatx, targets keep their dtype."""
+    x = data_lib._map(lambda a: data_lib.to_array(a, what, "x"), data_lib.require_arrays(x, what, "x"))
+    if y is not None:
+        y = data_lib._map(lambda a: data_lib.to_array(a, what, "y", float_cast=False),
+                          data_lib.require_arrays(y, what, "y"))
+    if sample_weight is not None:
+        sample_weight = data_lib._map(lambda a: data_lib.to_array(a, what, "sample_weight"),
+                                      data_lib.require_arrays(sample_weight, what, "sample_weight"))
+    return x, y, sample_weight
 
 
 def _listens(cbs, hook: str) -> bool:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 MIN_SIZE = 16384
 
 _KERNELS: dict | None = None
 
 
 def _compile() -> dict:
-    import numba  # noqa: PLC0415 - optional, imported on first use only
-    import numpy as np
+    import numba  # optional extra (lamina[fast]), imported on first use only
 
     # Serial on purpose: a parallel loop's worker threads fight OpenBLAS's for the same cores.
     @numba.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")

@@ -28,6 +28,7 @@ import numpy as np
 from lamina import backend
 from lamina.autodiff import Variable, unwrap
 from lamina.naming import auto_name
+from lamina.optimizers import _accel
 from lamina.optimizers import schedules as _schedules
 
 # Flush moment slots below this magnitude to zero: far below anything that moves a float32
@@ -338,15 +339,29 @@ class Optimizer:
     def load_own_variables(self, store) -> None:
         """Read the state written by :meth:`save_own_variables` (warns and skips on a count mismatch)."""
         if len(store.keys()) != len(self._variables):
-            msg = (f"Skipping variable loading for optimizer '{self.name}', because it has "
-                   f"{len(self._variables)} variables whereas the saved optimizer has {len(store.keys())} "
-                   "variables.")
-            if not self.built:
-                msg += " This is likely because the optimizer has not been called/built yet."
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(self._skip_loading_message(len(store.keys())), stacklevel=2)
             return
         for i, var in enumerate(self._variables):
             var.assign(np.asarray(store[str(i)], dtype=var.dtype))
+
+    # Loading support (lamina.saving): Keras's skip warning, and undoing a build made only to load a state.
+
+    def _skip_loading_message(self, saved: int) -> str:
+        """Keras's warning when a saved state of ``saved`` variables does not fit this optimizer."""
+        msg = (f"Skipping variable loading for optimizer '{self.name}', because it has "
+               f"{len(self._variables)} variables whereas the saved optimizer has {saved} variables.")
+        if not self.built:
+            msg += " This is likely because the optimizer has not been called/built yet."
+        return msg
+
+    def _build_checkpoint(self) -> dict:
+        """What :meth:`_undo_build` needs: the attributes, with the containers ``build`` adds to copied."""
+        return {k: (v.copy() if isinstance(v, (list, dict, set)) else v) for k, v in vars(self).items()}
+
+    def _undo_build(self, checkpoint: dict) -> None:
+        """Back to the unbuilt optimizer of :meth:`_build_checkpoint` (a load built it, then failed)."""
+        vars(self).clear()
+        vars(self).update(checkpoint)
 
     # --------------------------------------------------------------------------- learning rate
 
@@ -430,38 +445,9 @@ class Optimizer:
         grads = list(grads)
         if not grads:
             return
-        if trainable_variables is None:
-            if not self.built:
-                raise ValueError("When passing `grads` without `variables`, the optimizer must already be "
-                                 "built on a list of variables. Call `optimizer.build(trainable_variables)` "
-                                 "first.")
-            if len(grads) != len(self._trainable_variables):
-                raise ValueError(f"Expected one gradient per variable of optimizer '{self.name}' "
-                                 f"({len(self._trainable_variables)}). Received: {len(grads)} gradients")
-            variables = self._trainable_variables
-        else:
-            variables = list(trainable_variables)
-            if len(variables) != len(grads):
-                raise ValueError(f"Expected as many gradients as variables. Received: {len(grads)} gradients "
-                                 f"for {len(variables)} variables")
-            if not self.built:
-                self.build(variables)
-            index = self._index
-            for v in variables:
-                if id(v) not in index:
-                    raise ValueError(f"Unknown variable: {getattr(v, 'path', v)}. This optimizer can only be "
-                                     "called for the variables it was originally built with. When working "
-                                     "with a new set of variables, create a new optimizer instance.")
+        variables = self._variables_to_update(grads, trainable_variables)
         if any(g is None for g in grads):
-            missing = [v.path for g, v in zip(grads, variables, strict=True) if g is None]
-            pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
-            if not pairs:
-                raise ValueError(f"No gradients provided for any variable. Received: None for {missing}")
-            warnings.warn(f"Gradients do not exist for variables {missing} when minimizing the loss. "
-                          "If using `model.compile()`, did you forget to provide a `loss` argument?",
-                          stacklevel=2)
-            grads = [g for g, _ in pairs]
-            variables = [v for _, v in pairs]
+            grads, variables = self._drop_missing_gradients(grads, variables)
         grads = [self._as_gradient(g, v) for g, v in zip(grads, variables, strict=True)]
         if self.loss_scale_factor is not None:
             grads = [g / np.asarray(self.loss_scale_factor, g.dtype) for g in grads]
@@ -479,6 +465,43 @@ class Optimizer:
         self._iterations._value += 1
         if self._decaying_slots and int(self._iterations._value) % _FLUSH_EVERY == 0:
             self._flush_subnormals()
+
+    def _variables_to_update(self, grads: list, trainable_variables) -> list[Variable]:
+        """The variables ``apply`` updates (building the optimizer on them the first time), checked."""
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError("When passing `grads` without `variables`, the optimizer must already be "
+                                 "built on a list of variables. Call `optimizer.build(trainable_variables)` "
+                                 "first.")
+            if len(grads) != len(self._trainable_variables):
+                raise ValueError(f"Expected one gradient per variable of optimizer '{self.name}' "
+                                 f"({len(self._trainable_variables)}). Received: {len(grads)} gradients")
+            return self._trainable_variables
+        variables = list(trainable_variables)
+        if len(variables) != len(grads):
+            raise ValueError(f"Expected as many gradients as variables. Received: {len(grads)} gradients "
+                             f"for {len(variables)} variables")
+        if not self.built:
+            self.build(variables)
+        index = self._index
+        for v in variables:
+            if id(v) not in index:
+                raise ValueError(f"Unknown variable: {getattr(v, 'path', v)}. This optimizer can only be "
+                                 "called for the variables it was originally built with. When working "
+                                 "with a new set of variables, create a new optimizer instance.")
+        return variables
+
+    @staticmethod
+    def _drop_missing_gradients(grads: list, variables: list) -> tuple[list, list]:
+        """The pairs with a gradient; warns (as Keras) about the variables without one."""
+        missing = [v.path for g, v in zip(grads, variables, strict=True) if g is None]
+        pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+        if not pairs:
+            raise ValueError(f"No gradients provided for any variable. Received: None for {missing}")
+        warnings.warn(f"Gradients do not exist for variables {missing} when minimizing the loss. "
+                      "If using `model.compile()`, did you forget to provide a `loss` argument?",
+                      stacklevel=3)
+        return [g for g, _ in pairs], [v for _, v in pairs]
 
     @staticmethod
     def _as_gradient(g, v) -> np.ndarray:
@@ -639,8 +662,6 @@ class Optimizer:
         update by less than float32 can represent next to any weight, so results do not move.
         """
         groups = [self._slot_groups[n] for n in self._decaying_slots if n in self._slot_groups]
-        from lamina.optimizers import _accel
-
         fused = _accel.kernel("flush")
         for _, views, flat in groups:
             if flat is not None and fused is not None and flat.dtype == np.float32 and flat.size >= _accel.MIN_SIZE:

@@ -6,6 +6,8 @@ functions and ``FileFormatError`` load on first use, which keeps ``import lamina
 cycles and of h5py.
 """
 
+import importlib
+
 from lamina.saving.object_registry import (
     CustomObjectScope,
     custom_object_scope,
@@ -33,8 +35,6 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lamina.saving' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(f"lamina.saving.{module}"), name)
     globals()[name] = value
     return value

@@ -40,7 +40,7 @@ def atomic_write(path, overwrite: bool = True):
         raise FileExistsError(f"File '{path}' already exists and overwrite=False. Received: filepath={path!r}")
     dirname = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(dirname, f".{os.path.basename(path)}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
+    f = open(tmp, "xb")
     try:
         yield f
         f.flush()

@@ -7,7 +7,10 @@ object, even when compile got a name); strings stay strings.
 
 from __future__ import annotations
 
+import math
+
 from lamina.saving import serialization_lib
+from lamina.saving.errors import FileFormatError
 
 
 def get_compile_config(model) -> dict:
@@ -33,6 +36,7 @@ def compile_from_config(model, config: dict) -> None:
     """Compile ``model`` from :func:`get_compile_config`'s dict and build its optimizer (as Keras does)."""
     if not isinstance(config, dict):
         raise ValueError(f"A compile config must be a dict. Received: {config!r:.200}")
+    check_optimizer_config(config.get("optimizer"))
     args = serialization_lib.deserialize_keras_object(config)
     allowed = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
                "steps_per_execution", "jit_compile")
@@ -48,3 +52,30 @@ def prepare_optimizer(model) -> None:
     opt = getattr(model, "optimizer", None)
     if opt is not None and getattr(model, "compiled", False) and not opt.built and model.built:
         opt.build(model.trainable_weights)
+
+
+def _numbers(value, path: str):
+    """(dotted path, float) for every float in a config tree (ints are always finite)."""
+    if isinstance(value, float):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _numbers(v, f"{path}[{i}]")
+
+
+def check_optimizer_config(config, filename=None) -> None:
+    """Refuse an optimizer config (from a file) with a non-finite hyper-parameter — NaN or inf in the
+    learning rate, a beta, epsilon, a schedule's rate... — which would turn every weight into NaN at the
+    first step. ``config``: a serialized optimizer (or a name, or None: nothing to check)."""
+    if not isinstance(config, dict):
+        return
+    inner = config.get("config")
+    name = inner.get("name") if isinstance(inner, dict) else None
+    for path, value in _numbers(inner, ""):
+        if not math.isfinite(value):
+            raise FileFormatError(filename, f"optimizer '{name or config.get('class_name')}' has the non-finite "
+                                        f"hyper-parameter '{path}' = {value}: the first training step would turn "
+                                        f"every weight into NaN. Received: {path}={value}")

@@ -8,7 +8,10 @@ per layer (attribute ``weight_names``, datasets at those names, trainable weight
 
 Weights are matched to layers by name when all names agree (a model rebuilt from the file's own
 config), else by position among the layers that have weights, as Keras does. As for ``.keras``
-files, everything is read and checked before anything is assigned.
+files, everything is read and checked before anything is assigned: the file must be a regular file,
+every component of every name it lists (``layer_names``, ``weight_names``) must be a hard link inside
+it (see :meth:`H5Reader.child <lamina.saving.h5_weights.H5Reader.child>`), and the weights its
+config describes must fit in the values it stores before the model is built.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from lamina.saving import h5_weights, saving_lib, serialization_lib, state_walk
+from lamina.saving import compile_config, h5_weights, saving_lib, serialization_lib, state_walk, weights_loading
 from lamina.saving.atomic import write_bytes_atomic
 from lamina.saving.errors import FileFormatError
 
@@ -44,37 +47,32 @@ def _names_attr(group, name: str) -> list[str]:
     return out
 
 
-def _open(path, filename):
-    h5py = h5_weights._h5py(filename)
+def _reader(filename) -> h5_weights.H5Reader:
+    """The file at ``filename`` (a regular file), open for checked reading."""
     try:
-        return h5py.File(path, "r")
-    except Exception as e:
-        raise FileFormatError(filename, f"it is not a valid HDF5 file ({type(e).__name__}: {e}).") from None
+        return h5_weights.H5Reader(filename, filename, saving_lib.MAX_BYTES)
+    except FileFormatError as e:
+        raise FileFormatError(filename, e.problem.replace("the weights are not", "it is not")) from None
 
 
 def _read_named(reader: h5_weights.H5Reader, group, names: list[str], where: str) -> list[np.ndarray]:
     """The datasets ``names`` (paths like ``dense/kernel:0``) under ``group``, checked and read."""
     out = []
     for n in names:
-        parts = n.split("/")
-        if any(not p for p in parts):
+        if any(not p for p in n.split("/")):
             raise FileFormatError(reader.filename, f"'{where}' lists an invalid weight name {n!r}.")
-        parent = group
-        for i, part in enumerate(parts[:-1]):
-            parent = reader._child(parent, part, f"{where}/{'/'.join(parts[:i + 1])}")
-            if parent is None or not isinstance(parent, reader._h5py.Group):
-                raise FileFormatError(reader.filename, f"'{where}' lists weight '{n}' but does not hold it.")
-        shape, dtype, ds = reader.dataset_meta(parent, parts[-1], f"{where}/{n}")
+        shape, dtype, ds = reader.dataset_meta(group, n, f"{where}/{n}")
         out.append(reader.read(ds, shape, dtype, f"{where}/{n}"))
     return out
 
 
-def _plan_layers(model, reader: h5_weights.H5Reader, group, skip_mismatch: bool) -> list:
+def _plan_layers(model, reader: h5_weights.H5Reader, group, where: str, skip_mismatch: bool) -> list:
+    """Match the layers listed in ``group`` (at path ``where``) to the model's and read their weights."""
     fn = reader.filename
     layers = [la for la in state_walk.keras_layers(model) if _legacy_weights(la)]
     saved = []
     for name in _names_attr(group, "layer_names"):
-        sub = reader._child(group, name, f"model_weights/{name}")
+        sub = reader.child(group, name, where)
         if sub is None:
             raise FileFormatError(fn, f"'layer_names' lists '{name}' but the file has no such group.")
         wnames = _names_attr(sub, "weight_names")
@@ -93,7 +91,7 @@ def _plan_layers(model, reader: h5_weights.H5Reader, group, skip_mismatch: bool)
         if len(wnames) != len(variables):
             problem = f"layer '{layer.name}' expects {len(variables)} weights; the file has {len(wnames)}"
         else:
-            values = _read_named(reader, sub, wnames, f"model_weights/{name}")
+            values = _read_named(reader, sub, wnames, f"{where}/{name}" if where else name)
             for v, a in zip(variables, values):
                 if tuple(a.shape) != tuple(v.shape):
                     problem = (f"weight '{v.name}' of layer '{layer.name}' has shape {tuple(v.shape)}; the file "
@@ -112,12 +110,11 @@ def _plan_layers(model, reader: h5_weights.H5Reader, group, skip_mismatch: bool)
 def load_weights(model, path, skip_mismatch: bool = False) -> None:
     """Load a legacy ``.h5`` weights file (or the weights of a legacy full-model file)."""
     filename = os.fspath(path)
-    f = _open(filename, filename)
-    with f:
-        reader = h5_weights.H5Reader(f, filename, saving_lib.MAX_BYTES)
+    with _reader(filename) as reader:
         try:
-            group = reader._child(f, "model_weights", "model_weights") if "model_weights" in f else f
-            plan = _plan_layers(model, reader, group, skip_mismatch)
+            group = reader.child(reader.file, "model_weights")
+            where = "model_weights" if group is not None else ""
+            plan = _plan_layers(model, reader, reader.file if group is None else group, where, skip_mismatch)
         except FileFormatError:
             raise
         except Exception as e:
@@ -133,6 +130,9 @@ def _json_attr(f, name: str, filename):
         raw = bytes(raw)
     elif not isinstance(raw, str):
         raise FileFormatError(filename, f"attribute '{name}' is not a JSON string.")
+    if len(raw) > saving_lib.MAX_CONFIG_BYTES:
+        raise FileFormatError(filename, f"attribute '{name}' holds {len(raw)} bytes, more than the limit of "
+                                        f"{saving_lib.MAX_CONFIG_BYTES} (lamina.saving.saving_lib.MAX_CONFIG_BYTES).")
     return saving_lib.parse_json(raw if isinstance(raw, bytes) else raw.encode(), f"attribute '{name}'", filename)
 
 
@@ -142,7 +142,7 @@ def _fit_kwargs(cls, config: dict) -> dict:
 
 
 def _compile_args(training_config: dict, custom_objects) -> dict:
-    from lamina import losses, optimizers
+    from lamina import losses, optimizers  # lazy: loaded on first use; weights-only loads skip them
 
     opt_cfg = training_config.get("optimizer_config")
     optimizer = "rmsprop"
@@ -163,7 +163,7 @@ def _compile_args(training_config: dict, custom_objects) -> dict:
             cfg = m.get("config") or {}
             return cfg.get("fn") or cfg.get("name")
         if isinstance(m, dict):
-            from lamina import metrics
+            from lamina import metrics  # lazy: as losses and optimizers above
 
             return metrics.deserialize(m, custom_objects)
         return m
@@ -188,22 +188,22 @@ def _compile_args(training_config: dict, custom_objects) -> dict:
 def load_model(path, custom_objects=None, compile: bool = True, safe_mode: bool = True):
     """A model from a legacy Keras 2 ``.h5`` file (config, weights, and optimizer when compiling)."""
     filename = os.fspath(path)
-    f = _open(filename, filename)
-    with f:
-        reader = h5_weights.H5Reader(f, filename, saving_lib.MAX_BYTES)
+    with _reader(filename) as reader:
+        f = reader.file
         try:
             config = _json_attr(f, "model_config", filename)
             if config is None:
                 raise FileFormatError(filename, "it has no 'model_config' attribute, so it holds weights only: "
                                                 "build the model and call model.load_weights(path).")
-            model = saving_lib.model_from_config(config, custom_objects, compile=False, safe_mode=safe_mode,
-                                                 filename=filename)
-            group = reader._child(f, "model_weights", "model_weights")
+            group = reader.child(f, "model_weights")
             if group is None:
                 raise FileFormatError(filename, "it has no 'model_weights' group.")
-            plan = _plan_layers(model, reader, group, False)
+            model = saving_lib.model_from_config(config, custom_objects, compile=False, safe_mode=safe_mode,
+                                                 filename=filename, stored_values=reader.stored_values())
+            plan = _plan_layers(model, reader, group, "model_weights", False)
             training_config = _json_attr(f, "training_config", filename) if compile else None
             if compile and isinstance(training_config, dict):
+                compile_config.check_optimizer_config(training_config.get("optimizer_config"), filename)
                 try:
                     model.compile(**_compile_args(training_config, custom_objects), lint=False)
                 except Exception as e:
@@ -218,7 +218,7 @@ def load_model(path, custom_objects=None, compile: bool = True, safe_mode: bool 
 
 
 def _plan_optimizer(model, reader, f) -> list:
-    group = reader._child(f, "optimizer_weights", "optimizer_weights") if "optimizer_weights" in f else None
+    group = reader.child(f, "optimizer_weights")
     if group is None:
         return []
     names = _names_attr(group, "weight_names")
@@ -230,7 +230,9 @@ def _plan_optimizer(model, reader, f) -> list:
                       f"'{model.optimizer.name}' ({len(values)} saved values for {len(variables)} variables); "
                       "the optimizer starts fresh.", stacklevel=3)
         return []
-    return list(zip(variables, values))
+    plan = list(zip(variables, values))
+    weights_loading.check_state(plan, model.optimizer, reader.filename)
+    return plan
 
 
 def save_model(model, path, overwrite: bool = True, include_optimizer: bool = True) -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import threading
 
 _GLOBAL_CUSTOM_OBJECTS: dict[str, object] = {}
+# lamina's own classes by family ("layers" → {"Dense": Dense, "Sequential": Sequential, ...}), filled by
+# each family's package as it imports, so that deserialization can find them without importing up.
+_BUILTIN_OBJECTS: dict[str, dict[str, object]] = {}
 _GLOBAL_CUSTOM_NAMES: dict[object, str] = {}
 _SCOPE = threading.local()
 
@@ -29,6 +32,16 @@ def register_keras_serializable(package: str = "Custom", name: str | None = None
         return obj
 
     return decorator
+
+
+def register_builtins(family: str, objects: dict[str, object]) -> None:
+    """Make lamina's own ``objects`` (name → class) known to deserialization under ``family``."""
+    _BUILTIN_OBJECTS.setdefault(family, {}).update(objects)
+
+
+def builtin_objects(family: str) -> dict[str, object]:
+    """lamina's own objects of ``family`` by name (a live table: don't edit it)."""
+    return _BUILTIN_OBJECTS.get(family, {})
 
 
 def get_registered_name(obj) -> str:

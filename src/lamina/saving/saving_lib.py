@@ -6,15 +6,21 @@ HDF5 layout, see ``state_walk``). Every write goes through a temporary file rena
 
 ``metadata.json`` also carries a ``"lamina"`` entry that Keras ignores: lamina's version and the state
 of lamina's global random generator (``lamina.backend.rng().bit_generator.state``) at save time.
-``load_model`` restores that state after the model is rebuilt, so training resumed from a
-checkpoint shuffles and drops out exactly as the uninterrupted run would have.
+Loading leaves the caller's random stream as it was; ``load_model(..., restore_rng_state=True)``
+restores the saved state after the model is rebuilt, so training resumed from a checkpoint shuffles
+and drops out exactly as the uninterrupted run would have (see :mod:`lamina.saving.rng_state`).
 
-Reading treats the file as untrusted. Before anything is built: member names are checked
-(no absolute paths, ``..``, backslashes, drive letters, symlinks, duplicates), declared sizes are
-capped (:data:`MAX_BYTES` in all; a member may not expand more than 1000x its stored size) and
-checked against what is actually read, JSON is parsed strictly, and the config passes the safe-mode
-rules of :mod:`lamina.saving.serialization_lib`. Weights are read and checked in full before any
-is assigned. Every failure is a :class:`~lamina.saving.errors.FileFormatError` naming the file.
+Reading treats the file as untrusted. Only regular files are opened (a FIFO, device or directory
+is refused before ``open``: :mod:`~lamina.saving.file_access`). Before anything is built: member
+names are checked (no absolute paths, ``..``, backslashes, drive letters, symlinks, duplicates),
+declared sizes are capped (:data:`MAX_BYTES` in all, :data:`MAX_CONFIG_BYTES` and
+:data:`MAX_METADATA_BYTES` for the JSON members; a member may not expand more than 1000x its stored
+size) and checked against what is actually read, JSON is parsed strictly, the config passes the
+safe-mode rules of :mod:`lamina.saving.serialization_lib`, and the weights the config will create
+are counted from the config alone (:mod:`~lamina.saving.config_params`) and must fit both
+:data:`MAX_PARAMS` and the values the weights file really holds. Weights are read and checked in
+full before any is assigned. Every failure is a :class:`~lamina.saving.errors.FileFormatError`
+naming the file.
 """
 
 from __future__ import annotations
@@ -28,12 +34,19 @@ import stat
 import warnings
 import zipfile
 
-import numpy as np
-
-from lamina.saving import h5_weights, object_registry, serialization_lib
+from lamina.saving import (
+    config_params,
+    file_access,
+    h5_weights,
+    object_registry,
+    rng_state,
+    serialization_lib,
+    weights_loading,
+)
 from lamina.saving.atomic import write_bytes_atomic
-from lamina.saving.compile_config import prepare_optimizer
+from lamina.saving.compile_config import prepare_optimizer  # noqa: F401 - legacy_h5 uses it from here
 from lamina.saving.errors import FileFormatError
+from lamina.version import __version__
 
 CONFIG_FILENAME = "config.json"
 METADATA_FILENAME = "metadata.json"
@@ -45,51 +58,25 @@ LAMINA_KEY = "lamina"
 #: load larger models.
 MAX_BYTES = 4 << 30
 MAX_MEMBERS = 100_000
+#: Caps on ``config.json`` and ``metadata.json`` (each checked against the zip header, then while reading).
+MAX_CONFIG_BYTES = 64 << 20
+MAX_METADATA_BYTES = 1 << 20
+#: Cap on the weights (array elements, all layers together) a model config may describe, counted from the
+#: config before anything is built. The environment variable ``LAMINA_MAX_PARAMS`` overrides it.
+MAX_PARAMS = 1 << 30
 _MAX_RATIO = 1000  # stored→uncompressed expansion allowed per member (deflate tops out near 1032)
 _RATIO_FLOOR = 1 << 20
 _MAX_DIM = 1 << 31
-_SAFE_BITGENS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 
 # ----------------------------------------------------------------------------------- metadata
 
 
-def _rng_state() -> dict:
-    from lamina import backend
-
-    return backend.rng().bit_generator.state
-
-
-def _parse_rng_state(state, filename) -> np.random.Generator:
-    """A generator in the saved state (validated; nothing global changes here)."""
-    try:
-        name = state["bit_generator"]
-        if name not in _SAFE_BITGENS:
-            raise ValueError(f"unknown bit generator {name!r}")
-        gen = np.random.Generator(getattr(np.random, name)())
-        gen.bit_generator.state = state
-        return gen
-    except Exception as e:
-        raise FileFormatError(filename, f"metadata.json has an invalid lamina random state ({e}).") from None
-
-
-def _restore_rng(gen: np.random.Generator) -> None:
-    from lamina import backend
-
-    current = backend.rng()
-    if type(current.bit_generator) is type(gen.bit_generator):
-        current.bit_generator.state = gen.bit_generator.state  # in place: holders of rng() see it
-    else:
-        backend._RNG = gen
-
-
 def _metadata_json() -> str:
-    import lamina
-
     return json.dumps({
         "keras_version": KERAS_FORMAT_VERSION,
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
-        LAMINA_KEY: {"version": getattr(lamina, "__version__", "unknown"), "rng_state": _rng_state()},
+        LAMINA_KEY: {"version": __version__, "rng_state": rng_state.current_state()},
     })
 
 
@@ -151,58 +138,84 @@ def _check_member_name(name: str, filename) -> None:
                                         "backslash or control characters); refusing to read the archive.")
 
 
-def read_archive(source, filename, max_bytes: int | None = None,
-                 wanted=(CONFIG_FILENAME, METADATA_FILENAME, WEIGHTS_FILENAME)) -> dict[str, bytes]:
-    """The ``wanted`` members of a ``.keras`` zip (path, bytes or file object), checked and read."""
-    max_bytes = MAX_BYTES if max_bytes is None else int(max_bytes)
-    if isinstance(source, (bytes, bytearray)):
-        source = io.BytesIO(bytes(source))
+def _member_cap(name: str, max_bytes: int) -> tuple[int, str]:
+    """The most bytes lamina reads for member ``name``, and the setting that holds it."""
+    if name == CONFIG_FILENAME:
+        return min(MAX_CONFIG_BYTES, max_bytes), "lamina.saving.saving_lib.MAX_CONFIG_BYTES"
+    if name == METADATA_FILENAME:
+        return min(MAX_METADATA_BYTES, max_bytes), "lamina.saving.saving_lib.MAX_METADATA_BYTES"
+    return max_bytes, "lamina.saving.saving_lib.MAX_BYTES"
+
+
+def _check_member(info: zipfile.ZipInfo, filename, max_bytes: int) -> None:
+    """One member's header: kind, encryption, compression, declared size and expansion ratio."""
+    name = info.filename
+    _check_member_name(name, filename)
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise FileFormatError(filename, f"archive member {name!r} is a symbolic link, which is not allowed.")
+    if info.flag_bits & 0x1:
+        raise FileFormatError(filename, f"archive member {name!r} is encrypted.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise FileFormatError(filename, f"archive member {name!r} uses compression method "
+                                        f"{info.compress_type}; only stored and deflated are supported.")
+    cap, setting = _member_cap(name, max_bytes)
+    if info.file_size > cap:
+        raise FileFormatError(filename, f"archive member {name!r} declares {info.file_size} uncompressed bytes, "
+                                        f"more than the limit of {cap} ({setting}).")
+    if info.file_size > _RATIO_FLOOR and info.file_size > _MAX_RATIO * max(info.compress_size, 1):
+        raise FileFormatError(filename, f"archive member {name!r} declares {info.file_size} bytes but "
+                                        f"stores {info.compress_size}: a likely zip bomb.")
+
+
+def _check_members(infos: list, filename, max_bytes: int, wanted) -> set[str]:
+    """Every member's header checked, the totals capped, the required members present; their names."""
+    if len(infos) > MAX_MEMBERS:
+        raise FileFormatError(filename, f"the archive has {len(infos)} members (at most {MAX_MEMBERS}).")
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        _check_member(info, filename, max_bytes)
+        if info.filename in seen:
+            raise FileFormatError(filename, f"the archive holds two members named {info.filename!r}; refusing to "
+                                            "guess which one is meant.")
+        seen.add(info.filename)
+        total += info.file_size
+        if total > max_bytes:
+            raise FileFormatError(filename, f"the archive declares {total} uncompressed bytes, more than the "
+                                            f"limit of {max_bytes} (lamina.saving.saving_lib.MAX_BYTES).")
+    if CONFIG_FILENAME not in seen:
+        raise FileFormatError(filename, f"the archive has no '{CONFIG_FILENAME}' member "
+                                        f"(members: {sorted(seen)[:10]}).")
+    if WEIGHTS_FILENAME not in seen and WEIGHTS_FILENAME in wanted:
+        hint = " (npz weights are not supported by lamina)" if "model.weights.npz" in seen else ""
+        raise FileFormatError(filename, f"the archive has no '{WEIGHTS_FILENAME}' member{hint} "
+                              f"(members: {sorted(seen)[:10]}).")
+    return seen
+
+
+def _open_zip(source, filename) -> zipfile.ZipFile:
     try:
-        zf = zipfile.ZipFile(source, "r")
-    except FileNotFoundError:
-        raise
+        return zipfile.ZipFile(source, "r")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
             OverflowError, IndexError, KeyError, UnicodeDecodeError) as e:
         raise FileFormatError(filename, f"it is not a valid zip archive (a .keras file is a zip): {e}.") from None
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise FileFormatError(filename, f"the archive has {len(infos)} members (at most {MAX_MEMBERS}).")
-        seen: set[str] = set()
-        total = 0
-        for info in infos:
-            name = info.filename
-            _check_member_name(name, filename)
-            if name in seen:
-                raise FileFormatError(filename, f"the archive holds two members named {name!r}; refusing to "
-                                                "guess which one is meant.")
-            seen.add(name)
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise FileFormatError(filename, f"archive member {name!r} is a symbolic link, which is not allowed.")
-            if info.flag_bits & 0x1:
-                raise FileFormatError(filename, f"archive member {name!r} is encrypted.")
-            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise FileFormatError(filename, f"archive member {name!r} uses compression method "
-                                                f"{info.compress_type}; only stored and deflated are supported.")
-            total += info.file_size
-            if info.file_size > max_bytes or total > max_bytes:
-                raise FileFormatError(filename, f"the archive declares {total} uncompressed bytes, more than the "
-                                                f"limit of {max_bytes} (lamina.saving.saving_lib.MAX_BYTES).")
-            if info.file_size > _RATIO_FLOOR and info.file_size > _MAX_RATIO * max(info.compress_size, 1):
-                raise FileFormatError(filename, f"archive member {name!r} declares {info.file_size} bytes but "
-                                                f"stores {info.compress_size}: a likely zip bomb.")
-        if CONFIG_FILENAME not in seen:
-            raise FileFormatError(filename, f"the archive has no '{CONFIG_FILENAME}' member "
-                                            f"(members: {sorted(seen)[:10]}).")
-        if WEIGHTS_FILENAME not in seen and WEIGHTS_FILENAME in wanted:
-            hint = " (npz weights are not supported by lamina)" if "model.weights.npz" in seen else ""
-            raise FileFormatError(filename, f"the archive has no '{WEIGHTS_FILENAME}' member{hint} "
-                                            f"(members: {sorted(seen)[:10]}).")
-        out = {}
-        for name in wanted:
-            if name in seen:
-                out[name] = _read_member(zf, zf.getinfo(name), filename)
-        return out
+
+
+def read_archive(source, filename, max_bytes: int | None = None,
+                 wanted=(CONFIG_FILENAME, METADATA_FILENAME, WEIGHTS_FILENAME)) -> dict[str, bytes]:
+    """The ``wanted`` members of a ``.keras`` zip (path, bytes or file object), checked and read.
+
+    A path must name a regular file (not a FIFO, device or directory): see :mod:`file_access`.
+    """
+    max_bytes = MAX_BYTES if max_bytes is None else int(max_bytes)
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        with file_access.open_regular(source, filename) as f:
+            return read_archive(f, filename, max_bytes, wanted)
+    with _open_zip(source, filename) as zf:
+        seen = _check_members(zf.infolist(), filename, max_bytes, wanted)
+        return {name: _read_member(zf, zf.getinfo(name), filename) for name in wanted if name in seen}
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, filename) -> bytes:
@@ -236,48 +249,69 @@ def parse_json(data: bytes, what: str, filename):
         raise FileFormatError(filename, f"{what} is not valid JSON ({type(e).__name__}: {str(e)[:200]}).") from None
 
 
-def _check_sizes(config, weights_size: int | None, filename) -> None:
-    """Refuse configs that would allocate absurd arrays before a single weight is read.
+def max_params() -> int:
+    """:data:`MAX_PARAMS`, or the ``LAMINA_MAX_PARAMS`` environment variable when it is set."""
+    env = os.environ.get("LAMINA_MAX_PARAMS")
+    if env is None or not env.strip():
+        return MAX_PARAMS
+    try:
+        return int(env)
+    except ValueError:
+        raise ValueError(f"The environment variable LAMINA_MAX_PARAMS must be an integer (a number of weights). "
+                         f"Received: LAMINA_MAX_PARAMS={env!r}") from None
 
-    Shape entries must be below 2**31; and a Dense-like layer's ``units x input_dim`` counts toward a
-    lower bound on the parameters, which must fit in the weights actually stored (with slack).
-    """
-    params = 0
+
+_DIM_KEYS = frozenset(("batch_shape", "batch_input_shape", "input_shape", "shape", "target_shape", "units",
+                       "input_dim"))
+
+
+def _check_dims(config, filename) -> None:
+    """Shape entries anywhere in the config must be below 2**31."""
     stack = [config]
+    pop, push = stack.pop, stack.extend  # a hot loop: every value of a config that may hold 10**5 layers
     while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
-        for key in ("batch_shape", "batch_input_shape", "input_shape", "shape", "target_shape", "units",
-                    "input_dim"):
-            v = node.get(key)
-            dims = v if isinstance(v, list) else [v]
-            for d in dims:
-                if isinstance(d, bool) or not isinstance(d, (int, float)):
-                    continue
-                if not (-1 <= d < _MAX_DIM):
-                    raise FileFormatError(filename, f"the config asks for a dimension {key}={d!r}; refusing to "
-                                                    "build arrays that large.")
-        inner = node.get("config")
-        build = node.get("build_config")
-        if isinstance(inner, dict) and isinstance(build, dict):
-            units = inner.get("units")
-            shape = build.get("input_shape")
-            if isinstance(units, int) and isinstance(shape, list) and shape and isinstance(shape[-1], int):
-                params += units * (shape[-1] + 1)
-        stack.extend(node.values())
-    if weights_size is not None and params * 4 > 2 * weights_size + (16 << 20):
-        raise FileFormatError(filename, f"the config describes at least {params} parameters but the file "
-                                        f"stores only {weights_size} bytes of weights; refusing to build it.")
+        node = pop()
+        if isinstance(node, dict):
+            for key in _DIM_KEYS.intersection(node):
+                v = node[key]
+                for d in v if isinstance(v, list) else [v]:
+                    if isinstance(d, (int, float)) and not isinstance(d, bool) and not (-1 <= d < _MAX_DIM):
+                        raise FileFormatError(filename, f"the config asks for a dimension {key}={d!r}; refusing "
+                                                        "to build arrays that large.")
+            push(node.values())
+        elif isinstance(node, list):
+            push(node)
+
+
+def _check_sizes(config, custom_objects, stored_values: int | None, filename) -> None:
+    """Refuse configs that would allocate absurd arrays, before a single weight is allocated.
+
+    The weights the config will create are counted from the config alone (see
+    :mod:`~lamina.saving.config_params`); they must fit in :func:`max_params` and, when the file
+    has weights, in the values it actually stores (``stored_values``).
+    """
+    _check_dims(config, filename)
+    params = config_params.count_params(config, custom_objects, filename)
+    limit = max_params()
+    if params > limit:
+        raise FileFormatError(filename, f"the config describes at least {params} parameters, more than the limit "
+                                        f"of {limit}. If the model is really that large, raise "
+                                        "lamina.saving.saving_lib.MAX_PARAMS or set the environment variable "
+                                        "LAMINA_MAX_PARAMS.")
+    if stored_values is not None and params > stored_values:
+        raise FileFormatError(filename, f"the config describes at least {params} parameters but the weights hold "
+                                        f"only {stored_values} values; refusing to build a model the file cannot "
+                                        "fill.")
 
 
 def model_from_config(config, custom_objects=None, compile: bool = True, safe_mode: bool = True,
-                      filename=None, weights_size: int | None = None):
-    """Check ``config`` against the safety rules, then build (and compile) the model it describes."""
-    from lamina.models.model import Model
+                      filename=None, stored_values: int | None = None):
+    """Check ``config`` against the safety rules, then build (and compile) the model it describes.
+
+    ``stored_values``: how many array elements the weights file holds (None: no weights file), which
+    bounds the weights the config may create; see :func:`_check_sizes`.
+    """
+    from lamina.models.model import Model  # lazy: models sit above saving on the import ladder
 
     if not isinstance(config, dict) or "class_name" not in config or not isinstance(config.get("config"), dict):
         raise FileFormatError(filename, "config.json must hold a dict with 'class_name' and 'config'. "
@@ -286,8 +320,8 @@ def model_from_config(config, custom_objects=None, compile: bool = True, safe_mo
     if not compile:
         config["compile_config"] = None
     extra = serialization_lib.check_config(config, custom_objects, safe_mode, filename)
-    _check_sizes(config, weights_size, filename)
     custom = {**(custom_objects or {}), **extra}
+    _check_sizes(config, custom, stored_values, filename)
     try:
         if not safe_mode:
             config = serialization_lib.load_lambdas(config)
@@ -307,27 +341,34 @@ def model_from_config(config, custom_objects=None, compile: bool = True, safe_mo
 
 
 def _read_dir(dirpath, filename) -> dict[str, bytes]:
+    """The members of a ``zipped=False`` folder: regular files (no links, FIFOs, devices), reads capped."""
     out = {}
     for name in (CONFIG_FILENAME, METADATA_FILENAME, WEIGHTS_FILENAME):
         path = os.path.join(dirpath, name)
-        if os.path.islink(path):
-            raise FileFormatError(filename, f"'{name}' is a symbolic link, which is not allowed.")
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             if name == METADATA_FILENAME:
                 continue
             raise FileFormatError(filename, f"the folder has no '{name}'.")
-        if os.path.getsize(path) > MAX_BYTES:
-            raise FileFormatError(filename, f"'{name}' is larger than {MAX_BYTES} bytes.")
-        with open(path, "rb") as f:
-            out[name] = f.read()
+        cap, setting = _member_cap(name, MAX_BYTES)
+        out[name] = file_access.read_regular(path, cap, filename, f"'{name}' in the folder", f" ({setting})",
+                                             follow_symlinks=False)
     return out
 
 
-def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True):
-    """Rebuild a model from a ``.keras`` file (path, folder from ``zipped=False``, or file object)."""
+def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = True,
+               restore_rng_state: bool = False):
+    """Rebuild a model from a ``.keras`` file (path, folder from ``zipped=False``, or file object).
+
+    ``restore_rng_state=True`` also sets lamina's global random generator to its state at save time
+    (to resume training exactly); otherwise the caller's random stream is left as it was.
+    """
     if hasattr(filepath, "read"):
         filename = getattr(filepath, "name", None)
-        members = read_archive(filepath.read(), filename)
+        if file_access.stream_kind(filepath, filename) == "capped":
+            # zipfile needs to seek: read a stream whole, but no more than a .keras file can hold
+            # (its members, MAX_BYTES, plus the zip's own headers).
+            filepath = file_access.read_capped(filepath, MAX_BYTES + (64 << 20), filename, "the file object")
+        members = read_archive(filepath, filename)
     else:
         filename = os.fspath(filepath)
         if os.path.isdir(filename):
@@ -336,56 +377,43 @@ def load_model(filepath, custom_objects=None, compile: bool = True, safe_mode: b
             if not os.path.exists(filename):
                 raise FileNotFoundError(f"No such file: '{filename}'. Received: filepath={filename!r}")
             members = read_archive(filename, filename)
-    return load_from_members(members, filename, custom_objects, compile, safe_mode)
+    return load_from_members(members, filename, custom_objects, compile, safe_mode, restore_rng_state)
 
 
-def load_from_members(members: dict, filename, custom_objects=None, compile=True, safe_mode=True):
+def load_from_members(members: dict, filename, custom_objects=None, compile=True, safe_mode=True,
+                      restore_rng_state: bool = False):
     config = parse_json(members[CONFIG_FILENAME], CONFIG_FILENAME, filename)
-    rng = None
+    saved_rng = _saved_rng(members, filename, restore_rng_state)
+    weights = members[WEIGHTS_FILENAME]
+    with h5_weights.H5Reader(weights, filename, MAX_BYTES) as reader:
+        stored = reader.stored_values()  # bounds the weights the config may create, checked before building
+    with rng_state.preserved():  # the layers built here draw throwaway initial weights from the global stream
+        model = model_from_config(config, custom_objects, compile, safe_mode, filename, stored)
+        load_weights_into(model, weights, filename, include_optimizer=compile, strict_optimizer=True)
+    if saved_rng is not None:
+        rng_state.restore(saved_rng)
+    return model
+
+
+def _saved_rng(members: dict, filename, wanted: bool):
+    """The file's random state as a generator when ``wanted`` (it is checked whenever present)."""
+    gen = None
     if METADATA_FILENAME in members:
         metadata = parse_json(members[METADATA_FILENAME], METADATA_FILENAME, filename)
         lam = metadata.get(LAMINA_KEY) if isinstance(metadata, dict) else None
         if isinstance(lam, dict) and "rng_state" in lam:
-            rng = _parse_rng_state(lam["rng_state"], filename)
-    weights = members[WEIGHTS_FILENAME]
-    model = model_from_config(config, custom_objects, compile, safe_mode, filename, len(weights))
-    load_weights_into(model, weights, filename, include_optimizer=compile)
-    if rng is not None:
-        _restore_rng(rng)
-    return model
+            gen = rng_state.parse(lam["rng_state"], filename)
+    if wanted and gen is None:
+        raise FileFormatError(filename, "restore_rng_state=True, but the file holds no lamina random state "
+                                        f"('{LAMINA_KEY}.rng_state' in {METADATA_FILENAME}): it was written by Keras "
+                                        "or without metadata. Load it with restore_rng_state=False.")
+    return gen if wanted else None
 
 
 def load_weights_into(model, source, filename, include_optimizer: bool = True,
-                      skip_mismatch: bool = False) -> None:
-    """Read Keras-layout weights from ``source`` (path, bytes) into ``model``: all checked, then assigned."""
-    if include_optimizer:
-        prepare_optimizer(model)
-    entries = h5_weights.state_entries(model, include_optimizer=include_optimizer)
-    with h5_weights.H5Reader(source, filename, MAX_BYTES) as reader:
-        opt_entries = [e for e in entries if e.path == "optimizer"]
-        layer_entries = [e for e in entries if e.path != "optimizer"]
-        plan = h5_weights.plan_load(layer_entries, reader, skip_mismatch=skip_mismatch)
-        for entry in opt_entries:
-            plan += _plan_optimizer(entry, reader, skip_mismatch)
-    h5_weights.apply_plan(plan)
-
-
-def _plan_optimizer(entry, reader, skip_mismatch: bool) -> list:
-    """The optimizer's state: all of it, or only iteration/learning_rate when the file's optimizer had
-    never been built (Keras writes just those two then)."""
-    try:
-        group = reader.group("optimizer")
-        n = len(reader.keys(group)) if group is not None else 0
-    except FileFormatError:
-        raise
-    except Exception as e:
-        raise FileFormatError(reader.filename, f"the optimizer state could not be read ({type(e).__name__}).") \
-            from None
-    if group is None:
-        return []
-    opt = entry.owner
-    slot_ids = {id(s) for group_, _, _ in opt._slot_groups.values() for s in group_}
-    base = [v for v in entry.variables if id(v) not in slot_ids]
-    if n != len(entry.variables) and n == len(base):
-        entry = type(entry)(entry.path, entry.name, base, opt)
-    return h5_weights.plan_load([entry], reader, skip_mismatch=skip_mismatch)
+                      skip_mismatch: bool = False, strict_optimizer: bool = False) -> None:
+    """Read Keras-layout weights from ``source`` (path, bytes) into ``model``: all checked, then all
+    assigned (see :mod:`lamina.saving.weights_loading`; ``strict_optimizer``: an optimizer state that
+    does not fit is an error rather than skipped with a warning)."""
+    weights_loading.load_weights(model, source, filename, MAX_BYTES, include_optimizer=include_optimizer,
+                                 skip_mismatch=skip_mismatch, strict_optimizer=strict_optimizer)

@@ -9,9 +9,16 @@ caller passes ``safe_mode=False``:
 * classes and functions resolve only from ``custom_objects``, the registry
   (:func:`~lamina.saving.register_keras_serializable`) and lamina's own built-ins, which answer for
   Keras module paths (``keras.*``, ``keras.src.*``, ``keras.engine.*``, ``tf_keras.*`` ...);
-* an object from any other module, a Python ``lambda`` (``"__lambda__"``, marshalled bytecode) or a
-  ``Lambda`` layer is refused under ``safe_mode=True`` with an error saying how to opt in. With
-  ``safe_mode=False`` lamina imports the named module / unmarshals the lambda, as Keras does.
+* an object from any other module, a Python ``lambda`` (marshalled bytecode) or a ``Lambda`` layer
+  is refused under ``safe_mode=True`` with an error saying how to opt in. With ``safe_mode=False``
+  lamina imports the named module / unmarshals the lambda, as Keras does.
+
+Keras writes a lambda's ``(code, defaults, closure)`` (``python_utils.func_dump``: base64 marshalled
+bytecode, the default values, the closure cells' values) in three layouts, all read here:
+``{"class_name": "__lambda__", "config": {"value": [code, defaults, closure]}}`` (any object, e.g. a
+loss), ``{"class_name": "__lambda__", "config": {"code", "defaults", "closure"}}`` (the ``Lambda``
+layer's function) and the bare ``{"value": [code, defaults, closure]}`` (an activation: Keras's
+``activations.serialize`` drops the marker, so Keras cannot load such a file back itself).
 
 :func:`check_config` applies these rules to a whole config tree *before* anything is built.
 """
@@ -19,6 +26,7 @@ caller passes ``safe_mode=False``:
 from __future__ import annotations
 
 import base64
+import builtins
 import importlib
 import inspect
 import marshal
@@ -26,6 +34,10 @@ import types
 
 import numpy as np
 
+from lamina import activations, constraints, initializers, losses, metrics, optimizers, regularizers
+from lamina.layers import Layer, serialize
+from lamina.layers import deserialize as deserialize_layer
+from lamina.optimizers import schedules
 from lamina.saving import object_registry
 from lamina.saving.errors import FileFormatError
 
@@ -61,12 +73,8 @@ def _family(module: str, class_name: str) -> str | None:
 
 
 def _families() -> dict:
-    from lamina import activations, constraints, initializers, losses, metrics, optimizers, regularizers
-    from lamina.layers import _builtin_classes
-    from lamina.optimizers import schedules
-
     return {
-        "layers": (_builtin_classes(), None),
+        "layers": (object_registry.builtin_objects("layers"), None),
         "optimizers": ({c.__name__: c for c in optimizers.ALL_OBJECTS} | {"Optimizer": optimizers.Optimizer},
                        optimizers.deserialize),
         "schedules": ({n: c for n, c in vars(schedules).items() if isinstance(c, type)
@@ -110,11 +118,6 @@ def _custom_lookup(config: dict, custom_objects: dict | None):
 
 def serialize_keras_object(obj):
     """``obj`` as a JSON-ready value in Keras 3's format (layers, models, optimizers, losses...)."""
-    from lamina import activations, losses, metrics, optimizers
-    from lamina.layers import Layer, serialize
-    from lamina.metrics import Metric
-    from lamina.optimizers import schedules
-
     if obj is None or isinstance(obj, (str, bool, int, float)):
         return obj
     if isinstance(obj, (list, tuple)):
@@ -123,37 +126,40 @@ def serialize_keras_object(obj):
         return {str(k): serialize_keras_object(v) for k, v in obj.items()}
     if isinstance(obj, bytes):
         return {"class_name": "__bytes__", "config": {"value": obj.decode("utf-8")}}
-    if isinstance(obj, np.ndarray):
-        if obj.ndim == 0:
-            return obj.item()
+    if isinstance(obj, np.ndarray) and obj.ndim:
         return {"class_name": "__numpy__", "config": {"value": obj.tolist(), "dtype": obj.dtype.name}}
-    if isinstance(obj, np.generic):
+    if isinstance(obj, (np.ndarray, np.generic)):
         return obj.item()
+    if isinstance(obj, types.FunctionType):
+        return _serialize_function(obj)
+    return _serialize_instance(obj)
+
+
+def _serialize_function(fn: types.FunctionType):
+    if fn.__name__ == "<lambda>":
+        raise ValueError(
+            "Cannot serialize a lambda: it has no name to load it back by, and lamina does not write "
+            "code into files. Define it with `def` and register it with "
+            f"@lamina.saving.register_keras_serializable(). Received: {fn!r}"
+        )
+    for module in (losses, metrics):
+        if getattr(module, fn.__name__, None) is fn:
+            return module.serialize(fn)
+    return activations.serialize(fn)
+
+
+def _serialize_instance(obj):
     if isinstance(obj, Layer):
         out = _keras_module_paths(serialize(obj))
         compile_config = obj.get_compile_config() if hasattr(obj, "get_compile_config") else None
         if compile_config is not None:
             out["compile_config"] = compile_config
         return out
-    if isinstance(obj, optimizers.Optimizer):
-        return optimizers.serialize(obj)
-    if isinstance(obj, schedules.LearningRateSchedule):
-        return schedules.serialize(obj)
-    if isinstance(obj, losses.Loss):
-        return losses.serialize(obj)
-    if isinstance(obj, Metric):
-        return metrics.serialize(obj)
-    if isinstance(obj, types.FunctionType):
-        if obj.__name__ == "<lambda>":
-            raise ValueError(
-                "Cannot serialize a lambda: it has no name to load it back by, and lamina does not write "
-                "code into files. Define it with `def` and register it with "
-                f"@lamina.saving.register_keras_serializable(). Received: {obj!r}"
-            )
-        for module in (losses, metrics):
-            if getattr(module, obj.__name__, None) is obj:
-                return module.serialize(obj)
-        return activations.serialize(obj)
+    for cls, serialize_one in ((optimizers.Optimizer, optimizers.serialize),
+                               (schedules.LearningRateSchedule, schedules.serialize),
+                               (losses.Loss, losses.serialize), (metrics.Metric, metrics.serialize)):
+        if isinstance(obj, cls):
+            return serialize_one(obj)
     if hasattr(obj, "get_config"):
         cls = type(obj)
         registered = object_registry._GLOBAL_CUSTOM_NAMES.get(cls)
@@ -184,6 +190,47 @@ def _refuse(filename, message: str):
     raise FileFormatError(filename, message)
 
 
+def _walk(config):
+    """``(key, node, owner)`` for every dict in a config tree: the key it sits under (list items take
+    their list's key) and a description of the nearest enclosing object (``"Dense 'dense'"``)."""
+    stack = [(None, config, None)]
+    while stack:
+        key, node, owner = stack.pop()
+        if isinstance(node, list):
+            stack.extend((key, x, owner) for x in reversed(node))
+        elif isinstance(node, dict):
+            yield key, node, owner
+            here = _describe(node) or owner
+            stack.extend((k, v, here) for k, v in reversed(list(node.items())))
+
+
+def _describe(node: dict) -> str | None:
+    cn = node.get("class_name")
+    if not isinstance(cn, str) or cn.startswith("__"):
+        return None
+    inner = node.get("config")
+    name = inner.get("name") if isinstance(inner, dict) else None
+    return f"{cn} '{name}'" if isinstance(name, str) else cn
+
+
+def _is_bare_lambda(node) -> bool:
+    """Keras's lambda *activation*: ``{"value": [code, defaults, closure]}`` with no ``class_name``,
+    the code being base64 marshalled bytecode (its first byte marks a code object)."""
+    if not isinstance(node, dict) or set(node) != {"value"}:
+        return False
+    value = node["value"]
+    if not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], str):
+        return False
+    try:
+        head = base64.b64decode(value[0][:4], validate=True)
+    except ValueError:
+        return False
+    return bool(head) and head[0] & 0x7F == ord("c")  # marshal's TYPE_CODE, with or without FLAG_REF
+
+
+_SAFE_MODE_HINT = "If you trust the file's source, pass safe_mode=False to load_model."
+
+
 def check_config(config, custom_objects: dict | None = None, safe_mode: bool = True, filename=None) -> dict:
     """Apply the safety rules to a whole config tree before anything is built.
 
@@ -191,67 +238,89 @@ def check_config(config, custom_objects: dict | None = None, safe_mode: bool = T
     ``custom_objects``. Raises :class:`FileFormatError` naming ``filename`` otherwise.
     """
     resolved: dict = {}
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
-        stack.extend(node.values())
-        cn = node.get("class_name")
-        if not isinstance(cn, str):
-            continue
-        if cn == "__lambda__":
+    for key, node, owner in _walk(config):
+        if key != "config" and _is_bare_lambda(node):  # ("config": a __tuple__'s {"value": [...]} is data)
             if safe_mode:
-                _refuse(filename, (
-                    "the config holds a Python lambda (marshalled bytecode). Loading it would run code "
-                    "stored in the file, so safe_mode refuses it. If you trust the file's source, pass "
-                    "safe_mode=False to load_model."))
+                where = f"of {owner} " if owner else ""
+                _refuse(filename, f"the '{key}' {where}is a Python lambda (marshalled bytecode, as Keras writes "
+                                  "a lambda activation). Loading it would run code stored in the file, so "
+                                  f"safe_mode refuses it. {_SAFE_MODE_HINT}")
             continue
-        if cn == "__typespec__":
-            _refuse(filename, "the config holds a TensorFlow TypeSpec, which lamina cannot load.")
-        if cn in _DATA_MARKERS:
-            continue
-        if cn == "Lambda" and _custom_lookup(node, custom_objects) is None:
-            if safe_mode:
-                _refuse(filename, (
-                    "the model has a Lambda layer, whose function is Python code stored in the file; "
-                    "safe_mode refuses to run it. If you trust the file's source, pass safe_mode=False "
-                    "and a Lambda layer class in custom_objects={'Lambda': YourLambda} (lamina has no "
-                    "built-in Lambda layer)."))
-            continue
-        module = node.get("module")
-        if "config" not in node or module is None:
-            continue  # Keras-2 style {"class_name", "config"}: resolved by name among built-ins only
-        if _custom_lookup(node, custom_objects) is not None:
-            continue
-        if not isinstance(module, str):
-            _refuse(filename, f"object '{cn}' has a non-string module {module!r}.")
-        if is_keras_module(module):
-            continue
-        if module == "builtins" and cn == "function":
-            name = node.get("config")
-            if isinstance(name, str) and _builtin_lookup(name) is not None:
-                continue
-            what = f"function '{name}'"
-        else:
-            what = f"'{cn}'"
-        key = cn if cn != "function" else node.get("config")
-        how = ("register it with @lamina.saving.register_keras_serializable() or pass "
-               f"custom_objects={{'{key}': ...}}")
-        if module == "builtins":  # a plain function saved by name: only the caller can supply it
-            _refuse(filename, f"the config names {what}, which is neither a lamina built-in nor registered. "
-                              f"If it is your own function, {how}.")
+        resolved.update(_check_node(node, custom_objects, safe_mode, filename))
+    return resolved
+
+
+def _check_node(node: dict, custom_objects, safe_mode: bool, filename) -> dict:
+    """The safety rules for one ``{"class_name", ...}`` entry; returns what it resolved by import."""
+    cn = node.get("class_name")
+    if not isinstance(cn, str):
+        return {}
+    if cn == "__lambda__":
+        if safe_mode:
+            _refuse(filename, "the config holds a Python lambda (marshalled bytecode). Loading it would run code "
+                              f"stored in the file, so safe_mode refuses it. {_SAFE_MODE_HINT}")
+        return {}
+    if cn == "__typespec__":
+        _refuse(filename, "the config holds a TensorFlow TypeSpec, which lamina cannot load.")
+    if cn in _DATA_MARKERS:
+        return {}
+    custom = _custom_lookup(node, custom_objects)
+    if cn == "Lambda" and custom is None:
         if safe_mode:
             _refuse(filename, (
-                f"the config names {what} from module '{module}', which is not a Keras module and is not "
-                "registered. In safe mode lamina never imports modules named in a file. If it is your own "
-                f"class or function, {how}; if you trust the file's source, pass safe_mode=False to let "
-                f"lamina import '{module}'."))
-        resolved.update(_import_object(node, module, filename))
-    return resolved
+                "the model has a Lambda layer, whose function is Python code stored in the file; "
+                "safe_mode refuses to run it. If you trust the file's source, pass safe_mode=False "
+                "and a Lambda layer class in custom_objects={'Lambda': YourLambda} (lamina has no "
+                "built-in Lambda layer)."))
+        return {}
+    if custom is not None:
+        return {}
+    _check_registered_name(node, cn, filename)
+    module = node.get("module")
+    if "config" not in node or module is None:
+        return {}  # Keras-2 style {"class_name", "config"}: resolved by name among built-ins only
+    return _check_module(node, cn, module, safe_mode, filename)
+
+
+def _check_registered_name(node: dict, cn: str, filename) -> None:
+    """A ``registered_name`` that is not a registered custom object must not name another built-in
+    class than ``class_name`` (Keras writes None or the class's own name for built-ins)."""
+    reg = node.get("registered_name")
+    if not isinstance(reg, str) or reg in (cn, "function"):
+        return
+    by_reg, by_name = _builtin_lookup(reg), _builtin_lookup(cn)
+    if by_reg is not None and (by_name is None or by_name[1] is not by_reg[1]):
+        _refuse(filename, f"{_describe(node)} has registered_name '{reg}', which names another "
+                          f"class: the file is inconsistent (for a built-in class Keras writes registered_name "
+                          f"None or the class's own name). Received: class_name={cn!r}, registered_name={reg!r}")
+
+
+def _check_module(node: dict, cn: str, module, safe_mode: bool, filename) -> dict:
+    """An object from a non-Keras module: refused, or (safe_mode=False) imported."""
+    if not isinstance(module, str):
+        _refuse(filename, f"object '{cn}' has a non-string module {module!r}.")
+    if is_keras_module(module):
+        return {}
+    if module == "builtins" and cn == "function":
+        name = node.get("config")
+        if isinstance(name, str) and _builtin_lookup(name) is not None:
+            return {}
+        what = f"function '{name}'"
+    else:
+        what = f"'{cn}'"
+    key = cn if cn != "function" else node.get("config")
+    how = ("register it with @lamina.saving.register_keras_serializable() or pass "
+           f"custom_objects={{'{key}': ...}}")
+    if module == "builtins":  # a plain function saved by name: only the caller can supply it
+        _refuse(filename, f"the config names {what}, which is neither a lamina built-in nor registered. "
+                          f"If it is your own function, {how}.")
+    if safe_mode:
+        _refuse(filename, (
+            f"the config names {what} from module '{module}', which is not a Keras module and is not "
+            "registered. In safe mode lamina never imports modules named in a file. If it is your own "
+            f"class or function, {how}; if you trust the file's source, pass safe_mode=False to let "
+            f"lamina import '{module}'."))
+    return _import_object(node, module, filename)
 
 
 def _import_object(node: dict, module: str, filename) -> dict:
@@ -277,14 +346,30 @@ def _import_object(node: dict, module: str, filename) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------- lambdas
+
+
+def _lambda_parts(inner) -> tuple:
+    """``(code, defaults, closure)`` from any of Keras's lambda layouts (see the module docstring)."""
+    if isinstance(inner, dict) and "value" in inner:
+        value = inner["value"]
+    elif isinstance(inner, dict) and "code" in inner:
+        value = [inner["code"], inner.get("defaults"), inner.get("closure")]
+    else:
+        value = inner
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 3 or not isinstance(value[0], str):
+        raise ValueError("A lambda must be stored as (code, defaults, closure) with the code a base64 string. "
+                         f"Received: {value!r:.200}")
+    code, defaults, closure = (list(value) + [None, None])[:3]
+    for what, part in (("defaults", defaults), ("closure", closure)):
+        if part is not None and not isinstance(part, (list, tuple)):
+            raise ValueError(f"A lambda's {what} must be a list or null. Received: {what}={part!r:.200}")
+    return code, defaults, closure
+
+
 def _load_lambda(inner) -> types.FunctionType:
     """Rebuild a function from Keras's ``func_dump`` triple (only reached with safe_mode=False)."""
-    value = inner.get("value") if isinstance(inner, dict) else inner
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"A __lambda__ config must hold (code, defaults, closure). Received: {value!r:.200}")
-    code_b64 = value[0]
-    defaults = tuple(value[1]) if len(value) > 1 and value[1] is not None else None
-    closure_vals = value[2] if len(value) > 2 else None
+    code_b64, defaults, closure_values = _lambda_parts(inner)
     try:
         code = marshal.loads(base64.b64decode(code_b64.encode("ascii")))
     except (ValueError, TypeError, EOFError) as e:
@@ -293,13 +378,19 @@ def _load_lambda(inner) -> types.FunctionType:
             "Python version. Re-create the layer with a named, registered function instead."
         ) from None
     if not isinstance(code, types.CodeType):
-        raise ValueError("A __lambda__ config does not hold Python bytecode.")
+        raise ValueError(f"A lambda's code does not hold Python bytecode. Received: {type(code).__name__}")
 
     def cell(v):
         return (lambda: v).__closure__[0]
 
-    closure = tuple(cell(v) for v in closure_vals) if closure_vals else None
-    return types.FunctionType(code, {"__builtins__": __builtins__}, code.co_name, defaults, closure)
+    closure = tuple(cell(v) for v in closure_values) if closure_values else None
+    if len(closure or ()) != len(code.co_freevars):
+        raise ValueError(f"The lambda uses {len(code.co_freevars)} closure variable(s) {list(code.co_freevars)} "
+                         f"but the file stores {len(closure or ())}. Received: closure={closure_values!r:.200}")
+    # As with Keras's func_load, the function sees the builtins only: the saving program's globals are not
+    # in the file.
+    defaults = tuple(defaults) if defaults else None
+    return types.FunctionType(code, {"__builtins__": builtins}, code.co_name, defaults, closure)
 
 
 # -------------------------------------------------------------------------------- deserialize
@@ -313,13 +404,15 @@ def deserialize_keras_object(config, custom_objects: dict | None = None, safe_mo
     """
     extra = check_config(config, custom_objects, safe_mode)
     custom = {**(custom_objects or {}), **extra}
+    if not safe_mode:
+        config = load_lambdas(config)  # a layer's from_config then gets its lambda activation as a function
     with object_registry.CustomObjectScope(custom):
         return _deserialize(config, custom, safe_mode)
 
 
 def _deserialize(config, custom: dict, safe_mode: bool):
-    if config is None or isinstance(config, (bool, int, float)):
-        return config
+    if config is None or isinstance(config, (bool, int, float)) or callable(config):
+        return config  # (a callable: a lambda load_lambdas already rebuilt)
     if isinstance(config, str):
         return custom.get(config, config)
     if isinstance(config, list):
@@ -329,53 +422,83 @@ def _deserialize(config, custom: dict, safe_mode: bool):
     if "class_name" not in config or "config" not in config:
         return {k: _deserialize(v, custom, safe_mode) for k, v in config.items()}
     cn, inner = config["class_name"], config["config"]
-    if cn == "__numpy__":
-        dtype = np.dtype(inner["dtype"])
-        if dtype.kind not in _NUMERIC_KINDS:
-            raise ValueError(f"__numpy__ values must be numeric. Received: dtype={inner['dtype']!r}")
-        return np.array(inner["value"], dtype=dtype)
-    if cn == "__bytes__":
-        return inner["value"].encode("utf-8")
-    if cn == "__tuple__":
-        return tuple(_deserialize(x, custom, safe_mode) for x in inner["value"])
-    if cn == "__ellipsis__":
-        return Ellipsis
-    if cn == "__slice__":
-        return slice(*(_deserialize(inner.get(k), custom, safe_mode) for k in ("start", "stop", "step")))
-    if cn == "__lambda__":
-        if safe_mode:
-            raise FileFormatError(None, "refusing to load a Python lambda in safe mode (pass safe_mode=False).")
-        return _load_lambda(inner)
-    if cn == "__keras_tensor__":
-        raise ValueError("A symbolic tensor config can only appear inside a Functional model's config.")
-    module = config.get("module") or ""
-    obj = _custom_lookup(config, custom)
+    if cn in _MARKERS:
+        return _marker_value(cn, inner, custom, safe_mode)
     if cn == "function":
-        if obj is not None:
-            return obj
-        name = inner if isinstance(inner, str) else None
-        found = _builtin_lookup(name) if name else None
-        if found is None:
-            raise ValueError(f"Unknown function '{name}'. Register it or pass it in custom_objects. "
-                             f"Received: config={config!r:.200}")
-        return found[1]
-    from lamina.layers import Layer
-    from lamina.layers import deserialize as deserialize_layer
+        return _function(config, inner, custom)
+    return _build(config, cn, inner, custom)
 
-    if obj is None:
-        fam = _family(module, cn) if module else None
-        families = _families()
-        if fam is not None and fam in families and cn in families[fam][0]:
-            obj = families[fam][0][cn]
-        else:
-            found = _builtin_lookup(cn)
-            if found is None:
-                raise ValueError(f"Unknown object '{cn}' (module '{module}'). Register custom classes with "
-                                 "@lamina.saving.register_keras_serializable() or pass them in custom_objects. "
-                                 f"Received: config={config!r:.200}")
-            fam, obj = found
-        if fam != "layers" and families[fam][1] is not None:
-            return families[fam][1](config, custom_objects=custom)
+
+def _numpy_value(inner, custom, safe_mode):
+    dtype = np.dtype(inner["dtype"])
+    if dtype.kind not in _NUMERIC_KINDS:
+        raise ValueError(f"__numpy__ values must be numeric. Received: dtype={inner['dtype']!r}")
+    return np.array(inner["value"], dtype=dtype)
+
+
+def _lambda_value(inner, custom, safe_mode):
+    if safe_mode:
+        raise FileFormatError(None, "refusing to load a Python lambda in safe mode (pass safe_mode=False).")
+    return _load_lambda(inner)
+
+
+def _keras_tensor_value(inner, custom, safe_mode):
+    raise ValueError("A symbolic tensor config can only appear inside a Functional model's config.")
+
+
+# The special class_names Keras writes for values, each → how to rebuild it from its "config".
+_MARKERS = {
+    "__numpy__": _numpy_value,
+    "__bytes__": lambda inner, custom, safe_mode: inner["value"].encode("utf-8"),
+    "__tuple__": lambda inner, custom, safe_mode: tuple(_deserialize(x, custom, safe_mode) for x in inner["value"]),
+    "__ellipsis__": lambda inner, custom, safe_mode: Ellipsis,
+    "__slice__": lambda inner, custom, safe_mode: slice(
+        *(_deserialize(inner.get(k), custom, safe_mode) for k in ("start", "stop", "step"))),
+    "__lambda__": _lambda_value,
+    "__keras_tensor__": _keras_tensor_value,
+}
+
+
+def _marker_value(cn: str, inner, custom: dict, safe_mode: bool):
+    return _MARKERS[cn](inner, custom, safe_mode)
+
+
+def _function(config: dict, inner, custom: dict):
+    """A function saved by name: a custom or registered one, else lamina's built-in of that name."""
+    obj = _custom_lookup(config, custom)
+    if obj is not None:
+        return obj
+    name = inner if isinstance(inner, str) else None
+    found = _builtin_lookup(name) if name else None
+    if found is None:
+        raise ValueError(f"Unknown function '{name}'. Register it or pass it in custom_objects. "
+                         f"Received: config={config!r:.200}")
+    return found[1]
+
+
+def _resolve_class(config: dict, cn: str, custom: dict):
+    """``(family, object)`` for a class entry: custom/registered first, then the built-in its module
+    (or, failing that, its name) points to. The family is None for custom objects."""
+    obj = _custom_lookup(config, custom)
+    if obj is not None:
+        return None, obj
+    module = config.get("module") or ""
+    fam = _family(module, cn) if module else None
+    families = _families()
+    if fam is not None and fam in families and cn in families[fam][0]:
+        return fam, families[fam][0][cn]
+    found = _builtin_lookup(cn)
+    if found is None:
+        raise ValueError(f"Unknown object '{cn}' (module '{module}'). Register custom classes with "
+                         "@lamina.saving.register_keras_serializable() or pass them in custom_objects. "
+                         f"Received: config={config!r:.200}")
+    return found
+
+
+def _build(config: dict, cn: str, inner, custom: dict):
+    fam, obj = _resolve_class(config, cn, custom)
+    if fam is not None and fam != "layers" and _families()[fam][1] is not None:
+        return _families()[fam][1](config, custom_objects=custom)
     if inspect.isclass(obj) and issubclass(obj, Layer):
         instance = deserialize_layer(config, custom_objects={**custom, cn: obj})
         compile_config = config.get("compile_config")
@@ -392,16 +515,19 @@ def _deserialize(config, custom: dict, safe_mode: bool):
     return obj.from_config(inner)
 
 
-def load_lambdas(config):
-    """(safe_mode=False only) A copy of ``config`` with every ``__lambda__`` entry turned into its function,
-    so a layer's ``from_config`` receives a callable (e.g. for ``activation``)."""
+def load_lambdas(config, key=None):
+    """(safe_mode=False only) A copy of ``config`` with every lambda — ``__lambda__`` entries and
+    Keras's bare lambda activations — turned into its function, so a layer's ``from_config`` receives
+    a callable (e.g. for ``activation``)."""
     if isinstance(config, list):
-        return [load_lambdas(x) for x in config]
+        return [load_lambdas(x, key) for x in config]
     if not isinstance(config, dict):
         return config
     if config.get("class_name") == "__lambda__":
         return _load_lambda(config.get("config"))
-    return {k: load_lambdas(v) for k, v in config.items()}
+    if key != "config" and _is_bare_lambda(config):
+        return _load_lambda(config)
+    return {k: load_lambdas(v, k) for k, v in config.items()}
 
 
 def json_default(obj):

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lamina.layers.layer import Layer
+from lamina.models.functional import keras_layer_order
+from lamina.models.model import Model
 from lamina.naming import to_snake_case
 
 # Attributes of lamina's own classes that hold layers Keras does not walk (or walks elsewhere).
@@ -43,8 +45,6 @@ def _name_key(name: str) -> str:
 
 
 def _is_model(obj) -> bool:
-    from lamina.models.model import Model
-
     return isinstance(obj, Model)
 
 
@@ -67,8 +67,6 @@ def _has_custom_state(layer) -> bool:
 
 def functional_layer_order(model) -> list:
     """A Functional model's layers in Keras's order (kept with the model: see Functional.layers)."""
-    from lamina.models.functional import keras_layer_order
-
     return keras_layer_order(model)
 
 

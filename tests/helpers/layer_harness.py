@@ -7,7 +7,8 @@ weights), that the taped and the plain forward agree, and a training step under 
 yields a gradient for every trainable weight and for the input.
 
 ``check_layer_gradients`` compares the tape's gradients of a float64 layer (input and trainable
-weights) with central differences, as ``gradcheck.check_gradients`` does for functions.
+weights) with central differences and sweeps float32 and an empty batch, with the same helpers as
+``gradcheck.check_gradients`` uses for functions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import lamina
 from lamina.autodiff import unwrap
 from lamina.layers.input_layer import Input
+from tests.helpers import gradcheck
 
 
 def _is_shape_list(shape) -> bool:
@@ -123,53 +125,71 @@ def run_layer_test(cls, init_kwargs: dict, input_shape, expected_output_shape,
 
 
 def check_layer_gradients(layer, inputs, training=None, h: float = 1e-6, rtol: float = 1e-4,
-                          atol: float = 1e-6, seed: int = 0, check_input: bool = True):
+                          atol: float = 1e-6, seed: int = 0, check_input: bool = True, float32: bool = True,
+                          empty_batch: bool = True):
     """Tape gradients of ``layer`` (input and trainable weights) against central differences.
 
-    The layer should hold float64 weights (``dtype="float64"``) and is built on ``inputs`` first.
-    The output is reduced with a fixed random projection so every output element matters.
+    The layer should hold float64 weights (``dtype="float64"``) and is built on ``inputs`` first. The
+    sweep of :mod:`tests.helpers.gradcheck` follows: a float32 twin of the layer (same config and
+    weights) on float32 inputs must give float32 gradients equal to these to float32 precision
+    (``float32=False`` for an object that is not a real layer), and an empty batch (``(0, ...)`` inputs)
+    must give a ``(0, ...)`` input gradient and zero weight gradients (``empty_batch=False`` where
+    the layer cannot take one, e.g. batch statistics in training).
     """
     xs = [np.array(a, dtype=np.float64) for a in _leaves(inputs)]
-    as_list = isinstance(inputs, list)
-
-    def pack(arrs):
-        return list(arrs) if as_list else arrs[0]
-
-    out0 = np.asarray(unwrap(_call(layer, pack(xs), training)), dtype=np.float64)
-    proj = np.random.default_rng(seed).standard_normal(out0.shape)
+    out0 = np.asarray(unwrap(_call(layer, _packed(inputs, xs), training)), dtype=np.float64)
+    proj = gradcheck.projection(out0.shape, seed)
     weights = layer.trainable_weights
+    grads = _layer_tape_gradients(layer, inputs, xs, training, proj)
 
     def projected() -> float:
-        return float(np.sum(np.asarray(unwrap(_call(layer, pack(xs), training)), dtype=np.float64) * proj))
+        out = _call(layer, _packed(inputs, xs), training)
+        return float(np.sum(np.asarray(unwrap(out), dtype=np.float64) * proj))
 
+    targets = [(f"input {i}", x) for i, x in enumerate(xs)] + [(f"weight '{w.name}'", unwrap(w)) for w in weights]
+    skip = 0 if check_input else len(xs)
+    gradcheck.assert_matches_finite_differences(projected, targets[skip:], grads[skip:], h=h, rtol=rtol, atol=atol)
+    if float32:
+        twin = _float32_twin(layer, inputs, training)
+        grads32 = _layer_tape_gradients(twin, inputs, [x.astype(np.float32) for x in xs], training, proj)
+        gradcheck.assert_float32_agrees([label for label, _ in targets[skip:]], grads32[skip:], grads[skip:])
+    if empty_batch:
+        empty = [x[:0] for x in xs]
+        out = np.asarray(unwrap(_call(layer, _packed(inputs, empty), training)))
+        assert out.shape[:1] == (0,), f"an empty batch gave an output of shape {out.shape}"
+        grads0 = _layer_tape_gradients(layer, inputs, empty, training, gradcheck.projection(out.shape, seed))
+        n = len(xs)
+        if check_input:
+            gradcheck.assert_empty_batch_gradients([(label, e) for (label, _), e in zip(targets, empty)], grads0[:n])
+        gradcheck.assert_empty_batch_gradients(targets[n:], grads0[n:], zero=True)
+
+
+def _packed(inputs, arrays):
+    """``arrays`` in the structure of ``inputs``: a list for a list, else the single array."""
+    return list(arrays) if isinstance(inputs, list) else arrays[0]
+
+
+def _layer_tape_gradients(layer, inputs, xs, training, proj) -> list:
+    """Tape gradients of ``sum(layer(xs) * proj)`` for the inputs ``xs``, then the trainable weights."""
     with lamina.GradientTape() as tape:
         tape.watch(xs)
-        out = _call(layer, pack(xs), training)
-        loss = lamina.ops.sum(lamina.ops.multiply(out, proj))
-    grads = tape.gradient(loss, xs + weights)
-    targets = [(f"input {i}", x) for i, x in enumerate(xs)] if check_input else []
-    targets += [(f"weight '{w.name}'", w._value) for w in weights]
-    start = 0 if check_input else len(xs)
-    for (label, arr), g in zip(targets, grads[start:], strict=True):
-        assert g is not None, f"{label}: no gradient"
-        assert g.shape == arr.shape, f"{label}: gradient shape {g.shape} != {arr.shape}"
-        num = np.zeros(arr.shape, dtype=np.float64)
-        flat = arr.reshape(-1)  # a view: perturbations write into the input or the weight itself
-        for j in range(flat.size):
-            old = flat[j]
-            flat[j] = old + h
-            up = projected()
-            flat[j] = old - h
-            down = projected()
-            flat[j] = old
-            num.reshape(-1)[j] = (up - down) / (2 * h)
-        np.testing.assert_allclose(g, num, rtol=rtol, atol=atol, err_msg=label)
+        out = _call(layer, _packed(inputs, xs), training)
+        loss = lamina.ops.sum(lamina.ops.multiply(out, proj.astype(xs[0].dtype)))
+    return tape.gradient(loss, xs + layer.trainable_weights)
+
+
+def _float32_twin(layer, inputs, training):
+    """The same layer in float32: rebuilt from its config, built on float32 inputs, weights copied."""
+    twin = type(layer).from_config({**layer.get_config(), "dtype": "float32"})
+    _call(twin, _packed(inputs, [np.zeros_like(x, dtype=np.float32) for x in _leaves(inputs)]), training)
+    twin.set_weights([w.astype(np.float32) for w in layer.get_weights()])
+    return twin
 
 
 def keras_forward_and_grads(keras_layer, inputs, proj, training=None):
     """Real Keras (torch backend): output, input gradient(s) and trainable-weight gradients of
     ``sum(layer(inputs) * proj)``, as NumPy arrays (weights in ``trainable_weights`` order)."""
-    import torch
+    import torch  # lazy: the oracle's backend, needed only by the tests that use Keras
 
     leaves = [torch.tensor(np.asarray(a), requires_grad=True) for a in _leaves(inputs)]
     arg = leaves if isinstance(inputs, list) else leaves[0]
