@@ -399,6 +399,25 @@ def test_npz_reader_matches_np_load_and_refuses_impossible_members(tmp_path):
         _safe_io.read_npz(str(path), ["x_train"], what="MNIST")
 
 
+@pytest.mark.parametrize("dtype", ["|V0", "<U0"])
+def test_npz_array_of_zero_size_elements_names_the_file(tmp_path, dtype):
+    # 10**12 elements of 0 bytes each: nothing to read, and nothing numpy can view as that dtype.
+    path = tmp_path / "a.npz"
+    path.write_bytes(npz_with({"x_train": npy_member((10**12,), b"", dtype=dtype)}))
+    with pytest.raises(ValueError, match=r"Malformed MNIST file .*a\.npz: array x_train has elements of 0 bytes"):
+        _safe_io.read_npz(str(path), ["x_train"], what="MNIST")
+
+
+def test_npz_encrypted_member_names_the_file(tmp_path):
+    body = bytearray(npz_with({"x_train": npy_member((4,), b"abcd")}))
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local header, central directory
+        body[body.index(signature) + flags_at] |= 0x01  # general purpose bit 0: encrypted
+    path = tmp_path / "a.npz"
+    path.write_bytes(bytes(body))
+    with pytest.raises(ValueError, match=r"Malformed MNIST file .*a\.npz: member x_train\.npy is encrypted"):
+        _safe_io.read_npz(str(path), ["x_train"], what="MNIST")
+
+
 # ----------------------------------------------------------------------------------- lookup order
 
 

@@ -523,3 +523,49 @@ def test_functional_output_reference_to_a_missing_tensor_is_named(tmp_path):
     path = _config_edit(tmp_path, _functional(), bad_output)
     with pytest.raises(FileFormatError, match=r"'output_layers' names tensor \['d', 3, 0\], which no layer produces"):
         lamina.saving.load_model(path)
+
+
+def test_functional_from_config_refuses_two_layers_of_one_name():
+    # Both Dense layers named 'b': the second would never be called and the model would silently lose it.
+    cfg = _functional().get_config()
+    cfg["layers"][2]["name"] = cfg["layers"][2]["config"]["name"] = "b"
+    cfg["output_layers"] = [["b", 0, 0]]
+    with pytest.raises(ValueError, match=r"The name \"b\" is used 2 times in the model '\w+'. All layer names "
+                                         r"should be unique.*Received: layers named \['a', 'b', 'b', 'd'\]"):
+        lamina.Model.from_config(cfg)
+
+
+def test_functional_constructor_refuses_two_layers_of_one_name():
+    # Keras refuses this model at construction; a saved copy could not be rebuilt.
+    inputs = lamina.Input(shape=(3,))
+    outputs = layers.Dense(2, name="a")(layers.Dense(2, name="a")(inputs))
+    with pytest.raises(ValueError, match=r'The name "a" is used 2 times in the model'):
+        lamina.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("config, problem", [
+    ({"class_name": "__numpy__", "config": {"value": [1, 2]}}, r"'__numpy__' entry's config must be a dict with "
+                                                                r"the keys \['value', 'dtype'\]"),
+    ({"class_name": "__numpy__", "config": "x"}, r"'__numpy__' entry's config must be a dict"),
+    ({"class_name": "__numpy__", "config": {"value": [1], "dtype": "nope"}}, r"'__numpy__' entry has no valid "
+                                                                              r"dtype.*Received: dtype='nope'"),
+    ({"class_name": "__numpy__", "config": {"value": [[1], [2, 3]], "dtype": "float32"}},
+     r"'__numpy__' entry's value is not a float32 array.*Received: value=\[\[1\], \[2, 3\]\]"),
+    ({"class_name": "__bytes__", "config": {"value": 5}}, r"'__bytes__' entry's value must be a string"),
+    ({"class_name": "__tuple__", "config": {"value": 5}}, r"'__tuple__' entry's value must be a list"),
+    ({"class_name": "__slice__", "config": [1]}, r"'__slice__' entry's config must be a dict"),
+])
+def test_malformed_value_markers_are_named(config, problem):
+    # Raw KeyError / AttributeError / NumPy errors before; each now names the marker and what it holds.
+    with pytest.raises(ValueError, match=problem):
+        lamina.saving.deserialize_keras_object(config)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("[1, 2]", "the model config is a list, not a dict"),
+    ('{"config": {}}', "the model config has no 'class_name'"),
+    ('{"class_name": "function", "config": "relu"}', "has a 'config' entry that is a str, not a dict"),
+])
+def test_model_config_problems_are_named(text, problem):
+    with pytest.raises(FileFormatError, match=problem):
+        lamina.models.model_from_json(text)

@@ -514,3 +514,11 @@ def test_os_errors_of_a_save_name_the_users_path(tmp_path, monkeypatch):
     with pytest.raises(PermissionError) as info:
         dense_model().save(target)
     assert str(info.value).startswith(f"[Errno 13] Cannot save to '{target}': Permission denied")
+
+
+def test_a_closed_file_object_is_named(tmp_path):
+    dense_model().save(tmp_path / "m.keras")
+    with open(tmp_path / "m.keras", "rb") as f:
+        pass
+    with pytest.raises(ValueError, match="the file object is closed"):
+        lamina.saving.load_model(f)

@@ -180,10 +180,38 @@ def test_a_generator_that_runs_dry_later_still_only_warns():
     lambda m: m.fit(X, Y, batch_size=2.0, verbose=0),
     lambda m: m.fit(X, Y, validation_split=0.5, validation_batch_size=0, verbose=0),
     lambda m: m.fit(X, Y, steps_per_epoch=0, verbose=0),
+    lambda m: m.fit(X, Y, validation_split=0.5, validation_steps=0, verbose=0),
+    lambda m: m.evaluate(X, Y, steps=0, verbose=0),
+    lambda m: m.predict(X, steps=-3, verbose=0),
 ])
 def test_batch_sizes_and_steps_must_be_positive_integers(call):
     with pytest.raises(ValueError, match=r"must be a positive integer.*Received: \w+=(0|-3|2\.0)$"):
         call(classifier())
+
+
+@pytest.mark.parametrize("freq", [0, -1, 1.0, "2", [0], [True]])
+def test_validation_freq_is_checked_before_training(freq):
+    # Used only at an epoch's end: without the check a bad value failed after the first epoch had trained.
+    model = classifier()
+    before = weights_of(model)
+    with pytest.raises(ValueError, match=r"`validation_freq` passed to fit must be.*Received: validation_freq="):
+        model.fit(X, Y, validation_split=0.25, validation_freq=freq, epochs=2, verbose=0)
+    assert_untouched(model, before)
+
+
+def test_validation_freq_as_a_list_of_epochs():
+    history = classifier().fit(X, Y, validation_split=0.25, validation_freq=[2, 3], epochs=3, verbose=0).history
+    assert len(history["loss"]) == 3 and len(history["val_loss"]) == 2
+
+
+def test_an_empty_class_weight_weighs_every_class_one():
+    weighted = classifier()
+    weighted.fit(X, Y, class_weight={}, epochs=1, shuffle=False, verbose=0)
+    plain = classifier()
+    plain.fit(X, Y, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(weighted.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    classifier().train_on_batch(X, Y, class_weight={})
 
 
 # ----------------------------------------------------------------------------- what x can be
@@ -335,3 +363,44 @@ def test_validation_data_wins_over_validation_split():
     history = classifier().fit(X, Y, batch_size=16, validation_split=0.5, validation_data=(X[:8], Y[:8]),
                                callbacks=[counter], verbose=0)
     assert len(steps) == 4 and "val_loss" in history.history  # all 64 samples trained on
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"verbose": "x"}, r"fit\(\): `verbose` must be 'auto', 0, 1 or 2. Received: verbose='x'"),
+    ({"verbose": 3}, r"Received: verbose=3"),
+    ({"initial_epoch": "a"}, r"`initial_epoch` must be a non-negative integer. Received: initial_epoch='a'"),
+    ({"initial_epoch": -1}, r"Received: initial_epoch=-1"),
+])
+def test_verbose_and_initial_epoch_are_checked_before_training(kwargs, match):
+    model = classifier()
+    before = weights_of(model)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, Y, epochs=1, **{"verbose": 0, **kwargs})
+    assert_untouched(model, before)
+
+
+def test_evaluate_and_predict_check_verbose():
+    model = classifier()
+    with pytest.raises(ValueError, match=r"evaluate\(\): `verbose` must be"):
+        model.evaluate(X, Y, verbose="loud")
+    with pytest.raises(ValueError, match=r"predict\(\): `verbose` must be"):
+        model.predict(X, verbose=-1)
+
+
+def test_set_weights_that_overflow_the_dtype_change_nothing():
+    layer = layers.Dense(2)
+    layer.build((None, 3))
+    before = [w.copy() for w in layer.get_weights()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy cast warning either
+        with pytest.raises(ValueError, match=r"weight 'bias' is float32, and the given values do not fit"):
+            layer.set_weights([np.ones((3, 2)), np.array([1e300, 0.0])])
+    for a, b in zip(before, layer.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the good kernel was not written either
+
+
+def test_set_weights_count_message_survives_a_ragged_list():
+    layer = layers.Dense(2)
+    layer.build((None, 3))
+    with pytest.raises(ValueError, match=r"expects 2 weight arrays.*Received: weights of shapes \['ragged'\]"):
+        layer.set_weights([[[1.0], [1.0, 2.0]]])

@@ -69,6 +69,9 @@ def read_into_array(stream, nbytes: int) -> tuple[np.ndarray, bool]:
 
 def _member_limit(info: zipfile.ZipInfo, archive_size: int, path: str, what: str) -> int:
     """The most bytes the archive member ``info`` can decompress to."""
+    if info.flag_bits & 0x1:  # zipfile would raise a RuntimeError asking for a password
+        raise ValueError(f"Malformed {what} file {path}: member {info.filename} is encrypted; numpy never "
+                         "writes encrypted members.")
     if info.compress_size > archive_size:
         raise ValueError(
             f"Malformed {what} file {path}: member {info.filename} claims {info.compress_size} compressed "
@@ -112,6 +115,9 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive_size: int, 
         if dtype.hasobject:
             raise ValueError(f"Malformed {what} file {path}: array {name} holds Python objects (pickled data), "
                              "which lamina never loads.")
+        if dtype.itemsize == 0:  # no bytes to view as it, whatever the shape declares
+            raise ValueError(f"Malformed {what} file {path}: array {name} has elements of 0 bytes ({dtype}), "
+                             "which hold no data.")
         declared = math.prod(shape) * dtype.itemsize
         held = info.file_size - member.tell()
         if declared != held:

@@ -386,7 +386,9 @@ def class_weights_to_sample_weights(y, class_weight: dict) -> np.ndarray:
         classes = np.argmax(y, axis=1)
     else:
         classes = np.round(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
-    table = np.ones(int(max(max(class_weight) + 1, classes.max() + 1 if len(classes) else 0)), dtype=backend.floatx())
+    # Classes without an entry (every class, for an empty dict) weigh 1, as in Keras.
+    size = max(max(class_weight, default=-1) + 1, classes.max() + 1 if len(classes) else 0)
+    table = np.ones(int(size), dtype=backend.floatx())
     for k, w in class_weight.items():
         table[int(k)] = w
     return table[classes]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina.autodiff import Tensor, recording, unwrap
+from lamina.layers import deserialize
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
 from lamina.layers.layer import Layer, shape_of
@@ -38,6 +39,7 @@ class Functional(Model):
         self.outputs = flatten(outputs)
         self._nodes = self._sort_nodes()
         self._layers = keras_layer_order(self)
+        _check_unique_names(self.name, [layer.name for layer in self._layers])
         self.built = True
         self._build_shapes = [t.shape for t in self.inputs] if len(self.inputs) > 1 else self.inputs[0].shape
 
@@ -241,19 +243,28 @@ class _Unresolved(Exception):
         self.ref = ref
 
 
+def _check_unique_names(model_name: str, names: list) -> None:
+    """Saved graphs name layers, so two of one name would make a model that cannot be rebuilt (and, in
+    a config, one of them would silently drop out of the graph)."""
+    seen: set = set()
+    twice = next((n for n in names if n in seen or seen.add(n)), None)
+    if twice is not None:
+        raise ValueError(f'The name "{twice}" is used {names.count(twice)} times in the model '
+                         f"'{model_name}'. All layer names should be unique. Received: layers named {names}")
+
+
 class _GraphBuilder:
     """Rebuilds a Functional graph from its layer configs: creates the layers, then calls each on the
     tensors its inbound nodes name, repeating until every call is made (a layer may be listed before
     the layers it takes input from, e.g. a shared layer)."""
 
     def __init__(self, model_name, layer_configs: list, custom_objects):
-        from lamina.layers import deserialize  # lazy: layers' package imports models
-
         self.model_name = model_name
         self.outputs_of: dict[tuple, KerasTensor] = {}
         self.todo: list[tuple[Layer, list, dict]] = []
-        for cfg in layer_configs:
-            layer = deserialize(cfg, custom_objects=custom_objects)
+        created = [deserialize(cfg, custom_objects=custom_objects) for cfg in layer_configs]
+        _check_unique_names(self.model_name, [layer.name for layer in created])
+        for layer, cfg in zip(created, layer_configs):
             if isinstance(layer, InputLayer):
                 self.outputs_of[(layer.name, 0, 0)] = layer.output_tensor
             else:

@@ -18,7 +18,7 @@ def _functional_class() -> type:
     """``Functional``, the subclass that ``Model(inputs, outputs)`` builds (as in Keras).
 
     It subclasses this module's ``Model``, so it cannot be imported here; lamina.models registers it
-    with the built-in layers when the package loads, which is always before this module runs.
+    with the built-in layers when the package finishes loading, before any model can be built.
     """
     return builtin_objects("layers")["Functional"]
 

@@ -503,9 +503,12 @@ class Trainer:
         if kwargs:
             raise TypeError(f"fit() got unexpected keyword arguments: {sorted(kwargs)}")
         self._check_fit_arguments(x, batch_size, epochs, steps_per_epoch, class_weight, sample_weight,
-                                  validation_batch_size)
+                                  (validation_batch_size, validation_steps, validation_freq))
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+            raise ValueError(
+                f"`initial_epoch` must be a non-negative integer. Received: initial_epoch={initial_epoch!r}")
         user_callbacks = _callback_list(callbacks, "fit")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _verbosity(verbose, "fit")
         batch_size = batch_size or 32
         if strategy is not None:
             strategy._attach(self)
@@ -532,13 +535,16 @@ class Trainer:
         return history
 
     def _check_fit_arguments(self, x, batch_size, epochs, steps_per_epoch, class_weight, sample_weight,
-                             validation_batch_size) -> None:
+                             validation_settings: tuple) -> None:
+        validation_batch_size, validation_steps, validation_freq = validation_settings
         self._assert_compiled("fit")
         if x is None:
             raise ValueError("fit() needs training data. Received: x=None")
         data_lib.check_batch_size(batch_size, "fit")
         data_lib.check_batch_size(validation_batch_size, "fit", "validation_batch_size")
         data_lib.check_batch_size(steps_per_epoch, "fit", "steps_per_epoch")
+        data_lib.check_batch_size(validation_steps, "fit", "validation_steps")
+        _check_validation_freq(validation_freq)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"`epochs` must be a non-negative integer. Received: epochs={epochs!r}")
         if class_weight is not None and sample_weight is not None:
@@ -621,7 +627,7 @@ class Trainer:
             if dist is not None:
                 dist.reduce_metrics(self.metrics)
             logs = self._logs()
-            if val is not None and (epoch + 1) % validation_freq == 0:
+            if val is not None and _validates_after(epoch, validation_freq):
                 val_logs = self._evaluate_data(val, validation_batch_size, validation_steps)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, logs)
@@ -711,8 +717,9 @@ class Trainer:
 
         self._assert_compiled("evaluate")
         data_lib.check_batch_size(batch_size, "evaluate")
+        data_lib.check_batch_size(steps, "evaluate", "steps")
         cb_list = _callback_list(callbacks, "evaluate")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _verbosity(verbose, "evaluate")
         batch_size = batch_size or 32
         dist = self._distribution
         if dist is not None and not dist.is_chief:
@@ -756,7 +763,8 @@ class Trainer:
         batch is a ValueError.
         """
         data_lib.check_batch_size(batch_size, "predict")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        data_lib.check_batch_size(steps, "predict", "steps")
+        verbose = _verbosity(verbose, "predict")
         if not verbose and not callbacks and steps is None and type(x) is np.ndarray and self.built \
                 and self._distribution is None and hasattr(self, "_run") and x.dtype == np.float32 \
                 and x.ndim >= 1 and 0 < len(x) <= (batch_size or PREDICT_CHUNK):
@@ -773,7 +781,7 @@ class Trainer:
             data_lib.check_batch_dims(x, what="predict")
             self._ensure_built(x)
             self._check_input_shapes(x)
-            if data_lib.num_samples(x, what="predict") == 0 or steps == 0:
+            if data_lib.num_samples(x, what="predict") == 0:
                 return self._predict_batch(data_lib.slice_all(x, slice(0, 0)))  # shaped by the model itself
             batches, n_steps = self._predict_array_batches(x, batch_size, steps)
         else:
@@ -874,6 +882,23 @@ PROBE_ROWS = 4  # rows on which fit tries the metrics before training
 _WEIGHT_ADVICE = "which would turn every model weight into NaN at the first step. Every sample weight must be finite."
 
 
+def _check_validation_freq(validation_freq) -> None:
+    """A positive integer (validate every that many epochs) or a list of epoch numbers counted from 1."""
+    freqs = validation_freq if isinstance(validation_freq, (list, tuple)) else [validation_freq]
+    if not freqs or not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) and f > 0 for f in freqs):
+        raise ValueError(
+            "`validation_freq` passed to fit must be a positive integer (validate every that many epochs) or a "
+            f"list of epochs counted from 1, e.g. [1, 5, 10]. Received: validation_freq={validation_freq!r}"
+        )
+
+
+def _validates_after(epoch: int, validation_freq) -> bool:
+    """Whether fit validates at the end of ``epoch`` (0-based), as Keras reads ``validation_freq``."""
+    if isinstance(validation_freq, (list, tuple)):
+        return epoch + 1 in validation_freq
+    return (epoch + 1) % validation_freq == 0
+
+
 def _same_kind(error: Exception) -> type:
     """TypeError or ValueError, as ``error`` is, to re-raise it with context (subclasses may take
     other constructor arguments)."""
@@ -898,6 +923,15 @@ def _callback_list(callbacks, what: str) -> list:
             )
         flat.append(item)
     return flat
+
+
+def _verbosity(verbose, what: str) -> int:
+    """Keras's ``verbose``: "auto" (a progress bar, 1), 0 (silent), 1 (a bar) or 2 (a line per epoch)."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, (bool, int, np.integer)) and 0 <= verbose <= 2:
+        return int(verbose)
+    raise ValueError(f"{what}(): `verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
 
 
 def _as_arrays(x, y, sample_weight, what: str):

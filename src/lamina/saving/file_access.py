@@ -52,6 +52,8 @@ def stream_kind(f, filename) -> str:
     """How to read the file object ``f``: "direct" (in memory, or a regular file: let the reader seek)
     or "capped" (a pipe, socket or unknown stream: read it whole, up to a cap). A device or directory
     behind ``f`` is refused: ``/dev/zero`` never ends."""
+    if getattr(f, "closed", False):
+        raise ValueError(f"Cannot read {filename}: the file object is closed. Received: {f!r}")
     if isinstance(f, io.BytesIO):
         return "direct"
     try:

@@ -113,7 +113,6 @@ def deserialize_object(config, kind: str, objects: dict, custom_objects: dict | 
 # ----------------------------------------------------------------------------- small utilities
 
 
-
 def get_object(identifier, kind: str, class_name: str, deserialize: Callable):
     """``get`` for regularizers and constraints: None, a name or dict (via ``deserialize``), a class
     (instantiated with its defaults), or any callable (returned as-is)."""

@@ -430,10 +430,29 @@ def _deserialize(config, custom: dict, safe_mode: bool):
 
 
 def _numpy_value(inner, custom, safe_mode):
-    dtype = np.dtype(inner["dtype"])
+    try:
+        dtype = np.dtype(inner["dtype"])
+    except (TypeError, ValueError, SyntaxError):  # SyntaxError: numpy parses some dtype strings
+        raise ValueError(f"A '__numpy__' entry has no valid dtype. Received: dtype={inner['dtype']!r:.80}") from None
     if dtype.kind not in _NUMERIC_KINDS:
         raise ValueError(f"__numpy__ values must be numeric. Received: dtype={inner['dtype']!r}")
-    return np.array(inner["value"], dtype=dtype)
+    try:
+        return np.array(inner["value"], dtype=dtype)
+    except (ValueError, TypeError, OverflowError):  # ragged nesting, strings, out-of-range numbers
+        raise ValueError(f"A '__numpy__' entry's value is not a {dtype} array. "
+                         f"Received: value={inner['value']!r:.200}") from None
+
+
+def _bytes_value(inner, custom, safe_mode):
+    if not isinstance(inner["value"], str):
+        raise ValueError(f"A '__bytes__' entry's value must be a string. Received: value={inner['value']!r:.200}")
+    return inner["value"].encode("utf-8")
+
+
+def _tuple_value(inner, custom, safe_mode):
+    if not isinstance(inner["value"], list):
+        raise ValueError(f"A '__tuple__' entry's value must be a list. Received: value={inner['value']!r:.200}")
+    return tuple(_deserialize(x, custom, safe_mode) for x in inner["value"])
 
 
 def _lambda_value(inner, custom, safe_mode):
@@ -449,8 +468,8 @@ def _keras_tensor_value(inner, custom, safe_mode):
 # The special class_names Keras writes for values, each → how to rebuild it from its "config".
 _MARKERS = {
     "__numpy__": _numpy_value,
-    "__bytes__": lambda inner, custom, safe_mode: inner["value"].encode("utf-8"),
-    "__tuple__": lambda inner, custom, safe_mode: tuple(_deserialize(x, custom, safe_mode) for x in inner["value"]),
+    "__bytes__": _bytes_value,
+    "__tuple__": _tuple_value,
     "__ellipsis__": lambda inner, custom, safe_mode: Ellipsis,
     "__slice__": lambda inner, custom, safe_mode: slice(
         *(_deserialize(inner.get(k), custom, safe_mode) for k in ("start", "stop", "step"))),
@@ -459,7 +478,15 @@ _MARKERS = {
 }
 
 
+# The keys each marker's "config" dict must hold (absent: the marker takes any config).
+_MARKER_KEYS = {"__numpy__": ("value", "dtype"), "__bytes__": ("value",), "__tuple__": ("value",), "__slice__": ()}
+
+
 def _marker_value(cn: str, inner, custom: dict, safe_mode: bool):
+    keys = _MARKER_KEYS.get(cn)
+    if keys is not None and (not isinstance(inner, dict) or any(k not in inner for k in keys)):
+        holding = f" with the keys {list(keys)}" if keys else ""
+        raise ValueError(f"A '{cn}' entry's config must be a dict{holding}. Received: config={inner!r:.200}")
     return _MARKERS[cn](inner, custom, safe_mode)
 
 

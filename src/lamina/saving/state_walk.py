@@ -86,12 +86,13 @@ def _children(obj):
     attrs = dict(vars(obj))
     if _is_model(obj) and not structured:
         attrs["layers"] = obj.layers  # a property in Keras, visited in sorted order
-    for attr in sorted(attrs, key=_name_key):
+    found = []  # filtered before sorting: a layer has dozens of attributes, rarely one holding a layer
+    for attr, value in attrs.items():
         if attr.startswith("__") or (attr in _SKIP_ATTRS and not (attr == "layers" and not structured)):
             continue
-        value = attrs[attr]
         if isinstance(value, Layer) or (isinstance(value, (list, tuple, dict)) and _holds_layers(value)):
-            items.append((attr, value))
+            found.append(attr)
+    items.extend((attr, attrs[attr]) for attr in sorted(found, key=_name_key))
     return items
 
 

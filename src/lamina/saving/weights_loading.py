@@ -15,6 +15,7 @@ arrays). The optimizer's state (``optimizer/vars``) is handled here:
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -27,17 +28,25 @@ _GROUP = "optimizer"
 
 def load_weights(model, source, filename, max_bytes: int, include_optimizer: bool = True,
                  skip_mismatch: bool = False, strict_optimizer: bool = False) -> None:
-    """Read ``source`` (path, bytes or file object) into ``model``: all checked, then all assigned.
+    """Read ``source`` (path, bytes, file object, or an open :class:`h5_weights.H5Reader`, left open)
+    into ``model``: all checked, then all assigned.
 
     ``strict_optimizer``: a saved optimizer state that does not fit the model's optimizer is a
     :class:`FileFormatError` (else a warning, and the optimizer keeps its state).
     """
     entries = h5_weights.state_entries(model, include_optimizer=False)
     with _OptimizerLoad(model if include_optimizer else None) as optimizer_load:
-        with h5_weights.H5Reader(source, filename, max_bytes) as reader:
+        with _reader(source, filename, max_bytes) as reader:
             plan = h5_weights.plan_load(entries, reader, skip_mismatch=skip_mismatch)
             plan += optimizer_load.plan(reader, strict=strict_optimizer)
         apply_all_or_nothing(plan)
+
+
+def _reader(source, filename, max_bytes: int):
+    """A reader for ``source``: a given reader as it is (its owner closes it), else a new one closed on exit."""
+    if isinstance(source, h5_weights.H5Reader):
+        return contextlib.nullcontext(source)
+    return h5_weights.H5Reader(source, filename, max_bytes)
 
 
 def apply_all_or_nothing(plan: list) -> None:
