@@ -94,9 +94,8 @@ class ActivationHealth(Callback):
         self._epoch_start = 0.0
         self._warned: set = set()
         self._xs = self._ys = None
-        self._patched: dict = {}
+        self._hook = None  # the _NanProbe registered on the model during fit
         self._batch = None
-        self._in_step = False
         self._epoch = 0
         self._step = -1
 
@@ -236,57 +235,24 @@ class ActivationHealth(Callback):
     # ------------------------------------------------------------------ NaN / inf source
 
     def _install(self) -> None:
-        """Wrap the model's train step (to remember the batch) and its optimizer's ``apply`` (to
-        catch the first NaN/inf before the update lands, while the weights are still those that
-        produced it). Both the generic and the Dense-chain step call ``optimizer.apply``.
+        """Register a step hook (``model.add_step_hook``) that remembers each batch and, between the
+        backward pass and the optimizer update, catches the first NaN/inf gradient while the weights
+        are still those that produced it. Both the generic and the Dense-chain step call it.
 
         The per-step check looks at one small gradient (the output layer's bias, or the smaller of
         the last two): a NaN or inf loss reaches every output-layer gradient through ``p - y``.
         """
         model = self.model
-        optimizer = getattr(model, "optimizer", None)
-        if model is None or optimizer is None or not hasattr(model, "_train_step") or self._patched:
+        if model is None or not hasattr(model, "add_step_hook"):
             return
-        cb = self
-        orig_step, orig_apply = model._train_step, optimizer.apply
-        probe = []  # index of the gradient to check, found on the first call
-
-        def train_step(x, y, sw):
-            cb._batch = (x, y)
-            cb._step += 1
-            cb._in_step = True
-            try:
-                return orig_step(x, y, sw)
-            finally:
-                cb._in_step = False
-
-        def apply(grads, trainable_variables=None):
-            if cb._in_step and cb.health["nan"] is None and grads:
-                if not probe:
-                    tail = [i for i in (len(grads) - 2, len(grads) - 1) if i >= 0 and grads[i] is not None]
-                    probe.append(min(tail, key=lambda i: np.size(grads[i])) if tail else -1)
-                i = probe[0]
-                g = grads[i] if 0 <= i < len(grads) else None
-                if g is not None:
-                    total = float(np.sum(g))
-                    if total - total != 0.0:  # NaN or +-inf
-                        cb._in_step = False
-                        cb._diagnose()
-            return orig_apply(grads, trainable_variables)
-
-        self._patched = {"model": (model, {"_train_step": model.__dict__.get("_train_step")}),
-                         "optimizer": (optimizer, {"apply": optimizer.__dict__.get("apply")})}
-        object.__setattr__(model, "_train_step", train_step)
-        object.__setattr__(optimizer, "apply", apply)
+        self._uninstall()  # a hook left by a fit that ended in an exception
+        self._hook = _NanProbe(self)
+        model.add_step_hook(self._hook)
 
     def _uninstall(self) -> None:
-        for obj, saved in self._patched.values():
-            for name, previous in saved.items():
-                if previous is None:
-                    obj.__dict__.pop(name, None)
-                else:
-                    object.__setattr__(obj, name, previous)
-        self._patched = {}
+        hook, self._hook = self._hook, None
+        if hook is not None and any(h is hook for h in getattr(hook.model, "_step_hooks", ())):
+            hook.model.remove_step_hook(hook)
         self._batch = None
 
     def _diagnose(self) -> None:
@@ -302,3 +268,31 @@ class ActivationHealth(Callback):
         self.health["nan"] = report
         self._warn(("nan",), f"Training produced {report['value']} at epoch {self._epoch + 1}, batch "
                              f"{report['batch']}: {report['message']}.")
+
+
+class _NanProbe:
+    """ActivationHealth's step hook: the batch of each step, and a NaN/inf check of one gradient."""
+
+    def __init__(self, callback: ActivationHealth):
+        self.callback = callback
+        self.model = callback.model
+        self._probe = None  # index of the gradient to check, found on the first call
+
+    def begin(self, x, y, sample_weight) -> None:
+        cb = self.callback
+        cb._batch = (x, y)
+        cb._step += 1
+
+    def gradients(self, grads, variables) -> None:
+        cb = self.callback
+        if cb.health["nan"] is not None or not grads:
+            return
+        if self._probe is None:
+            tail = [i for i in (len(grads) - 2, len(grads) - 1) if i >= 0 and grads[i] is not None]
+            self._probe = min(tail, key=lambda i: np.size(grads[i])) if tail else -1
+        i = self._probe
+        g = grads[i] if 0 <= i < len(grads) else None
+        if g is not None:
+            total = float(np.sum(g))
+            if total - total != 0.0:  # NaN or +-inf
+                cb._diagnose()

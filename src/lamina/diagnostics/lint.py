@@ -365,17 +365,17 @@ def _loss_rules(model, graph: Graph | None = None) -> list[Finding]:
     if not graph.known or not losses:
         return []
     out = []
-    for i, ol in enumerate(losses):
-        if ol.loss is None or i >= len(graph.outputs):
+    for i, output_loss in enumerate(losses):
+        if output_loss.loss is None or i >= len(graph.outputs):
             continue
-        kind, from_logits, fn = _loss_info(ol.loss)
+        kind, from_logits, fn = _loss_info(output_loss.loss)
         if kind is None:
             continue
         act, head = _head_activation(graph, i)
         if act is None:
             continue
         units = graph.outputs[i].shape[-1] if graph.outputs[i].shape else None
-        lname = getattr(ol.loss, "name", getattr(fn, "__name__", "loss"))
+        lname = getattr(output_loss.loss, "name", getattr(fn, "__name__", "loss"))
         layers = (head.layer.name,)
         label = _graph.layer_label(head.layer)
         if from_logits and act in ("sigmoid", "softmax"):
@@ -475,10 +475,10 @@ def _label_rules(model, y, graph: Graph) -> list[Finding]:
     losses = getattr(model, "_output_losses", None) or []
     ys = _as_list(model, y)
     out = []
-    for i, ol in enumerate(losses):
-        if ol.loss is None or i >= len(ys) or i >= len(graph.outputs):
+    for i, output_loss in enumerate(losses):
+        if output_loss.loss is None or i >= len(ys) or i >= len(graph.outputs):
             continue
-        kind, _, fn = _loss_info(ol.loss)
+        kind, _, fn = _loss_info(output_loss.loss)
         if kind is None:
             continue
         yi = np.asarray(ys[i])
@@ -486,7 +486,7 @@ def _label_rules(model, y, graph: Graph) -> list[Finding]:
             continue
         out_shape = graph.outputs[i].shape
         units = out_shape[-1] if out_shape else None
-        lname = getattr(ol.loss, "name", getattr(fn, "__name__", "loss"))
+        lname = getattr(output_loss.loss, "name", getattr(fn, "__name__", "loss"))
         layer = graph.producer.get(id(graph.outputs[i]))
         layers = (layer.layer.name,) if layer is not None else ()
         lo, hi = float(np.min(yi)), float(np.max(yi))
@@ -499,7 +499,7 @@ def _label_rules(model, y, graph: Graph) -> list[Finding]:
                     "Use categorical_crossentropy with one-hot labels, or pass y.argmax(axis=-1).",
                 ))
                 continue
-            ignore = (getattr(ol.loss, "_fn_kwargs", {}) or {}).get("ignore_class")
+            ignore = (getattr(output_loss.loss, "_fn_kwargs", {}) or {}).get("ignore_class")
             valid = yi if ignore is None else yi[yi != ignore]
             if valid.size == 0:
                 continue

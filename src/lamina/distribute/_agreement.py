@@ -113,10 +113,10 @@ def fit_settings(model, train, batch_size, epochs, initial_epoch, validation) ->
     for name, value in config.items():
         out[f"optimizer.{name}"] = describe(value)
     output_losses = getattr(model, "_output_losses", [])
-    for i, ol in enumerate(output_losses):
+    for i, output_loss in enumerate(output_losses):
         key = "loss" if len(output_losses) == 1 else f"loss[{i}]"
-        out[key] = describe(ol.loss)
-        out[key + ".weight"] = describe(ol.weight)
+        out[key] = describe(output_loss.loss)
+        out[key + ".weight"] = describe(output_loss.weight)
     compiled = getattr(model, "_compile_config", {}) or {}
     out["metrics"] = describe(compiled.get("metrics") or [])
     out["weighted_metrics"] = describe(compiled.get("weighted_metrics") or [])

@@ -10,7 +10,8 @@ few vectorised calls. No graph nodes, no closures, no per-op dispatch.
 The numbers are those of the generic GradientTape path (same formulas, same order of float32
 operations up to summation order); ``tests/test_dense_chain.py`` checks the two against each other.
 Anything outside the supported set (regularizers, Dropout, BatchNormalization, other losses,
-multi-output models...) takes the generic path.
+multi-output models...) takes the generic path, and so does every model compiled with
+``run_eagerly=True`` or ``jit_compile=False``.
 """
 
 from __future__ import annotations
@@ -82,10 +83,12 @@ class DenseChainStep:
             if i > 0:
                 da = dz @ layer.kernel._value.T
                 dz = self.hidden[i - 1][1](acts[i], da)
-        dist = self.model._distribution
-        if dist is not None:
-            dist.reduce_flat_gradients(self._grad_store, n)
-        self.model.optimizer.apply(self.grad_views, self.variables)
+        model = self.model
+        if model._step_hooks:  # the trainer's step hooks see the local gradients, as in the generic step
+            model._hooks_gradients(self.grad_views, self.variables)
+        if model._distribution is not None:
+            model._distribution.reduce_flat_gradients(self._grad_store, n)
+        model.optimizer.apply(self.grad_views, self.variables)
         return loss, probs
 
     def empty_step(self) -> None:

@@ -56,13 +56,24 @@ class Trainer:
         self._distribution = None
         self._fast_step = None  # a DenseChainStep when the model fits the hand-written fast path
         self._fast_planned = False
+        self._run_eagerly = False
+        self._jit_compile = True  # "auto" resolved: the fast path where the model allows it
+        # Objects observing each training step (see add_step_hook); empty, the step pays one truthiness check.
+        self._step_hooks: list = []
 
     # ------------------------------------------------------------------ compile
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1, jit_compile="auto",
                 auto_scale_loss=True, **kwargs) -> None:
-        """Configure training: optimizer, loss (per output for multi-output models), metrics."""
+        """Configure training: optimizer, loss (per output for multi-output models), metrics.
+
+        ``run_eagerly=True`` or ``jit_compile=False`` train with the generic GradientTape step only;
+        the default (``run_eagerly=False``, ``jit_compile="auto"``) takes lamina's fast step where the
+        model allows it (a hand-written Dense-chain step, same numbers). ``"auto"`` resolves to
+        ``not run_eagerly``; ``jit_compile=True`` with ``run_eagerly=True`` warns and is turned off, as
+        in Keras. Both are readable and settable afterwards (``model.run_eagerly``, ``model.jit_compile``).
+        """
         # lazy: losses, metrics and optimizers load on first use (import lamina stays cheap), and
         # compile_utils imports losses
         from lamina import losses as losses_lib
@@ -73,10 +84,22 @@ class Trainer:
         lint = kwargs.pop("lint", None)
         if kwargs:
             raise TypeError(f"compile() got unexpected keyword arguments: {sorted(kwargs)}")
+        run_eagerly = _check_run_eagerly(run_eagerly)
+        jit_compile = _check_jit_compile(jit_compile)
+        if jit_compile is True and run_eagerly:
+            warnings.warn("compile(): `run_eagerly=True` runs every step eagerly, so `jit_compile=True` is "
+                          "ignored and set to False. Received: run_eagerly=True, jit_compile=True",
+                          UserWarning, stacklevel=2)
+        if run_eagerly:
+            jit_compile = False
         self.optimizer = optimizers.get(optimizer)
         self.loss = loss
+        # jit_compile is kept unresolved ("auto") for saving: Keras then applies its backend's own default.
         self._compile_config = {"optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
-                                "metrics": metrics, "weighted_metrics": weighted_metrics}
+                                "metrics": metrics, "weighted_metrics": weighted_metrics,
+                                "run_eagerly": run_eagerly, "jit_compile": jit_compile}
+        self._run_eagerly = run_eagerly
+        self._jit_compile = not run_eagerly if jit_compile == "auto" else jit_compile
         names = _structure_names(self)
         n_out = max(1, len(names))
         self._output_losses = []
@@ -128,6 +151,79 @@ class Trainer:
         self._lint_mode = lint
         if lint is not False:
             self._run_lint(lint)
+
+    @property
+    def run_eagerly(self) -> bool:
+        """Whether training runs the generic GradientTape step only (no fast path); settable, taking
+        effect at the next step."""
+        return self._run_eagerly
+
+    @run_eagerly.setter
+    def run_eagerly(self, value) -> None:
+        self._run_eagerly = _check_run_eagerly(value)
+        self._fast_planned = False  # re-plan at the next step
+
+    @property
+    def jit_compile(self) -> bool:
+        """Whether training may take the fast step (lamina's counterpart of a compiled step);
+        ``"auto"`` at compile resolves to ``not run_eagerly``. Settable, taking effect at the next step."""
+        return self._jit_compile
+
+    @jit_compile.setter
+    def jit_compile(self, value) -> None:
+        value = _check_jit_compile(value)
+        self._jit_compile = not self._run_eagerly if value == "auto" else value
+        self._fast_planned = False
+
+    # ------------------------------------------------------------------ step hooks
+
+    def add_step_hook(self, hook) -> None:
+        """Observe every training step (lamina's extension; Keras has no such API).
+
+        ``hook`` defines either or both of:
+
+        - ``begin(x, y, sample_weight)``: called at the start of each training step, before the
+          forward pass, with the batch as the step receives it;
+        - ``gradients(grads, variables)``: called after the backward pass and before the optimizer
+          update, with this process's own (local) gradients, before any data-parallel averaging;
+          ``grads[i]`` is the gradient of ``variables[i]`` (None where a variable gets none). A
+          data-parallel rank whose share of a short last batch is empty runs no backward pass and
+          calls no ``gradients``.
+
+        Both run in the generic GradientTape step and in the fast step alike. A hook reads; it must
+        not modify the gradients or the weights in place (the fast step reuses its buffers). Hooks
+        run in the order they were added. Without hooks a step pays one check of an empty list.
+        """
+        if not any(callable(getattr(hook, name, None)) for name in ("begin", "gradients")):
+            raise TypeError(
+                f"add_step_hook() on model '{self.name}' needs an object with a `begin(x, y, sample_weight)` "
+                f"and/or a `gradients(grads, variables)` method. Received: {hook!r:.200} of type "
+                f"{type(hook).__name__}"
+            )
+        if any(h is hook for h in self._step_hooks):
+            raise ValueError(f"This step hook is already added to model '{self.name}'. Received: {hook!r:.200}")
+        self._step_hooks.append(hook)
+
+    def remove_step_hook(self, hook) -> None:
+        """Stop calling ``hook`` (added by :meth:`add_step_hook`; lamina's extension)."""
+        for i, h in enumerate(self._step_hooks):
+            if h is hook:
+                del self._step_hooks[i]
+                return
+        raise ValueError(f"This step hook was never added to model '{self.name}' (or was already removed). "
+                         f"Received: {hook!r:.200}")
+
+    def _hooks_begin(self, x, y, sw) -> None:
+        for hook in tuple(self._step_hooks):  # a tuple: a hook may remove itself
+            begin = getattr(hook, "begin", None)
+            if begin is not None:
+                begin(x, y, sw)
+
+    def _hooks_gradients(self, grads, variables) -> None:
+        for hook in tuple(self._step_hooks):
+            gradients = getattr(hook, "gradients", None)
+            if gradients is not None:
+                gradients(grads, variables)
 
     def _run_lint(self, mode) -> None:
         """The activation doctor's structural and loss rules (see lamina.diagnostics.lint)."""
@@ -235,10 +331,10 @@ class Trainer:
         output_loss = self._output_losses[0]
         from lamina.models import compile_utils  # lazy: compile_utils imports losses, which load on first use
 
-        twin = None if output_loss.loss is None else \
+        logits_loss = None if output_loss.loss is None else \
             compile_utils.logits_twin(output_loss.loss, self._output_activation())
-        if twin is not None:
-            output_loss.logits_loss = twin
+        if logits_loss is not None:
+            output_loss.logits_loss = logits_loss
             self._use_logits = True
         return self._use_logits
 
@@ -316,7 +412,7 @@ class Trainer:
 
         self._fast_planned = True
         self._fast_step = None
-        if not self._decide_logits():
+        if self._run_eagerly or not self._jit_compile or not self._decide_logits():
             return
         self._consolidate_weights()
         self._fast_step = dense_chain.plan(self)
@@ -339,6 +435,8 @@ class Trainer:
             offset += v.size
 
     def _train_step(self, x, y, sw) -> None:
+        if self._step_hooks:
+            self._hooks_begin(x, y, sw)
         if not self._fast_planned:
             self._plan_fast_step()
         fast = self._fast_step
@@ -367,6 +465,8 @@ class Trainer:
                 "cannot change it. Check that the model has trainable layers."
             )
         grads = tape.gradient(loss, trainable)
+        if self._step_hooks:
+            self._hooks_gradients(grads, trainable)
         if self._distribution is not None:
             grads = self._distribution.reduce_gradients(grads, trainable, _batch_len(x))
         self.optimizer.apply(grads, trainable)
@@ -880,6 +980,21 @@ class Trainer:
 PREDICT_CHUNK = 2048
 PROBE_ROWS = 4  # rows on which fit tries the metrics before training
 _WEIGHT_ADVICE = "which would turn every model weight into NaN at the first step. Every sample weight must be finite."
+
+
+def _check_run_eagerly(value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`run_eagerly` must be True or False. Received: run_eagerly={value!r}")
+    return bool(value)
+
+
+def _check_jit_compile(value):
+    """A bool, or "auto" (kept as the string)."""
+    if isinstance(value, str) and value == "auto":
+        return "auto"
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f'`jit_compile` must be True, False or "auto". Received: jit_compile={value!r}')
+    return bool(value)
 
 
 def _check_validation_freq(validation_freq) -> None:

@@ -2,7 +2,9 @@
 
 Keras writes ``{"optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
 "steps_per_execution", "jit_compile"}`` with each object serialized (the optimizer always as the
-object, even when compile got a name); strings stay strings.
+object, even when compile got a name); strings stay strings. ``jit_compile`` is written as compile
+received it once ``run_eagerly`` is applied (``"auto"`` stays ``"auto"``, where Keras writes its backend's
+resolution): a file read back by Keras then follows that backend's own default rather than lamina's.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ def get_compile_config(model) -> dict:
         "loss_weights": ser(raw.get("loss_weights")),
         "metrics": ser(raw.get("metrics")),
         "weighted_metrics": ser(raw.get("weighted_metrics")),
-        "run_eagerly": False,
+        "run_eagerly": bool(raw.get("run_eagerly", False)),
         "steps_per_execution": 1,
-        "jit_compile": False,
+        "jit_compile": raw.get("jit_compile", "auto"),
     }
 
 
@@ -38,8 +40,10 @@ def compile_from_config(model, config: dict) -> None:
         raise ValueError(f"A compile config must be a dict. Received: {config!r:.200}")
     check_optimizer_config(config.get("optimizer"))
     args = serialization_lib.deserialize_keras_object(config)
+    # Not jit_compile: a file's value is the saving backend's resolution of "auto" (Keras on torch
+    # writes False), not a wish for the slower tape step, so lamina applies its own default.
     allowed = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
-               "steps_per_execution", "jit_compile")
+               "steps_per_execution")
     kwargs = {k: args[k] for k in allowed if k in args}
     if kwargs.get("optimizer") is None:
         kwargs.pop("optimizer", None)
