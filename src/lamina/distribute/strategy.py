@@ -148,7 +148,7 @@ class MPIStrategy:
         self._grad_key = None
         self._grad_buf = None
         self._grad_views: list[np.ndarray] = []
-        self._grad_offsets: list[tuple[int, int]] = []
+        self._grad_offsets: list[int] = []
         self._check_finite = False  # set when a TerminateOnNaN needs the synchronised decision
         self._grads_finite = True
         self._reduce_seconds = 0.0
@@ -315,12 +315,19 @@ class MPIStrategy:
     def reduce_gradients(self, grads: Sequence, variables: Sequence, n_local: int) -> list[np.ndarray]:
         """``sum_r n_r g_r / sum_r n_r`` over ranks, in one allreduce; ``None`` counts as zeros.
 
-        The returned arrays are views into a buffer that the next call overwrites.
+        The returned arrays are views into a buffer that the next call overwrites: the model's
+        :class:`~lamina.optimizers.flat_buffer.FlatBuffer` when it holds exactly ``variables`` (so the
+        optimizer updates from it without a copy), else one of the strategy's own.
         """
-        self._prepare_grad_buffers(variables)
-        buf = self._grad_buf
+        buffer = self._model_buffer(variables)
+        if buffer is not None:
+            buf, offsets, views = buffer.message, buffer.offsets, buffer.grad_views
+        else:
+            self._prepare_grad_buffers(variables)
+            buf, offsets, views = self._grad_buf, self._grad_offsets, self._grad_views
         weight = buf.dtype.type(n_local)
-        for g, (start, stop), var in zip(grads, self._grad_offsets, variables):
+        for g, start, var in zip(grads, offsets, variables):
+            stop = start + int(var.size)
             part = buf[start:stop]
             if g is None or n_local == 0:
                 part.fill(0)
@@ -331,7 +338,19 @@ class MPIStrategy:
                                      f"shape: expected {var.shape}. Received: gradient.shape={g.shape}")
                 np.multiply(g.reshape(-1), weight, out=part, casting="unsafe")
         self._reduce_weighted_sums(buf, n_local)
-        return self._grad_views
+        return views
+
+    def _model_buffer(self, variables: Sequence):
+        """The fitted model's flat buffer if it holds exactly ``variables``, in order; else None."""
+        model = self._model
+        buffer = None if model is None else vars(model).get("_flat_buffer")
+        return buffer if buffer is not None and buffer.covers(variables) else None
+
+    def reduce_buffer_gradients(self, buffer, n_local: int) -> None:
+        """:meth:`reduce_flat_gradients` on a :class:`~lamina.optimizers.flat_buffer.FlatBuffer`: its
+        ``grads`` (this rank's gradient of its mean loss) become the global average, sent in place
+        with the sample count in the buffer's spare last slot."""
+        self.reduce_flat_gradients(buffer.message, n_local)
 
     def reduce_flat_gradients(self, flat: np.ndarray, n_local: int) -> None:
         """In-place form of :meth:`reduce_gradients` for a step that keeps its gradients in one flat
@@ -488,7 +507,7 @@ class MPIStrategy:
         self._grad_offsets, self._grad_views = [], []
         offset = 0
         for v, n in zip(variables, sizes):
-            self._grad_offsets.append((offset, offset + n))
+            self._grad_offsets.append(offset)
             # Consecutive views of one buffer: the optimizer recognises them and updates in one pass.
             self._grad_views.append(self._grad_buf[offset:offset + n].reshape(v.shape))
             offset += n

@@ -4,8 +4,9 @@ Small dense models on a CPU are overhead-bound, so for a Sequential (or single-p
 stack of Dense layers whose activations have output-expressible derivatives (relu, tanh, sigmoid,
 softmax, linear, ...) and a crossentropy computed from the logits, one training step is written
 out by hand: matmuls into preallocated buffers, the loss gradient ``p - y`` directly, and the
-weight gradients written straight into views of one flat buffer that the optimizer updates in a
-few vectorised calls. No graph nodes, no closures, no per-op dispatch.
+weight gradients written straight into the ``grad_views`` of the model's
+:class:`~lamina.optimizers.flat_buffer.FlatBuffer`, which the optimizer updates in a few vectorised
+calls. No graph nodes, no closures, no per-op dispatch.
 
 The numbers are those of the generic GradientTape path (same formulas, same order of float32
 operations up to summation order); ``tests/test_dense_chain.py`` checks the two against each other.
@@ -26,26 +27,18 @@ from lamina.layers.dense import Dense
 class DenseChainStep:
     """The hand-written forward/backward for one eligible model; see :func:`plan`."""
 
-    def __init__(self, model, dense_layers, kind: str, label_smoothing: float):
+    def __init__(self, model, dense_layers, kind: str, label_smoothing: float, buffer):
         self.model = model
+        self.buffer = buffer
         self.layers = dense_layers
         self.kind = kind  # "sparse", "categorical" or "binary"
         self.label_smoothing = float(label_smoothing)
         self.hidden = [activations.FUSED[layer.activation] for layer in dense_layers[:-1]]
-        self.variables = model.trainable_weights
-        # One flat gradient buffer, viewed per variable in the model's trainable order, so the
-        # optimizer finds it contiguous and skips any copy.
-        total = sum(v.size for v in self.variables)
-        # One spare slot at the end: under a data-parallel strategy it carries this rank's sample
-        # count through the same single all-reduce as the gradients.
-        self._grad_store = np.zeros(total + 1, dtype=np.float32)
-        self.grad_flat = self._grad_store[:total]
-        views, offset = [], 0
-        for v in self.variables:
-            views.append(self.grad_flat[offset:offset + v.size].reshape(v.shape))
-            offset += v.size
-        self.grad_views = views
-        by_id = {id(v): g for v, g in zip(self.variables, views)}
+        # The model's gradient views (its trainable order): the optimizer recognises them as the
+        # buffer's own and updates from its flat `grads` without a copy.
+        self.variables = list(buffer.variables)
+        self.grad_views = buffer.grad_views
+        by_id = {id(v): g for v, g in zip(self.variables, self.grad_views)}
         self.kernel_grads = [by_id[id(layer.kernel)] for layer in dense_layers]
         self.bias_grads = [by_id[id(layer.bias)] if layer.bias is not None else None for layer in dense_layers]
         self._buffers: dict[int, list[np.ndarray]] = {}
@@ -87,14 +80,14 @@ class DenseChainStep:
         if model._step_hooks:  # the trainer's step hooks see the local gradients, as in the generic step
             model._hooks_gradients(self.grad_views, self.variables)
         if model._distribution is not None:
-            model._distribution.reduce_flat_gradients(self._grad_store, n)
+            model._distribution.reduce_buffer_gradients(self.buffer, n)
         model.optimizer.apply(self.grad_views, self.variables)
         return loss, probs
 
     def empty_step(self) -> None:
         """This rank's share of a short last batch is empty: it still joins the gradient average."""
-        self._grad_store[:] = 0
-        self.model._distribution.reduce_flat_gradients(self._grad_store, 0)
+        self.buffer.grads.fill(0)
+        self.model._distribution.reduce_buffer_gradients(self.buffer, 0)
         self.model.optimizer.apply(self.grad_views, self.variables)
 
     def _loss_and_grad(self, z, y, sample_weight, n):
@@ -144,8 +137,11 @@ _KINDS = {
 }
 
 
-def plan(model) -> DenseChainStep | None:
-    """A :class:`DenseChainStep` when ``model`` and its compiled loss fit the fast path, else None."""
+def plan(model, buffer) -> DenseChainStep | None:
+    """A :class:`DenseChainStep` when ``model`` and its compiled loss fit the fast path, else None.
+
+    ``buffer`` is the model's FlatBuffer; the step needs it to hold every trainable weight, in order.
+    """
     if len(model._output_losses) != 1:
         return None
     output_loss = model._output_losses[0]
@@ -173,9 +169,9 @@ def plan(model) -> DenseChainStep | None:
     if model.losses:
         return None
     ids = [id(v) for layer in layers for v in (layer.kernel, layer.bias) if v is not None]
-    if sorted(ids) != sorted(id(v) for v in model.trainable_weights):
+    if sorted(ids) != sorted(id(v) for v in model.trainable_weights) or not buffer.covers(model.trainable_weights):
         return None
-    return DenseChainStep(model, layers, kind, kwargs.get("label_smoothing", 0.0) or 0.0)
+    return DenseChainStep(model, layers, kind, kwargs.get("label_smoothing", 0.0) or 0.0, buffer)
 
 
 def _dense_chain(model) -> list | None:

@@ -23,15 +23,45 @@ def _functional_class() -> type:
     return builtin_objects("layers")["Functional"]
 
 
+def _functional_arguments(args: tuple, kwargs: dict) -> bool:
+    """Whether ``Model(...)``'s arguments are a graph's inputs and outputs (Keras's rule)."""
+    return len(args) == 2 or (len(args) == 1 and "outputs" in kwargs) or ("inputs" in kwargs and "outputs" in kwargs)
+
+
+def _inject_functional(cls: type, functional: type) -> None:
+    """Swap ``Model`` for ``Functional`` among the bases of ``cls`` (and of its Model ancestors), once.
+
+    Keras does the same, so that ``class CustomModel(keras.Model)`` without its own ``__init__``
+    builds a graph from ``CustomModel(inputs, outputs)`` and keeps its overridden steps.
+    """
+    bases = []
+    for base in cls.__bases__:
+        if base is Model:
+            base = functional
+        elif issubclass(base, Model) and not issubclass(base, functional):
+            _inject_functional(base, functional)
+        bases.append(base)
+    cls.__bases__ = tuple(bases)
+
+
 class Model(Trainer, Layer):
     """Groups layers into an object with training and inference features."""
 
     def __new__(cls, *args, **kwargs):
-        if cls is Model and (len(args) >= 2 or "outputs" in kwargs or ("inputs" in kwargs and len(args) >= 1)):
+        if cls is Model and _functional_arguments(args, kwargs):
             return object.__new__(_functional_class())
         return object.__new__(cls)
 
     def __init__(self, *args, **kwargs):
+        functional = _functional_class()
+        if _functional_arguments(args, kwargs) and not isinstance(self, functional):
+            # A subclass (say one overriding train_step) given inputs and outputs, by its caller or by
+            # its own __init__'s super().__init__(inputs, outputs): a Functional model of that
+            # subclass, as in Keras. Decided here, on the arguments Model itself receives, so that a
+            # subclass whose own __init__ takes two other positional arguments is left alone.
+            _inject_functional(type(self), functional)
+            functional.__init__(self, *args, **kwargs)
+            return
         if args:
             raise TypeError(
                 "Model() takes keyword arguments only when subclassed (name=, trainable=...). "

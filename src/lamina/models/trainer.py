@@ -60,6 +60,10 @@ class Trainer:
         self._jit_compile = True  # "auto" resolved: the fast path where the model allows it
         # Objects observing each training step (see add_step_hook); empty, the step pays one truthiness check.
         self._step_hooks: list = []
+        # The per-batch callables fit, evaluate and predict run (Keras's names); made on first use.
+        self.train_function = None
+        self.test_function = None
+        self.predict_function = None
 
     # ------------------------------------------------------------------ compile
 
@@ -142,6 +146,7 @@ class Trainer:
                                      for output_loss in self._output_losses] if len(self._output_losses) > 1 else []
         self._use_logits = None
         self._fast_planned = False
+        self.train_function = self.test_function = self.predict_function = None
         # Compiled inside `with strategy.scope():` — train data-parallel with that strategy.
         strategy_mod = sys.modules.get("lamina.distribute.strategy")
         if strategy_mod is not None and strategy_mod.current() is not None:
@@ -243,7 +248,8 @@ class Trainer:
                 f"You must call `compile()` before calling `{what}()` on model '{self.name}'. "
                 "For example: model.compile(optimizer='adam', loss='sparse_categorical_crossentropy')."
             )
-        if all(output_loss.loss is None for output_loss in self._output_losses) and what in ("fit", "train_on_batch"):
+        if all(output_loss.loss is None for output_loss in self._output_losses) and what in ("fit", "train_on_batch") \
+                and _is_default(self, "train_step"):
             raise ValueError(
                 f"Model '{self.name}' was compiled without a loss, so it cannot be trained. "
                 "Pass loss=... to compile()."
@@ -308,6 +314,111 @@ class Trainer:
     def _logs(self) -> dict:
         """The logs callbacks and dict returns see: sorted by name, as Keras 3 orders them."""
         return dict(sorted(self._metric_results().items()))
+
+    # ------------------------------------------------------------------ the steps (overridable, as in Keras)
+
+    def train_step(self, data) -> dict:
+        """One training step on one batch; returns the logs (metric name → value).
+
+        ``data`` is a batch as fit gives it: ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``.
+        Override it to customize what ``fit`` does (Keras's "Customizing what happens in fit()"):
+        forward under ``lamina.GradientTape``, ``self.compute_loss(...)``, ``tape.gradient``,
+        ``self.optimizer.apply(...)``, update ``self.metrics``, return their results. ``fit`` then
+        calls it for every batch and logs what it returns. The default is lamina's own step (the
+        fast Dense-chain step where the model allows it) followed by :meth:`get_metrics_result`;
+        ``fit`` runs that step without building a logs dict when no callback reads one.
+        """
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        self._train_step(x, y, sample_weight)
+        return self.get_metrics_result()
+
+    def test_step(self, data) -> dict:
+        """One evaluation step on one batch (``data`` as in :meth:`train_step`); returns the logs.
+        ``evaluate`` and fit's validation call an override for every batch."""
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        self._test_step(x, y, sample_weight)
+        return self.get_metrics_result()
+
+    def predict_step(self, data):
+        """The outputs for one batch (``data``: ``x`` or ``(x,)``); ``predict`` concatenates them."""
+        x, _, _ = unpack_x_y_sample_weight(data)
+        return self._predict_batch(x)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of ``y_pred`` against ``y`` (weighted per output) plus the model's
+        regularization penalties (``self.losses``), as a scalar Tensor under a tape.
+
+        ``x`` and ``training`` are accepted for Keras's signature; the compiled loss does not use them.
+        """
+        del x, training  # Keras's signature; a subclass overriding compute_loss may use them
+        total, _ = self._compute_loss(y, y_pred, sample_weight, logits=False)
+        if total is None:
+            raise ValueError(
+                f"No loss to compute for model '{self.name}': it was compiled without a loss and has no "
+                "regularization penalties. Provide a `loss` argument in `compile()`. Received: loss=None"
+            )
+        if not self._output_metrics and (self._metric_specs or self._weighted_metric_specs) \
+                and y is not None and y_pred is not None:
+            # The compiled metrics are built from the first targets they see: build them now so that
+            # a custom train_step looping over `self.metrics` after compute_loss finds them.
+            self._build_metrics(y, y_pred)
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None) -> dict:
+        """Update the compiled metrics with this batch; returns :meth:`get_metrics_result`.
+        (The loss tracker is the step's to update.)"""
+        del x  # Keras's signature
+        self._update_compiled_metrics(y, y_pred, sample_weight)
+        return self.get_metrics_result()
+
+    def get_metrics_result(self) -> dict:
+        """Every metric in ``self.metrics`` by name, as Python floats (a dict result is merged in)."""
+        results = {}
+        for m in self.metrics:
+            value = m.result()
+            if isinstance(value, dict):
+                results.update(value)
+            else:
+                results[getattr(m, "_display_name", m.name)] = value
+        return _pythonify_logs(results)
+
+    def _get_metrics_result_or_logs(self, logs) -> dict:
+        """The metrics' results when a step returned exactly their names (Keras's rule), else the
+        step's own logs: a custom step may report something other than ``self.metrics``."""
+        results = self.get_metrics_result()
+        if isinstance(logs, dict) and set(logs) == set(results):
+            return results
+        return _pythonify_logs(logs)
+
+    def make_train_function(self, force: bool = False):
+        """The callable ``fit`` and ``train_on_batch`` run per batch: ``train_function(data) -> logs``,
+        calling :meth:`train_step`. Kept in ``self.train_function`` (``force=True`` remakes it)."""
+        if self.train_function is None or force:
+            self.train_function = _StepFunction(self, "train")
+        return self.train_function
+
+    def make_test_function(self, force: bool = False):
+        """The callable ``evaluate`` (and fit's validation) run per batch, calling :meth:`test_step`."""
+        if self.test_function is None or force:
+            self.test_function = _StepFunction(self, "test")
+        return self.test_function
+
+    def make_predict_function(self, force: bool = False):
+        """The callable ``predict`` and ``predict_on_batch`` run per batch, calling :meth:`predict_step`."""
+        if self.predict_function is None or force:
+            self.predict_function = _StepFunction(self, "predict")
+        return self.predict_function
+
+    def _logs_of(self, step_logs) -> dict:
+        """Logs after a loop: the metrics' (``step_logs`` None: lamina's own step ran) or Keras's rule."""
+        return self._logs() if step_logs is None else self._get_metrics_result_or_logs(step_logs)
+
+    def _flatten_logs(self, logs: dict):
+        """The list form of ``evaluate``/``*_on_batch`` returns: ``metrics_names`` order, then the
+        other keys sorted (one value alone is returned as a scalar), as Keras orders them."""
+        names = [n for n in self.metrics_names if n in logs]
+        values = [logs[n] for n in names] + [logs[k] for k in sorted(logs) if k not in names]
+        return values[0] if len(values) == 1 else values
 
     # ------------------------------------------------------------------ one step
 
@@ -374,10 +485,8 @@ class Trainer:
             per_output.append(value)
             term = value * output_loss.weight if output_loss.weight != 1.0 else value
             total = term if total is None else total + term
-        reg = self.losses
-        if reg:
-            for r in reg:
-                total = total + r
+        for penalty in self.losses:
+            total = penalty if total is None else total + penalty
         return total, per_output
 
     def _prepare_logits_for_metrics(self, y_pred, logits: bool):
@@ -395,6 +504,10 @@ class Trainer:
         for tracker, value in zip(self._per_output_trackers, per_output):
             if value is not None:
                 tracker.update_state(float(unwrap(value)), sample_weight=batch_size)
+        self._update_compiled_metrics(y, y_pred, sample_weight)
+
+    def _update_compiled_metrics(self, y, y_pred, sample_weight) -> None:
+        """The compiled metrics (built from the first targets they see); weighted ones take the weights."""
         if not self._output_metrics and (self._metric_specs or self._weighted_metric_specs):
             self._build_metrics(y, y_pred)
         ys = self._as_list(y)
@@ -414,25 +527,26 @@ class Trainer:
         self._fast_step = None
         if self._run_eagerly or not self._jit_compile or not self._decide_logits():
             return
-        self._consolidate_weights()
-        self._fast_step = dense_chain.plan(self)
+        buffer = self._consolidate_weights()
+        if buffer is not None:
+            self._fast_step = dense_chain.plan(self, buffer)
 
-    def _consolidate_weights(self) -> None:
-        """Make the float32 trainable weights views of one flat buffer (the optimizer then updates
-        them all in a few vectorised calls, and an all-reduce moves them in one message)."""
-        from lamina.optimizers.optimizer import _span  # lazy: optimizers load on first use
+    def _consolidate_weights(self):
+        """Make the float32 trainable weights views of one :class:`~lamina.optimizers.flat_buffer.FlatBuffer`
+        (returned; None without float32 weights), shared with the optimizer (which then updates them all
+        in a few vectorised calls), the Dense-chain step and a strategy's all-reduce (one message).
+        Reused while it still holds exactly these variables."""
+        from lamina.optimizers.flat_buffer import FlatBuffer  # lazy: optimizers load on first use
 
-        weights = [v for v in self.trainable_weights if v.dtype == np.float32]
+        weights = FlatBuffer.eligible(self.trainable_weights)
         if not weights:
-            return
-        sizes = [v.size for v in weights]
-        if _span([v._value for v in weights], sizes, sum(sizes), np.float32) is not None:
-            return  # already one buffer (the optimizer's own test for it)
-        flat = np.empty(sum(v.size for v in weights), dtype=np.float32)
-        offset = 0
-        for v in weights:
-            v._rebind(flat[offset:offset + v.size].reshape(v.shape))
-            offset += v.size
+            return None
+        buffer = self.__dict__.get("_flat_buffer")
+        if buffer is None or not buffer.covers(weights) or not buffer.is_bound():
+            buffer = FlatBuffer(weights)
+            self._flat_buffer = buffer
+        self.optimizer._use_flat_buffer(buffer)
+        return buffer
 
     def _train_step(self, x, y, sw) -> None:
         if self._step_hooks:
@@ -706,12 +820,15 @@ class Trainer:
         """The epoch loop; returns the last epoch's logs."""
         validation_freq, validation_batch_size, validation_steps = val_settings
         listen = (_listens(cbs, "on_train_batch_begin"), _listens(cbs, "on_train_batch_end"))
+        train_function = self.make_train_function()
         dist = self._distribution
         logs = {}
         for epoch in epochs:
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            if not self._fit_one_epoch(train, cbs, epoch, epoch == epochs.start, class_weight, listen):
+            n_steps, step_logs = self._fit_one_epoch(train, cbs, (epoch, epoch == epochs.start), class_weight,
+                                                     listen, train_function)
+            if not n_steps:
                 if epoch == epochs.start:
                     raise ValueError(
                         "`x` passed to fit produced no batches, so there is nothing to train on. Pass a "
@@ -726,7 +843,7 @@ class Trainer:
                 break
             if dist is not None:
                 dist.reduce_metrics(self.metrics)
-            logs = self._logs()
+            logs = self._logs_of(step_logs)
             if val is not None and _validates_after(epoch, validation_freq):
                 val_logs = self._evaluate_data(val, validation_batch_size, validation_steps)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
@@ -735,11 +852,15 @@ class Trainer:
                 break
         return logs
 
-    def _fit_one_epoch(self, train, cbs, epoch: int, first_epoch: bool, class_weight, listen: tuple) -> int:
-        """One pass over the training batches; returns how many steps ran."""
+    def _fit_one_epoch(self, train, cbs, epoch_info: tuple, class_weight, listen: tuple, train_function) -> tuple:
+        """One pass over the training batches; returns how many steps ran and the last logs a
+        custom train step returned (None when lamina's own step ran: its logs are the metrics')."""
+        epoch, first_epoch = epoch_info
         listen_begin, listen_end = listen
         streaming = not isinstance(train, data_lib.ArrayBatches)
-        step = -1
+        # lamina's own step runs directly, with logs built only for a callback that reads them.
+        own_step = getattr(train_function, "uses_default_step", False)
+        step, step_logs = -1, None
         for step, (x_batch, y_batch, weight_batch) in enumerate(train.epoch()):
             if streaming:
                 x_batch, y_batch, weight_batch = self._prepare_stream_batch(
@@ -748,12 +869,15 @@ class Trainer:
                     self._check_metrics_before_training(x_batch, y_batch, weight_batch, "fit")
             if listen_begin:
                 cbs.on_train_batch_begin(step)
-            self._train_step(x_batch, y_batch, weight_batch)
+            if own_step:
+                self._train_step(x_batch, y_batch, weight_batch)
+            else:
+                step_logs = train_function(pack_x_y_sample_weight(x_batch, y_batch, weight_batch))
             if listen_end:
-                cbs.on_train_batch_end(step, self._batch_logs())
+                cbs.on_train_batch_end(step, self._batch_logs() if own_step else _pythonify_logs(step_logs))
             if self.stop_training:
                 break
-        return step + 1
+        return step + 1, step_logs
 
     def _batch_logs(self) -> dict:
         return self._logs()
@@ -786,27 +910,32 @@ class Trainer:
                                             shard=dist.shard if dist is not None else None)
         else:
             batches = data_lib.IterableBatches(data, steps=steps, what="evaluate")
-        self._test_batches(batches, "fit (validation_data)")
+        _, step_logs = self._test_batches(batches, "fit (validation_data)")
         if dist is not None:
             dist.reduce_metrics(self.metrics)
-        return self._logs()
+        return self._logs_of(step_logs)
 
-    def _test_batches(self, batches, what: str, cbs=None) -> int:
-        """Test steps over ``batches`` (generator batches checked one by one); returns their count."""
+    def _test_batches(self, batches, what: str, cbs=None) -> tuple:
+        """Test steps over ``batches`` (generator batches checked one by one); returns their count
+        and the last logs a custom test step returned (None for lamina's own step)."""
         streaming = not isinstance(batches, data_lib.ArrayBatches)
         listen_end = cbs is not None and _listens(cbs, "on_test_batch_end")
-        i = -1
+        test_function = self.make_test_function()
+        own_step = getattr(test_function, "uses_default_step", False)
+        i, step_logs = -1, None
         for i, (x_batch, y_batch, weight_batch) in enumerate(batches.epoch()):
             if streaming:
                 x_batch, y_batch, weight_batch = self._prepare_stream_batch(
                     x_batch, y_batch, weight_batch, None, what, i)
             if cbs is not None:
                 cbs.on_test_batch_begin(i)
-            if _batch_len(x_batch):
+            if not own_step:
+                step_logs = test_function(pack_x_y_sample_weight(x_batch, y_batch, weight_batch))
+            elif _batch_len(x_batch):
                 self._test_step(x_batch, y_batch, weight_batch)
             if listen_end:
-                cbs.on_test_batch_end(i, self._logs())
-        return i + 1
+                cbs.on_test_batch_end(i, self._logs() if own_step else _pythonify_logs(step_logs))
+        return i + 1, step_logs
 
     # ------------------------------------------------------------------ evaluate / predict
 
@@ -839,19 +968,17 @@ class Trainer:
         cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=1, steps=n_steps)
         cbs.on_test_begin()
         self.reset_metrics()
-        if not self._test_batches(batches, "evaluate", cbs) and not arrays:
+        n_run, step_logs = self._test_batches(batches, "evaluate", cbs)
+        if not n_run and not arrays:
             raise ValueError(
                 "`x` passed to evaluate produced no batches, so there is nothing to evaluate. Pass a "
                 f"non-empty iterable, or a fresh generator. Received: an empty iterable of type {type(x).__name__}"
             )
         if dist is not None:
             dist.reduce_metrics(self.metrics)
-        logs = self._logs()
+        logs = self._logs_of(step_logs)
         cbs.on_test_end(logs)
-        if return_dict:
-            return logs
-        values = list(self._metric_results().values())  # the list form keeps metrics_names order
-        return values[0] if len(values) == 1 else values
+        return logs if return_dict else self._flatten_logs(logs)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Outputs for ``x`` in batches, concatenated; plain NumPy, no graph.
@@ -867,7 +994,8 @@ class Trainer:
         verbose = _verbosity(verbose, "predict")
         if not verbose and not callbacks and steps is None and type(x) is np.ndarray and self.built \
                 and self._distribution is None and hasattr(self, "_run") and x.dtype == np.float32 \
-                and x.ndim >= 1 and 0 < len(x) <= (batch_size or PREDICT_CHUNK):
+                and x.ndim >= 1 and 0 < len(x) <= (batch_size or PREDICT_CHUNK) \
+                and getattr(self.make_predict_function(), "uses_default_step", False):
             # The latency path: one in-memory batch, no progress bar: validate and run.
             self._check_input_shapes(x)
             return self._predict_batch(x)
@@ -881,8 +1009,8 @@ class Trainer:
             data_lib.check_batch_dims(x, what="predict")
             self._ensure_built(x)
             self._check_input_shapes(x)
-            if data_lib.num_samples(x, what="predict") == 0:
-                return self._predict_batch(data_lib.slice_all(x, slice(0, 0)))  # shaped by the model itself
+            if data_lib.num_samples(x, what="predict") == 0:  # shaped by the model itself
+                return self._predict_with(self.make_predict_function(), data_lib.slice_all(x, slice(0, 0)))
             batches, n_steps = self._predict_array_batches(x, batch_size, steps)
         else:
             n_steps = steps
@@ -921,15 +1049,24 @@ class Trainer:
             cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=1, steps=n_steps)
             cbs.on_predict_begin()
         outs = []
+        predict_function = self.make_predict_function()
         for i, x_batch in enumerate(batches):
             if cbs is not None:
                 cbs.on_predict_batch_begin(i)
-            outs.append(self._predict_batch(x_batch))
+            outs.append(self._predict_with(predict_function, x_batch))
             if cbs is not None:
                 cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
         if cbs is not None:
             cbs.on_predict_end()
         return outs
+
+    def _predict_with(self, predict_function, x_batch):
+        """One batch through ``predict_function`` (lamina's own step directly), outputs as NumPy."""
+        if getattr(predict_function, "uses_default_step", False):
+            return self._predict_batch(x_batch)
+        out = predict_function(pack_x_y_sample_weight(x_batch))
+        return data_lib._map(lambda a: np.asarray(unwrap(a)), out) if isinstance(out, (dict, list, tuple)) \
+            else np.asarray(unwrap(out))
 
     def _predict_batch(self, x_batch):
         out = self._forward(x_batch, training=False) if hasattr(self, "_run") else self(x_batch, training=False)
@@ -950,16 +1087,16 @@ class Trainer:
             # Until the metrics exist (the first call) they have not seen targets: try them first.
             self._check_metrics_before_training(x, y, sample_weight, "train_on_batch")
         self.reset_metrics()
-        self._train_step(x, y, sample_weight)
-        return self._return_logs(return_dict)
+        logs = self.make_train_function()(pack_x_y_sample_weight(x, y, sample_weight))
+        return self._return_logs(return_dict, logs)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._assert_compiled("test_on_batch")
         x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "test_on_batch")
         self._ensure_built(x)
         self.reset_metrics()
-        self._test_step(x, y, sample_weight)
-        return self._return_logs(return_dict)
+        logs = self.make_test_function()(pack_x_y_sample_weight(x, y, sample_weight))
+        return self._return_logs(return_dict, logs)
 
     def predict_on_batch(self, x):
         x = data_lib.require_arrays(x, "predict_on_batch", "x")
@@ -967,17 +1104,75 @@ class Trainer:
         data_lib.check_batch_dims(x, what="predict_on_batch")
         self._ensure_built(x)
         self._check_input_shapes(x)
-        return self._predict_batch(x)
+        return self._predict_with(self.make_predict_function(), x)
 
-    def _return_logs(self, return_dict: bool):
-        logs = self._logs()
-        if return_dict:
-            return logs
-        values = list(self._metric_results().values())  # the list form keeps metrics_names order
-        return values[0] if len(values) == 1 else values
+    def _return_logs(self, return_dict: bool, step_logs):
+        """What a step returned (as floats), as a dict or in ``metrics_names`` order (Keras's rule)."""
+        logs = _pythonify_logs(step_logs)
+        return logs if return_dict else self._flatten_logs(logs)
 
 
 PREDICT_CHUNK = 2048
+
+
+def unpack_x_y_sample_weight(data) -> tuple:
+    """``(x, y, sample_weight)`` from a batch ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``
+    (a list counts as a tuple, as in Keras); missing parts are None."""
+    return data_lib.unpack(tuple(data) if isinstance(data, list) else data, "a train/test/predict step")
+
+
+def pack_x_y_sample_weight(x, y=None, sample_weight=None):
+    """The batch a step receives: ``x`` (``(x,)`` when x is itself a list or tuple), ``(x, y)`` or
+    ``(x, y, sample_weight)``."""
+    if y is None:
+        return (x,) if isinstance(x, (list, tuple)) else x
+    if sample_weight is None:
+        return x, y
+    return x, y, sample_weight
+
+
+def _is_default(model, step: str) -> bool:
+    """Whether ``model``'s ``step`` ("train_step", ...) is lamina's own, not a user's override."""
+    return getattr(getattr(model, step), "__func__", None) is getattr(Trainer, step)
+
+
+class _StepFunction:
+    """``model.train_function`` & co: ``fn(data)`` runs the model's ``<kind>_step`` on one batch.
+
+    ``uses_default_step`` tells the loops that the step is lamina's own, which they then run
+    directly (no batch tuple, no logs dict unless a callback reads one).
+    """
+
+    __slots__ = ("model", "kind", "uses_default_step")
+
+    def __init__(self, model, kind: str):
+        self.model = model
+        self.kind = kind
+        self.uses_default_step = _is_default(model, f"{kind}_step")
+
+    def __call__(self, data):
+        if not self.uses_default_step and self.kind != "predict":
+            self.model._clear_losses()  # activity penalties of this batch only (lamina's step clears its own)
+        return getattr(self.model, f"{self.kind}_step")(data)
+
+    def __repr__(self) -> str:
+        return f"<{self.kind}_function of model '{self.model.name}'>"
+
+
+def _pythonify_logs(logs) -> dict:
+    """Logs as callbacks and History take them: sorted by name, nested dicts merged, scalar arrays and
+    Tensors as Python floats (other values kept as they are)."""
+    out = {}
+    for key, value in sorted((logs or {}).items()):
+        if isinstance(value, dict):
+            out.update(_pythonify_logs(value))
+            continue
+        try:
+            value = float(unwrap(value))
+        except (TypeError, ValueError):
+            pass
+        out[key] = value
+    return out
 PROBE_ROWS = 4  # rows on which fit tries the metrics before training
 _WEIGHT_ADVICE = "which would turn every model weight into NaN at the first step. Every sample weight must be finite."
 

@@ -5,10 +5,10 @@ with a NumPy engine built for small models on CPUs:
 
 * every slot group made by :meth:`Optimizer.add_optimizer_variables` lives in ONE flat buffer; the
   slot ``Variable`` s are views into it, in Keras's order;
-* when the trainable variables are themselves consecutive views into one buffer (the model's flat
-  weight buffer), a step updates all of them with a handful of vectorised calls on the flat arrays;
-  otherwise it runs the same array code once per variable. The math is elementwise, so both paths
-  give identical numbers;
+* when the trainable variables are the model's :class:`~lamina.optimizers.flat_buffer.FlatBuffer`
+  (handed over by the trainer), or otherwise consecutive views into one buffer, a step updates all of
+  them with a handful of vectorised calls on the flat arrays; otherwise it runs the same array code
+  once per variable. The math is elementwise, so both paths give identical numbers;
 * scratch buffers are allocated once at ``build``; the hot loop writes with ``out=``;
 * moment slots are flushed to zero below 1e-30 every few steps (see :meth:`_flush_subnormals`).
 
@@ -30,6 +30,7 @@ from lamina.autodiff import Variable, unwrap
 from lamina.naming import auto_name
 from lamina.optimizers import _accel
 from lamina.optimizers import schedules as _schedules
+from lamina.optimizers.flat_buffer import FlatBuffer
 
 # Flush moment slots below this magnitude to zero: far below anything that moves a float32
 # result (a 1e-30 moment changes an update by < 1e-26), far above the float32 subnormal range
@@ -182,6 +183,8 @@ class Optimizer:
         self._exclude_pattern: re.Pattern | None = None
         self._param_cache: tuple[list[np.ndarray], np.ndarray | None] | None = None
         self._grad_span_cache: tuple[list[np.ndarray], np.ndarray | None] | None = None
+        self._flat_buffer: FlatBuffer | None = None  # the model's, from the trainer (_use_flat_buffer)
+        self._flat_full = False  # the buffer holds exactly the built variables, in order
 
         self._iterations = self._own_variable(0, "iteration", "int64")
         self._learning_rate = None
@@ -310,6 +313,18 @@ class Optimizer:
         if self.gradient_accumulation_steps:
             self._accumulated_gradients = self.add_optimizer_variables(variables, "gradient_accumulator")
         self.built = True
+        if self._flat_buffer is not None:
+            self._flat_full = self._flat_buffer.covers(variables)
+
+    def _use_flat_buffer(self, buffer: FlatBuffer) -> None:
+        """Take the model's flat weight/gradient buffer (the trainer calls this before the first step).
+
+        While it holds exactly the variables this optimizer was built on and they still hold its views,
+        a step updates ``buffer.weights`` directly, from ``buffer.grads`` when the gradients passed are
+        its ``grad_views``: identity checks, no address arithmetic.
+        """
+        self._flat_buffer = buffer
+        self._flat_full = self.built and buffer.covers(self._trainable_variables)
 
     def _slots(self, names: Sequence[str]) -> None:
         """Tell the update loop which slot groups (in this order) the kernel ``_update`` takes."""
@@ -517,6 +532,10 @@ class Optimizer:
 
     def _param_span(self) -> np.ndarray | None:
         """The flat view over all built variables, if they sit consecutively in one buffer."""
+        buffer = self._flat_buffer
+        if self._flat_full and buffer.is_bound():
+            return buffer.weights
+        # A plain list of variables (a custom loop): recognise consecutive views by their addresses.
         values = [v._value for v in self._trainable_variables]
         cache = self._param_cache
         if cache is not None and len(cache[0]) == len(values) and all(
@@ -560,6 +579,8 @@ class Optimizer:
             lay = self._layout
             if clipped:
                 gflat = self._gbuf_flat
+            elif self._flat_full and pflat is self._flat_buffer.weights and self._flat_buffer.holds_grads(grads):
+                gflat = self._flat_buffer.grads
             else:
                 # A training step that reuses the same gradient views each time (the model's
                 # flat gradient buffer) is recognised once, not re-derived from addresses per step.
