@@ -3,8 +3,8 @@
     python benchmarks/load_many_layers.py [--layers 2000 20000] [--repeats 1]
 
 Builds the model, saves it (``model.save``) and loads it back (``lamina.models.load_model``), and
-prints the best wall-clock seconds of each, with the file's size. Issue 11 asks for 20,000 layers to
-load in under 2 s. Every load is checked to give back the saved weights.
+prints the best wall-clock seconds of each, with the file's size (the aim: 20,000 layers loaded in
+under 2 s). Every load is checked to give back the saved weights.
 """
 
 from __future__ import annotations
