@@ -64,3 +64,16 @@ def open_regular(path, refuse: Callable[[int], Exception], follow_symlinks: bool
     except BaseException:
         os.close(fd)
         raise
+
+
+def bounded_chunks(f, limit: int, chunk: int = 1 << 20):
+    """The data of the file object ``f`` in chunks of at most ``chunk`` bytes, ``limit + 1`` bytes in all
+    at most: a reader that receives more than ``limit`` knows ``f`` holds more than it allows, without
+    having read (or kept) the rest. Memory grows with what really arrives, never with ``limit``."""
+    received = 0
+    while received <= limit:
+        data = f.read(min(chunk, limit + 1 - received))
+        if not data:
+            return
+        received += len(data)
+        yield data

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lamina import regular_files
 from lamina.datasets._safe_io import MAX_DEFLATE_RATIO, open_regular, read_into_array
 
 DATA_ENV = "LAMINA_DATA"
@@ -159,7 +160,7 @@ def _fetch(url: str, dest: str, limit: int) -> None:
             if expected is not None and expected.isdigit() and int(expected) > limit:
                 raise _too_large(limit, f"the server announces {int(expected)} bytes")
             received = 0
-            while chunk := response.read(min(_CHUNK, limit + 1 - received)):
+            for chunk in regular_files.bounded_chunks(response, limit, _CHUNK):
                 received += len(chunk)
                 if received > limit:
                     raise _too_large(limit, f"the server sent more than {limit} bytes")

@@ -55,12 +55,11 @@ def read_into_array(stream, nbytes: int) -> tuple[np.ndarray, bool]:
     header claims costs what it holds. Returns the array and whether more data follows it.
     """
     buf = bytearray()
-    while len(buf) < nbytes:
-        chunk = stream.read(min(_CHUNK, nbytes - len(buf)))
-        if not chunk:
-            break
-        buf += chunk
-    more = len(buf) == nbytes and bool(stream.read(1))
+    for data in regular_files.bounded_chunks(stream, nbytes, _CHUNK):
+        buf += data
+    more = len(buf) > nbytes
+    if more:
+        del buf[nbytes:]
     return np.frombuffer(buf, dtype=np.uint8), more
 
 

@@ -163,12 +163,12 @@ def require_arrays(s, what: str, name: str):
     return s
 
 
-def check_batch_size(batch_size, what: str, name: str = "batch_size") -> None:
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-                                   or batch_size <= 0):
+def check_positive_int(value, what: str, name: str = "batch_size") -> None:
+    """A positive integer or None (a batch size or a step count)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0):
         raise ValueError(
             f"`{name}` passed to {what} must be a positive integer (or None for the default). "
-            f"Received: {name}={batch_size!r}"
+            f"Received: {name}={value!r}"
         )
 
 

@@ -357,11 +357,9 @@ class Trainer:
                 f"No loss to compute for model '{self.name}': it was compiled without a loss and has no "
                 "regularization penalties. Provide a `loss` argument in `compile()`. Received: loss=None"
             )
-        if not self._output_metrics and (self._metric_specs or self._weighted_metric_specs) \
-                and y is not None and y_pred is not None:
-            # The compiled metrics are built from the first targets they see: build them now so that
-            # a custom train_step looping over `self.metrics` after compute_loss finds them.
-            self._build_metrics(y, y_pred)
+        if y is not None and y_pred is not None:
+            # Built now, so that a custom train_step looping over `self.metrics` after compute_loss finds them.
+            self._ensure_metrics_built(y, y_pred)
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None) -> dict:
@@ -506,10 +504,14 @@ class Trainer:
                 tracker.update_state(float(unwrap(value)), sample_weight=batch_size)
         self._update_compiled_metrics(y, y_pred, sample_weight)
 
-    def _update_compiled_metrics(self, y, y_pred, sample_weight) -> None:
-        """The compiled metrics (built from the first targets they see); weighted ones take the weights."""
+    def _ensure_metrics_built(self, y, y_pred) -> None:
+        """The compiled metrics are built from the first targets they see ("accuracy" depends on them)."""
         if not self._output_metrics and (self._metric_specs or self._weighted_metric_specs):
             self._build_metrics(y, y_pred)
+
+    def _update_compiled_metrics(self, y, y_pred, sample_weight) -> None:
+        """The compiled metrics (built from the first targets they see); weighted ones take the weights."""
+        self._ensure_metrics_built(y, y_pred)
         ys = self._as_list(y)
         preds = self._as_list(y_pred)
         for i, ms in enumerate(self._output_metrics):
@@ -603,16 +605,19 @@ class Trainer:
         weights, labels against the loss, input shapes."""
         x, y, sample_weight = _as_arrays(x, y, sample_weight, what)
         data_lib.require_samples(x, y, sample_weight, what)
+        self._check_values(x, y, sample_weight, what, check_labels)
+        self._check_input_shapes(x)
+        return x, y, sample_weight
+
+    def _check_values(self, x, y, sample_weight, what: str, check_labels: bool = True) -> None:
+        """One finite check each of x, y and the sample weights, and the labels against the loss."""
         data_lib.check_finite(x, what, "x")
         if y is not None:
-            ys = data_lib._leaves(y)
-            data_lib.check_finite(ys, what, "y")
+            data_lib.check_finite(data_lib._leaves(y), what, "y")
             if check_labels:
                 self._check_targets(y)
         if sample_weight is not None:
             data_lib.check_finite(sample_weight, what, "sample_weight", advice=_WEIGHT_ADVICE)
-        self._check_input_shapes(x)
-        return x, y, sample_weight
 
     def _check_input_shapes(self, x) -> None:
         single = hasattr(self, "_check_input") and not hasattr(self, "_flatten_inputs")  # a Sequential
@@ -692,12 +697,7 @@ class Trainer:
         self._ensure_built(x_batch)
         self._check_input_shapes(x_batch)
         if what != "predict":
-            data_lib.check_finite(x_batch, what, "x")
-            if y_batch is not None:
-                data_lib.check_finite(data_lib._leaves(y_batch), what, "y")
-                self._check_targets(y_batch)
-            if weight_batch is not None:
-                data_lib.check_finite(weight_batch, what, "sample_weight", advice=_WEIGHT_ADVICE)
+            self._check_values(x_batch, y_batch, weight_batch, what)
         return x_batch, y_batch, weight_batch
 
     # ------------------------------------------------------------------ fit
@@ -716,11 +716,8 @@ class Trainer:
         strategy = kwargs.pop("strategy", None)
         if kwargs:
             raise TypeError(f"fit() got unexpected keyword arguments: {sorted(kwargs)}")
-        self._check_fit_arguments(x, batch_size, epochs, steps_per_epoch, class_weight, sample_weight,
+        self._check_fit_arguments(x, batch_size, (initial_epoch, epochs), steps_per_epoch, class_weight, sample_weight,
                                   (validation_batch_size, validation_steps, validation_freq))
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
-            raise ValueError(
-                f"`initial_epoch` must be a non-negative integer. Received: initial_epoch={initial_epoch!r}")
         user_callbacks = _callback_list(callbacks, "fit")
         verbose = _verbosity(verbose, "fit")
         batch_size = batch_size or 32
@@ -748,19 +745,20 @@ class Trainer:
         self.history = history
         return history
 
-    def _check_fit_arguments(self, x, batch_size, epochs, steps_per_epoch, class_weight, sample_weight,
+    def _check_fit_arguments(self, x, batch_size, epoch_range: tuple, steps_per_epoch, class_weight, sample_weight,
                              validation_settings: tuple) -> None:
         validation_batch_size, validation_steps, validation_freq = validation_settings
         self._assert_compiled("fit")
         if x is None:
             raise ValueError("fit() needs training data. Received: x=None")
-        data_lib.check_batch_size(batch_size, "fit")
-        data_lib.check_batch_size(validation_batch_size, "fit", "validation_batch_size")
-        data_lib.check_batch_size(steps_per_epoch, "fit", "steps_per_epoch")
-        data_lib.check_batch_size(validation_steps, "fit", "validation_steps")
+        data_lib.check_positive_int(batch_size, "fit")
+        data_lib.check_positive_int(validation_batch_size, "fit", "validation_batch_size")
+        data_lib.check_positive_int(steps_per_epoch, "fit", "steps_per_epoch")
+        data_lib.check_positive_int(validation_steps, "fit", "validation_steps")
         _check_validation_freq(validation_freq)
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"`epochs` must be a non-negative integer. Received: epochs={epochs!r}")
+        for name, value in zip(("initial_epoch", "epochs"), epoch_range, strict=True):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
         if class_weight is not None and sample_weight is not None:
             raise ValueError(
                 "Arguments `sample_weight` and `class_weight` cannot be specified at the same time. "
@@ -902,15 +900,19 @@ class Trainer:
             )
         return validation_data  # an iterable of batches
 
+    def _evaluation_batches(self, data, batch_size, steps):
+        """Batches of ``data``: a tuple of prepared arrays (this rank's shard under a strategy), or an
+        iterable of batches."""
+        if isinstance(data, tuple):
+            dist = self._distribution
+            return data_lib.ArrayBatches(*data, batch_size=batch_size, steps=steps, what="evaluate",
+                                         shard=dist.shard if dist is not None else None)
+        return data_lib.IterableBatches(data, steps=steps, what="evaluate")
+
     def _evaluate_data(self, data, batch_size, steps) -> dict:
         self.reset_metrics()
         dist = self._distribution
-        if isinstance(data, tuple):
-            batches = data_lib.ArrayBatches(*data, batch_size=batch_size, steps=steps, what="evaluate",
-                                            shard=dist.shard if dist is not None else None)
-        else:
-            batches = data_lib.IterableBatches(data, steps=steps, what="evaluate")
-        _, step_logs = self._test_batches(batches, "fit (validation_data)")
+        _, step_logs = self._test_batches(self._evaluation_batches(data, batch_size, steps), "fit (validation_data)")
         if dist is not None:
             dist.reduce_metrics(self.metrics)
         return self._logs_of(step_logs)
@@ -945,8 +947,8 @@ class Trainer:
         from lamina import callbacks as callbacks_lib  # lazy: callbacks load on first use
 
         self._assert_compiled("evaluate")
-        data_lib.check_batch_size(batch_size, "evaluate")
-        data_lib.check_batch_size(steps, "evaluate", "steps")
+        data_lib.check_positive_int(batch_size, "evaluate")
+        data_lib.check_positive_int(steps, "evaluate", "steps")
         cb_list = _callback_list(callbacks, "evaluate")
         verbose = _verbosity(verbose, "evaluate")
         batch_size = batch_size or 32
@@ -957,15 +959,10 @@ class Trainer:
         if arrays:
             x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "evaluate")
             self._ensure_built(x)
-            batches = data_lib.ArrayBatches(x, y, sample_weight, batch_size=batch_size, steps=steps,
-                                            what="evaluate", shard=dist.shard if dist is not None else None)
-            n_steps = batches.steps
-        else:
-            batches = data_lib.IterableBatches(x, steps=steps, what="evaluate")
-            n_steps = steps
+        batches = self._evaluation_batches((x, y, sample_weight) if arrays else x, batch_size, steps)
         if verbose:
             cb_list.append(callbacks_lib.ProgbarLogger())
-        cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=1, steps=n_steps)
+        cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=1, steps=batches.steps)
         cbs.on_test_begin()
         self.reset_metrics()
         n_run, step_logs = self._test_batches(batches, "evaluate", cbs)
@@ -989,8 +986,8 @@ class Trainer:
         a list or dict of such for several outputs), where Keras fails; an iterable that yields no
         batch is a ValueError.
         """
-        data_lib.check_batch_size(batch_size, "predict")
-        data_lib.check_batch_size(steps, "predict", "steps")
+        data_lib.check_positive_int(batch_size, "predict")
+        data_lib.check_positive_int(steps, "predict", "steps")
         verbose = _verbosity(verbose, "predict")
         if not verbose and not callbacks and steps is None and type(x) is np.ndarray and self.built \
                 and self._distribution is None and hasattr(self, "_run") and x.dtype == np.float32 \

@@ -69,16 +69,11 @@ def stream_kind(f, filename) -> str:
 
 def read_capped(f, max_bytes: int, filename, label: str, hint: str = "") -> bytes:
     """All of the file object ``f``, refusing it once it holds more than ``max_bytes``."""
-    chunks, n = [], 0
-    while True:
-        chunk = f.read(min(1 << 20, max_bytes + 1 - n))
-        if not chunk:
-            return b"".join(chunks)
-        n += len(chunk)
-        if n > max_bytes:
-            raise FileFormatError(filename, f"{label} holds more than {max_bytes} bytes, the most lamina reads "
-                                            f"for it{hint}.")
-        chunks.append(chunk)
+    data = b"".join(regular_files.bounded_chunks(f, max_bytes))
+    if len(data) > max_bytes:
+        raise FileFormatError(filename, f"{label} holds more than {max_bytes} bytes, the most lamina reads "
+                                        f"for it{hint}.")
+    return data
 
 
 def read_regular(path, max_bytes: int, filename=None, label: str | None = None, hint: str = "",

@@ -222,7 +222,7 @@ def _plan_optimizer(model, reader, f) -> list:
     if group is None:
         return []
     names = _names_attr(group, "weight_names")
-    saving_lib.prepare_optimizer(model)
+    compile_config.prepare_optimizer(model)
     variables = list(model.optimizer.variables)
     values = _read_named(reader, group, names, "optimizer_weights")
     if len(values) != len(variables) or any(tuple(a.shape) != tuple(v.shape) for v, a in zip(variables, values)):

@@ -36,6 +36,7 @@ import stat
 import warnings
 import zipfile
 
+from lamina import regular_files
 from lamina.models.model import Model
 from lamina.saving import (
     config_params,
@@ -47,7 +48,6 @@ from lamina.saving import (
     weights_loading,
 )
 from lamina.saving.atomic import write_bytes_atomic
-from lamina.saving.compile_config import prepare_optimizer  # noqa: F401 - legacy_h5 uses it from here
 from lamina.saving.errors import FileFormatError
 from lamina.version import __version__
 
@@ -240,27 +240,19 @@ def read_archive(source, filename, max_bytes: int | None = None,
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, filename) -> bytes:
-    chunks, n = [], 0
     try:
         with zf.open(info, "r") as f:
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                n += len(chunk)
-                if n > info.file_size:
-                    raise FileFormatError(filename, f"archive member {info.filename!r} holds more than the "
-                                                    f"{info.file_size} bytes it declares.")
-                chunks.append(chunk)
-    except FileFormatError:
-        raise
+            data = b"".join(regular_files.bounded_chunks(f, info.file_size))
     except Exception as e:  # zlib.error, BadZipFile (CRC), EOFError, ... from a damaged archive
         raise FileFormatError(filename, f"archive member {info.filename!r} is damaged ({type(e).__name__}: {e}).") \
             from None
-    if n != info.file_size:
+    if len(data) > info.file_size:
+        raise FileFormatError(filename, f"archive member {info.filename!r} holds more than the "
+                                        f"{info.file_size} bytes it declares.")
+    if len(data) != info.file_size:
         raise FileFormatError(filename, f"archive member {info.filename!r} declares {info.file_size} bytes but "
-                                        f"holds {n}.")
-    return b"".join(chunks)
+                                        f"holds {len(data)}.")
+    return data
 
 
 def parse_json(data: bytes, what: str, filename):
