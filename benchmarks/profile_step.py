@@ -2,7 +2,7 @@
 
     python benchmarks/profile_step.py [--batch 32]
 
-Prints microseconds for the whole step, the hand-written forward+backward, the optimizer update,
+Prints microseconds for the whole step, the compiled forward+backward+update, the optimizer update,
 the metrics update, and the two large matmuls on their own: the figures behind the "what bounds
 it" part of the performance notes.
 """
@@ -43,7 +43,7 @@ def main() -> None:
     model.fit(x, y, batch_size=n, epochs=1, verbose=0)
     fast = model._fast_step
     if fast is None:
-        raise SystemExit("the model did not take the Dense-chain fast path")
+        raise SystemExit("the model did not take the compiled step")
     xb, yb = x[:n], y[:n]
     probs = model.predict(xb, verbose=0)
     w1 = model.layers[0].kernel.numpy()
@@ -51,7 +51,7 @@ def main() -> None:
     out, grad = np.empty((n, 128), np.float32), np.empty((784, 128), np.float32)
     rows = [
         ("whole training step", best_us(lambda: model._train_step(xb, yb, None))),
-        ("  fast step (forward, backward, optimizer)", best_us(lambda: fast.step(xb, yb, None))),
+        ("  compiled step (forward, backward, optimizer)", best_us(lambda: fast.step([xb], yb, None))),
         ("  optimizer.apply", best_us(lambda: model.optimizer.apply(fast.grad_views, fast.variables))),
         ("  metrics update", best_us(lambda: model._update_metrics(yb, probs, None, 0.5, (), n))),
         (f"  matmul x @ W1 ({n}x784 @ 784x128)", best_us(lambda: np.matmul(xb, w1, out=out))),

@@ -1,5 +1,5 @@
 """FlatBuffer: one contiguous array for a model's float32 weights, one for their gradients, shared by the
-trainer, the optimizer, the Dense-chain step and a data-parallel strategy."""
+trainer, the optimizer, the compiled step and a data-parallel strategy."""
 
 from __future__ import annotations
 
@@ -126,3 +126,31 @@ def test_strategy_reduces_in_the_models_buffer():
     buf.grads[:] = 1.5
     s.reduce_buffer_gradients(buf, 4)  # one rank: the average is this rank's gradient, the count 4
     assert (buf.grads == 1.5).all() and buf.message[-1] == 4
+
+
+def test_gradients_only_buffer_binds_nothing_and_keeps_float64():
+    f32 = lamina.Variable(np.ones((2, 3), "float32"))
+    f64 = lamina.Variable(np.ones(4), dtype="float64")
+    values = [f32._value, f64._value]
+    buf = FlatBuffer([f32, f64], bind=False)
+    assert buf.dtype == np.float64 and buf.weights is None and buf.weight_views == []
+    assert f32._value is values[0] and f64._value is values[1]  # nothing rebound
+    assert not buf.is_bound() and buf.covers([f32, f64])
+    assert [g.shape for g in buf.grad_views] == [(2, 3), (4,)] and buf.message.shape == (11,)
+    assert all(g.base is buf.message and g.dtype == np.float64 for g in buf.grad_views)
+    assert "gradients only" in repr(buf)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None, reason="needs mpi4py (the `mpi` extra)")
+def test_strategy_reduces_a_custom_loops_variables_in_a_gradients_only_buffer():
+    from lamina.distribute import MPIStrategy
+
+    s = MPIStrategy(timeout=30)
+    a = lamina.Variable(np.zeros(3, "float32"))
+    b = lamina.Variable(np.zeros((2, 2)), dtype="float64")
+    out = s.reduce_gradients([np.full(3, 2.0, "float32"), None], [a, b], 5)
+    np.testing.assert_array_equal(out[0], np.full(3, 2.0))
+    np.testing.assert_array_equal(out[1], np.zeros((2, 2)))  # None counts as zeros
+    assert out[1].dtype == np.float64 and s._grad_buffer.weights is None
+    again = s.reduce_gradients([np.ones(3, "float32"), np.ones((2, 2))], [a, b], 2)
+    assert again[0] is out[0]  # the same buffer while the variables stay the same

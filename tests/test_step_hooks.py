@@ -1,5 +1,6 @@
 """compile(run_eagerly=..., jit_compile=...) choose the step; step hooks observe it without patching."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -155,7 +156,7 @@ def test_hooks_see_each_batch_and_the_gradients_before_the_update(build, run_eag
     hook = Recorder(model)
     model.add_step_hook(hook)
     model.fit(X, Y, batch_size=32, epochs=2, shuffle=False, verbose=0)
-    assert (model._fast_step is not None) == (build is dense_chain and not run_eagerly)
+    assert (model._fast_step is not None) == (not run_eagerly)  # Dropout compiles too
     assert [n for n, _ in hook.batches] == [32, 32, 16] * 2
     np.testing.assert_array_equal(hook.batches[2][1], Y[64:])
     assert len(hook.grads) == 6 and all(hook.unchanged)
@@ -213,3 +214,48 @@ def test_health_replaces_no_attribute_of_the_model_or_optimizer(run_eagerly):
     assert model._step_hooks == [] and health._step == 2
     model.fit(X, Y, epochs=1, verbose=0, health=True, callbacks=[Replaced()])
     assert seen == [[]] * 6 and model._step_hooks == []
+
+
+class Halve:
+    """A reducing hook: the optimizer applies half of each gradient."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def reduce_gradients(self, grads, variables, batch_size):
+        self.sizes.append(batch_size)
+        return [None if g is None else np.asarray(g) * 0.5 for g in grads]
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_a_reducing_hook_changes_what_the_optimizer_applies(run_eagerly):
+    # Plain SGD: applying half of every gradient at lr 0.1 is training at lr 0.05.
+    def sgd_model(lr):
+        model = dense_chain()
+        model.compile(optimizer=lamina.optimizers.SGD(lr), loss="sparse_categorical_crossentropy", lint=False,
+                      run_eagerly=run_eagerly)
+        return model
+
+    halved = sgd_model(0.1)
+    hook = Halve()
+    halved.add_step_hook(hook)
+    halved.fit(X, Y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    reference = sgd_model(0.05)
+    reference.fit(X, Y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    assert hook.sizes == [32, 32, 16] * 2
+    assert (halved._fast_step is not None) == (not run_eagerly)
+    for a, b in zip(halved.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None, reason="needs mpi4py (the `mpi` extra)")
+def test_a_strategy_reduces_through_one_step_hook():
+    from lamina.distribute import MPIStrategy
+
+    first, second = MPIStrategy(timeout=30), MPIStrategy(timeout=30)
+    with first.scope():
+        model = compiled()
+    model.fit(X, Y, batch_size=32, epochs=1, verbose=0, strategy=first)  # attached again: still one hook
+    assert [h for h in model._step_hooks] == [first]
+    model.fit(X, Y, batch_size=32, epochs=1, verbose=0, strategy=second)
+    assert [h for h in model._step_hooks] == [second]

@@ -237,7 +237,7 @@ class ActivationHealth(Callback):
     def _install(self) -> None:
         """Register a step hook (``model.add_step_hook``) that remembers each batch and, between the
         backward pass and the optimizer update, catches the first NaN/inf gradient while the weights
-        are still those that produced it. Both the generic and the Dense-chain step call it.
+        are still those that produced it. Both the tape step and the compiled step call it.
 
         The per-step check looks at one small gradient (the output layer's bias, or the smaller of
         the last two): a NaN or inf loss reaches every output-layer gradient through ``p - y``.

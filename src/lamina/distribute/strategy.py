@@ -144,11 +144,9 @@ class MPIStrategy:
         self._unsynced_shuffle = None  # (generator, rank 0's seed) until on_fit_begin shares the seed
         if seed is not None:
             self._shuffle = np.random.default_rng(self._bcast_int(int(seed), "broadcast of the shuffle seed"))
-        # Gradient reduction: flat buffers reused across steps, keyed by the variables' identity.
-        self._grad_key = None
-        self._grad_buf = None
-        self._grad_views: list[np.ndarray] = []
-        self._grad_offsets: list[int] = []
+        # Gradient reduction for variables the model's own FlatBuffer does not hold (a custom loop's
+        # list): a gradients-only FlatBuffer, reused while the variables are the same.
+        self._grad_buffer = None
         self._check_finite = False  # set when a TerminateOnNaN needs the synchronised decision
         self._grads_finite = True
         self._reduce_seconds = 0.0
@@ -245,8 +243,15 @@ class MPIStrategy:
     # ------------------------------------------------------------------ trainer hooks
 
     def _attach(self, model) -> None:
-        """Route ``model``'s fit/evaluate/predict through this strategy; sync rank 0's weights."""
+        """Route ``model``'s fit/evaluate/predict through this strategy and its training step's
+        gradients through :meth:`reduce_gradients` (a step hook: ``model.add_step_hook``); sync
+        rank 0's weights."""
+        previous = model._distribution
+        if previous is not None and previous is not self and any(h is previous for h in model._step_hooks):
+            model.remove_step_hook(previous)
         model._distribution = self
+        if not any(h is self for h in model._step_hooks):
+            model.add_step_hook(self)
         self._model = model
         if getattr(model, "built", False):
             self._broadcast_state(model, "broadcast of rank 0's weights (at compile)")
@@ -319,12 +324,11 @@ class MPIStrategy:
         :class:`~lamina.optimizers.flat_buffer.FlatBuffer` when it holds exactly ``variables`` (so the
         optimizer updates from it without a copy), else one of the strategy's own.
         """
-        buffer = self._model_buffer(variables)
-        if buffer is not None:
-            buf, offsets, views = buffer.message, buffer.offsets, buffer.grad_views
-        else:
-            self._prepare_grad_buffers(variables)
-            buf, offsets, views = self._grad_buf, self._grad_offsets, self._grad_views
+        buffer = self._model_buffer(variables) or self._gradient_buffer(variables)
+        if buffer.holds_grads(grads):  # the compiled step's gradients, already in place: one pass
+            self.reduce_flat_gradients(buffer.message, n_local)
+            return buffer.grad_views
+        buf, offsets, views = buffer.message, buffer.offsets, buffer.grad_views
         weight = buf.dtype.type(n_local)
         for g, start, var in zip(grads, offsets, variables):
             stop = start + int(var.size)
@@ -496,22 +500,15 @@ class MPIStrategy:
                 v.assign(buf[offset:offset + n].view(v.value.dtype).reshape(v.value.shape))
                 offset += n
 
-    def _prepare_grad_buffers(self, variables: Sequence) -> None:
-        key = tuple(id(v) for v in variables)
-        if key == self._grad_key and len(self._grad_views) == len(variables):
-            return
-        dtype = np.result_type(np.float32, *[v.dtype for v in variables]) if variables else np.float32
-        sizes = [int(v.size) for v in variables]
-        total = sum(sizes)
-        self._grad_buf = np.zeros(total + 1, dtype=dtype)  # last slot: this rank's sample count
-        self._grad_offsets, self._grad_views = [], []
-        offset = 0
-        for v, n in zip(variables, sizes):
-            self._grad_offsets.append(offset)
-            # Consecutive views of one buffer: the optimizer recognises them and updates in one pass.
-            self._grad_views.append(self._grad_buf[offset:offset + n].reshape(v.shape))
-            offset += n
-        self._grad_key = key
+    def _gradient_buffer(self, variables: Sequence):
+        """A gradients-only FlatBuffer for ``variables`` (the strategy's own, kept while they stay the
+        same objects in the same order)."""
+        from lamina.optimizers.flat_buffer import FlatBuffer  # lazy: optimizers load on first use
+
+        buffer = self._grad_buffer
+        if buffer is None or not buffer.covers(variables):
+            buffer = self._grad_buffer = FlatBuffer(variables, bind=False)
+        return buffer
 
     def _agree_on_metrics(self, metrics: list) -> list:
         """Make every rank hold the same metric objects before their states are summed.

@@ -29,7 +29,17 @@ def batch_norm_train(x, gamma, beta, axis: int, epsilon: float, mask=None):
     ``dgamma = sum(g * xhat)``, ``dbeta = sum(g)``. Without a mask the sum(w * (x - mean)) term is 0
     and ``dx`` reduces to the familiar ``s / N * (N d - sum(d) - xhat * sum(d * xhat))``.
     """
-    xv = np.asarray(unwrap(x))
+    y, mean, var, vjp = batch_norm_train_kernel(
+        np.asarray(unwrap(x)), None if gamma is None else unwrap(gamma), None if beta is None else unwrap(beta),
+        axis, epsilon, mask, needs_gradient(x))
+    parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
+    return record(y, parents, vjp), mean, var
+
+
+def batch_norm_train_kernel(xv: np.ndarray, gamma, beta, axis: int, epsilon: float, mask, need_x: bool):
+    """:func:`batch_norm_train` on plain arrays: ``(y, mean, var, vjp)``, where ``vjp(g)`` gives
+    ``(dx, dgamma, dbeta)`` without the entries for a missing gamma or beta (the compiled step calls
+    this directly; the tape wraps it)."""
     ndim = xv.ndim
     red = tuple(i for i in range(ndim) if i != axis)
     bshape = [1] * ndim
@@ -49,11 +59,10 @@ def batch_norm_train(x, gamma, beta, axis: int, epsilon: float, mask=None):
         var = np.sum(w * np.square(diff), axis=red, keepdims=True) * c
     inv = 1.0 / np.sqrt(var + epsilon)
     xhat = diff * inv
-    gv = None if gamma is None else np.reshape(unwrap(gamma), bshape)
+    gv = None if gamma is None else np.reshape(gamma, bshape)
     y = xhat * gv if gv is not None else xhat.copy()
     if beta is not None:
-        y += np.reshape(unwrap(beta), bshape)
-    need_x = needs_gradient(x)
+        y += np.reshape(beta, bshape)
 
     def vjp(g):
         dgamma = None if gamma is None else _param_grad(g * xhat, ndim, axis)
@@ -75,9 +84,7 @@ def batch_norm_train(x, gamma, beta, axis: int, epsilon: float, mask=None):
             grads.append(dbeta)
         return tuple(grads)
 
-    parents = (x,) + tuple(p for p in (gamma, beta) if p is not None)
-    out = record(y, parents, vjp)
-    return out, np.reshape(mean, -1), np.reshape(var, -1)
+    return y, np.reshape(mean, -1), np.reshape(var, -1), vjp
 
 
 def batch_norm_inference(x, mean, variance, gamma, beta, axis: int, epsilon: float):
@@ -212,15 +219,19 @@ class BatchNormalization(Layer):
                     )
                 mask = np.expand_dims(mask.astype(bool), -1)
             out, mean, var = batch_norm_train(inputs, self.gamma, self.beta, axis, self.epsilon, mask)
-            m = self.momentum
-            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
-                moving.assign(moving._value * m + batch.astype(moving.dtype) * (1.0 - m))
+            self._update_moving(mean, var)
         else:
             out = batch_norm_inference(inputs, self.moving_mean._value, self.moving_variance._value,
                                        self.gamma, self.beta, axis, self.epsilon)
         if np.asarray(unwrap(out)).dtype.name != self.compute_dtype:
             out = ops.cast(out, self.compute_dtype)
         return out
+
+    def _update_moving(self, mean, var) -> None:
+        """``moving = moving * momentum + batch * (1 - momentum)`` for the mean and the variance."""
+        m = self.momentum
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, var)):
+            moving.assign(moving._value * m + batch.astype(moving.dtype) * (1.0 - m))
 
     def compute_output_shape(self, input_shape):
         if not -len(input_shape) <= self.axis < len(input_shape):

@@ -73,44 +73,27 @@ class Dense(Layer):
         if recording():
             return self._call_recorded(inputs, self.activation)
         x = inputs if isinstance(inputs, np.ndarray) else unwrap(inputs)
-        y = x @ self.kernel._value
-        if self.bias is not None:
-            y += self.bias._value
         fused = activations.FUSED.get(self.activation)
-        if fused is not None:
-            return fused[0](y)
-        return self.activation(y)
+        y = dense_forward(x, self.kernel._value, None if self.bias is None else self.bias._value, fused)
+        return y if fused is not None else self.activation(y)
 
     def call_logits(self, inputs):
         """The pre-activation output ``inputs @ kernel + bias`` (for losses computed from logits)."""
         if recording():
             return self._call_recorded(inputs, activations.linear)
-        y = unwrap(inputs) @ self.kernel._value
-        if self.bias is not None:
-            y += self.bias._value
-        return y
+        return dense_forward(unwrap(inputs), self.kernel._value, None if self.bias is None else self.bias._value, None)
 
     def _call_recorded(self, inputs, activation):
         """One graph node for matmul + bias (+ activation when its gradient needs only the output)."""
         kernel, bias = self.kernel, self.bias
         x = unwrap(inputs)
-        k = kernel._value
-        z = x @ k
-        if bias is not None:
-            z += bias._value
         fused = activations.FUSED.get(activation)
-        y = fused[0](z) if fused is not None else z
+        y = dense_forward(x, kernel._value, None if bias is None else bias._value, fused)
         grad_from_output = fused[1] if fused is not None else None
         need_x = needs_gradient(inputs)
-        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
 
         def vjp(g):
-            dz = grad_from_output(y, g) if grad_from_output is not None else g
-            dz2 = dz.reshape(-1, dz.shape[-1]) if dz.ndim != 2 else dz
-            dx = (dz @ k.T) if need_x else None
-            dk = x2.T @ dz2
-            db = dz2.sum(axis=0) if bias is not None else None
-            return dx, dk, db
+            return dense_backward(g, x, y, kernel._value, bias is not None, grad_from_output, need_x)
 
         parents = (inputs, kernel, bias) if bias is not None else (inputs, kernel)
         out = record(y, parents, vjp if bias is not None else (lambda g: vjp(g)[:2]))
@@ -139,3 +122,28 @@ class Dense(Layer):
         config = dict(config)
         config.pop("quantization_config", None)
         return super().from_config(config)
+
+
+def dense_forward(x: np.ndarray, kernel: np.ndarray, bias, fused) -> np.ndarray:
+    """``act(x @ kernel + bias)`` for a fused activation pair ``fused = (forward, grad)`` (None: linear).
+
+    The one forward of a Dense layer under a tape and in the compiled step; the bias add and the
+    activation run in place on the fresh matmul output."""
+    z = x @ kernel
+    if bias is not None:
+        z += bias
+    return fused[0](z) if fused is not None else z
+
+
+def dense_backward(g, x, y, kernel, has_bias: bool, grad_from_output, need_x: bool, dk_out=None, db_out=None):
+    """``(dx, dkernel, dbias)`` of :func:`dense_forward` given the output ``y`` and its gradient ``g``:
+    ``dz = act'(y) * g``, ``dx = dz @ kernel.T``, ``dkernel = x.T @ dz``, ``dbias = sum(dz)`` (leading
+    axes flattened). ``dk_out`` / ``db_out`` receive the weight gradients in place when given (the
+    compiled step writes them straight into the optimizer's flat buffer)."""
+    dz = grad_from_output(y, g) if grad_from_output is not None else g
+    x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+    dz2 = dz.reshape(-1, dz.shape[-1]) if dz.ndim != 2 else dz
+    dx = (dz @ kernel.T) if need_x else None
+    dk = np.matmul(x2.T, dz2, out=dk_out)
+    db = np.add.reduce(dz2, axis=0, out=db_out) if has_bias else None  # np.sum without its wrapper
+    return dx, dk, db

@@ -73,15 +73,19 @@ class Dropout(Layer):
     def call(self, inputs, training=None):
         if not training or self.rate == 0:
             return inputs
-        xv = unwrap(inputs)
+        return ops.multiply(inputs, self._draw_scale(unwrap(inputs)))
+
+    def _draw_scale(self, xv) -> np.ndarray:
+        """This call's multiplier for ``xv`` (training, rate > 0): ``1 / (1 - rate)`` where a fresh
+        uniform draw falls below ``1 - rate``, else 0 (all zeros at rate 1). The tape step and the
+        compiled step both draw through here, so they consume the random stream identically."""
         dtype = xv.dtype if np.issubdtype(xv.dtype, np.floating) else np.dtype(self.compute_dtype)
         if self.rate == 1:
-            return ops.multiply(inputs, np.zeros((), dtype=dtype))
+            return np.zeros((), dtype=dtype)
         rng = self._rng if self._rng is not None else backend.rng()
         keep = 1.0 - self.rate
         kept = rng.random(self._mask_shape(tuple(xv.shape)), dtype=np.float32) < keep
-        scale = np.where(kept, dtype.type(1.0 / keep), dtype.type(0))
-        return ops.multiply(inputs, scale)
+        return np.where(kept, dtype.type(1.0 / keep), dtype.type(0))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -1,4 +1,9 @@
-"""What ``compile`` and ``fit`` decide about losses: wrapping, the from-logits twin, label checks."""
+"""What ``compile`` makes of its loss and metrics arguments (Keras's ``compile_utils``).
+
+:class:`CompileLoss` holds one :class:`OutputLoss` per model output and computes the weighted total;
+:class:`CompileMetrics` builds the compiled metrics from the first targets they see and updates them.
+Also here: wrapping loss functions, the from-logits twin of a crossentropy, and label checks.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import numpy as np
 
 from lamina import activations
 from lamina import losses as losses_lib
+from lamina import metrics as metrics_lib
+from lamina.autodiff import unwrap
+from lamina.models.data import per_output
 
 _CROSSENTROPIES = {
     losses_lib.binary_crossentropy: "sigmoid",
@@ -81,3 +89,217 @@ def check_targets(loss, y, output_shape) -> None:
                 f"got shape {y.shape}. For integer class indices use 'sparse_categorical_crossentropy', "
                 f"or one-hot encode with lamina.utils.to_categorical(y, {units}). Received: y.shape={y.shape}"
             )
+
+
+# ----------------------------------------------------------------------------- CompileLoss
+
+
+class OutputLoss:
+    """One output's loss, its weight, its name, and (once the trainer decides it) its from-logits twin."""
+
+    def __init__(self, loss, weight: float, name: str):
+        self.loss = loss
+        self.weight = weight
+        self.name = name
+        self.logits_loss = None  # set when the trainer can feed logits
+
+    def __repr__(self) -> str:
+        return f"OutputLoss(name={self.name!r}, loss={self.loss!r}, weight={self.weight})"
+
+
+def _losses_per_output(loss, names: list, model_name: str) -> list:
+    """compile()'s ``loss`` (one for all outputs, a list, or a dict by output name) as one entry per output."""
+    n_out = max(1, len(names))
+    if loss is None:
+        return [None] * n_out
+    if isinstance(loss, dict):
+        unknown = [k for k in loss if k not in names]
+        if unknown:
+            raise ValueError(
+                f"compile(loss=...) has keys {unknown} that are not outputs of model '{model_name}'. "
+                f"Expected keys among: {names}. Received: loss keys {list(loss)}"
+            )
+        return [loss.get(n) for n in names]
+    if isinstance(loss, (list, tuple)):
+        if len(loss) != n_out:
+            raise ValueError(
+                f"compile(loss=[...]) needs one loss per output: model '{model_name}' has {n_out} "
+                f"outputs. Received: {len(loss)} losses"
+            )
+        return list(loss)
+    return [loss] * n_out
+
+
+def _weights_per_output(loss_weights, names: list) -> list:
+    """compile()'s ``loss_weights`` (a number, a list, or a dict by output name; 1 where missing)."""
+    n_out = max(1, len(names))
+    if isinstance(loss_weights, dict):
+        weights = [float(loss_weights.get(n, 1.0)) for n in names]
+    elif isinstance(loss_weights, (list, tuple)):
+        weights = [float(w) for w in loss_weights]
+    elif loss_weights is None:
+        weights = [1.0] * n_out
+    else:
+        weights = [float(loss_weights)] * n_out
+    return weights + [1.0] * (n_out - len(weights))
+
+
+class CompileLoss:
+    """compile()'s loss over the model's outputs (Keras's ``CompileLoss``)::
+
+        total = sum_i weight_i * loss_i(y_i, y_pred_i, sample_weight_i) + sum(penalties)
+
+    Outputs compiled without a loss add nothing (``total`` is None when nothing does). With several
+    outputs, :attr:`metrics` holds one ``Mean`` tracker per output (``"<output>_loss"``), which the
+    trainer updates with each batch's per-output losses.
+    """
+
+    def __init__(self, loss, loss_weights=None, output_names=(), model_name: str = "model"):
+        names = list(output_names)
+        weights = _weights_per_output(loss_weights, names)
+        self.output_losses = [
+            OutputLoss(as_loss_object(losses_lib.get(spec)) if spec is not None else None, weights[i],
+                       names[i] if names else "output")
+            for i, spec in enumerate(_losses_per_output(loss, names, model_name))
+        ]
+        self.output_names = [output_loss.name for output_loss in self.output_losses]
+        self.metrics = [metrics_lib.Mean(name=f"{name}_loss") for name in self.output_names] \
+            if len(self.output_losses) > 1 else []
+
+    def split(self, s) -> list:
+        """Targets, predictions or sample weights as one entry per output, in output order."""
+        return per_output(s, self.output_names)
+
+    def __call__(self, y_true, y_pred, sample_weight=None, logits: bool = False, penalties=()):
+        """``(total, per_output)``: the weighted total (a Tensor under a tape, or None) and each output's
+        unweighted loss (None for an output without one). ``logits``: the predictions are the output
+        layer's logits, and each loss is its from-logits twin."""
+        names = self.output_names
+        ys = per_output(y_true, names)
+        preds = per_output(y_pred, names)
+        sws = per_output(sample_weight, names) if isinstance(sample_weight, (dict, list, tuple)) else \
+            [sample_weight] * len(self.output_losses)
+        total = None
+        losses = []
+        for i, output_loss in enumerate(self.output_losses):
+            if output_loss.loss is None:
+                losses.append(None)
+                continue
+            fn = output_loss.logits_loss if logits else output_loss.loss
+            value = fn(ys[i], preds[i], sample_weight=sws[i] if i < len(sws) else None)
+            losses.append(value)
+            term = value * output_loss.weight if output_loss.weight != 1.0 else value
+            total = term if total is None else total + term
+        return add_penalties(total, penalties), losses
+
+    def adopt_logits(self, activation) -> bool:
+        """Give the single output its from-logits twin when ``activation`` is the one its crossentropy
+        undoes (see :func:`logits_twin`); returns whether it did."""
+        if len(self.output_losses) != 1 or self.output_losses[0].loss is None:
+            return False
+        output_loss = self.output_losses[0]
+        twin = logits_twin(output_loss.loss, activation)
+        if twin is None:
+            return False
+        output_loss.logits_loss = twin
+        return True
+
+
+def add_penalties(total, penalties):
+    """``total`` plus each regularization penalty (None stays None when there are none)."""
+    for penalty in penalties:
+        total = penalty if total is None else total + penalty
+    return total
+
+
+# ----------------------------------------------------------------------------- CompileMetrics
+
+
+def _specs_for_output(specs, i: int, names: list) -> list:
+    """The metric identifiers of output ``i``: one list for every output, a list of lists (one per
+    output), or a dict by output name (a value may be one identifier or a list)."""
+    if specs is None:
+        return []
+    if isinstance(specs, dict):
+        entry = specs.get(names[i], [])
+        return list(entry) if isinstance(entry, (list, tuple)) else [entry]
+    if isinstance(specs, (list, tuple)) and specs and isinstance(specs[0], (list, tuple)):
+        return list(specs[i]) if i < len(specs) else []
+    return list(specs) if isinstance(specs, (list, tuple)) else [specs]
+
+
+class CompileMetrics:
+    """compile()'s ``metrics`` and ``weighted_metrics`` for each output (Keras's ``CompileMetrics``).
+
+    Built from the first targets and predictions they see: ``"accuracy"`` becomes binary,
+    categorical or sparse categorical accuracy by their shapes and the output's loss.
+    ``output_metrics[i]`` lists output i's metrics, the unweighted ones first; each metric carries
+    ``_display_name`` (``"<output>_<name>"`` when there are several outputs) and ``_weighted``
+    (whether it reads the sample weights).
+    """
+
+    name = "compile_metrics"
+
+    def __init__(self, metrics, weighted_metrics, compile_loss: CompileLoss):
+        self.metric_specs = metrics
+        self.weighted_metric_specs = weighted_metrics
+        self._compile_loss = compile_loss
+        self.output_metrics: list[list] = []
+
+    @property
+    def built(self) -> bool:
+        return bool(self.output_metrics)
+
+    @property
+    def metrics(self) -> list:
+        """Every compiled metric, output by output."""
+        return [m for ms in self.output_metrics for m in ms]
+
+    def build(self, y_true, y_pred) -> None:
+        output_losses = self._compile_loss.output_losses
+        names = self._compile_loss.output_names
+        ys = per_output(y_true, names)
+        preds = per_output(y_pred, names)
+        self.output_metrics = []
+        for i, output_loss in enumerate(output_losses):
+            out = []
+            for specs, weighted in ((self.metric_specs, False), (self.weighted_metric_specs, True)):
+                for spec in _specs_for_output(specs, i, names):
+                    yt = ys[i] if i < len(ys) else None
+                    m = metrics_lib.get_metric(spec, np.shape(yt) if yt is not None else None,
+                                               np.shape(unwrap(preds[i])), loss=output_loss.loss)
+                    m._display_name = f"{names[i]}_{m.name}" if len(output_losses) > 1 else m.name
+                    m._weighted = weighted
+                    out.append(m)
+            self.output_metrics.append(out)
+
+    def ensure_built(self, y_true, y_pred) -> None:
+        """Build from these targets unless built already (or there is nothing to build)."""
+        if not self.output_metrics and (self.metric_specs or self.weighted_metric_specs):
+            self.build(y_true, y_pred)
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        """Each output's metrics on its targets and predictions; weighted ones take the sample weights."""
+        output_metrics = self.output_metrics
+        if not output_metrics:
+            if not (self.metric_specs or self.weighted_metric_specs):
+                return
+            self.build(y_true, y_pred)
+            output_metrics = self.output_metrics
+        names = self._compile_loss.output_names
+        ys = per_output(y_true, names)
+        preds = per_output(y_pred, names)
+        for i, ms in enumerate(output_metrics):
+            for m in ms:
+                sw = sample_weight if m._weighted else None
+                if isinstance(sw, (list, tuple, dict)):
+                    sw = per_output(sw, names)[i]
+                m.update_state(ys[i], unwrap(preds[i]), sample_weight=sw)
+
+    def reset_state(self) -> None:
+        for m in self.metrics:
+            m.reset_state()
+
+    def result(self) -> dict:
+        """Each metric's result by its display name."""
+        return {m._display_name: m.result() for m in self.metrics}

@@ -1,4 +1,4 @@
-"""Turning ``fit``/``evaluate``/``predict`` inputs into batches.
+"""Turning ``fit``/``evaluate``/``predict`` inputs into batches: :class:`EpochIterator`.
 
 Arrays (single, lists or dicts for multi-input/output models) are validated once, converted to
 float32 once and, when shuffling, permuted once per epoch so that each batch is a cheap slice.
@@ -362,6 +362,160 @@ def unpack(item, what: str) -> tuple:
             f"Received: a tuple of length {len(item)}"
         )
     return item, None, None
+
+
+def same_kind(error: Exception) -> type:
+    """TypeError or ValueError, as ``error`` is, to re-raise it with context (subclasses may take
+    other constructor arguments)."""
+    return TypeError if isinstance(error, TypeError) else ValueError
+
+
+def per_output(s, names) -> list:
+    """A target, prediction or sample-weight structure as one entry per output (``names``, in
+    output order): a dict by output name (in its own order if a name is missing), a list or tuple
+    as given when there are several outputs, anything else as the single output's entry."""
+    if s is None:
+        return []
+    if isinstance(s, dict):
+        return [s[n] for n in names if n in s] if all(n in s for n in names) else list(s.values())
+    if isinstance(s, (list, tuple)) and len(names) > 1:
+        return list(s)
+    return [s]
+
+
+def _require_all(x, y, sample_weight, what: str) -> tuple:
+    """The default array preparation: nested lists become arrays, anything else is a ValueError."""
+    return (require_arrays(x, what, "x"), None if y is None else require_arrays(y, what, "y"),
+            None if sample_weight is None else require_arrays(sample_weight, what, "sample_weight"))
+
+
+class EpochIterator:
+    """The batches of one epoch for every loop: fit, its validation, evaluate, predict and the
+    ``*_on_batch`` forms (Keras's ``EpochIterator``). The choice between array data and a stream of
+    batches is made here, once.
+
+    Array data (an array, a list or dict of arrays, a nested list of numbers) goes through
+    ``prepare_arrays(x, y, sample_weight, what)`` once (the model's conversion and checks), then
+    loses its last ``validation_split`` fraction to :attr:`validation`, gets ``class_weight`` as
+    sample weights, and is served ``batch_size`` rows a step (all rows in one batch when None),
+    permuted each epoch when ``shuffle`` (``"batch"``: whole batches in random order). ``shard``
+    (rank, world) takes this process's part of each global batch; ``block(n)`` (a slice) keeps one
+    contiguous block of the rows (predict under a strategy).
+
+    A generator or other iterable yields ``x``, ``(x, y)`` or ``(x, y, sample_weight)`` batches; each
+    goes through ``prepare_batch(x, y, sample_weight, what)`` (a failure names the batch) and gets
+    ``class_weight`` as sample weights when it carries none. Targets and weights come with the
+    batches, so ``y`` and ``sample_weight`` must be None; ``shuffle`` does not apply.
+
+    ``steps_per_epoch`` caps an epoch (a stream that restarts, or a generator that continues, serves
+    the next epochs). ``arrays`` forces the kind (True: array data only; False: a stream) instead of
+    deciding from ``x``; ``targets(y)`` splits targets per output (class weights read the first).
+    ``rng`` is the shuffling Generator, or a function making it, called only for array data.
+    """
+
+    def __init__(self, x, y=None, sample_weight=None, batch_size=None, steps_per_epoch=None, shuffle=False,
+                 class_weight=None, *, what: str = "fit", arrays: bool | None = None, validation_split=0.0,
+                 prepare_arrays=None, prepare_batch=None, targets=None, rng=None, shard=None, block=None):
+        self.what = what
+        self.shuffle = shuffle
+        self.class_weight = class_weight
+        self.steps_per_epoch = steps_per_epoch
+        self.validation = None  # the held-out (x, y, sample_weight) of validation_split
+        self._targets = targets or _leaves
+        self._n = None
+        self._batches = None
+        if arrays is None:
+            x, arrays = as_input(x, what)
+        self.arrays = bool(arrays)
+        if self.arrays:
+            self._init_arrays(x, y, sample_weight, validation_split, prepare_arrays or _require_all, block)
+            self.rng = rng() if callable(rng) else rng
+            self._batching = (batch_size, shard)
+        else:
+            self._init_stream(x, y, sample_weight, validation_split, prepare_batch)
+
+    def _init_arrays(self, x, y, sample_weight, validation_split, prepare, block) -> None:
+        x, y, sample_weight = prepare(x, y, sample_weight, self.what)
+        if validation_split:
+            (x, y, sample_weight), self.validation = split_validation(x, y, sample_weight, validation_split)
+        if self.class_weight is not None:
+            sample_weight = class_weights_to_sample_weights(self._targets(y)[0], self.class_weight)
+        if block is not None:
+            self._n = num_samples(x, y, sample_weight, self.what)
+            if self._n:
+                part = block(self._n)
+                x, y, sample_weight = (slice_all(s, part) for s in (x, y, sample_weight))
+        self.x, self.y, self.sample_weight = x, y, sample_weight
+        self.source = None
+
+    def _init_stream(self, x, y, sample_weight, validation_split, prepare_batch) -> None:
+        for name, value, what in (("y", y, "targets"), ("sample_weight", sample_weight, "weights")):
+            if value is not None:
+                raise ValueError(
+                    f"When `x` is a generator or iterable of batches, `{name}` must be None ({what} come with "
+                    f"each batch). Received: {name} of type {type(value).__name__}"
+                )
+        if validation_split:
+            raise ValueError("`validation_split` is only supported for array inputs.")
+        self.x, self.y, self.sample_weight = x, None, None
+        self.source = x
+        self.rng = None
+        self._prepare_batch = prepare_batch
+        self._batches = IterableBatches(x, steps=self.steps_per_epoch, what=self.what)
+
+    def _array_batches(self) -> ArrayBatches:
+        # Made at first use: the *_on_batch forms take the data whole and never need it.
+        if self._batches is None:
+            batch_size, shard = self._batching
+            if batch_size is None:
+                batch_size = max(num_samples(self.x, self.y, self.sample_weight, self.what), 1)
+            self._batches = ArrayBatches(self.x, self.y, self.sample_weight, batch_size=batch_size,
+                                         shuffle=self.shuffle, steps=self.steps_per_epoch, what=self.what,
+                                         rng=self.rng, shard=shard)
+        return self._batches
+
+    @property
+    def n(self) -> int | None:
+        """The number of samples in array data (all rows, before any ``block``); None for a stream."""
+        if self._n is None and self.arrays:
+            self._n = num_samples(self.x, self.y, self.sample_weight, self.what)
+        return self._n
+
+    @property
+    def steps(self) -> int | None:
+        """Steps per epoch: None for a stream without ``steps_per_epoch`` (it runs until it ends)."""
+        return self._array_batches().steps if self.arrays else self.steps_per_epoch
+
+    num_batches = steps  # Keras's name
+
+    @property
+    def data(self):
+        """The data as the loops were given it: ``(x, y, sample_weight)`` for arrays, else the stream."""
+        return (self.x, self.y, self.sample_weight) if self.arrays else self.source
+
+    def one_batch(self) -> tuple:
+        """All of the array data as one ``(x, y, sample_weight)`` batch (the ``*_on_batch`` forms)."""
+        return self.x, self.y, self.sample_weight
+
+    def enumerate_epoch(self, epoch: int | None = None):
+        """``(step, (x, y, sample_weight))`` for each batch of one epoch. ``epoch`` (counted from 0)
+        only names a bad streamed batch: "Batch 2 of epoch 1 given to fit is invalid: ..."."""
+        if self.arrays:
+            return enumerate(self._array_batches().epoch())  # plain slices: no per-step layer of our own
+        return self._stream_epoch(epoch)
+
+    def _stream_epoch(self, epoch):
+        prepare, class_weight = self._prepare_batch, self.class_weight
+        for step, (x, y, sample_weight) in enumerate(self._batches.epoch()):
+            if prepare is not None:
+                try:
+                    x, y, sample_weight = prepare(x, y, sample_weight, self.what)
+                except (ValueError, TypeError) as error:
+                    where = f"Batch {step}" if epoch is None else f"Batch {step} of epoch {epoch + 1}"
+                    raise same_kind(error)(f"{where} given to {self.what} is invalid: {error}") from error
+            if class_weight is not None and sample_weight is None:
+                sample_weight = class_weights_to_sample_weights(self._targets(y)[0], class_weight)
+            yield step, (x, y, sample_weight)
 
 
 def split_validation(x, y, sw, fraction: float):

@@ -8,7 +8,6 @@ pass, one optimizer update, then the metrics on plain arrays.
 
 from __future__ import annotations
 
-import math
 import sys
 import warnings
 
@@ -24,16 +23,6 @@ def _structure_names(model) -> list[str]:
     return [t._keras_history[0].name for t in outputs]
 
 
-class _OutputLoss:
-    """One output's loss, its weight, and (when applicable) its from-logits twin."""
-
-    def __init__(self, loss, weight: float, name: str):
-        self.loss = loss
-        self.weight = weight
-        self.name = name
-        self.logits_loss = None  # set when the trainer can feed logits
-
-
 class Trainer:
     """Mixed into :class:`~lamina.models.model.Model`."""
 
@@ -43,21 +32,25 @@ class Trainer:
         self.loss = None
         self.stop_training = False
         self.history = None
-        self._output_losses: list[_OutputLoss] = []
-        self._output_metrics: list[list] = []
+        # compile() makes these (models/compile_utils.py); the attributes below alias their parts, which
+        # the steps, the doctor and distribute read directly.
+        self._compile_loss = None  # CompileLoss: one OutputLoss per output, the weighted total
+        self._compile_metrics = None  # CompileMetrics: the compiled metrics (see _output_metrics)
+        self._output_losses: list = []  # self._compile_loss.output_losses
+        self._per_output_trackers: list = []  # self._compile_loss.metrics
         self._metric_specs = None
         self._weighted_metric_specs = None
-        self._loss_tracker = None
-        self._per_output_trackers: list = []
+        self._loss_tracker = None  # the Mean of the total loss, "loss"
         self._compile_config = None  # the raw compile() arguments; saving serializes them
         self._use_logits = None
         # A data-parallel strategy (lamina.distribute) attached by `strategy.scope()` or
         # `fit(strategy=...)`; None trains in this process alone.
         self._distribution = None
-        self._fast_step = None  # a DenseChainStep when the model fits the hand-written fast path
+        self._fast_step = None  # the CompiledStep (models/compiled_step.py) when the model traces
         self._fast_planned = False
         self._run_eagerly = False
-        self._jit_compile = True  # "auto" resolved: the fast path where the model allows it
+        self._jit_compile = True  # "auto" resolved: the compiled step where the model allows it
+        self._jit_requested = "auto"  # as given: only an explicit True warns when the step cannot compile
         # Objects observing each training step (see add_step_hook); empty, the step pays one truthiness check.
         self._step_hooks: list = []
         # The per-batch callables fit, evaluate and predict run (Keras's names); made on first use.
@@ -73,14 +66,14 @@ class Trainer:
         """Configure training: optimizer, loss (per output for multi-output models), metrics.
 
         ``run_eagerly=True`` or ``jit_compile=False`` train with the generic GradientTape step only;
-        the default (``run_eagerly=False``, ``jit_compile="auto"``) takes lamina's fast step where the
-        model allows it (a hand-written Dense-chain step, same numbers). ``"auto"`` resolves to
+        the default (``run_eagerly=False``, ``jit_compile="auto"``) traces the compiled step (see
+        ``models/compiled_step.py``; same numbers) and falls back to the tape step, silently, for a
+        model it cannot express; ``jit_compile=True`` warns once, saying why. ``"auto"`` resolves to
         ``not run_eagerly``; ``jit_compile=True`` with ``run_eagerly=True`` warns and is turned off, as
         in Keras. Both are readable and settable afterwards (``model.run_eagerly``, ``model.jit_compile``).
         """
-        # lazy: losses, metrics and optimizers load on first use (import lamina stays cheap), and
-        # compile_utils imports losses
-        from lamina import losses as losses_lib
+        # lazy: metrics and optimizers load on first use (import lamina stays cheap), and compile_utils
+        # imports losses and metrics
         from lamina import metrics as metrics_lib
         from lamina import optimizers
         from lamina.models import compile_utils
@@ -103,47 +96,17 @@ class Trainer:
                                 "metrics": metrics, "weighted_metrics": weighted_metrics,
                                 "run_eagerly": run_eagerly, "jit_compile": jit_compile}
         self._run_eagerly = run_eagerly
+        self._jit_requested = jit_compile
         self._jit_compile = not run_eagerly if jit_compile == "auto" else jit_compile
-        names = _structure_names(self)
-        n_out = max(1, len(names))
-        self._output_losses = []
-        if loss is None:
-            losses_per_output = [None] * n_out
-        elif isinstance(loss, dict):
-            unknown = [k for k in loss if k not in names]
-            if unknown:
-                raise ValueError(
-                    f"compile(loss=...) has keys {unknown} that are not outputs of model '{self.name}'. "
-                    f"Expected keys among: {names}. Received: loss keys {list(loss)}"
-                )
-            losses_per_output = [loss.get(n) for n in names]
-        elif isinstance(loss, (list, tuple)):
-            if len(loss) != n_out:
-                raise ValueError(
-                    f"compile(loss=[...]) needs one loss per output: model '{self.name}' has {n_out} "
-                    f"outputs. Received: {len(loss)} losses"
-                )
-            losses_per_output = list(loss)
-        else:
-            losses_per_output = [loss] * n_out
-        if isinstance(loss_weights, dict):
-            weights = [float(loss_weights.get(n, 1.0)) for n in names]
-        elif isinstance(loss_weights, (list, tuple)):
-            weights = [float(w) for w in loss_weights]
-        elif loss_weights is None:
-            weights = [1.0] * n_out
-        else:
-            weights = [float(loss_weights)] * n_out
-        for i, spec in enumerate(losses_per_output):
-            obj = compile_utils.as_loss_object(losses_lib.get(spec)) if spec is not None else None
-            name = names[i] if names else "output"
-            self._output_losses.append(_OutputLoss(obj, weights[i] if i < len(weights) else 1.0, name))
+        loss_tracker = metrics_lib.Mean(name="loss")  # made before the per-output trackers, as it always was
+        self._compile_loss = compile_utils.CompileLoss(loss, loss_weights, _structure_names(self), self.name)
+        self._output_losses = self._compile_loss.output_losses
+        self._per_output_trackers = self._compile_loss.metrics
         self._metric_specs = metrics
         self._weighted_metric_specs = weighted_metrics
-        self._output_metrics = []  # resolved lazily: "accuracy" depends on label shapes
-        self._loss_tracker = metrics_lib.Mean(name="loss")
-        self._per_output_trackers = [metrics_lib.Mean(name=f"{output_loss.name}_loss")
-                                     for output_loss in self._output_losses] if len(self._output_losses) > 1 else []
+        # Built lazily, from the first targets: "accuracy" depends on the label shapes.
+        self._compile_metrics = compile_utils.CompileMetrics(metrics, weighted_metrics, self._compile_loss)
+        self._loss_tracker = loss_tracker
         self._use_logits = None
         self._fast_planned = False
         self.train_function = self.test_function = self.predict_function = None
@@ -159,8 +122,8 @@ class Trainer:
 
     @property
     def run_eagerly(self) -> bool:
-        """Whether training runs the generic GradientTape step only (no fast path); settable, taking
-        effect at the next step."""
+        """Whether training runs the generic GradientTape step only (no compiled step); settable,
+        taking effect at the next step."""
         return self._run_eagerly
 
     @run_eagerly.setter
@@ -170,13 +133,14 @@ class Trainer:
 
     @property
     def jit_compile(self) -> bool:
-        """Whether training may take the fast step (lamina's counterpart of a compiled step);
-        ``"auto"`` at compile resolves to ``not run_eagerly``. Settable, taking effect at the next step."""
+        """Whether training may take the compiled step (``models/compiled_step.py``); ``"auto"`` at
+        compile resolves to ``not run_eagerly``. Settable, taking effect at the next step."""
         return self._jit_compile
 
     @jit_compile.setter
     def jit_compile(self, value) -> None:
         value = _check_jit_compile(value)
+        self._jit_requested = value
         self._jit_compile = not self._run_eagerly if value == "auto" else value
         self._fast_planned = False
 
@@ -193,17 +157,23 @@ class Trainer:
           update, with this process's own (local) gradients, before any data-parallel averaging;
           ``grads[i]`` is the gradient of ``variables[i]`` (None where a variable gets none). A
           data-parallel rank whose share of a short last batch is empty runs no backward pass and
-          calls no ``gradients``.
+          calls no ``gradients``;
+        - ``reduce_gradients(grads, variables, batch_size)``: called after every hook's ``gradients``,
+          returns the gradients the optimizer applies (``batch_size``: this process's samples in the
+          step, 0 for an empty share, where ``grads`` are all None). This is how a data-parallel
+          strategy (``lamina.distribute``) averages gradients across processes: it adds itself as a
+          hook when it is attached to the model. Reducing hooks run in turn, each on the last's result.
 
-        Both run in the generic GradientTape step and in the fast step alike. A hook reads; it must
-        not modify the gradients or the weights in place (the fast step reuses its buffers). Hooks
-        run in the order they were added. Without hooks a step pays one check of an empty list.
+        All run in the generic GradientTape step and in the compiled step alike. ``begin`` and
+        ``gradients`` read; they must not modify the gradients or the weights in place (the compiled
+        step reuses its buffers). Hooks run in the order they were added. Without hooks a step pays
+        one check of an empty list.
         """
-        if not any(callable(getattr(hook, name, None)) for name in ("begin", "gradients")):
+        if not any(callable(getattr(hook, name, None)) for name in ("begin", "gradients", "reduce_gradients")):
             raise TypeError(
-                f"add_step_hook() on model '{self.name}' needs an object with a `begin(x, y, sample_weight)` "
-                f"and/or a `gradients(grads, variables)` method. Received: {hook!r:.200} of type "
-                f"{type(hook).__name__}"
+                f"add_step_hook() on model '{self.name}' needs an object with a `begin(x, y, sample_weight)`, "
+                f"a `gradients(grads, variables)` and/or a `reduce_gradients(grads, variables, batch_size)` "
+                f"method. Received: {hook!r:.200} of type {type(hook).__name__}"
             )
         if any(h is hook for h in self._step_hooks):
             raise ValueError(f"This step hook is already added to model '{self.name}'. Received: {hook!r:.200}")
@@ -229,6 +199,17 @@ class Trainer:
             gradients = getattr(hook, "gradients", None)
             if gradients is not None:
                 gradients(grads, variables)
+
+    def _hooks_reduce(self, grads, variables, batch_size: int):
+        for hook in tuple(self._step_hooks):
+            reduce = getattr(hook, "reduce_gradients", None)
+            if reduce is not None:
+                grads = reduce(grads, variables, batch_size)
+        return grads
+
+    def _reduces(self) -> bool:
+        """Whether some hook reduces gradients across processes (then even an empty batch joins in)."""
+        return any(callable(getattr(hook, "reduce_gradients", None)) for hook in self._step_hooks)
 
     def _run_lint(self, mode) -> None:
         """The activation doctor's structural and loss rules (see lamina.diagnostics.lint)."""
@@ -258,45 +239,29 @@ class Trainer:
     # ------------------------------------------------------------------ metrics
 
     def _build_metrics(self, y_batch, y_pred) -> None:
-        from lamina import metrics as metrics_lib  # lazy: metrics load on first use
+        """Build the compiled metrics from these targets and predictions (see CompileMetrics.build)."""
+        self._compile_metrics.build(y_batch, y_pred)
 
-        ys = self._as_list(y_batch)
-        preds = self._as_list(y_pred)
-        names = [output_loss.name for output_loss in self._output_losses]
-        self._output_metrics = []
-        for i in range(len(self._output_losses)):
-            out = []
-            for spec_list, weighted in ((self._metric_specs, False), (self._weighted_metric_specs, True)):
-                specs = self._metrics_for_output(spec_list, i, names)
-                for spec in specs:
-                    yt = ys[i] if i < len(ys) else None
-                    m = metrics_lib.get_metric(spec, np.shape(yt) if yt is not None else None,
-                                               np.shape(unwrap(preds[i])), loss=self._output_losses[i].loss)
-                    if len(self._output_losses) > 1:
-                        m._display_name = f"{names[i]}_{m.name}"
-                    else:
-                        m._display_name = m.name
-                    m._weighted = weighted
-                    out.append(m)
-            self._output_metrics.append(out)
+    @property
+    def _output_metrics(self) -> list[list]:
+        """The compiled metrics, one list per output (empty until built): CompileMetrics.output_metrics.
+        Settable: a strategy hands a rank that saw no data the metrics the others built."""
+        compile_metrics = self._compile_metrics
+        return compile_metrics.output_metrics if compile_metrics is not None else []
 
-    @staticmethod
-    def _metrics_for_output(spec_list, i, names) -> list:
-        if spec_list is None:
-            return []
-        if isinstance(spec_list, dict):
-            s = spec_list.get(names[i], [])
-            return list(s) if isinstance(s, (list, tuple)) else [s]
-        if isinstance(spec_list, (list, tuple)) and spec_list and isinstance(spec_list[0], (list, tuple)):
-            return list(spec_list[i]) if i < len(spec_list) else []
-        return list(spec_list) if isinstance(spec_list, (list, tuple)) else [spec_list]
+    @_output_metrics.setter
+    def _output_metrics(self, value: list) -> None:
+        if self._compile_metrics is None:
+            raise RuntimeError(f"Model '{self.name}' is not compiled, so it has no compiled metrics to replace.")
+        self._compile_metrics.output_metrics = value
 
     @property
     def metrics(self) -> list:
+        """The loss tracker, the per-output loss trackers, then the compiled metrics output by output."""
         out = [self._loss_tracker] if self._loss_tracker is not None else []
         out += self._per_output_trackers
-        for ms in self._output_metrics:
-            out.extend(ms)
+        if self._compile_metrics is not None:
+            out += self._compile_metrics.metrics
         return out
 
     @property
@@ -325,7 +290,7 @@ class Trainer:
         forward under ``lamina.GradientTape``, ``self.compute_loss(...)``, ``tape.gradient``,
         ``self.optimizer.apply(...)``, update ``self.metrics``, return their results. ``fit`` then
         calls it for every batch and logs what it returns. The default is lamina's own step (the
-        fast Dense-chain step where the model allows it) followed by :meth:`get_metrics_result`;
+        compiled step where the model allows it) followed by :meth:`get_metrics_result`;
         ``fit`` runs that step without building a logs dict when no callback reads one.
         """
         x, y, sample_weight = unpack_x_y_sample_weight(data)
@@ -421,14 +386,9 @@ class Trainer:
     # ------------------------------------------------------------------ one step
 
     def _as_list(self, s) -> list:
-        if s is None:
-            return []
-        if isinstance(s, dict):
-            names = [output_loss.name for output_loss in self._output_losses]
-            return [s[n] for n in names if n in s] if all(n in s for n in names) else list(s.values())
-        if isinstance(s, (list, tuple)) and len(self._output_losses) > 1:
-            return list(s)
-        return [s]
+        """Targets, predictions or sample weights as one entry per output, in output order."""
+        compile_loss = self._compile_loss
+        return data_lib.per_output(s, compile_loss.output_names if compile_loss is not None else ())
 
     def _decide_logits(self) -> bool:
         """Use logits when the single output is sigmoid/softmax feeding the matching crossentropy."""
@@ -437,14 +397,7 @@ class Trainer:
         self._use_logits = False
         if len(self._output_losses) != 1 or not hasattr(self, "_run"):
             return False
-        output_loss = self._output_losses[0]
-        from lamina.models import compile_utils  # lazy: compile_utils imports losses, which load on first use
-
-        logits_loss = None if output_loss.loss is None else \
-            compile_utils.logits_twin(output_loss.loss, self._output_activation())
-        if logits_loss is not None:
-            output_loss.logits_loss = logits_loss
-            self._use_logits = True
+        self._use_logits = self._compile_loss.adopt_logits(self._output_activation())
         return self._use_logits
 
     def _output_layer(self):
@@ -468,24 +421,13 @@ class Trainer:
         return self(x, training=training)
 
     def _compute_loss(self, y, y_pred, sample_weight, logits: bool):
-        ys = self._as_list(y)
-        preds = self._as_list(y_pred)
-        sws = self._as_list(sample_weight) if isinstance(sample_weight, (dict, list, tuple)) else \
-            [sample_weight] * len(self._output_losses)
-        total = None
-        per_output = []
-        for i, output_loss in enumerate(self._output_losses):
-            if output_loss.loss is None:
-                per_output.append(None)
-                continue
-            fn = output_loss.logits_loss if logits else output_loss.loss
-            value = fn(ys[i], preds[i], sample_weight=sws[i] if i < len(sws) else None)
-            per_output.append(value)
-            term = value * output_loss.weight if output_loss.weight != 1.0 else value
-            total = term if total is None else total + term
-        for penalty in self.losses:
-            total = penalty if total is None else total + penalty
-        return total, per_output
+        """``(total, per_output)``: the compiled loss (see CompileLoss) plus the regularization penalties."""
+        compile_loss = self._compile_loss
+        if compile_loss is None:  # not compiled: the penalties alone
+            from lamina.models import compile_utils  # lazy: compile_utils imports losses, which load on first use
+
+            return compile_utils.add_penalties(None, self.losses), []
+        return compile_loss(y, y_pred, sample_weight, logits, self.losses)
 
     def _prepare_logits_for_metrics(self, y_pred, logits: bool):
         if not logits:
@@ -502,41 +444,45 @@ class Trainer:
         for tracker, value in zip(self._per_output_trackers, per_output):
             if value is not None:
                 tracker.update_state(float(unwrap(value)), sample_weight=batch_size)
-        self._update_compiled_metrics(y, y_pred, sample_weight)
+        self._compile_metrics.update_state(y, y_pred, sample_weight)
 
     def _ensure_metrics_built(self, y, y_pred) -> None:
         """The compiled metrics are built from the first targets they see ("accuracy" depends on them)."""
-        if not self._output_metrics and (self._metric_specs or self._weighted_metric_specs):
-            self._build_metrics(y, y_pred)
+        if self._compile_metrics is not None:
+            self._compile_metrics.ensure_built(y, y_pred)
 
     def _update_compiled_metrics(self, y, y_pred, sample_weight) -> None:
         """The compiled metrics (built from the first targets they see); weighted ones take the weights."""
-        self._ensure_metrics_built(y, y_pred)
-        ys = self._as_list(y)
-        preds = self._as_list(y_pred)
-        for i, ms in enumerate(self._output_metrics):
-            for m in ms:
-                sw = sample_weight if m._weighted else None
-                if isinstance(sw, (list, tuple, dict)):
-                    sw = self._as_list(sw)[i]
-                m.update_state(ys[i], unwrap(preds[i]), sample_weight=sw)
+        if self._compile_metrics is not None:
+            self._compile_metrics.update_state(y, y_pred, sample_weight)
 
     def _plan_fast_step(self) -> None:
-        """Choose the hand-written Dense-chain step when the model and loss allow (see dense_chain)."""
-        from lamina.models import dense_chain  # lazy: dense_chain imports losses, which load on first use
+        """Trace the compiled step (models/compiled_step.py) unless the model runs eagerly; a model
+        that cannot be traced trains with the tape step, with a warning if jit_compile=True was asked."""
+        from lamina.models import compiled_step  # lazy: the compiled step loads on the first fit
 
         self._fast_planned = True
         self._fast_step = None
-        if self._run_eagerly or not self._jit_compile or not self._decide_logits():
+        if self._run_eagerly or not self._jit_compile:
             return
+        self._decide_logits()
         buffer = self._consolidate_weights()
-        if buffer is not None:
-            self._fast_step = dense_chain.plan(self, buffer)
+        try:
+            self._fast_step = compiled_step.trace(self, buffer)
+        except compiled_step.NotCompilable as reason:
+            self._not_compiled(reason)
+
+    def _not_compiled(self, reason) -> None:
+        self._fast_step = None
+        if self._jit_requested is True and not getattr(self, "_warned_not_compiled", False):
+            self._warned_not_compiled = True
+            warnings.warn(f"Model '{self.name}' trains with the eager (tape) step: the compiled step cannot "
+                          f"express it because {reason}. Received: jit_compile=True", stacklevel=3)
 
     def _consolidate_weights(self):
         """Make the float32 trainable weights views of one :class:`~lamina.optimizers.flat_buffer.FlatBuffer`
         (returned; None without float32 weights), shared with the optimizer (which then updates them all
-        in a few vectorised calls), the Dense-chain step and a strategy's all-reduce (one message).
+        in a few vectorised calls), the compiled step and a strategy's all-reduce (one message).
         Reused while it still holds exactly these variables."""
         from lamina.optimizers.flat_buffer import FlatBuffer  # lazy: optimizers load on first use
 
@@ -556,19 +502,22 @@ class Trainer:
         if not self._fast_planned:
             self._plan_fast_step()
         fast = self._fast_step
-        if fast is not None and type(x) is np.ndarray and x.dtype == np.float32 and type(y) is np.ndarray \
-                and (sw is None or np.ndim(sw) == 1) and x.ndim == 2 and x.shape[0]:
-            loss_value, probs = fast.step(x, y, sw)
-            self._update_metrics(y, probs, sw, loss_value, (), x.shape[0])
-            return
+        flat = None if fast is None else fast.inputs_for(x)
+        if flat is not None:
+            from lamina.models.compiled_step import NotCompilable  # lazy: loaded with the compiled step
+
+            try:
+                loss_value, per_output, y_pred, logits = fast.step(flat, y, sw)
+            except NotCompilable as reason:  # found while running (the loss reaches no output): tape step
+                self._not_compiled(reason)
+            else:
+                self._finish_train_step(y, y_pred, sw, loss_value, per_output, flat[0].shape[0], logits)
+                return
         logits = self._decide_logits()
         trainable = self.trainable_weights
-        if self._distribution is not None and _batch_len(x) == 0:
+        if self._step_hooks and _batch_len(x) == 0 and self._reduces():
             # This rank's share of a short last batch is empty: it still joins the gradient average.
-            if self._fast_step is not None:
-                self._fast_step.empty_step()
-                return
-            grads = self._distribution.reduce_gradients([None] * len(trainable), trainable, 0)
+            grads = self._hooks_reduce([None] * len(trainable), trainable, 0)
             self.optimizer.apply(grads, trainable)
             return
         self._clear_losses()
@@ -583,14 +532,17 @@ class Trainer:
         grads = tape.gradient(loss, trainable)
         if self._step_hooks:
             self._hooks_gradients(grads, trainable)
-        if self._distribution is not None:
-            grads = self._distribution.reduce_gradients(grads, trainable, _batch_len(x))
+            grads = self._hooks_reduce(grads, trainable, _batch_len(x))
         self.optimizer.apply(grads, trainable)
         self._clear_losses()
-        loss_value = float(loss.data)
+        self._finish_train_step(y, y_pred, sw, float(loss.data), per_output, _batch_len(x), logits)
+
+    def _finish_train_step(self, y, y_pred, sw, loss_value: float, per_output, batch_size: int, logits: bool):
+        """The metrics' share of a training step (the tape and the compiled step alike): predictions
+        made from logits get their output activation back first."""
         y_metric = self._prepare_logits_for_metrics(y_pred, logits) if self._output_metrics or \
             self._metric_specs or self._weighted_metric_specs else y_pred
-        self._update_metrics(y, y_metric, sw, loss_value, per_output, _batch_len(x))
+        self._update_metrics(y, y_metric, sw, loss_value, per_output, batch_size)
 
     def _test_step(self, x, y, sw) -> None:
         y_pred = self._forward(x, training=False)
@@ -662,7 +614,7 @@ class Trainer:
         try:
             self._update_metrics(ys, self._forward(xs, training=False), sws, 0.0, (), _batch_len(xs))
         except (ValueError, TypeError) as error:
-            raise _same_kind(error)(
+            raise data_lib.same_kind(error)(
                 f"{what}: the metrics were tried on the first samples before any training step (no weight "
                 f"has changed) and failed: {error}"
             ) from error
@@ -670,20 +622,46 @@ class Trainer:
             self._clear_losses()
             self.reset_metrics()
 
-    def _prepare_stream_batch(self, x_batch, y_batch, weight_batch, class_weight, what: str, step: int,
-                              epoch: int | None = None):
-        """One batch from a generator, converted and checked as arrays are (one cheap pass each); a
-        bad batch is named by its index."""
-        try:
-            x_batch, y_batch, weight_batch = self._check_stream_batch(x_batch, y_batch, weight_batch, what)
-        except (ValueError, TypeError) as error:
-            where = f"Batch {step}" if epoch is None else f"Batch {step} of epoch {epoch + 1}"
-            raise _same_kind(error)(f"{where} given to {what} is invalid: {error}") from error
-        if class_weight is not None and weight_batch is None:
-            weight_batch = data_lib.class_weights_to_sample_weights(self._as_list(y_batch)[0], class_weight)
-        return x_batch, y_batch, weight_batch
+    # The model's share of an EpochIterator's work: its prepare_arrays (once per loop, on array data)
+    # and prepare_batch (each batch of a stream, which the iterator names when it fails).
+
+    def _prepare_loop_arrays(self, x, y, sample_weight, what: str):
+        """Array data for evaluate and the ``*_on_batch`` forms: converted and checked, the model built."""
+        x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, what)
+        self._ensure_built(x)
+        return x, y, sample_weight
+
+    def _prepare_fit_arrays(self, x, y, sample_weight, what: str):
+        """fit's array data, which must come with targets."""
+        x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, what)
+        if y is None:
+            raise ValueError("fit() with array inputs needs targets. Received: y=None")
+        self._ensure_built(x)
+        return x, y, sample_weight
+
+    def _prepare_validation_arrays(self, x, y, sample_weight, what: str):
+        """fit's ``validation_data`` arrays, on which the metrics are tried too once the model is built."""
+        val = self._prepare_arrays(x, y, sample_weight, what)
+        if self.built:
+            self._check_metrics_before_training(*val, what)
+        return val
+
+    def _prepare_input_arrays(self, x, y, sample_weight, what: str):
+        """Inputs for predict and predict_on_batch (no targets): converted and checked, the model built."""
+        del y, sample_weight  # predict reads x only
+        x = data_lib._map(lambda a: data_lib.to_array(a, what, "x"), data_lib.require_arrays(x, what, "x"))
+        data_lib.check_batch_dims(x, what=what)
+        self._ensure_built(x)
+        self._check_input_shapes(x)
+        return x, None, None
+
+    def _prepare_input_batch(self, x_batch, y_batch, weight_batch, what: str):
+        """A streamed batch for predict: its x alone (targets a batch may carry are not read)."""
+        del y_batch, weight_batch
+        return self._check_stream_batch(x_batch, None, None, what)
 
     def _check_stream_batch(self, x_batch, y_batch, weight_batch, what: str):
+        """One streamed batch, converted and checked as arrays are (one cheap pass each)."""
         x_batch, y_batch, weight_batch = _as_arrays(x_batch, y_batch, weight_batch, what)
         if what == "predict":
             data_lib.check_batch_dims(x_batch, what=what)
@@ -726,21 +704,20 @@ class Trainer:
         dist = self._distribution
         if dist is not None and not dist.is_chief:
             verbose = 0
-        train, x, y, val = self._fit_inputs(x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch,
-                                            validation_split if validation_data is None else 0.0)
-        self._before_fit(x, y)
-        if isinstance(train, data_lib.ArrayBatches):
-            self._check_metrics_before_training(train.x, train.y, train.sw, "fit")
-        if validation_data is not None:
-            val = self._unpack_validation(validation_data)
+        train = self._fit_iterator(x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch,
+                                   validation_split if validation_data is None else 0.0)
+        self._before_fit(train.x, train.y)
+        if train.arrays:
+            self._check_metrics_before_training(train.x, train.y, train.sample_weight, "fit")
+        val = self._validation_iterator(validation_data, train.validation, validation_batch_size or batch_size,
+                                        validation_steps)
         if dist is not None:  # every rank must train alike: one clear error on all of them if not
-            dist.check_agreement(self, train, batch_size, epochs, initial_epoch, val)
+            dist.check_agreement(self, train, batch_size, epochs, initial_epoch, val.data if val is not None else None)
         history, cbs = self._fit_callbacks(user_callbacks, verbose, health, epochs, train)
         self.stop_training = False
         self._fast_planned = False  # layers may have been frozen or replaced since the last fit
         cbs.on_train_begin()
-        logs = self._fit_epochs(train, cbs, range(initial_epoch, epochs), class_weight, val,
-                                (validation_freq, validation_batch_size or batch_size, validation_steps))
+        logs = self._fit_epochs(train, cbs, range(initial_epoch, epochs), val, validation_freq)
         cbs.on_train_end(logs)
         self.history = history
         return history
@@ -767,35 +744,39 @@ class Trainer:
         if class_weight is not None:
             data_lib.check_class_weight(class_weight, "fit")
 
-    def _fit_inputs(self, x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch,
-                    validation_split):
-        """``(train batches, x, y, validation arrays or None)`` from fit's data arguments
-        (``validation_split`` is 0 when ``validation_data`` is given: that one wins, as in Keras)."""
-        x, arrays = data_lib.as_input(x, "fit")
-        if not arrays:
-            if y is not None:
-                raise ValueError(
-                    "When `x` is a generator or iterable of batches, `y` must be None (targets come with "
-                    f"each batch). Received: y of type {type(y).__name__}"
-                )
-            if validation_split:
-                raise ValueError("`validation_split` is only supported for array inputs.")
-            return data_lib.IterableBatches(x, steps=steps_per_epoch, what="fit"), x, y, None
-        val = None
-        x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "fit")
-        if y is None:
-            raise ValueError("fit() with array inputs needs targets. Received: y=None")
-        self._ensure_built(x)
-        if validation_split:
-            (x, y, sample_weight), val = data_lib.split_validation(x, y, sample_weight, validation_split)
-        if class_weight is not None:
-            sample_weight = data_lib.class_weights_to_sample_weights(self._as_list(y)[0], class_weight)
+    def _fit_iterator(self, x, y, sample_weight, class_weight, batch_size, shuffle, steps_per_epoch,
+                      validation_split) -> data_lib.EpochIterator:
+        """fit's training batches (``validation_split`` is 0 when ``validation_data`` is given: that one
+        wins, as in Keras); under a strategy each rank takes its part of every global batch."""
         dist = self._distribution
-        train = data_lib.ArrayBatches(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
-                                      steps=steps_per_epoch, what="fit",
-                                      rng=dist.shuffle_rng() if dist is not None else None,
+        return data_lib.EpochIterator(
+            x, y, sample_weight, batch_size, steps_per_epoch, shuffle, class_weight, what="fit",
+            validation_split=validation_split, prepare_arrays=self._prepare_fit_arrays,
+            prepare_batch=self._check_stream_batch, targets=self._as_list,
+            rng=dist.shuffle_rng if dist is not None else None, shard=dist.shard if dist is not None else None)
+
+    def _validation_iterator(self, validation_data, held_out, batch_size, steps):
+        """fit's validation batches: from ``validation_data`` (a tuple of arrays, checked now, or an
+        iterable of batches) or else the ``validation_split`` tail ``held_out``; None without either."""
+        if validation_data is None and held_out is None:
+            return None
+        prepare = self._prepare_validation_arrays
+        if validation_data is None:
+            (x, y, sample_weight), arrays, prepare = held_out, True, None  # prepared with the training data
+        elif isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
+            x, y, sample_weight = validation_data if len(validation_data) == 3 else (*validation_data, None)
+            arrays = True
+        elif data_lib.is_array_like(validation_data):
+            raise ValueError(
+                "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight), or an "
+                f"iterable of batches. Received: {type(validation_data).__name__}"
+            )
+        else:
+            x, y, sample_weight, arrays = validation_data, None, None, False
+        dist = self._distribution
+        return data_lib.EpochIterator(x, y, sample_weight, batch_size, steps, what="fit (validation_data)",
+                                      arrays=arrays, prepare_arrays=prepare, prepare_batch=self._check_stream_batch,
                                       shard=dist.shard if dist is not None else None)
-        return train, x, y, val
 
     def _fit_callbacks(self, user_callbacks: list, verbose: int, health, epochs: int, train):
         """The History and the CallbackList that ``fit`` drives."""
@@ -811,12 +792,11 @@ class Trainer:
         if dist is not None:
             cb_list = dist.filter_callbacks(cb_list)
             dist.on_fit_begin(self)
-        steps = len(train) if train.steps is not None else None
-        return history, callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=epochs, steps=steps)
+        return history, callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=epochs,
+                                                   steps=train.steps)
 
-    def _fit_epochs(self, train, cbs, epochs: range, class_weight, val, val_settings: tuple) -> dict:
-        """The epoch loop; returns the last epoch's logs."""
-        validation_freq, validation_batch_size, validation_steps = val_settings
+    def _fit_epochs(self, train, cbs, epochs: range, val, validation_freq) -> dict:
+        """The epoch loop (``val``: the validation EpochIterator or None); returns the last epoch's logs."""
         listen = (_listens(cbs, "on_train_batch_begin"), _listens(cbs, "on_train_batch_end"))
         train_function = self.make_train_function()
         dist = self._distribution
@@ -824,8 +804,8 @@ class Trainer:
         for epoch in epochs:
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            n_steps, step_logs = self._fit_one_epoch(train, cbs, (epoch, epoch == epochs.start), class_weight,
-                                                     listen, train_function)
+            n_steps, step_logs = self._fit_one_epoch(train, cbs, (epoch, epoch == epochs.start), listen,
+                                                     train_function)
             if not n_steps:
                 if epoch == epochs.start:
                     raise ValueError(
@@ -843,28 +823,26 @@ class Trainer:
                 dist.reduce_metrics(self.metrics)
             logs = self._logs_of(step_logs)
             if val is not None and _validates_after(epoch, validation_freq):
-                val_logs = self._evaluate_data(val, validation_batch_size, validation_steps)
+                val_logs = self._evaluate_data(val)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
         return logs
 
-    def _fit_one_epoch(self, train, cbs, epoch_info: tuple, class_weight, listen: tuple, train_function) -> tuple:
+    def _fit_one_epoch(self, train, cbs, epoch_info: tuple, listen: tuple, train_function) -> tuple:
         """One pass over the training batches; returns how many steps ran and the last logs a
         custom train step returned (None when lamina's own step ran: its logs are the metrics')."""
         epoch, first_epoch = epoch_info
         listen_begin, listen_end = listen
-        streaming = not isinstance(train, data_lib.ArrayBatches)
+        # A stream's first batch is the first data the metrics see (arrays were tried before fit began).
+        probe = first_epoch and not train.arrays
         # lamina's own step runs directly, with logs built only for a callback that reads them.
         own_step = getattr(train_function, "uses_default_step", False)
         step, step_logs = -1, None
-        for step, (x_batch, y_batch, weight_batch) in enumerate(train.epoch()):
-            if streaming:
-                x_batch, y_batch, weight_batch = self._prepare_stream_batch(
-                    x_batch, y_batch, weight_batch, class_weight, "fit", step, epoch)
-                if first_epoch and step == 0:
-                    self._check_metrics_before_training(x_batch, y_batch, weight_batch, "fit")
+        for step, (x_batch, y_batch, weight_batch) in train.enumerate_epoch(epoch):
+            if probe and step == 0:
+                self._check_metrics_before_training(x_batch, y_batch, weight_batch, "fit")
             if listen_begin:
                 cbs.on_train_batch_begin(step)
             if own_step:
@@ -885,50 +863,23 @@ class Trainer:
             first = data_lib._leaves(x)[0]
             self._maybe_build((None,) + tuple(np.shape(first))[1:])
 
-    def _unpack_validation(self, validation_data):
-        if isinstance(validation_data, tuple) and len(validation_data) in (2, 3):
-            vx, vy = validation_data[0], validation_data[1]
-            vsw = validation_data[2] if len(validation_data) == 3 else None
-            val = self._prepare_arrays(vx, vy, vsw, "fit (validation_data)")
-            if self.built:
-                self._check_metrics_before_training(*val, "fit (validation_data)")
-            return val
-        if data_lib.is_array_like(validation_data):
-            raise ValueError(
-                "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight), or an "
-                f"iterable of batches. Received: {type(validation_data).__name__}"
-            )
-        return validation_data  # an iterable of batches
-
-    def _evaluation_batches(self, data, batch_size, steps):
-        """Batches of ``data``: a tuple of prepared arrays (this rank's shard under a strategy), or an
-        iterable of batches."""
-        if isinstance(data, tuple):
-            dist = self._distribution
-            return data_lib.ArrayBatches(*data, batch_size=batch_size, steps=steps, what="evaluate",
-                                         shard=dist.shard if dist is not None else None)
-        return data_lib.IterableBatches(data, steps=steps, what="evaluate")
-
-    def _evaluate_data(self, data, batch_size, steps) -> dict:
+    def _evaluate_data(self, batches) -> dict:
+        """fit's validation: the test steps over ``batches`` (an EpochIterator); returns the logs."""
         self.reset_metrics()
         dist = self._distribution
-        _, step_logs = self._test_batches(self._evaluation_batches(data, batch_size, steps), "fit (validation_data)")
+        _, step_logs = self._test_batches(batches)
         if dist is not None:
             dist.reduce_metrics(self.metrics)
         return self._logs_of(step_logs)
 
-    def _test_batches(self, batches, what: str, cbs=None) -> tuple:
-        """Test steps over ``batches`` (generator batches checked one by one); returns their count
-        and the last logs a custom test step returned (None for lamina's own step)."""
-        streaming = not isinstance(batches, data_lib.ArrayBatches)
+    def _test_batches(self, batches, cbs=None) -> tuple:
+        """Test steps over one epoch of ``batches`` (an EpochIterator); returns their count and the
+        last logs a custom test step returned (None for lamina's own step)."""
         listen_end = cbs is not None and _listens(cbs, "on_test_batch_end")
         test_function = self.make_test_function()
         own_step = getattr(test_function, "uses_default_step", False)
         i, step_logs = -1, None
-        for i, (x_batch, y_batch, weight_batch) in enumerate(batches.epoch()):
-            if streaming:
-                x_batch, y_batch, weight_batch = self._prepare_stream_batch(
-                    x_batch, y_batch, weight_batch, None, what, i)
+        for i, (x_batch, y_batch, weight_batch) in batches.enumerate_epoch():
             if cbs is not None:
                 cbs.on_test_batch_begin(i)
             if not own_step:
@@ -955,18 +906,17 @@ class Trainer:
         dist = self._distribution
         if dist is not None and not dist.is_chief:
             verbose = 0
-        x, arrays = data_lib.as_input(x, "evaluate")
-        if arrays:
-            x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "evaluate")
-            self._ensure_built(x)
-        batches = self._evaluation_batches((x, y, sample_weight) if arrays else x, batch_size, steps)
+        batches = data_lib.EpochIterator(x, y, sample_weight, batch_size, steps, what="evaluate",
+                                         prepare_arrays=self._prepare_loop_arrays,
+                                         prepare_batch=self._check_stream_batch,
+                                         shard=dist.shard if dist is not None else None)
         if verbose:
             cb_list.append(callbacks_lib.ProgbarLogger())
         cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=1, steps=batches.steps)
         cbs.on_test_begin()
         self.reset_metrics()
-        n_run, step_logs = self._test_batches(batches, "evaluate", cbs)
-        if not n_run and not arrays:
+        n_run, step_logs = self._test_batches(batches, cbs)
+        if not n_run and not batches.arrays:
             raise ValueError(
                 "`x` passed to evaluate produced no batches, so there is nothing to evaluate. Pass a "
                 f"non-empty iterable, or a fresh generator. Received: an empty iterable of type {type(x).__name__}"
@@ -1000,21 +950,15 @@ class Trainer:
         dist = self._distribution
         if dist is not None and not dist.is_chief:
             verbose = 0
-        x, arrays = data_lib.as_input(x, "predict")
-        if arrays:
-            x = data_lib._map(lambda a: data_lib.to_array(a, "predict", "x"), x)
-            data_lib.check_batch_dims(x, what="predict")
-            self._ensure_built(x)
-            self._check_input_shapes(x)
-            if data_lib.num_samples(x, what="predict") == 0:  # shaped by the model itself
-                return self._predict_with(self.make_predict_function(), data_lib.slice_all(x, slice(0, 0)))
-            batches, n_steps = self._predict_array_batches(x, batch_size, steps)
-        else:
-            n_steps = steps
-            batches = (self._prepare_stream_batch(b[0], None, None, None, "predict", i)[0]
-                       for i, b in enumerate(data_lib.IterableBatches(x, steps=steps, what="predict").epoch()))
-        outs = self._predict_loop(batches, verbose, cb_list, n_steps)
-        if dist is not None and arrays:
+        # Under a strategy each rank predicts one contiguous block; the blocks are gathered back in order.
+        batches = data_lib.EpochIterator(x, None, None, batch_size or PREDICT_CHUNK, steps, what="predict",
+                                         prepare_arrays=self._prepare_input_arrays,
+                                         prepare_batch=self._prepare_input_batch,
+                                         block=dist.block_of if dist is not None else None)
+        if batches.arrays and batches.n == 0:  # shaped by the model itself
+            return self._predict_with(self.make_predict_function(), batches.x)
+        outs = self._predict_loop(batches, verbose, cb_list)
+        if dist is not None and batches.arrays:
             return dist.gather_blocks(outs)
         if not outs:
             raise ValueError(
@@ -1023,31 +967,18 @@ class Trainer:
             )
         return _concat_outputs(outs)
 
-    def _predict_array_batches(self, x, batch_size, steps):
-        """``(batches, count)`` over array data (this rank's block of it under a strategy)."""
-        dist = self._distribution
-        n = data_lib.num_samples(x, what="predict")
-        if dist is not None:
-            # Each rank predicts one contiguous block; the blocks are gathered back in order.
-            x = data_lib.slice_all(x, dist.block_of(n))
-            n = data_lib.num_samples(x, what="predict")
-        bs = batch_size or PREDICT_CHUNK
-        n_steps = math.ceil(n / bs) if n else 0
-        if steps is not None:
-            n_steps = min(n_steps, int(steps))
-        return (data_lib.slice_all(x, slice(i * bs, (i + 1) * bs)) for i in range(n_steps)), n_steps
-
-    def _predict_loop(self, batches, verbose: int, cb_list: list, n_steps) -> list:
+    def _predict_loop(self, batches, verbose: int, cb_list: list) -> list:
+        """The outputs of one epoch of ``batches`` (an EpochIterator), batch by batch."""
         cbs = None
         if verbose or cb_list:
             from lamina import callbacks as callbacks_lib  # lazy: callbacks load on first use
 
             cb_list = cb_list + ([callbacks_lib.ProgbarLogger()] if verbose else [])
-            cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=1, steps=n_steps)
+            cbs = callbacks_lib.CallbackList(cb_list, model=self, verbose=verbose, epochs=1, steps=batches.steps)
             cbs.on_predict_begin()
         outs = []
         predict_function = self.make_predict_function()
-        for i, x_batch in enumerate(batches):
+        for i, (x_batch, _, _) in batches.enumerate_epoch():
             if cbs is not None:
                 cbs.on_predict_batch_begin(i)
             outs.append(self._predict_with(predict_function, x_batch))
@@ -1076,10 +1007,9 @@ class Trainer:
             raise ValueError("Arguments `sample_weight` and `class_weight` cannot be specified at the same time.")
         if class_weight is not None:
             data_lib.check_class_weight(class_weight, "train_on_batch")
-        x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "train_on_batch")
-        self._ensure_built(x)
-        if class_weight is not None:
-            sample_weight = data_lib.class_weights_to_sample_weights(self._as_list(y)[0], class_weight)
+        x, y, sample_weight = data_lib.EpochIterator(
+            x, y, sample_weight, class_weight=class_weight, what="train_on_batch", arrays=True,
+            prepare_arrays=self._prepare_loop_arrays, targets=self._as_list).one_batch()
         if not self._output_metrics:
             # Until the metrics exist (the first call) they have not seen targets: try them first.
             self._check_metrics_before_training(x, y, sample_weight, "train_on_batch")
@@ -1089,18 +1019,15 @@ class Trainer:
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._assert_compiled("test_on_batch")
-        x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, "test_on_batch")
-        self._ensure_built(x)
+        x, y, sample_weight = data_lib.EpochIterator(x, y, sample_weight, what="test_on_batch", arrays=True,
+                                                     prepare_arrays=self._prepare_loop_arrays).one_batch()
         self.reset_metrics()
         logs = self.make_test_function()(pack_x_y_sample_weight(x, y, sample_weight))
         return self._return_logs(return_dict, logs)
 
     def predict_on_batch(self, x):
-        x = data_lib.require_arrays(x, "predict_on_batch", "x")
-        x = data_lib._map(lambda a: data_lib.to_array(a, "predict_on_batch", "x"), x)
-        data_lib.check_batch_dims(x, what="predict_on_batch")
-        self._ensure_built(x)
-        self._check_input_shapes(x)
+        x, _, _ = data_lib.EpochIterator(x, what="predict_on_batch", arrays=True,
+                                         prepare_arrays=self._prepare_input_arrays).one_batch()
         return self._predict_with(self.make_predict_function(), x)
 
     def _return_logs(self, return_dict: bool, step_logs):
@@ -1204,12 +1131,6 @@ def _validates_after(epoch: int, validation_freq) -> bool:
     if isinstance(validation_freq, (list, tuple)):
         return epoch + 1 in validation_freq
     return (epoch + 1) % validation_freq == 0
-
-
-def _same_kind(error: Exception) -> type:
-    """TypeError or ValueError, as ``error`` is, to re-raise it with context (subclasses may take
-    other constructor arguments)."""
-    return TypeError if isinstance(error, TypeError) else ValueError
 
 
 def _callback_list(callbacks, what: str) -> list:

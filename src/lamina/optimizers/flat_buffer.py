@@ -6,8 +6,7 @@ the buffer keeps a matching ``grads`` array with one view per variable, and ever
 a whole step works on those two arrays:
 
 * the optimizer updates ``weights`` from ``grads`` in a few flat calls;
-* the hand-written Dense-chain step (``models/dense_chain.py``) writes its gradients into
-  ``grad_views``;
+* the compiled step (``models/compiled_step.py``) writes its gradients into ``grad_views``;
 * a data-parallel strategy all-reduces ``message`` — ``grads`` followed by one spare slot (the
   rank's sample count) — in one collective, in place.
 
@@ -32,26 +31,34 @@ class FlatBuffer:
     Args:
         variables: the variables to hold, in order: float32 only (:meth:`eligible` filters a model's
             list); any other dtype raises.
+        bind: False makes a gradients-only buffer (``grads``, ``grad_views``, ``message``; no
+            ``weights``, nothing rebound) for variables of any float dtype, in the widest of them:
+            what a data-parallel strategy all-reduces for a custom loop's variable list.
     """
 
-    def __init__(self, variables: Sequence):
+    def __init__(self, variables: Sequence, bind: bool = True):
         variables = tuple(variables)
-        wrong = [getattr(v, "path", v) for v in variables if np.dtype(v.dtype) != DTYPE]
-        if wrong:
-            raise ValueError(f"FlatBuffer holds float32 variables only. Received: other dtypes for {wrong}")
+        if bind:
+            wrong = [getattr(v, "path", v) for v in variables if np.dtype(v.dtype) != DTYPE]
+            if wrong:
+                raise ValueError(f"FlatBuffer holds float32 variables only. Received: other dtypes for {wrong}")
+            dtype = DTYPE
+        else:  # gradients only: wide enough for every variable (float64 ones keep their precision)
+            dtype = np.result_type(DTYPE, *[np.dtype(v.dtype) for v in variables])
         self.variables = variables
+        self.dtype = dtype
         self.shapes = [tuple(v.shape) for v in variables]
         self.sizes = [int(v.size) for v in variables]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes, dtype=np.int64)]).tolist()[:-1]
         self.total = sum(self.sizes)
-        self.weights = np.empty(self.total, DTYPE)
-        self.weight_views = self._views(self.weights)
         # The gradients and a spare last slot share one allocation, so an all-reduce sends them with the
         # sample count, without a copy (a second buffer would push a small model's weights out of cache).
-        self.message = np.zeros(self.total + 1, DTYPE)
+        self.message = np.zeros(self.total + 1, dtype)
         self.grads = self.message[:self.total]
         self.grad_views = self._views(self.grads)
-        for v, view in zip(variables, self.weight_views, strict=True):
+        self.weights = np.empty(self.total, DTYPE) if bind else None
+        self.weight_views = self._views(self.weights) if bind else []
+        for v, view in zip(variables, self.weight_views):
             v._rebind(view)  # copies the current value in: nothing the user sees changes
 
     @staticmethod
@@ -72,9 +79,11 @@ class FlatBuffer:
         """True while every variable still holds its view of :attr:`weights`.
 
         Assigning a value writes into the view and keeps it; anything that gives a variable a new
-        array (a rebinding by other code) makes this False, and the buffer must then be rebuilt.
+        array (a rebinding by other code) makes this False, and the buffer must then be rebuilt. A
+        gradients-only buffer (``bind=False``) binds nothing: always False.
         """
-        return all(v._value is w for v, w in zip(self.variables, self.weight_views, strict=True))
+        views = self.weight_views
+        return self.weights is not None and all(v._value is w for v, w in zip(self.variables, views, strict=True))
 
     def holds_grads(self, arrays: Sequence) -> bool:
         """True if ``arrays`` are exactly :attr:`grad_views` (the same objects), in order."""
@@ -82,4 +91,5 @@ class FlatBuffer:
         return len(arrays) == len(views) and all(a is b for a, b in zip(arrays, views, strict=True))
 
     def __repr__(self) -> str:
-        return f"<FlatBuffer variables={len(self.variables)}, total={self.total}, dtype=float32>"
+        kind = "" if self.weights is not None else ", gradients only"
+        return f"<FlatBuffer variables={len(self.variables)}, total={self.total}, dtype={self.dtype}{kind}>"

@@ -1,0 +1,578 @@
+"""The compiled training step: a model's graph traced once into a flat plan, replayed every step.
+
+Keras makes its fast path a transform of the one step (``jit`` on JAX, ``torch.compile`` on torch);
+lamina's counterpart is this plan. :func:`trace` walks the model's layer graph (a Sequential stack or
+a Functional graph) once and turns every layer call into a node that works on plain arrays:
+
+- *kernel nodes* for the layers whose forward and backward are written as array functions — Dense
+  (matmul + bias + a fused activation, :func:`~lamina.layers.dense.dense_forward`), Dropout (its
+  multiplier drawn by the layer's own ``_draw_scale``) and BatchNormalization in training (its
+  ``batch_norm_train_kernel`` and moving-statistics update). These are the same functions the tape
+  step runs, so both steps compute the same numbers; Dense writes its weight gradients straight into
+  the optimizer's :class:`~lamina.optimizers.flat_buffer.FlatBuffer`.
+- a *tape node* for every other layer: the layer is called on leaf Tensors under a tape of its own
+  and its backward is the tape's, limited to that layer. Any layer a user writes is covered, with the
+  eager step's numbers by construction.
+
+Replaying the plan costs one Python call per node each way: no ``Layer.__call__`` checks (the
+inputs were checked once for the whole batch), no graph walk, no topological sort over the model.
+The loss (with regularization penalties) is computed by the compiled ``_compute_loss`` on leaves
+standing for the predictions, under a small tape, so every loss, loss weight and sample weighting
+behaves exactly as in the tape step.
+
+Kernels allocate their outputs per call, so a plan serves every batch shape: a new input signature
+needs no retrace. What the plan cannot express raises :class:`NotCompilable` with the reason; the
+trainer then runs the tape step (and warns when ``jit_compile=True`` was asked for explicitly).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lamina import activations
+from lamina import losses as losses_lib
+from lamina.autodiff import GradientTape, Tensor, backward, unwrap
+from lamina.layers.batch_normalization import BatchNormalization, batch_norm_train_kernel
+from lamina.layers.dense import Dense, dense_backward, dense_forward
+from lamina.layers.dropout import Dropout
+from lamina.layers.input_layer import InputLayer
+from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
+
+
+class NotCompilable(Exception):
+    """The model (or this batch) cannot run as a compiled plan; the message says why."""
+
+
+# ----------------------------------------------------------------------------- nodes
+
+
+_F32 = np.dtype(np.float32)
+
+
+def _autocast(x: np.ndarray) -> np.ndarray:
+    """Floats cast to float32 as a float32 layer's ``__call__`` casts them (Keras's autocast)."""
+    return x if x.dtype == _F32 or x.dtype.kind != "f" else x.astype(_F32)
+
+
+def _accumulate(grads: list, slot: int, g) -> None:
+    """Add ``g`` into ``grads[slot]`` (the first contribution is stored as is: a slot read by two
+    nodes, a fan-out, sums its gradients like the tape)."""
+    old = grads[slot]
+    grads[slot] = g if old is None else old + g
+
+
+class _Node:
+    """One layer call: reads ``vals[ins]``, writes ``vals[outs]``; backward reads ``grads[outs]``."""
+
+    __slots__ = ("layer", "ins", "outs", "need_in")
+
+    def __init__(self, layer, ins: list[int], outs: list[int]):
+        self.layer = layer
+        self.ins = ins
+        self.outs = outs
+        self.need_in: list[bool] = [False] * len(ins)
+
+
+class _DenseNode(_Node):
+    """``act(x @ kernel + bias)`` with a fused activation (linear when the loss takes logits)."""
+
+    __slots__ = ("fused", "kernel", "bias", "k_index", "b_index", "x", "y")
+
+    def __init__(self, layer, ins, outs, fused, step):
+        super().__init__(layer, ins, outs)
+        self.fused = fused
+        self.kernel = layer.kernel
+        self.bias = layer.bias
+        self.k_index = step.variable_index(layer.kernel)
+        self.b_index = None if layer.bias is None else step.variable_index(layer.bias)
+
+    def forward(self, vals: list) -> None:
+        x = self.x = _autocast(vals[self.ins[0]])
+        bias = self.bias
+        self.y = vals[self.outs[0]] = dense_forward(x, self.kernel._value, None if bias is None else bias._value,
+                                                    self.fused)
+
+    def backward(self, grads: list, step) -> None:
+        k_out, b_out = step.direct(self.k_index), step.direct(self.b_index)
+        dx, dk, db = dense_backward(grads[self.outs[0]], self.x, self.y, self.kernel._value, self.bias is not None,
+                                    self.fused[1], self.need_in[0], k_out, b_out)
+        if k_out is None:
+            step.add_gradient(self.k_index, dk)
+        if db is not None and b_out is None:
+            step.add_gradient(self.b_index, db)
+        if dx is not None:
+            _accumulate(grads, self.ins[0], dx)
+        self.x = self.y = None
+
+
+class _DropoutNode(_Node):
+    """``x * scale`` with the layer's freshly drawn multiplier (identity at rate 0)."""
+
+    __slots__ = ("scale",)
+
+    def forward(self, vals: list) -> None:
+        x = _autocast(vals[self.ins[0]])
+        if self.layer.rate == 0:
+            self.scale = None
+            vals[self.outs[0]] = x
+            return
+        self.scale = self.layer._draw_scale(x)
+        vals[self.outs[0]] = np.multiply(x, self.scale)
+
+    def backward(self, grads: list, step) -> None:
+        if self.need_in[0]:
+            g = grads[self.outs[0]]
+            _accumulate(grads, self.ins[0], g if self.scale is None else g * self.scale)
+
+
+class _BatchNormNode(_Node):
+    """Batch statistics, normalisation and the moving-average update, as the layer's training call."""
+
+    __slots__ = ("vjp", "g_index", "b_index")
+
+    def __init__(self, layer, ins, outs, step):
+        super().__init__(layer, ins, outs)
+        self.g_index = None if layer.gamma is None else step.variable_index(layer.gamma)
+        self.b_index = None if layer.beta is None else step.variable_index(layer.beta)
+
+    def forward(self, vals: list) -> None:
+        layer = self.layer
+        x = _autocast(vals[self.ins[0]])
+        y, mean, var, self.vjp = batch_norm_train_kernel(
+            x, None if layer.gamma is None else layer.gamma._value, None if layer.beta is None else layer.beta._value,
+            layer.axis % x.ndim, layer.epsilon, None, self.need_in[0])
+        layer._update_moving(mean, var)
+        vals[self.outs[0]] = y
+
+    def backward(self, grads: list, step) -> None:
+        parts = list(self.vjp(grads[self.outs[0]]))
+        self.vjp = None
+        dx = parts.pop(0)
+        for index in (self.g_index, self.b_index):
+            if index is not None:
+                step.add_gradient(index, parts.pop(0))
+        if dx is not None:
+            _accumulate(grads, self.ins[0], dx)
+
+
+class _TapeNode(_Node):
+    """Any other layer: called on leaf Tensors under its own tape; backward is that tape's."""
+
+    __slots__ = ("template", "kwargs", "logits", "weights", "leaves", "results")
+
+    def __init__(self, layer, ins, outs, template, kwargs: dict, logits: bool, step):
+        super().__init__(layer, ins, outs)
+        self.template = template  # the call's input structure; slot numbers stand for the arrays
+        self.kwargs = kwargs
+        self.logits = logits
+        self.weights = [(v, step.variable_index(v)) for v in layer.trainable_weights]
+
+    def forward(self, vals: list) -> None:
+        leaves = self.leaves = [Tensor(vals[i]) for i in self.ins]
+        args = self.template(leaves)
+        with GradientTape():
+            out = self.layer.call_logits(args) if self.logits else self.layer(args, **self.kwargs)
+        results = self.results = flatten(out) if len(self.outs) > 1 else [out]
+        for slot, value in zip(self.outs, results, strict=True):
+            vals[slot] = unwrap(value)
+
+    def backward(self, grads: list, step) -> None:
+        targets, seeds = [], []
+        for slot, value in zip(self.outs, self.results, strict=True):
+            if grads[slot] is not None and isinstance(value, Tensor):
+                targets.append(value)
+                seeds.append(grads[slot])
+        found = backward(targets, seeds)
+        for slot, leaf, need in zip(self.ins, self.leaves, self.need_in, strict=True):
+            g = found.get(id(leaf))
+            if need and g is not None:
+                _accumulate(grads, slot, g)
+        for v, index in self.weights:
+            g = found.get(id(v))
+            if g is not None:
+                step.add_gradient(index, g)
+        self.leaves = self.results = None
+
+    def absorb(self, found: dict, grads: list) -> None:
+        """Take the gradients the loss's own backward left on this node's leaves (its layers' add_loss
+        or activity penalties were computed from them)."""
+        for slot, leaf, need in zip(self.ins, self.leaves, self.need_in, strict=True):
+            g = found.get(id(leaf))
+            if need and g is not None:
+                _accumulate(grads, slot, g)
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+class CompiledStep:
+    """A traced training step for one model; :meth:`step` runs forward, loss, backward and update."""
+
+    def __init__(self, model, buffer):
+        self.model = model
+        self.buffer = buffer
+        self.variables = list(buffer.variables)
+        self.grad_views = buffer.grad_views
+        self._index = {id(v): i for i, v in enumerate(self.variables)}
+        self._writers = [0] * len(self.variables)  # how many places write each variable's gradient
+        self._written = [False] * len(self.variables)
+        self.logits = bool(model._use_logits)
+        self.nodes: list = []
+        self.n_slots = 0
+        self.input_slots: list[int] = []
+        self.output_slots: list[int] = []
+        self.regularized: list = []  # (variable, index) pairs whose penalty the loss includes
+        self.fused_loss = None  # a CrossentropyFromLogits when the one loss is one of the three
+
+    # -- building
+
+    def variable_index(self, v) -> int:
+        """``v``'s position in the flat buffer (one more gradient writer counted)."""
+        index = self._index.get(id(v))
+        if index is None:
+            raise NotCompilable(f"the trainable weight '{v.path}' is not in the model's float32 weight buffer")
+        self._writers[index] += 1
+        return index
+
+    def new_slot(self) -> int:
+        self.n_slots += 1
+        return self.n_slots - 1
+
+    def finish(self) -> None:
+        """Mark which slots carry gradients and count the regularizers' gradient writers."""
+        for v in self.variables:
+            if v.regularizer is not None:
+                self.regularized.append((v, self.variable_index(v)))
+        carries = [False] * self.n_slots
+        for node in self.nodes:
+            node.need_in = [carries[i] for i in node.ins]
+            has_weights = any(self._writers[i] for i in _node_indices(node))
+            if has_weights or any(node.need_in):
+                for o in node.outs:
+                    carries[o] = True
+        # A gradient written by exactly one place goes straight into the buffer (Dense's `out=`).
+        self._sole = [n == 1 for n in self._writers]
+        self._unwritten = [False] * len(self.variables)
+        self._reversed = self.nodes[::-1]
+        self._all_weights = list(zip(self.variables, range(len(self.variables)), strict=True))
+        self._tape_nodes = [node for node in self.nodes if isinstance(node, _TapeNode)]
+        self._penalty_layers = [sub for node in self._tape_nodes for sub in _all_layers(node.layer)]
+        if not self.regularized and len(self.output_slots) == 1:
+            self.fused_loss = CrossentropyFromLogits.make(self.model) if self.logits else None
+
+    # -- replay helpers used by the nodes
+
+    def direct(self, index):
+        """The buffer view to write ``index``'s gradient into in place, or None (accumulated)."""
+        if index is None or not self._sole[index] or self._written[index]:
+            return None
+        self._written[index] = True
+        return self.grad_views[index]
+
+    def add_gradient(self, index: int, g) -> None:
+        view = self.grad_views[index]
+        if self._written[index]:
+            view += g
+        else:
+            np.copyto(view, g, casting="same_kind")
+            self._written[index] = True
+
+    # -- one step
+
+    def inputs_for(self, x) -> list | None:
+        """The batch's input arrays in slot order, or None when this batch must take the tape step
+        (inputs that are not float32 arrays go through the layers' own conversions there)."""
+        model = self.model
+        flat = model._flatten_inputs(x) if hasattr(model, "_flatten_inputs") else [x]
+        for a in flat:
+            if type(a) is not np.ndarray or a.dtype != np.float32 or not a.ndim or not a.shape[0]:
+                return None
+        return flat
+
+    def step(self, flat: list, y, sw) -> tuple:
+        """Forward, loss, backward and optimizer update; returns ``(loss, per_output, y_pred, logits)``
+        where ``logits`` says whether ``y_pred`` still lacks its output activation."""
+        vals = [None] * self.n_slots
+        for slot, a in zip(self.input_slots, flat, strict=True):
+            vals[slot] = a
+        for node in self.nodes:
+            node.forward(vals)
+        preds = [vals[s] for s in self.output_slots]
+        self._written[:] = self._unwritten
+        penalties = any(layer._losses for layer in self._penalty_layers)
+        if self.fused_loss is not None and not penalties and self.fused_loss.fits(preds[0], y, sw):
+            loss_value, dz, probs = self.fused_loss(preds[0], y, sw)
+            grads = [None] * self.n_slots
+            grads[self.output_slots[0]] = dz
+            result = (loss_value, [loss_value], probs, False)
+        else:
+            grads, result = self._tape_loss(preds, y, sw, penalties)
+        for node in self._reversed:
+            if grads[node.outs[0]] is not None or (len(node.outs) > 1 and any(grads[o] is not None for o in node.outs)):
+                node.backward(grads, self)
+        if penalties:
+            for layer in self._penalty_layers:
+                layer._losses.clear()
+        self._apply(flat)
+        return result
+
+    def _tape_loss(self, preds: list, y, sw, penalties: bool) -> tuple:
+        """The compiled loss (any loss, weights, regularization) on leaves standing for ``preds``, under
+        a small tape: the gradients it leaves on the outputs' slots, and the step's result."""
+        leaves = [Tensor(p) for p in preds]
+        with GradientTape():
+            total, per_output = self.model._compute_loss(y, self._pack_outputs(leaves), sw, self.logits)
+        if not isinstance(total, Tensor):
+            raise NotCompilable("the loss does not depend on the model's outputs")
+        found = backward([total])
+        # add_loss / activity penalties were built on some tape nodes' leaves and weights: the loss's
+        # backward already reached those; weight regularizers' penalties reach their weights.
+        for v, index in self._all_weights if penalties else self.regularized:
+            g = found.get(id(v))
+            if g is not None:
+                self.add_gradient(index, g)
+        grads = [None] * self.n_slots
+        for slot, leaf in zip(self.output_slots, leaves, strict=True):
+            g = found.get(id(leaf))
+            if g is not None:
+                _accumulate(grads, slot, g)
+        if penalties:
+            for node in self._tape_nodes:
+                node.absorb(found, grads)
+        return grads, (float(total.data), per_output, self._pack_outputs(preds), self.logits)
+
+    def _apply(self, flat: list) -> None:
+        model = self.model
+        if all(self._written):
+            grads = self.grad_views
+        else:  # a weight the loss does not reach: None, as the tape step gives (the optimizer warns)
+            grads = [g if w else None for g, w in zip(self.grad_views, self._written, strict=True)]
+        if model._step_hooks:
+            model._hooks_gradients(grads, self.variables)
+            grads = model._hooks_reduce(grads, self.variables, flat[0].shape[0])
+        model.optimizer.apply(grads, self.variables)
+
+    def _pack_outputs(self, values: list):
+        struct = getattr(self.model, "_outputs_struct", None)
+        if struct is None:
+            return values[0]
+        return pack_like(struct, values)
+
+
+def _node_indices(node) -> list[int]:
+    if isinstance(node, _DenseNode):
+        return [i for i in (node.k_index, node.b_index) if i is not None]
+    if isinstance(node, _BatchNormNode):
+        return [i for i in (node.g_index, node.b_index) if i is not None]
+    if isinstance(node, _TapeNode):
+        return [i for _, i in node.weights]
+    return []
+
+
+# ----------------------------------------------------------------------------- fused loss
+
+
+class CrossentropyFromLogits:
+    """Keras's sparse, categorical and binary crossentropy from logits, reduced over the batch
+    (``sum_over_batch_size``, optional per-sample weights), with the gradient w.r.t. the logits
+    written out: ``(p - y) * w / n``. The fused loss node of the compiled step."""
+
+    def __init__(self, kind: str, label_smoothing: float):
+        self.kind = kind  # "sparse", "categorical" or "binary"
+        self.label_smoothing = float(label_smoothing)
+        self._rows = np.arange(32)  # row indices for the usual batch size, reused every step
+
+    @classmethod
+    def make(cls, model):
+        """The fused loss for ``model``'s compiled loss, or None when it is not one of the three."""
+        output_loss = model._output_losses[0]
+        fn = output_loss.logits_loss
+        if fn is None or not isinstance(fn, losses_lib.LossFunctionWrapper) or output_loss.weight != 1.0:
+            return None
+        kind = _KINDS.get(fn.fn)
+        kwargs = fn._fn_kwargs
+        if kind is None or fn.reduction != "sum_over_batch_size" or kwargs.get("axis", -1) != -1 \
+                or kwargs.get("ignore_class") is not None or fn.dtype != "float32":
+            return None
+        return cls(kind, kwargs.get("label_smoothing", 0.0) or 0.0)
+
+    def fits(self, z, y, sample_weight) -> bool:
+        """Whether this batch is one the fused form computes exactly as the loss would: 2-D logits,
+        labels of the matching shape (integral and in range for the sparse kind), per-sample weights.
+        Anything else goes through the loss itself, which computes it or raises its own error."""
+        if type(y) is not np.ndarray or z.ndim != 2 or y.shape[0] != z.shape[0]:
+            return False
+        if sample_weight is not None and (np.ndim(sample_weight) != 1 or len(sample_weight) != z.shape[0]):
+            return False
+        if self.kind == "categorical":
+            return y.shape == z.shape
+        if self.kind == "binary":
+            return y.size == z.size
+        if y.size != z.shape[0] or y.dtype.kind not in "iuf":
+            return False
+        if y.dtype.kind == "f" and not np.array_equal(y, np.trunc(y)):
+            return False
+        return bool(y.min() >= 0 and y.max() < z.shape[1])
+
+    def __call__(self, z, y, sample_weight) -> tuple:
+        """``(loss, dloss/dz, probabilities)`` for logits ``z`` of shape ``(n, k)``."""
+        n = z.shape[0]
+        if self.kind == "binary":
+            per_sample, dz, probs = self._binary(z, y)
+        else:
+            per_sample, dz, probs = self._softmax(z, y, n)
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float32).reshape(n)
+            loss = float(np.dot(per_sample.astype(np.float32), w)) / n
+            dz *= (w / n)[:, None]
+        else:
+            loss = float(per_sample.sum(dtype=np.float32)) / n
+            dz *= np.float32(1.0 / n)
+        return loss, dz.astype(np.float32, copy=False), probs
+
+    def _binary(self, z, y):
+        yv = y.reshape(z.shape).astype(np.float32, copy=False)
+        if self.label_smoothing:
+            yv = yv * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        with np.errstate(under="ignore"):
+            per = np.maximum(z, 0) - z * yv + np.log1p(np.exp(-np.abs(z)))
+        probs = activations.sigmoid(z)
+        # the mean over one unit is that unit (x / 1 is exact): skip np.mean's overhead
+        return (per[:, 0] if z.shape[-1] == 1 else per.mean(axis=-1)), (probs - yv) / z.shape[-1], probs
+
+    def _softmax(self, z, y, n):
+        m = z.max(axis=1, keepdims=True)
+        e = np.exp(z - m)
+        s = e.sum(axis=1, keepdims=True)
+        probs = e / s
+        lse = np.log(s) + m
+        if self.kind == "sparse":
+            idx = y.reshape(-1).astype(np.intp, copy=False)
+            rows = self._rows if self._rows.shape[0] == n else np.arange(n)
+            dz = probs.copy()
+            dz[rows, idx] -= 1
+            return lse[:, 0] - z[rows, idx], dz, probs
+        yv = y.astype(np.float32, copy=False)
+        if self.label_smoothing:
+            yv = yv * (1 - self.label_smoothing) + self.label_smoothing / z.shape[-1]
+        ysum = yv.sum(axis=1, keepdims=True)
+        return (lse * ysum - (yv * z).sum(axis=1, keepdims=True))[:, 0], probs * ysum - yv, probs
+
+
+_KINDS = {
+    losses_lib.sparse_categorical_crossentropy: "sparse",
+    losses_lib.categorical_crossentropy: "categorical",
+    losses_lib.binary_crossentropy: "binary",
+}
+
+
+# ----------------------------------------------------------------------------- tracing
+
+
+def trace(model, buffer) -> CompiledStep:
+    """The plan of ``model``'s training step over ``buffer`` (its FlatBuffer, or None when it has no
+    float32 trainable weights); raises NotCompilable with the reason when there is none."""
+    stack = getattr(model, "_stack", None)
+    if stack is None and getattr(model, "_nodes", None) is None:
+        raise NotCompilable(f"model '{model.name}' has no layer graph (a subclassed model's `call` is Python code)")
+    if buffer is None:
+        raise NotCompilable("it has no float32 trainable weights")
+    step = CompiledStep(model, buffer)
+    if stack is not None:
+        _trace_stack(step, list(stack))
+    else:
+        _trace_graph(step, model)
+    if len(step.output_slots) != len(model._output_losses):
+        raise NotCompilable("the model's outputs and its compiled losses do not pair up")
+    step.finish()
+    unwritten = [v.path for v, n in zip(step.variables, step._writers, strict=True) if n == 0]
+    covered = {id(v) for v in step.variables}
+    missing = [v.path for v in model.trainable_weights if id(v) not in covered]
+    if unwritten or missing:
+        raise NotCompilable(f"the trainable weights {unwritten + missing} are not reached by the traced layers")
+    return step
+
+
+def _all_layers(layer) -> list:
+    out, todo = [], [layer]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(current._layers)
+    return out
+
+
+def _trace_stack(step: CompiledStep, layers: list) -> None:
+    slot = step.new_slot()
+    step.input_slots.append(slot)
+    last = len(layers) - 1
+    for i, layer in enumerate(layers):
+        if isinstance(layer, InputLayer):
+            continue
+        kwargs = {"training": True} if layer._call_has_training else {}
+        out = step.new_slot()
+        step.nodes.append(_node_for(step, layer, [slot], [out], _single, kwargs, step.logits and i == last))
+        slot = out
+    step.output_slots.append(slot)
+
+
+def _single(values: list):
+    return values[0]
+
+
+def _trace_graph(step: CompiledStep, model) -> None:
+    slots: dict[int, int] = {}
+    for t in model.inputs:
+        slots[id(t)] = step.new_slot()
+        step.input_slots.append(slots[id(t)])
+    out_ids = {id(t) for t in model.outputs}
+    for node in model._nodes:
+        layer = node.layer
+        if isinstance(layer, InputLayer):
+            continue
+        items = flatten(node.call_inputs)
+        ins = [slots[id(t)] for t in items if isinstance(t, KerasTensor)]
+        template = _template(node.call_inputs, items)
+        kwargs = dict(node.call_kwargs)
+        if layer._call_has_training and "training" not in kwargs:
+            kwargs["training"] = True
+        outs = []
+        for t in node.output_tensors:
+            slots[id(t)] = step.new_slot()
+            outs.append(slots[id(t)])
+        logits = step.logits and any(id(t) in out_ids for t in node.output_tensors) and hasattr(layer, "call_logits")
+        step.nodes.append(_node_for(step, layer, ins, outs, template, kwargs, logits))
+    step.output_slots.extend(slots[id(t)] for t in model.outputs)
+
+
+def _template(structure, items: list):
+    """A function building the call's inputs from the node's arrays (constants stay in place)."""
+    if len(items) == 1 and isinstance(items[0], KerasTensor) and structure is items[0]:
+        return _single
+    positions = [i for i, t in enumerate(items) if isinstance(t, KerasTensor)]
+
+    def build(values: list):
+        filled = list(items)
+        for p, v in zip(positions, values, strict=True):
+            filled[p] = v
+        return pack_like(structure, filled)
+
+    return build
+
+
+def _node_for(step: CompiledStep, layer, ins, outs, template, kwargs: dict, logits: bool):
+    """A kernel node where the layer has one for this call, else a tape node."""
+    single = template is _single and len(outs) == 1
+    # Kernels skip Layer.__call__, so a layer whose __call__ adds an activity penalty stays on its tape.
+    plain = set(kwargs) <= {"training"} and kwargs.get("training", True) is True
+    if single and plain and layer.built and layer.activity_regularizer is None and layer.dtype == "float32" \
+            and layer.autocast:
+        if type(layer) is Dense:
+            fused = activations.FUSED.get(activations.linear if logits else layer.activation)
+            if fused is not None and layer.trainable:
+                return _DenseNode(layer, ins, outs, fused, step)
+        elif type(layer) is Dropout:
+            return _DropoutNode(layer, ins, outs)
+        elif type(layer) is BatchNormalization and layer.trainable and not layer.synchronized:
+            return _BatchNormNode(layer, ins, outs, step)
+    return _TapeNode(layer, ins, outs, template, kwargs, logits, step)
