@@ -1,16 +1,17 @@
 """lamina against PyTorch and Keras (JAX, torch) on the same models, side by side, in one run.
 
     python benchmarks/bench_train.py                        # everything (several minutes)
-    python benchmarks/bench_train.py --quick                # fewer steps and epochs (under ~2 minutes)
+    python benchmarks/bench_train.py --quick                # fewer steps, rounds and epochs (under ~2 minutes)
     python benchmarks/bench_train.py --rows circles,mlp32   # only these rows (names in --help)
 
 Per-step training table: for each row's model (circles 2-64-64-1, the tutorial MLP at batch 32 and 256, a
 wide 1024-1024 MLP, a BatchNormalization+Dropout MLP, a two-branch Functional model), Adam(1e-3) on
 identical batches; one step is what fit does per batch (forward, loss, backward, update, accuracy metric).
 It reports the median microseconds per step over one epoch (--quick: 60 steps) after 5 warm-up steps,
-lamina's ratio to the fastest peer, and lamina's trace: the wall time of the first fit step of a fresh
-compiled model. PyTorch runs eagerly in this process with one thread per core; Keras runs on JAX with
-``jit_compile=True`` in a subprocess (keras_worker.py; its backend is fixed at import).
+best of --repeat rounds, lamina's ratio to the fastest peer, and lamina's trace: the wall time of the
+first fit step of a fresh compiled model. PyTorch runs eagerly in this process with one thread per core;
+Keras runs on JAX with ``jit_compile=True`` in a worker process (keras_worker.py; its backend is fixed at
+import). The frameworks take turns row by row, so load from other work on the machine hits them alike.
 
 Row ``accuracy`` trains 784 -> 128 relu -> 64 relu -> 10 softmax with Adam(1e-3) and sparse categorical
 crossentropy on Fashion-MNIST (synthetic data of the same shape if it is not installed) with each
@@ -231,32 +232,46 @@ class KerasWorker:
 # ----------------------------------------------------------------------------- per-step rows
 
 
-def run_step_rows(names: list[str], fashion, quick: bool, jax_worker: KerasWorker | str | None) -> dict:
-    """``{framework: {row: summary}}``, the frameworks taking turns row by row (lamina, PyTorch, Keras/JAX)
-    so that load from other work on the machine hits them alike. ``jax_worker`` may be a reason it is
-    missing instead ("not installed"), or None to leave Keras out."""
+def run_step_rows(names: list[str], fashion, quick: bool, rounds: int, jax_worker: KerasWorker | str | None) -> dict:
+    """``{framework: {row: summary}}``, the best of ``rounds`` rounds. Within a round the frameworks take turns
+    row by row (lamina, PyTorch, Keras/JAX), so that load from other work on the machine hits them alike.
+    ``jax_worker`` may be a reason it is missing instead ("not installed"), or None to leave Keras out."""
     import lamina  # lazy: keras_worker imports this module for its helpers; lamina loads only where it is used
 
     has_torch = importlib.util.find_spec("torch") is not None
-    out = {"lamina": {}, "PyTorch": {} if has_torch else None}
+    runs = {"lamina": {n: [] for n in names}, "PyTorch": {n: [] for n in names} if has_torch else None}
     if jax_worker is not None:
-        out[KERAS_JAX] = {} if isinstance(jax_worker, KerasWorker) else {"error": jax_worker}
-    for name in names:
-        row = sr.ROWS[name]
-        x, y = sr.row_data(row, fashion, quick)
-        print(f"  {name}: lamina ...", flush=True)
-        out["lamina"][name] = sr.time_fit_row(lamina, row, x, y)
-        out["lamina"][name]["cold_ms"] = sr.cold_first_step(row)
-        if has_torch:
-            print(f"  {name}: PyTorch ...", flush=True)
-            out["PyTorch"][name] = sr.time_torch_row(row, x, y)
-        if isinstance(jax_worker, KerasWorker):
-            print(f"  {name}: {KERAS_JAX} ...", flush=True)
-            reply = jax_worker.ask(cmd="steps", row=name, quick=quick)
-            out[KERAS_JAX][name] = None if "error" in reply else reply
-            if "error" in reply:
-                print(f"    {KERAS_JAX} failed on {name}: {reply['error']}")
-    return out
+        runs[KERAS_JAX] = {n: [] for n in names} if isinstance(jax_worker, KerasWorker) else {"error": jax_worker}
+    for r in range(rounds):
+        for name in names:
+            row = sr.ROWS[name]
+            x, y = sr.row_data(row, fashion, quick)
+            print(f"  round {r + 1}/{rounds}, {name}: lamina, PyTorch, {KERAS_JAX} ...", flush=True)
+            mine = sr.time_fit_row(lamina, row, x, y)
+            mine["cold_ms"] = sr.cold_first_step(row)
+            runs["lamina"][name].append(mine)
+            if has_torch:
+                runs["PyTorch"][name].append(sr.time_torch_row(row, x, y))
+            if isinstance(jax_worker, KerasWorker):
+                reply = jax_worker.ask(cmd="steps", row=name, quick=quick)
+                if "error" in reply:
+                    print(f"    {KERAS_JAX} failed on {name}: {reply['error']}")
+                else:
+                    runs[KERAS_JAX][name].append(reply)
+    return {fw: by_row if not isinstance(by_row, dict) or "error" in by_row else
+            {n: best_of_rounds(v) for n, v in by_row.items()} for fw, by_row in runs.items()}
+
+
+def best_of_rounds(summaries: list[dict]) -> dict | None:
+    """The lowest of each timing over the rounds (load from other work only ever adds time)."""
+    if not summaries:
+        return None
+    best = dict(summaries[0])
+    for key in ("median_us", "mean_us", "trace_ms", "cold_ms"):
+        values = [s[key] for s in summaries if s.get(key) is not None]
+        best[key] = min(values) if values else None
+    best["round_medians"] = [s["median_us"] for s in summaries]
+    return best
 
 
 def fmt_us(v) -> str:
@@ -271,11 +286,11 @@ def ratio_text(mine: float, peers: dict) -> str:
     return f"{best / mine:.2f}x faster than {name}" if mine <= best else f"{mine / best:.2f}x slower than {name}"
 
 
-def print_step_table(results: dict, names: list[str], quick: bool) -> None:
+def print_step_table(results: dict, names: list[str], quick: bool, rounds: int) -> None:
     frameworks = list(results)
     span = f"{sr.QUICK_STEPS} steps" if quick else "one epoch"
     print(f"\nPer-step training, Adam(1e-3), identical batches: median microseconds per step over {span} "
-          f"after {sr.WARM_STEPS} warm-up steps")
+          f"after {sr.WARM_STEPS} warm-up steps, best of {rounds} round(s)")
     for fw in frameworks:
         if not isinstance(results[fw], dict) or "error" in results[fw]:
             print(f"  {fw}: {'not installed' if results[fw] is None else results[fw]['error']}")
@@ -300,6 +315,12 @@ def print_step_table(results: dict, names: list[str], quick: bool) -> None:
         firsts = "".join(f"{'-' if c is None else format(c['trace_ms'], '.1f') + ' ms':>16}" for c in cells)
         losses = "".join(f"{'-' if c is None or c['loss'] is None else format(c['loss'], '.4f'):>16}" for c in cells)
         print(f"{sr.ROWS[name].label + ' / ' + str(sr.ROWS[name].batch):{width + 13}}" + means + firsts + losses)
+    print("\nmedian us/step of each round")
+    for name in names:
+        cells = [_cell(results[fw], name) for fw in frameworks]
+        print(f"{sr.ROWS[name].label + ' / ' + str(sr.ROWS[name].batch):{width + 13}}" + "".join(
+            f"{fw + ': ' + ('-' if c is None else ', '.join(f'{v:.0f}' for v in c['round_medians'])):>28}"
+            for fw, c in zip(frameworks, cells, strict=True)))
     print("  trace: wall time of the first one-batch fit of a fresh compiled model (compile excluded), after a "
           "throwaway model of the same architecture took its first step in this process; new process: the same "
           "first fit in a fresh Python process, so with the process's one-time costs (lazy imports, kernel "
@@ -549,9 +570,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help=f"{sr.QUICK_STEPS} timed steps per row, 2 epochs for `accuracy`, no Keras on torch")
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras runs")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="rounds of the per-step rows; each figure is the best round's (default: 3, --quick 2)")
     parser.add_argument("--rows", help="comma-separated rows to run, from: " + ", ".join(list(sr.ROWS) + list(SECTIONS))
                         + " (default: all)")
     args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 2 if args.quick else 3
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1. Received: {args.repeat}")
     chosen = parse_rows(args.rows)
     step_names = [n for n in chosen if n in sr.ROWS]
     epochs = (2 if args.quick else 5, 3)
@@ -563,7 +590,8 @@ def main(argv=None) -> int:
     try:
         if step_names:
             print("running the per-step rows ...", flush=True)
-            print_step_table(run_step_rows(step_names, train, args.quick, jax_worker), step_names, args.quick)
+            steps = run_step_rows(step_names, train, args.quick, args.repeat, jax_worker)
+            print_step_table(steps, step_names, args.quick, args.repeat)
         acc_results = None
         if "accuracy" in chosen:
             if not args.quick and not args.no_keras:

@@ -29,7 +29,7 @@ def run_seed(keras, data, epochs32: int, epochs256: int) -> dict:
     orders256 = bt.epoch_orders(len(x), epochs256, seed=2)
 
     def build():
-        return sr.build_model(keras, sr.ROWS["mlp32"], jit_compile=True)
+        return sr.build_model(keras, sr.ROWS["mlp32"], **compile_options(keras))
 
     def train_epochs(model, orders, batch):
         times = []
@@ -56,6 +56,11 @@ def run_seed(keras, data, epochs32: int, epochs256: int) -> dict:
     }
 
 
+def compile_options(keras) -> dict:
+    """XLA on JAX (``jit_compile=True``); Keras's own default elsewhere (on torch, True means torch.compile)."""
+    return {"jit_compile": True} if keras.backend.backend() == "jax" else {}
+
+
 def device_sync(keras):
     """A ``sync(model)`` for step_clock: on JAX, wait for the state fit's last dispatched step produces."""
     if keras.backend.backend() != "jax":
@@ -76,7 +81,7 @@ def run_steps(keras, name: str, fashion, quick: bool) -> dict:
     sync, window = device_sync(keras)
     row = sr.ROWS[name]
     x, y = sr.row_data(row, fashion, quick)
-    return sr.time_fit_row(keras, row, x, y, window=window, sync=sync, jit_compile=True)
+    return sr.time_fit_row(keras, row, x, y, window=window, sync=sync, **compile_options(keras))
 
 
 def env_info(keras) -> dict:

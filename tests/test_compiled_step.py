@@ -308,3 +308,105 @@ def test_batches_the_fused_loss_cannot_take_go_through_the_loss_itself():
     assert not fused.fits(np.zeros((4, 2, 4), "float32"), np.zeros((4, 2)), None)  # 3-D logits
     with pytest.raises(ValueError, match="Received"):  # the loss's own message, not an IndexError
         model.train_on_batch(X[:4], np.array([0, 1, 2, 7]))
+
+
+Y_POS = np.abs(Y_REG) + 0.1
+# Every built-in loss, on an output whose range suits it, against the targets it expects.
+LOSSES = {
+    "mean_squared_error": ("linear", 3, Y_REG), "mean_absolute_error": ("linear", 3, Y_REG),
+    "mean_absolute_percentage_error": ("softplus", 3, Y_POS), "mean_squared_logarithmic_error": ("softplus", 3, Y_POS),
+    "huber": ("linear", 3, Y_REG), "log_cosh": ("linear", 3, Y_REG), "cosine_similarity": ("linear", 3, Y_REG),
+    "poisson": ("softplus", 3, Y_POS), "binary_crossentropy": ("sigmoid", 1, Y_BIN),
+    "binary_focal_crossentropy": ("sigmoid", 1, Y_BIN), "categorical_crossentropy": ("softmax", 4, Y_ONEHOT),
+    "categorical_focal_crossentropy": ("softmax", 4, Y_ONEHOT),
+    "categorical_generalized_cross_entropy": ("softmax", 4, Y_INT), "kl_divergence": ("softmax", 4, Y_ONEHOT),
+    "categorical_hinge": ("linear", 4, Y_ONEHOT), "hinge": ("tanh", 1, Y_BIN * 2 - 1),
+    "squared_hinge": ("tanh", 1, Y_BIN * 2 - 1), "sparse_categorical_crossentropy": ("softmax", 4, Y_INT),
+    "dice": ("sigmoid", 1, Y_BIN), "tversky": ("sigmoid", 1, Y_BIN),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_every_loss(loss):
+    activation, units, y = LOSSES[loss]
+
+    def build():
+        return seq(layers.Dense(8, activation="tanh"), layers.Dropout(0.1), layers.Dense(units, activation=activation))
+
+    fn = lamina.losses.CategoricalGeneralizedCrossEntropy(q=0.5) if loss == "categorical_generalized_cross_entropy" \
+        else getattr(lamina.losses, loss)
+    compiled = train(build, fn, y, run_eagerly=False, metrics=())
+    assert compiled[0]._fast_step is not None
+    assert_same_training(compiled, train(build, fn, y, run_eagerly=True, metrics=()))
+
+
+# ----------------------------------------------------------------------------- a user's train_step
+
+
+class GuideStep(lamina.Model):
+    """Keras's guide "Customizing what happens in fit()": forward under a tape, compute_loss, gradient,
+    apply, metrics."""
+
+    calls = 0
+
+    def train_step(self, data):
+        x, y = data
+        with lamina.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(y=y, y_pred=y_pred)
+        if self._call_plan is not None and isinstance(y_pred, lamina.Tensor) and y_pred.vjp is not None \
+                and len(y_pred.parents) > 2:
+            GuideStep.calls += 1  # the forward was the plan's one recorded node
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self.compute_metrics(x, y, y_pred)
+
+
+def guide_model(dropout=0.2, hidden=None):
+    i = lamina.Input((6,))
+    h = layers.Dense(16)(i)
+    h = layers.BatchNormalization()(h)
+    h = layers.Activation("relu")(h)
+    h = layers.Dropout(dropout)(h)
+    h = (hidden or layers.Dense(8, activation="tanh", kernel_regularizer="l2"))(h)
+    return GuideStep(i, layers.Dense(4, activation="softmax")(h))
+
+
+def test_a_users_train_step_runs_the_compiled_forward_and_matches_the_tape():
+    GuideStep.calls = 0
+    compiled = train(guide_model, "sparse_categorical_crossentropy", Y_INT, run_eagerly=False)
+    assert compiled[0]._call_plan is not None and compiled[0]._fast_step is None
+    assert GuideStep.calls == STEPS
+    eager = train(guide_model, "sparse_categorical_crossentropy", Y_INT, run_eagerly=True)
+    assert eager[0]._call_plan is None and GuideStep.calls == STEPS
+    assert_same_training(compiled, eager)
+
+
+def test_a_users_layer_keeps_a_users_step_on_its_own_path():
+    GuideStep.calls = 0
+    model, _ = train(lambda: guide_model(hidden=Penalised()), "sparse_categorical_crossentropy", Y_INT,
+                     run_eagerly=False)
+    assert model._call_plan is None and GuideStep.calls == 0  # Penalised adds a loss of its own
+
+
+def test_a_recorded_call_gives_the_layers_gradients_and_allows_one_pending_call():
+    lamina.utils.set_random_seed(5)
+    model = guide_model(dropout=0.0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(X[:32], Y_INT[:32], batch_size=16, epochs=1, verbose=0)
+    plan = model._call_plan
+    x = X[:8]
+    with lamina.GradientTape(persistent=True) as tape:
+        first = model(x, training=True)
+        second = model(x, training=True)  # the first is pending: this one takes the layers' own path
+        loss_first, loss_second = ops.sum(ops.square(first)), ops.sum(ops.square(second))
+    assert len(first.parents) == 1 + len(plan.variables) and len(second.parents) < len(first.parents)
+    np.testing.assert_allclose(first.data, second.data, rtol=1e-6)
+    via_plan = tape.gradient(loss_first, model.trainable_variables)
+    via_layers = tape.gradient(loss_second, model.trainable_variables)
+    assert all(g is not None for g in via_plan)
+    for a, b in zip(via_plan, via_layers, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with lamina.GradientTape() as tape:  # the first call was differentiated: the plan serves again
+        third = model(x, training=True)
+    assert len(third.parents) == len(first.parents)

@@ -190,7 +190,9 @@ class CompileLoss:
             losses.append(value)
             term = value * output_loss.weight if output_loss.weight != 1.0 else value
             total = term if total is None else total + term
-        return add_penalties(total, penalties), losses
+        for penalty in penalties:  # inline, not add_penalties(): this runs every step
+            total = penalty if total is None else total + penalty
+        return total, losses
 
     def adopt_logits(self, activation) -> bool:
         """Give the single output its from-logits twin when ``activation`` is the one its crossentropy
@@ -226,6 +228,33 @@ def _specs_for_output(specs, i: int, names: list) -> list:
     if isinstance(specs, (list, tuple)) and specs and isinstance(specs[0], (list, tuple)):
         return list(specs[i]) if i < len(specs) else []
     return list(specs) if isinstance(specs, (list, tuple)) else [specs]
+
+
+def _name_uniquely(output_metrics: list, names) -> None:
+    """Each metric's ``_display_name``: ``"<output>_<name>"`` (just the name for one output), made
+    unique as Keras makes its log keys: the unweighted metrics of every output first, a repeated name
+    getting ``_1``, ``_2``, ...; then the weighted ones, a name already taken becoming
+    ``"<output>_weighted_<name>"`` (numbered likewise if that is taken too)."""
+    counters: dict[str, int] = {}
+
+    def number(name: str) -> str:
+        if name not in counters:
+            counters[name] = 1
+            return name
+        index = counters[name]
+        counters[name] += 1
+        return f"{name}_{index}"
+
+    for weighted in (False, True):
+        for i, ms in enumerate(output_metrics):
+            prefix = f"{names[i]}_" if names else ""
+            for m in ms:
+                if m._weighted is not weighted:
+                    continue
+                name = prefix + m.name
+                if weighted and name in counters:
+                    name = f"{prefix}weighted_{m.name}"
+                m._display_name = number(name)
 
 
 class CompileMetrics:
@@ -268,10 +297,10 @@ class CompileMetrics:
                     yt = ys[i] if i < len(ys) else None
                     m = metrics_lib.get_metric(spec, np.shape(yt) if yt is not None else None,
                                                np.shape(unwrap(preds[i])), loss=output_loss.loss)
-                    m._display_name = f"{names[i]}_{m.name}" if len(output_losses) > 1 else m.name
                     m._weighted = weighted
                     out.append(m)
             self.output_metrics.append(out)
+        _name_uniquely(self.output_metrics, names if len(output_losses) > 1 else None)
 
     def ensure_built(self, y_true, y_pred) -> None:
         """Build from these targets unless built already (or there is nothing to build)."""

@@ -27,11 +27,13 @@ trainer then runs the tape step (and warns when ``jit_compile=True`` was asked f
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from lamina import activations
 from lamina import losses as losses_lib
-from lamina.autodiff import GradientTape, Tensor, backward, unwrap
+from lamina.autodiff import GradientTape, Tensor, backward, record, unwrap
 from lamina.layers.batch_normalization import BatchNormalization, batch_norm_train_kernel
 from lamina.layers.dense import Dense, dense_backward, dense_forward
 from lamina.layers.dropout import Dropout
@@ -102,7 +104,6 @@ class _DenseNode(_Node):
             step.add_gradient(self.b_index, db)
         if dx is not None:
             _accumulate(grads, self.ins[0], dx)
-        self.x = self.y = None
 
 
 class _DropoutNode(_Node):
@@ -146,7 +147,6 @@ class _BatchNormNode(_Node):
 
     def backward(self, grads: list, step) -> None:
         parts = list(self.vjp(grads[self.outs[0]]))
-        self.vjp = None
         dx = parts.pop(0)
         for index in (self.g_index, self.b_index):
             if index is not None:
@@ -191,7 +191,6 @@ class _TapeNode(_Node):
             g = found.get(id(v))
             if g is not None:
                 step.add_gradient(index, g)
-        self.leaves = self.results = None
 
     def absorb(self, found: dict, grads: list) -> None:
         """Take the gradients the loss's own backward left on this node's leaves (its layers' add_loss
@@ -208,7 +207,7 @@ class _TapeNode(_Node):
 class CompiledStep:
     """A traced training step for one model; :meth:`step` runs forward, loss, backward and update."""
 
-    def __init__(self, model, buffer):
+    def __init__(self, model, buffer, logits: bool):
         self.model = model
         self.buffer = buffer
         self.variables = list(buffer.variables)
@@ -216,7 +215,9 @@ class CompiledStep:
         self._index = {id(v): i for i, v in enumerate(self.variables)}
         self._writers = [0] * len(self.variables)  # how many places write each variable's gradient
         self._written = [False] * len(self.variables)
-        self.logits = bool(model._use_logits)
+        self._fresh: list | None = None  # gradients of a recorded call go to new arrays, not the buffer
+        self._pending = None  # a weak reference to the output of a recorded call not yet differentiated
+        self.logits = logits  # the output layer gives its pre-activation (the fused loss takes logits)
         self.nodes: list = []
         self.n_slots = 0
         self.input_slots: list[int] = []
@@ -264,12 +265,16 @@ class CompiledStep:
 
     def direct(self, index):
         """The buffer view to write ``index``'s gradient into in place, or None (accumulated)."""
-        if index is None or not self._sole[index] or self._written[index]:
+        if index is None or self._fresh is not None or not self._sole[index] or self._written[index]:
             return None
         self._written[index] = True
         return self.grad_views[index]
 
     def add_gradient(self, index: int, g) -> None:
+        fresh = self._fresh
+        if fresh is not None:
+            fresh[index] = g if fresh[index] is None else fresh[index] + g
+            return
         view = self.grad_views[index]
         if self._written[index]:
             view += g
@@ -340,6 +345,43 @@ class CompiledStep:
             for node in self._tape_nodes:
                 node.absorb(found, grads)
         return grads, (float(total.data), per_output, self._pack_outputs(preds), self.logits)
+
+    def call_recorded(self, x):
+        """``model(x, training=True)`` under a user's tape (a custom ``train_step`` or training loop)
+        as ONE recorded node over the plan: its vjp runs the plan's backward into new arrays, one per
+        weight. None when this call must take the layers' own path: inputs the plan does not take, or
+        an earlier recorded call whose output is still alive and not yet differentiated (the nodes
+        hold one call's intermediates)."""
+        pending = self._pending
+        if pending is not None and pending() is not None:
+            return None
+        flat = self.inputs_for(x)
+        if flat is None:
+            return None
+        vals = [None] * self.n_slots
+        for slot, a in zip(self.input_slots, flat, strict=True):
+            vals[slot] = a
+        for node in self.nodes:
+            node.forward(vals)
+        out_slot = self.output_slots[0]
+        n_inputs = len(flat)
+
+        def vjp(g):
+            self._pending = None
+            grads = [None] * self.n_slots
+            grads[out_slot] = g
+            self._fresh = fresh = [None] * len(self.variables)
+            try:
+                for node in self._reversed:
+                    if grads[node.outs[0]] is not None:
+                        node.backward(grads, self)
+            finally:
+                self._fresh = None
+            return (None,) * n_inputs + tuple(fresh)
+
+        out = record(vals[out_slot], tuple(flat) + tuple(self.variables), vjp)
+        self._pending = weakref.ref(out) if isinstance(out, Tensor) else None
+        return out
 
     def _apply(self, flat: list) -> None:
         model = self.model
@@ -469,20 +511,26 @@ _KINDS = {
 # ----------------------------------------------------------------------------- tracing
 
 
-def trace(model, buffer) -> CompiledStep:
+def trace(model, buffer, for_call: bool = False) -> CompiledStep:
     """The plan of ``model``'s training step over ``buffer`` (its FlatBuffer, or None when it has no
-    float32 trainable weights); raises NotCompilable with the reason when there is none."""
+    float32 trainable weights); raises NotCompilable with the reason when there is none.
+
+    ``for_call=True`` plans the model's own forward (with its output activation) for
+    :meth:`CompiledStep.call_recorded`: one output, and only lamina's own layers (a user's layer may
+    add losses that must reach the layers below it through the user's tape)."""
     stack = getattr(model, "_stack", None)
     if stack is None and getattr(model, "_nodes", None) is None:
         raise NotCompilable(f"model '{model.name}' has no layer graph (a subclassed model's `call` is Python code)")
     if buffer is None:
         raise NotCompilable("it has no float32 trainable weights")
-    step = CompiledStep(model, buffer)
+    step = CompiledStep(model, buffer, logits=bool(model._use_logits) and not for_call)
     if stack is not None:
         _trace_stack(step, list(stack))
     else:
         _trace_graph(step, model)
-    if len(step.output_slots) != len(model._output_losses):
+    if for_call:
+        _check_callable(step)
+    elif len(step.output_slots) != len(model._output_losses):
         raise NotCompilable("the model's outputs and its compiled losses do not pair up")
     step.finish()
     unwritten = [v.path for v, n in zip(step.variables, step._writers, strict=True) if n == 0]
@@ -491,6 +539,16 @@ def trace(model, buffer) -> CompiledStep:
     if unwritten or missing:
         raise NotCompilable(f"the trainable weights {unwritten + missing} are not reached by the traced layers")
     return step
+
+
+def _check_callable(step: CompiledStep) -> None:
+    if len(step.output_slots) != 1:
+        raise NotCompilable("a recorded call of the compiled forward has one output")
+    for node in step.nodes:
+        if isinstance(node, _TapeNode):
+            for layer in _all_layers(node.layer):
+                if not type(layer).__module__.startswith("lamina.") or layer.activity_regularizer is not None:
+                    raise NotCompilable(f"layer '{layer.name}' may add losses of its own")
 
 
 def _all_layers(layer) -> list:

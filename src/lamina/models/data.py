@@ -413,6 +413,9 @@ class EpochIterator:
     ``rng`` is the shuffling Generator, or a function making it, called only for array data.
     """
 
+    __slots__ = ("what", "shuffle", "class_weight", "steps_per_epoch", "validation", "arrays", "x", "y",
+                 "sample_weight", "source", "rng", "_targets", "_n", "_batches", "_batching", "_prepare_batch")
+
     def __init__(self, x, y=None, sample_weight=None, batch_size=None, steps_per_epoch=None, shuffle=False,
                  class_weight=None, *, what: str = "fit", arrays: bool | None = None, validation_split=0.0,
                  prepare_arrays=None, prepare_batch=None, targets=None, rng=None, shard=None, block=None):
@@ -495,6 +498,9 @@ class EpochIterator:
 
     def one_batch(self) -> tuple:
         """All of the array data as one ``(x, y, sample_weight)`` batch (the ``*_on_batch`` forms)."""
+        if not self.arrays:
+            raise TypeError(f"{self.what} takes array data as one batch, not a stream of batches. "
+                            f"Received: x of type {type(self.source).__name__}")
         return self.x, self.y, self.sample_weight
 
     def enumerate_epoch(self, epoch: int | None = None):

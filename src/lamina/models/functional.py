@@ -122,6 +122,10 @@ class Functional(Model):
                 )
 
     def __call__(self, *args, **kwargs):
+        if self._call_plan is not None and args:
+            out = self._compiled_call(args[0], kwargs)
+            if out is not None:
+                return out
         if args and not any(isinstance(a, KerasTensor) for a in flatten(args[0])):
             inputs = args[0]
             flat = [self._convert_one(x) for x in self._flatten_inputs(inputs)]

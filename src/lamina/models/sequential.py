@@ -142,6 +142,10 @@ class Sequential(Model):
         return self.outputs[0].shape
 
     def __call__(self, *args, **kwargs):
+        if self._call_plan is not None and args:
+            out = self._compiled_call(args[0], kwargs)
+            if out is not None:
+                return out
         if args and type(args[0]) is np.ndarray and self.built and not recording():
             # The inference hot path: a float array of the right shape runs straight through.
             x = args[0]

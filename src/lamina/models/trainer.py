@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from lamina import backend, ops
-from lamina.autodiff import GradientTape, Tensor, unwrap
+from lamina.autodiff import GradientTape, Tensor, recording, unwrap
 from lamina.models import data as data_lib
 
 
@@ -47,6 +47,7 @@ class Trainer:
         # `fit(strategy=...)`; None trains in this process alone.
         self._distribution = None
         self._fast_step = None  # the CompiledStep (models/compiled_step.py) when the model traces
+        self._call_plan = None  # the compiled forward a user's train_step calls (CompiledStep.call_recorded)
         self._fast_planned = False
         self._run_eagerly = False
         self._jit_compile = True  # "auto" resolved: the compiled step where the model allows it
@@ -462,15 +463,28 @@ class Trainer:
         from lamina.models import compiled_step  # lazy: the compiled step loads on the first fit
 
         self._fast_planned = True
-        self._fast_step = None
+        self._fast_step = self._call_plan = None
         if self._run_eagerly or not self._jit_compile:
             return
-        self._decide_logits()
+        own_step = _is_default(self, "train_step")
+        if own_step:
+            self._decide_logits()
         buffer = self._consolidate_weights()
         try:
-            self._fast_step = compiled_step.trace(self, buffer)
+            if own_step:
+                self._fast_step = compiled_step.trace(self, buffer)
+            else:  # a user's train_step: its `self(x, training=True)` runs the compiled forward and backward
+                self._call_plan = compiled_step.trace(self, buffer, for_call=True)
         except compiled_step.NotCompilable as reason:
             self._not_compiled(reason)
+
+    def _compiled_call(self, x, kwargs: dict):
+        """``self(x, training=True)`` under a tape inside a user's train_step: the compiled forward as one
+        recorded node (see CompiledStep.call_recorded), or None for the layers' own path."""
+        plan = self._call_plan
+        if plan is None or kwargs.get("training") is not True or len(kwargs) != 1 or not recording():
+            return None
+        return plan.call_recorded(x)
 
     def _not_compiled(self, reason) -> None:
         self._fast_step = None
@@ -1075,9 +1089,12 @@ class _StepFunction:
         self.uses_default_step = _is_default(model, f"{kind}_step")
 
     def __call__(self, data):
+        model = self.model
         if not self.uses_default_step and self.kind != "predict":
-            self.model._clear_losses()  # activity penalties of this batch only (lamina's step clears its own)
-        return getattr(self.model, f"{self.kind}_step")(data)
+            model._clear_losses()  # activity penalties of this batch only (lamina's step clears its own)
+            if self.kind == "train" and not model._fast_planned:
+                model._plan_fast_step()  # the user's step then calls the compiled forward
+        return getattr(model, f"{self.kind}_step")(data)
 
     def __repr__(self) -> str:
         return f"<{self.kind}_function of model '{self.model.name}'>"
