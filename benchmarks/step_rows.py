@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -275,9 +277,6 @@ def time_torch_row(row: Row, x, y) -> dict:
 def cold_first_step(row: Row) -> float | None:
     """Milliseconds of the first one-batch ``fit`` of a fresh lamina model in a fresh Python process (the
     data is loaded and the model compiled before the clock starts), or None if that process failed."""
-    import subprocess  # lazy: only this measurement spawns
-    import sys  # lazy: only this measurement spawns
-
     out = subprocess.run([sys.executable, __file__, row.name], capture_output=True, text=True)
     lines = out.stdout.strip().splitlines()
     return float(lines[-1]) if out.returncode == 0 and lines else None
@@ -296,6 +295,4 @@ def _print_cold_first_step(name: str) -> None:
 
 
 if __name__ == "__main__":
-    import sys  # lazy: script use only
-
     _print_cold_first_step(sys.argv[1])

@@ -16,9 +16,14 @@ a Functional graph) once and turns every layer call into a node that works on pl
 
 Replaying the plan costs one Python call per node each way: no ``Layer.__call__`` checks (the
 inputs were checked once for the whole batch), no graph walk, no topological sort over the model.
-The loss (with regularization penalties) is computed by the compiled ``_compute_loss`` on leaves
-standing for the predictions, under a small tape, so every loss, loss weight and sample weighting
-behaves exactly as in the tape step.
+The loss: sparse, categorical and binary crossentropy from the logits run fused
+(:class:`CrossentropyFromLogits`, gradient ``(p - y) w / n``); every other loss, loss weight,
+multi-output model and regularization or ``add_loss`` penalty goes through the compiled
+``_compute_loss`` on leaves standing for the predictions, under a small tape, so it behaves exactly
+as in the tape step.
+
+In a user's own ``train_step``, ``self(x, training=True)`` under the user's tape runs the plan's
+forward as one recorded node whose vjp is the plan's backward (:meth:`CompiledStep.call_recorded`).
 
 Kernels allocate their outputs per call, so a plan serves every batch shape: a new input signature
 needs no retrace. What the plan cannot express raises :class:`NotCompilable` with the reason; the
