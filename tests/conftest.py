@@ -7,6 +7,9 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
+# Keras's own test files run through scripts/keras_suite.py (network, ~1 min), never in lamina's suite.
+collect_ignore = ["keras_suite"]
+
 
 @pytest.fixture(scope="session")
 def keras():

@@ -955,7 +955,7 @@ def test_terminate_on_nan_raise_error():
     cb = TerminateOnNaN(raise_error=True)
     cb.set_model(FakeModel())
     cb.on_epoch_begin(1)
-    with pytest.raises(RuntimeError, match="Batch 4 of epoch 2: invalid loss nan"):
+    with pytest.raises(RuntimeError, match="NaN or Inf loss encountered at batch 4 of epoch 2. Loss value: nan"):
         cb.on_train_batch_end(4, {"loss": float("nan")})
 
 
@@ -991,8 +991,9 @@ def test_lambda_callback_errors():
 
 def test_public_names():
     assert set(callbacks.__all__) == {
-        "ActivationHealth", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History", "LambdaCallback",
-        "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN",
+        "ActivationHealth", "BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "History",
+        "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "MonitorCallback", "ProgbarLogger",
+        "ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN",
     }
 
 

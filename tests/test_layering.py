@@ -21,13 +21,15 @@ RANKS = {
     # engine: arrays, the tape, names, and the registry every family registers into
     "lamina.version": 0, "lamina.backend": 0, "lamina.naming": 0, "lamina.special": 0, "lamina.regular_files": 0,
     "lamina.autodiff": 1,
+    "lamina.config": 0, "lamina.random": 1,  # keras.config reads backend; keras.random draws Variables/Tensors
     "lamina.saving.__init__": 0,  # re-exports the registry only; the file functions load lazily
     "lamina.saving.errors": 0, "lamina.saving.object_registry": 0, "lamina.saving.object_config": 0,
+    "lamina.saving.atomic": 0,  # crash-safe writes (os only); BackupAndRestore writes its metadata with it
     # maths
     "lamina.activations": 10, "lamina.ops": 10,
     # parameters
     "lamina.initializers": 20, "lamina.regularizers": 20, "lamina.constraints": 20,
-    "lamina.layers": 30,
+    "lamina.layers": 30, "lamina.layers.op_layer": 30,  # op nodes; wraps lamina.ops for KerasTensors
     # objectives
     "lamina.losses": 40, "lamina.metrics": 40, "lamina.optimizers": 40,
     # whole-object configs (know every family above; models use them for compile configs) and the

@@ -656,4 +656,5 @@ def test_builtin_class_configs_hold_their_function_arguments():
                       "from_logits": True, "label_smoothing": 0.0, "axis": -1,
                       "apply_class_balancing": False, "alpha": 0.3, "gamma": 1.5}
     assert "fn" not in losses.Huber(delta=2.0).get_config()
+    # Keras's config drops delta (a saved Huber(delta=2.0) reloads as 1.0 there); lamina keeps it.
     assert losses.Huber(delta=2.0).get_config()["delta"] == 2.0

@@ -541,13 +541,13 @@ def test_other_bad_arguments_are_explained():
         metrics.MeanSquaredError().update_state(np.zeros((4, 2)), np.zeros((4, 2)), sample_weight=np.ones(3))
     with pytest.raises(ValueError, match="sample_weight"):  # per-element weights on per-sample values
         metrics.MeanSquaredError().update_state(np.zeros((4, 2)), np.zeros((4, 2)), np.ones((4, 2)))
-    with pytest.raises(ValueError, match=r"Threshold values must be numbers in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"Threshold values must be in \[0, 1\]\. Received: \[1\.5\]"):
         metrics.Precision(thresholds=[0.5, 1.5])
     with pytest.raises(ValueError, match="num_thresholds"):
         metrics.AUC(num_thresholds=1)
-    with pytest.raises(ValueError, match="curve"):
+    with pytest.raises(ValueError, match="Invalid AUC curve value: \"ROCK\""):
         metrics.AUC(curve="ROCK")
-    with pytest.raises(ValueError, match="summation_method"):
+    with pytest.raises(ValueError, match="Invalid AUC summation method value: \"simpson\""):
         metrics.AUC(summation_method="simpson")
     with pytest.raises(ValueError, match="num_labels"):
         metrics.AUC(num_labels=3)

@@ -22,3 +22,14 @@ def test_unnamed_objects_get_fresh_names():
     a, b = auto_name("Thing"), auto_name("Thing")
     assert a == "thing" or a.startswith("thing_")
     assert b != a
+
+
+def test_clear_session_restarts_default_names_as_keras_does(keras):
+    import lamina
+
+    for lib in (lamina, keras):
+        lib.layers.Dense(2)
+        lib.optimizers.Adam()
+        lib.utils.clear_session()
+        assert lib.layers.Dense(2).name == "dense"
+        assert lib.optimizers.Adam().name == "adam"

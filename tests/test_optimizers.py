@@ -119,6 +119,16 @@ CASES = [
     ("Nadam", {"learning_rate": 0.01, "beta_1": 0.95, "clipnorm": 0.5}),
     ("Lion", {}),
     ("Lion", {"learning_rate": 0.01, "beta_1": 0.95, "beta_2": 0.98, "weight_decay": 0.1}),
+    ("Adafactor", {}),
+    ("Adafactor", {"learning_rate": 0.5, "beta_2_decay": -0.5, "epsilon_2": 0.01, "clip_threshold": 0.5}),
+    ("Adafactor", {"learning_rate": EXP_DECAY, "relative_step": False, "weight_decay": 0.05}),
+    ("Adafactor", {"learning_rate": 0.1, "gradient_accumulation_steps": 2, "use_ema": True}),
+    ("Ftrl", {}),
+    ("Ftrl", {"learning_rate": 0.1, "l1_regularization_strength": 0.05, "l2_regularization_strength": 0.1}),
+    ("Ftrl", {"learning_rate": 0.05, "learning_rate_power": -0.3, "initial_accumulator_value": 0.5,
+              "l2_shrinkage_regularization_strength": 0.2, "beta": 0.5, "clipnorm": 1.0}),
+    ("Ftrl", {"learning_rate": EXP_DECAY, "learning_rate_power": 0.0, "l1_regularization_strength": 0.01,
+              "use_ema": True, "ema_momentum": 0.9}),
 ]
 
 
@@ -128,7 +138,14 @@ def _case_id(case):
     return name + ("-" + ",".join(parts) if parts else "")
 
 
-def _assert_variable_lists_match(keras, lam_vars, ker_vars, values=True):
+# Per-class (rtol, atol) of the Keras comparisons. Adafactor (means, RMS norms and t**decay each step)
+# and FTRL with a power other than -0.5 (torch.pow and NumPy's powf round differently in about a fifth
+# of float32 cases, and FTRL's linear slot takes the difference of two nearby powers) agree with Keras
+# to float32 rounding of those primitives, a few ulps after 20 steps, not bit for bit.
+TOLERANCE = {"Adafactor": (1e-5, 1e-6), "Ftrl": (1e-5, 1e-6)}
+
+
+def _assert_variable_lists_match(keras, lam_vars, ker_vars, values=True, tol=(1e-6, 1e-7)):
     assert len(lam_vars) == len(ker_vars)
     for lv, kv in zip(lam_vars, ker_vars, strict=True):
         if kv.name.startswith("variable"):
@@ -142,7 +159,7 @@ def _assert_variable_lists_match(keras, lam_vars, ker_vars, values=True):
         if lv.name != "iteration":  # Keras-on-torch keeps iterations in int32, lamina in int64
             assert str(lv.dtype) == str(kv.dtype)
         if values:
-            np.testing.assert_allclose(lv.numpy(), keras.ops.convert_to_numpy(kv.value), rtol=1e-6, atol=1e-7,
+            np.testing.assert_allclose(lv.numpy(), keras.ops.convert_to_numpy(kv.value), rtol=tol[0], atol=tol[1],
                                        err_msg=lv.path)
 
 
@@ -152,13 +169,14 @@ def test_steps_match_keras(keras, case):
     cls_name, kwargs = case
     weights, steps = _initial_weights(), _gradient_steps()
     kopt, kvars = _run_keras(keras, cls_name, kwargs, weights, steps)
+    rtol, atol = tol = TOLERANCE.get(cls_name, (1e-6, 1e-7))
     for layout in ("separate", "flat", "flat_grads"):
         lopt, lvars = _run_lamina(cls_name, kwargs, weights, steps, layout)
         for lv, kv in zip(lvars, kvars, strict=True):
-            np.testing.assert_allclose(lv.numpy(), keras.ops.convert_to_numpy(kv.value), rtol=1e-6, atol=1e-7,
+            np.testing.assert_allclose(lv.numpy(), keras.ops.convert_to_numpy(kv.value), rtol=rtol, atol=atol,
                                        err_msg=f"{cls_name} {layout} {lv.path}")
         # Slots too: the .keras writer saves them, so they must hold Keras's values, in Keras's order.
-        _assert_variable_lists_match(keras, lopt.variables, kopt.variables)
+        _assert_variable_lists_match(keras, lopt.variables, kopt.variables, tol=tol)
         assert int(lopt._iterations.numpy()) == int(keras.ops.convert_to_numpy(kopt._iterations.value))
         assert lopt.learning_rate == pytest.approx(float(keras.ops.convert_to_numpy(kopt.learning_rate)),
                                                    rel=1e-6)
@@ -320,7 +338,7 @@ def test_custom_loop_with_gradient_tape_lowers_a_quadratic():
 def test_learning_rate_property_and_setter():
     opt = optimizers.SGD(learning_rate=0.1)
     assert opt.learning_rate == pytest.approx(0.1)
-    assert isinstance(opt.learning_rate, float)
+    assert isinstance(opt.learning_rate, lamina.Variable) and opt.learning_rate is opt.variables[1]
     w = lamina.Variable(np.ones(3, np.float32), name="w")
     opt.learning_rate = 0.5  # what ReduceLROnPlateau / LearningRateScheduler do
     opt.apply_gradients([(np.ones(3, np.float32), w)])

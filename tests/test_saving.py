@@ -250,7 +250,8 @@ def test_serialize_deserialize_keras_object():
     cfg = ser(opt)
     assert cfg["module"] == "keras.optimizers" and cfg["class_name"] == "Adam"
     assert de(cfg).get_config() == opt.get_config()
-    assert de(ser(lamina.losses.Huber(delta=2.0))).delta == 2.0
+    assert de(ser(lamina.losses.BinaryCrossentropy(label_smoothing=0.2))).label_smoothing == 0.2
+    assert de(ser(lamina.losses.Huber(delta=2.0))).delta == 2.0  # kept, where Keras's config drops it
     assert de(ser(np.arange(3.0))).tolist() == [0.0, 1.0, 2.0]
     keras_path = {"module": "keras.src.optimizers.adam", "class_name": "Adam", "config": {}}
     assert de(keras_path).learning_rate == pytest.approx(1e-3)

@@ -15,8 +15,8 @@ from lamina.layers import Input, InputLayer, Layer
 from lamina.models import Model, Sequential
 from lamina.version import __version__
 
-_LAZY = ("callbacks", "datasets", "diagnostics", "distribute", "losses", "metrics", "optimizers", "plot",
-         "saving")
+_LAZY = ("callbacks", "config", "datasets", "diagnostics", "distribute", "losses", "metrics", "optimizers", "plot",
+         "random", "saving")
 
 
 def __getattr__(name: str):
@@ -33,6 +33,6 @@ def __dir__():
 
 __all__ = [
     "GradientTape", "Input", "InputLayer", "__version__", "Layer", "Model", "Sequential", "Tensor", "Variable",
-    "activations", "backend", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
-    "metrics", "models", "ops", "optimizers", "regularizers", "saving", "utils",
+    "activations", "backend", "callbacks", "config", "constraints", "datasets", "initializers", "layers", "losses",
+    "metrics", "models", "ops", "optimizers", "random", "regularizers", "saving", "utils",
 ]

@@ -81,6 +81,8 @@ class Variable:
     """
 
     __array_priority__ = 100.0
+    # Keras's flag: the optimizer assigns this variable its "gradient" instead of updating it.
+    overwrite_with_gradient = False
 
     def __init__(self, value, trainable: bool = True, name: str | None = None, dtype=None,
                  regularizer=None, constraint=None):
@@ -143,6 +145,29 @@ class Variable:
 
     def __float__(self):
         return float(self._value)
+
+    def __int__(self):
+        return int(self._value)
+
+    # Keras variables compare by value, elementwise (``optimizer.iterations == 0``). Against another
+    # Variable the comparison stays by identity, so ``var in list_of_vars``, ``list.remove`` and
+    # ``list.index`` keep working on variables of any shape. Hashing stays by identity too: variables
+    # are dict keys (by id) and set members throughout lamina.
+    def __eq__(self, other):
+        return self._compare(np.equal, other)
+
+    def __ne__(self, other):
+        return self._compare(np.not_equal, other)
+
+    def _compare(self, ufunc, other):
+        # None and strings (sentinels like "auto") compare by identity, never elementwise; an object
+        # that opts out of ufuncs (pytest.approx) gets its own reflected comparison.
+        if other is None or isinstance(other, (Variable, str, bytes)) or \
+                getattr(type(other), "__array_ufunc__", 0) is None:
+            return NotImplemented
+        return ufunc(self._value, unwrap(other))
+
+    __hash__ = object.__hash__
 
 
 def unwrap(x):

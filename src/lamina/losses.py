@@ -19,7 +19,8 @@ primitives with hand-derived gradients, stable for logits of any size: softmax c
 the label's logit by index (no one-hot matrix) with gradient ``softmax(z) - onehot(y)``, and sigmoid
 crossentropy is ``max(z, 0) - z * y + log1p(exp(-|z|))`` with gradient ``sigmoid(z) - y``. From
 probabilities they follow Keras: divide by the sum over the class axis (categorical), clip to
-``[epsilon, 1 - epsilon]``, then take the log.
+``[epsilon, 1 - epsilon]``, then take the log. Circle loss and CTC are fused the same way: CTC runs
+the forward-backward algorithm in log space and its gradient is ``softmax(z) - posterior``.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ __all__ = [
     "CategoricalFocalCrossentropy", "SparseCategoricalCrossentropy", "MeanSquaredError",
     "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Huber",
     "LogCosh", "Hinge", "SquaredHinge", "CategoricalHinge", "KLDivergence", "Poisson",
-    "CosineSimilarity", "Dice", "Tversky", "CategoricalGeneralizedCrossEntropy",
+    "CosineSimilarity", "Dice", "Tversky", "CategoricalGeneralizedCrossEntropy", "Circle", "CTC",
     "binary_crossentropy", "binary_focal_crossentropy", "categorical_crossentropy",
     "categorical_focal_crossentropy", "sparse_categorical_crossentropy", "mean_squared_error",
     "mean_absolute_error", "mean_absolute_percentage_error", "mean_squared_logarithmic_error", "huber",
     "log_cosh", "hinge", "squared_hinge", "categorical_hinge", "kl_divergence", "poisson",
-    "cosine_similarity", "dice", "tversky", "categorical_generalized_cross_entropy",
+    "cosine_similarity", "dice", "tversky", "categorical_generalized_cross_entropy", "circle", "ctc",
     "mse", "MSE", "mae", "MAE", "mape", "MAPE", "msle", "MSLE", "kld", "KLD", "bce", "BCE",
     "get", "serialize", "deserialize",
 ]
@@ -113,7 +114,7 @@ def _check_same_shape(name: str, y_true, y_pred, what: str) -> None:
     elif st[:1] != sp[:1] and st and sp:
         hint = " The batch sizes differ."
     raise ValueError(
-        f"In loss {name}, expected y_true with the same shape as y_pred ({what}).{hint} "
+        f"In loss {name}, y_true and y_pred must have the same shape ({what}).{hint} "
         f"Received: y_true.shape={st}, y_pred.shape={sp}"
     )
 
@@ -612,6 +613,214 @@ def tversky(y_true, y_pred, alpha: float = 0.5, beta: float = 0.5, axis=None):
     return 1 - tp / (tp + fp * alpha + fn * beta + backend.epsilon())
 
 
+def _masked_logsumexp(x: np.ndarray, mask: np.ndarray):
+    """Row-wise ``log(sum(exp(x)))`` over the entries where ``mask`` holds (``-inf`` for an empty row),
+    and the softmax weights of those entries (0 elsewhere)."""
+    xm = np.where(mask, x, -np.inf)
+    top = np.max(xm, axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0)
+    with np.errstate(under="ignore", divide="ignore"):
+        e = np.where(mask, np.exp(xm - top), 0)
+        total = e.sum(axis=1, keepdims=True)
+        lse = np.log(total) + top
+        weights = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+    return lse[:, 0], weights
+
+
+def _pos_neg_masks(labels, ref_labels, remove_diagonal: bool):
+    """Pairs of equal labels (positives, minus the diagonal if asked) and of different labels."""
+    labels = np.asarray(labels).reshape(-1, 1)
+    ref_labels = np.asarray(ref_labels).reshape(1, -1)
+    positive = labels == ref_labels
+    negative = ~positive
+    if remove_diagonal:
+        positive = positive & ~np.eye(labels.size, ref_labels.size, dtype=bool)
+    return positive, negative
+
+
+def _circle_terms(dist, positive, negative, gamma, margin):
+    """Circle loss's weighted distances and their derivatives with respect to the distance."""
+    pos_w = np.maximum((margin + dist) * positive, 0)
+    neg_w = np.maximum((1 + margin - dist) * negative, 0)
+    pos_d, neg_d = margin - dist, 1 - margin - dist
+    a = -gamma * pos_w * pos_d
+    b = gamma * neg_w * neg_d
+    da = -gamma * ((margin + dist > 0) * pos_d - pos_w)
+    db = -gamma * ((1 + margin - dist > 0) * neg_d + neg_w)
+    return a, b, da, db
+
+
+def circle(y_true, y_pred, ref_labels=None, ref_embeddings=None, remove_diagonal: bool = True,
+           gamma: float = 80, margin: float = 0.4):
+    """Circle loss (Sun et al., 2020) of integer labels and L2-normalised embeddings, one value per row.
+
+    With cosine distances ``d = max(1 - y_pred @ ref.T, 0)`` and ``m = margin``::
+
+        p = logsumexp_{positives}(-gamma * max(m + d, 0) * (m - d))
+        n = logsumexp_{negatives}(gamma * max(1 + m - d, 0) * (1 - m - d))
+        loss = softplus(p + n)
+
+    Positives are reference rows with the same label (the row itself excluded when
+    ``remove_diagonal``), negatives those with another label. The references default to the batch.
+    """
+    y_pred = _to_float(y_pred)
+    dt = unwrap(y_pred).dtype
+    labels = np.asarray(unwrap(y_true)).astype(np.int32)
+    ref = y_pred if ref_embeddings is None else _to_float(ref_embeddings, dt)
+    ref_lab = labels if ref_labels is None else np.asarray(unwrap(ref_labels)).astype(np.int32)
+    pv, rv = unwrap(y_pred), unwrap(ref)
+    if pv.ndim != 2 or rv.ndim != 2 or pv.shape[1] != rv.shape[1]:
+        raise ValueError(
+            "In loss circle, y_pred and ref_embeddings must be embeddings of shape (batch_size, dim) with "
+            f"the same dim. Received: y_pred.shape={pv.shape}, ref_embeddings.shape={rv.shape}"
+        )
+    if labels.size != pv.shape[0] or ref_lab.size != rv.shape[0]:
+        raise ValueError(
+            "In loss circle, there must be one label per embedding. Received: "
+            f"y_true.shape={labels.shape}, y_pred.shape={pv.shape}, ref_labels.shape={ref_lab.shape}, "
+            f"ref_embeddings.shape={rv.shape}"
+        )
+    positive, negative = _pos_neg_masks(labels, ref_lab, remove_diagonal)
+    sim = pv @ rv.T
+    dist = np.maximum(1 - sim, 0)
+    a, b, da, db = _circle_terms(dist, positive, negative, gamma, margin)
+    p, wp = _masked_logsumexp(a, positive)
+    n, wn = _masked_logsumexp(b, negative)
+    x = p + n
+    with np.errstate(over="ignore", under="ignore"):
+        out = (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(dt)
+    same = ref_embeddings is None
+
+    def vjp(g):
+        with np.errstate(under="ignore", over="ignore"):
+            sig = np.where(np.isfinite(x), 0.5 * np.tanh(0.5 * np.nan_to_num(x)) + 0.5, (x > 0) * 1.0)
+        gx = (np.asarray(g) * sig)[:, None]
+        g_dist = gx * (wp * da + wn * db)
+        g_sim = -g_dist * (1 - sim > 0)
+        g_pred = (g_sim @ rv).astype(dt)
+        g_ref = (g_sim.T @ pv).astype(dt)
+        if same:
+            return None, g_pred + g_ref
+        return None, g_pred, g_ref
+
+    if same:
+        return record(out, (y_true, y_pred), vjp)
+    return record(out, (y_true, y_pred, ref), vjp)
+
+
+def _circle_masked(y_true, y_pred, **kwargs):
+    # Keras masks the rows whose loss is 0 out of the mean (they have nothing left to learn).
+    loss = circle(y_true, y_pred, **kwargs)
+    return loss, unwrap(loss) > 0
+
+
+def _ctc_alpha(logp, ext, T):
+    """Forward log-probabilities ``alpha[t, b, s]`` over the extended label sequences ``ext``."""
+    B, S = ext.shape
+    rows = np.arange(B)[:, None]
+    # s may come from s - 2 when s is a label position (odd) whose label differs from l'_{s-2}: the
+    # blank between them may be skipped. By position, not value, so a 0 inside the labels (which
+    # Keras counts as a label when it precedes the last non-zero one) behaves as in torch's ctc_loss.
+    skip = np.zeros((B, S), dtype=bool)
+    skip[:, 3::2] = ext[:, 3::2] != ext[:, 1:-2:2]
+    alpha = np.full((T, B, S), -np.inf)
+    alpha[0, :, :2] = logp[:, 0][rows, ext[:, :2]]
+    for t in range(1, T):
+        prev = alpha[t - 1]
+        acc = prev.copy()
+        acc[:, 1:] = np.logaddexp(acc[:, 1:], prev[:, :-1])
+        acc[:, 2:] = np.where(skip[:, 2:], np.logaddexp(acc[:, 2:], prev[:, :-2]), acc[:, 2:])
+        alpha[t] = acc + logp[:, t][rows, ext]
+    return alpha, skip
+
+
+def _ctc_beta(logp, ext, skip, ends, T):
+    """Backward log-probabilities ``beta[t, b, s]`` (each including the emission at ``t``)."""
+    B, S = ext.shape
+    rows = np.arange(B)[:, None]
+    beta = np.full((T, B, S), -np.inf)
+    last = logp[:, T - 1][rows, ext]
+    for i, end in enumerate(ends):
+        beta[T - 1, i, max(end - 1, 0):end + 1] = last[i, max(end - 1, 0):end + 1]
+    for t in range(T - 2, -1, -1):
+        nxt = beta[t + 1]
+        acc = nxt.copy()
+        acc[:, :-1] = np.logaddexp(acc[:, :-1], nxt[:, 1:])
+        acc[:, :-2] = np.where(skip[:, 2:], np.logaddexp(acc[:, :-2], nxt[:, 2:]), acc[:, :-2])
+        beta[t] = acc + logp[:, t][rows, ext]
+    return beta
+
+
+def _ctc_labels(y_true, y_pred) -> np.ndarray:
+    lab = np.asarray(unwrap(y_true))
+    if lab.ndim != 2:
+        raise ValueError(
+            "Targets `y_true` are expected to be a tensor of shape `(batch_size, max_length)` in integer "
+            f"format. Received: y_true.shape={lab.shape}"
+        )
+    if len(_shape(y_pred)) != 3:
+        raise ValueError(
+            "Logits `y_pred` are expected to be a tensor of shape `(batch_size, max_length, num_classes)`. "
+            f"Received: y_pred.shape={_shape(y_pred)}"
+        )
+    lab = lab.astype(np.int64)
+    n_classes = _shape(y_pred)[2]
+    if lab.size and (lab.min() < 0 or lab.max() >= n_classes):
+        raise ValueError(
+            f"In loss ctc, labels must lie in [0, {n_classes}) (0 is the blank). "
+            f"Received: labels from {lab.min()} to {lab.max()}"
+        )
+    return lab
+
+
+def ctc(y_true, y_pred):
+    """Connectionist Temporal Classification loss ``-log p(labels | logits)``, one value per sample.
+
+    ``y_true``: ``(batch, max_label_length)`` integer labels, 0 the blank, padded with 0 (a sample's
+    label length is its count of non-zero entries, read from the front). ``y_pred``: ``(batch, time,
+    classes)`` unnormalised logits, all ``time`` steps used. ``p`` sums the softmax probabilities of
+    every alignment that collapses to the labels (the forward-backward algorithm, in log space).
+    The gradient w.r.t. the logits is ``softmax(y_pred) - posterior(label at each step)``; an
+    impossible alignment (labels longer than time allows) gives ``inf`` and a zero gradient.
+    """
+    y_pred = _to_float(y_pred)
+    lab = _ctc_labels(y_true, y_pred)
+    zv = unwrap(y_pred)
+    dt = zv.dtype
+    B, T, _ = zv.shape
+    lengths = (lab != 0).sum(axis=1)
+    L = lab.shape[1]
+    packed = np.zeros((B, L), dtype=np.int64)
+    for i, n in enumerate(lengths):
+        packed[i, :n] = lab[i, :n]
+    ext = np.zeros((B, 2 * L + 1), dtype=np.int64)
+    ext[:, 1::2] = packed
+    ends = 2 * lengths
+    z64 = zv.astype(np.float64)
+    logp = z64 - np.logaddexp.reduce(z64, axis=2, keepdims=True) if T else z64
+    if T == 0:
+        return np.full((B,), np.inf, dtype=dt)
+    with np.errstate(under="ignore"):
+        alpha, skip = _ctc_alpha(logp, ext, T)
+        rows = np.arange(B)
+        loglik = np.logaddexp(alpha[T - 1, rows, ends], np.where(ends > 0, alpha[T - 1, rows, ends - 1], -np.inf))
+    out = (-loglik).astype(dt)
+
+    def vjp(g):
+        with np.errstate(under="ignore", invalid="ignore"):
+            beta = _ctc_beta(logp, ext, skip, ends, T)
+            emit = np.take_along_axis(logp, np.broadcast_to(ext[:, None, :], (B, T, ext.shape[1])), axis=2)
+            post = np.exp(alpha.transpose(1, 0, 2) + beta.transpose(1, 0, 2) - emit - loglik[:, None, None])
+        post = np.where(np.isfinite(loglik)[:, None, None], np.nan_to_num(post), 0.0)
+        occupancy = np.zeros_like(logp)
+        for i in range(B):
+            np.add.at(occupancy[i].T, ext[i], post[i].T)
+        grad = (np.exp(logp) - occupancy) * np.isfinite(loglik)[:, None, None]
+        return None, (np.asarray(g, dtype=np.float64)[:, None, None] * grad).astype(dt)
+
+    return record(out, (y_true, y_pred), vjp)
+
+
 # ----------------------------------------------------------------------------- reduction
 
 
@@ -774,6 +983,7 @@ class LossFunctionWrapper(Loss):
 
 _MASKED_FNS: dict[Callable, Callable] = {
     sparse_categorical_crossentropy: _sparse_categorical_crossentropy_masked,
+    circle: _circle_masked,
 }
 
 
@@ -982,6 +1192,28 @@ class CategoricalGeneralizedCrossEntropy(_BuiltinWrapper):
         self.q = q
 
 
+class Circle(_BuiltinWrapper):
+    """Circle loss of integer labels and L2-normalised embeddings (see :func:`circle`).
+
+    Rows whose loss is 0 are masked out of the reduction, as in Keras.
+    """
+
+    def __init__(self, gamma=80.0, margin=0.4, remove_diagonal=True, reduction="sum_over_batch_size",
+                 name="circle", dtype=None):
+        super().__init__(circle, name=name, reduction=reduction, dtype=dtype, gamma=gamma, margin=margin,
+                         remove_diagonal=remove_diagonal)
+        self.gamma = gamma
+        self.margin = margin
+        self.remove_diagonal = remove_diagonal
+
+
+class CTC(_BuiltinWrapper):
+    """Connectionist Temporal Classification loss of padded integer labels and logits (see :func:`ctc`)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="ctc", dtype=None):
+        super().__init__(ctc, name=name, reduction=reduction, dtype=dtype)
+
+
 # Short names, as in Keras 2 and Keras 3's legacy namespace.
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
@@ -998,14 +1230,14 @@ _CLASSES = [
     CategoricalCrossentropy, CategoricalFocalCrossentropy, SparseCategoricalCrossentropy,
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError,
     CosineSimilarity, LogCosh, Huber, Hinge, SquaredHinge, CategoricalHinge, Dice, Tversky,
-    CategoricalGeneralizedCrossEntropy,
+    CategoricalGeneralizedCrossEntropy, Circle, CTC,
 ]
 _FUNCTIONS = [
     kl_divergence, poisson, binary_crossentropy, binary_focal_crossentropy, categorical_crossentropy,
     categorical_focal_crossentropy, sparse_categorical_crossentropy, mean_squared_error,
     mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error,
     cosine_similarity, log_cosh, huber, hinge, squared_hinge, categorical_hinge, dice, tversky,
-    categorical_generalized_cross_entropy,
+    categorical_generalized_cross_entropy, circle, ctc,
 ]
 ALL_OBJECTS: dict[str, object] = {obj.__name__: obj for obj in _CLASSES + _FUNCTIONS}
 ALL_OBJECTS.update({

@@ -26,3 +26,8 @@ def uniquify(name: str) -> str:
 def auto_name(class_name: str) -> str:
     """A fresh default name for an object of class ``class_name``."""
     return uniquify(to_snake_case(class_name))
+
+
+def reset_uids() -> None:
+    """Forget every name handed out: the next ``Dense`` is ``dense`` again (``clear_session``)."""
+    _UIDS.clear()

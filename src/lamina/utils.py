@@ -1,4 +1,4 @@
-"""Utilities with Keras's names: seeding, label encoding, normalisation."""
+"""Utilities with Keras's names: seeding, label encoding, normalisation, the interactive-logging switches."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import random
 import numpy as np
 
 from lamina import backend
+
+# keras.utils spells these too (keras.src.utils.io_utils); ``as`` marks them as re-exports
+from lamina.backend import clear_session as clear_session
+from lamina.config import disable_interactive_logging as disable_interactive_logging
+from lamina.config import enable_interactive_logging as enable_interactive_logging
+from lamina.config import is_interactive_logging_enabled as is_interactive_logging_enabled
 
 
 def set_random_seed(seed: int) -> None:

@@ -88,5 +88,5 @@ result["flat_avg_empty"] = flat.tolist()
 # The linear scaling helper.
 result["scaled_lr"] = strategy.scale_learning_rate(0.01)
 opt = lamina.optimizers.SGD(learning_rate=0.1)
-result["scaled_opt_lr"] = strategy.scale_learning_rate(opt).learning_rate
+result["scaled_opt_lr"] = float(strategy.scale_learning_rate(opt).learning_rate)  # a Variable, as in Keras
 (OUT / f"behaviour{rank}.json").write_text(json.dumps(result))

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 import numpy as np
 
+from lamina import backend
+
+_LOGGER = logging.getLogger("lamina")
+
 
 def print_msg(message: str, line_break: bool = True) -> None:
     """Write ``message`` to the *current* ``sys.stdout`` (so redirection and capture work) and flush.
 
-    Consoles whose encoding cannot show the bar glyph get ``=`` instead of a crash.
+    Consoles whose encoding cannot show the bar glyph get ``=`` instead of a crash. With interactive
+    logging disabled (``lamina.config.disable_interactive_logging``) the message goes to the
+    ``lamina`` logger at level INFO instead, as Keras sends it to absl logging.
     """
+    if not backend.interactive_logging():
+        _LOGGER.info(message.lstrip("\r").rstrip())
+        return
     if line_break:
         message += "\n"
     stream = sys.stdout

@@ -14,7 +14,9 @@ class LambdaCallback(Callback):
 
     ``on_epoch_begin``/``on_epoch_end`` get ``(epoch, logs)``; ``on_train_begin``/``on_train_end`` get
     ``(logs)``; batch hooks get ``(batch, logs)`` (``logs`` by keyword). Any other hook of
-    ``Callback`` can be given by name through ``**kwargs``, e.g. ``on_test_end=fn``.
+    ``Callback`` can be given by name through ``**kwargs``, e.g. ``on_test_end=fn``; other keyword
+    arguments become attributes of the callback (``custom_method=fn``), as in Keras, except names
+    starting with ``on_`` that are no hook (a typo such as ``on_epoch_ends``), which raise TypeError.
 
     Example:
 
@@ -32,12 +34,16 @@ class LambdaCallback(Callback):
         **kwargs: Callable,
     ):
         super().__init__()
-        unknown = sorted(set(kwargs) - _HOOKS)
+        # An ``on_*`` name that is no hook is a typo (``on_epoch_ends``) that would never be called.
+        unknown = sorted(name for name in kwargs if name.startswith("on_") and name not in _HOOKS)
         if unknown:
             raise TypeError(
-                "LambdaCallback: keyword arguments must name `Callback` hooks "
+                "LambdaCallback: keyword arguments named `on_*` must be `Callback` hooks "
                 f"({', '.join(sorted(_HOOKS))}). Received: {', '.join(unknown)}"
             )
+        extras = {name: value for name, value in kwargs.items() if name not in _HOOKS}
+        kwargs = {name: fn for name, fn in kwargs.items() if name in _HOOKS}
+        self.__dict__.update(extras)
         hooks = dict(
             on_epoch_begin=on_epoch_begin,
             on_epoch_end=on_epoch_end,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import operator
 import warnings
 
 import numpy as np
 
+from lamina import ops
 from lamina.callbacks.callback import Callback
 
 # Fallback when the model's metric objects do not say which way is better: the words Keras's own
@@ -43,6 +43,8 @@ def _direction_from_name(name: str) -> str | None:
 class MonitorCallback(Callback):
     """Base for callbacks that monitor a metric: picks ``<`` or ``>`` from ``mode`` and applies ``min_delta``.
 
+    ``monitor_op`` is ``ops.less`` or ``ops.greater``, as in Keras.
+
     In ``"auto"`` mode ``loss`` (and ``val_loss``) is minimised; other names take the direction of the
     model's metric of that name (its ``_direction``), else of a known Keras metric name (accuracy,
     AUC, precision, ... are maximised; errors and crossentropies minimised). An improvement is
@@ -64,9 +66,9 @@ class MonitorCallback(Callback):
 
     def _set_monitor_op(self) -> None:
         if self.mode == "min":
-            self.monitor_op = operator.lt
+            self.monitor_op = ops.less
         elif self.mode == "max":
-            self.monitor_op = operator.gt
+            self.monitor_op = ops.greater
         else:
             name = self.monitor.removeprefix("val_")
             direction = "down" if name == "loss" else None
@@ -87,8 +89,8 @@ class MonitorCallback(Callback):
                     "the highest value or `mode='min'` for the lowest. "
                     f"Received: monitor={self.monitor!r}, mode='auto'"
                 )
-            self.monitor_op = operator.gt if direction == "up" else operator.lt
-        if self.monitor_op is operator.lt:
+            self.monitor_op = ops.greater if direction == "up" else ops.less
+        if self.monitor_op is ops.less:
             self.min_delta = -abs(self.min_delta)
 
     def _is_improvement(self, monitor_value, reference_value) -> bool:

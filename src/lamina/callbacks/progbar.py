@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from lamina import backend
 from lamina.callbacks._io import print_msg
 
 _GLYPH = "\u2501"  # the heavy horizontal line Keras draws the bar with
@@ -16,7 +17,10 @@ _BOLD, _GREEN, _WHITE, _RESET = "\x1b[1m", "\x1b[32m", "\x1b[37m", "\x1b[0m"
 
 
 def _stream_is_dynamic() -> bool:
-    """True where ``\\r`` redraws a line in place: a terminal, Jupyter, or PyCharm's console."""
+    """True where ``\\r`` redraws a line in place: a terminal, Jupyter, or PyCharm's console; never
+    while interactive logging is disabled (lines then go to a log, written once each)."""
+    if not backend.interactive_logging():
+        return False
     stream = sys.stdout
     isatty = getattr(stream, "isatty", None)
     try:

@@ -18,7 +18,8 @@ class TerminateOnNaN(Callback):
     ``model.stop_training = True``, so ``fit`` ends cleanly and every ``on_train_end`` still runs.
 
     Args:
-        raise_error: raise a ``RuntimeError`` at once instead (``on_train_end`` hooks do not run).
+        raise_error: raise a ``RuntimeError`` at once instead (``on_train_end`` hooks do not run, so a
+            ``BackupAndRestore`` backup is kept).
     """
 
     def __init__(self, raise_error: bool = False):
@@ -39,10 +40,10 @@ class TerminateOnNaN(Callback):
             finite = bool(np.all(np.isfinite(np.asarray(loss, dtype=np.float64))))
         if finite:
             return
-        where = f"Batch {batch} of epoch {self._epoch + 1}"
         if self.raise_error:
-            raise RuntimeError(
-                f"{where}: invalid loss {loss} (NaN or Inf). Terminating training immediately."
+            raise RuntimeError(  # Keras's wording, with the epoch added
+                f"NaN or Inf loss encountered at batch {batch} of epoch {self._epoch + 1}. Loss value: {loss}. "
+                "Terminating training immediately."
             )
-        print_msg(f"{where}: invalid loss {loss}, terminating training")
+        print_msg(f"Batch {batch} of epoch {self._epoch + 1}: invalid loss {loss}, terminating training")
         self.model.stop_training = True

@@ -8,28 +8,34 @@ from lamina.layers.average import Average, average
 from lamina.layers.batch_normalization import BatchNormalization
 from lamina.layers.concatenate import Concatenate, concatenate
 from lamina.layers.dense import Dense
+from lamina.layers.dot import Dot, dot
 from lamina.layers.dropout import Dropout
 from lamina.layers.elu import ELU
 from lamina.layers.flatten import Flatten
+from lamina.layers.identity import Identity
 from lamina.layers.input_layer import Input, InputLayer
 from lamina.layers.keras_tensor import KerasTensor
 from lamina.layers.layer import InputSpec, Layer
 from lamina.layers.layer_normalization import LayerNormalization
 from lamina.layers.leaky_relu import LeakyReLU
+from lamina.layers.masking import Masking
+from lamina.layers.maximum import Maximum, maximum
+from lamina.layers.minimum import Minimum, minimum
 from lamina.layers.multiply import Multiply, multiply
 from lamina.layers.prelu import PReLU
 from lamina.layers.relu import ReLU
 from lamina.layers.reshape import Reshape
 from lamina.layers.softmax import Softmax
 from lamina.layers.subtract import Subtract, subtract
+from lamina.layers.wrapper import Wrapper
 from lamina.saving.object_config import deserialize_layer, serialize_layer
 from lamina.saving.object_registry import register_builtins
 
 __all__ = [
-    "ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense", "Dropout", "Flatten",
-    "Input", "InputLayer", "InputSpec", "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU", "Multiply",
-    "PReLU", "ReLU", "Reshape", "Softmax", "Subtract", "add", "average", "concatenate", "deserialize",
-    "multiply", "serialize", "subtract",
+    "ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot", "Dropout", "Flatten",
+    "Identity", "Input", "InputLayer", "InputSpec", "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU",
+    "Masking", "Maximum", "Minimum", "Multiply", "PReLU", "ReLU", "Reshape", "Softmax", "Subtract", "Wrapper", "add",
+    "average", "concatenate", "deserialize", "dot", "maximum", "minimum", "multiply", "serialize", "subtract",
 ]
 
 

@@ -9,13 +9,50 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import ops
+from lamina import backend, ops
 from lamina.autodiff import unwrap
-from lamina.layers.layer import Layer
+from lamina.layers.keras_tensor import KerasTensor
+from lamina.layers.layer import Layer, shape_of
 
 
 def _is_shape(s) -> bool:
     return isinstance(s, (tuple, list)) and all(d is None or isinstance(d, (int, np.integer)) for d in s)
+
+
+def _describe(x) -> str:
+    """A short word for a mask or input in a message: its shape, not its values."""
+    if isinstance(x, (list, tuple)):
+        return f"a {type(x).__name__} of {len(x)}"
+    if x is None:
+        return "None"
+    return f"a {type(x).__name__} of shape {shape_of(x)}"
+
+
+def as_bool_mask(mask) -> np.ndarray:
+    """A mask (bool, 0/1 numbers, Variable or Tensor) as a boolean array."""
+    return np.asarray(unwrap(mask)).astype(bool)
+
+
+def attached_masks(inputs: list) -> list | None:
+    """The masks a ``Masking`` layer attached to ``inputs`` (one entry per input), or None if none has one.
+
+    Masks travel one hop in lamina: from the layer that makes them (``Masking``, a merge of masked
+    inputs) to the merge layers that read them, the same whether a model runs through ``__call__`` or
+    calls ``call`` directly."""
+    masks = [backend.get_keras_mask(x) for x in inputs]
+    return masks if any(m is not None for m in masks) else None
+
+
+def attach_mask(out, mask):
+    """``out`` with ``mask`` attached (unless it already has one); returns ``out``."""
+    if mask is not None and backend.get_keras_mask(out) is None:
+        backend.set_keras_mask(out, mask)
+    return out
+
+
+def symbolic_mask(shape) -> KerasTensor:
+    """The mask of a symbolic call: a boolean placeholder of ``shape``."""
+    return KerasTensor(shape, dtype="bool")
 
 
 class Merge(Layer):
@@ -77,6 +114,41 @@ class Merge(Layer):
         batch = {s[0] for s in shapes if s} - {None}
         return (batch.pop() if batch else None,) + rest
 
+    # ------------------------------------------------------------------ masks
+
+    def _mask_list(self, inputs, mask):
+        """``mask`` as a list with one entry per input, or None; Keras's errors otherwise."""
+        if mask is None:
+            return None
+        if not isinstance(mask, (tuple, list)):
+            raise ValueError(
+                f"`mask` should be a list. {type(self).__name__} layer '{self.name}' takes one mask per input. "
+                f"Received: mask={_describe(mask)}"
+            )
+        if not isinstance(inputs, (tuple, list)):
+            raise ValueError(
+                f"`inputs` should be a list. {type(self).__name__} layer '{self.name}' merges a list of tensors. "
+                f"Received: inputs={_describe(inputs)}"
+            )
+        if len(mask) != len(inputs):
+            raise ValueError(
+                f"The lists `inputs` and `mask` should have the same length. Received: inputs of length "
+                f"{len(inputs)}, and mask of length {len(mask)}"
+            )
+        return list(mask)
+
+    def compute_mask(self, inputs, mask=None):
+        """The OR of the inputs' masks (a step is kept if any input keeps it); None if any input has none."""
+        masks = self._mask_list(inputs, mask)
+        if masks is None or any(m is None for m in masks):
+            return None
+        if any(isinstance(m, KerasTensor) for m in masks):
+            return symbolic_mask(self._broadcast_shape([(None,) + tuple(m.shape) for m in masks]))
+        out = as_bool_mask(masks[0])
+        for m in masks[1:]:
+            out = np.logical_or(out, as_bool_mask(m))
+        return out
+
     # ------------------------------------------------------------------ call
 
     def call(self, inputs):
@@ -86,6 +158,7 @@ class Merge(Layer):
                 f"inputs. Received: a single tensor of shape {np.shape(unwrap(inputs))}"
             )
         inputs = list(inputs)
+        masks = attached_masks(inputs)
         shapes = [tuple(np.shape(unwrap(x))) for x in inputs]
         self._broadcast_shape(self._check_list(shapes))
         ndims = [len(s) for s in shapes]
@@ -94,4 +167,31 @@ class Merge(Layer):
             # Keras's rule: a lower-rank input gets new axes right after the batch axis.
             inputs = [ops.reshape(x, (s[0],) + (1,) * (top - len(s)) + s[1:]) if len(s) < top and s else x
                       for x, s in zip(inputs, shapes, strict=True)]
+        if masks is None:
+            return self._merge_function(inputs)
+        bools = [None if m is None else as_bool_mask(m) for m in masks]
+        out = self._masked_merge(inputs, bools) if min(ndims) == top else self._merge_function(inputs)
+        return attach_mask(out, self.compute_mask(inputs, bools))
+
+    def _masked_merge(self, inputs, masks):
+        """The merge when some inputs carry masks (boolean, the input's shape without the last axis).
+        Sums and averages ignore masks, as in Keras; Maximum, Minimum and Multiply override this."""
         return self._merge_function(inputs)
+
+    def _merge_with_or_mask(self, op, inputs, masks):
+        """Keras's rule for Maximum and Minimum, which have no identity element: at each step a masked
+        entry takes the other operand's value, so ``op`` only ever compares kept values."""
+        out, out_mask = None, None
+        for x, m in zip(inputs, masks, strict=True):
+            shape = np.shape(unwrap(x))
+            m = None if m is None else np.broadcast_to(m[..., None], shape)
+            if out is None:
+                out, out_mask = x, m
+                continue
+            if m is not None:
+                x = ops.where(m, x, out)
+            if out_mask is not None:
+                out = ops.where(out_mask, out, x)
+            out_mask = None if m is None or out_mask is None else np.logical_or(out_mask, m)
+            out = op(out, x)
+        return out

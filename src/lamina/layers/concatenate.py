@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from lamina import ops
-from lamina.layers.base_merge import Merge
+from lamina.layers.base_merge import Merge, as_bool_mask, attach_mask, attached_masks, symbolic_mask
+from lamina.layers.keras_tensor import KerasTensor
+from lamina.layers.layer import shape_of
 
 
 class Concatenate(Merge):
@@ -48,7 +52,31 @@ class Concatenate(Merge):
         if not isinstance(inputs, (list, tuple)):
             return super().call(inputs)  # raises the "list of inputs" error
         self._broadcast_shape(self._check_list([tuple(ops.shape(x)) for x in inputs]))
-        return ops.concatenate(list(inputs), axis=self.axis)
+        out = ops.concatenate(list(inputs), axis=self.axis)
+        masks = attached_masks(list(inputs))
+        return out if masks is None else attach_mask(out, self.compute_mask(inputs, masks))
+
+    def compute_mask(self, inputs, mask=None):
+        """Each input's mask, widened to the input's shape (all True where an input has none), joined
+        along ``axis``; a position is kept if any of its features is."""
+        masks = self._mask_list(inputs, mask)
+        if masks is None or all(m is None for m in masks):
+            return None
+        shapes = [shape_of(x) for x in inputs]
+        known = [m for m in masks if m is not None and not isinstance(m, KerasTensor)]
+        if known:  # a symbolic input's unknown sizes (the batch) are read off a given mask
+            ref = np.shape(known[0])
+            shapes = [tuple(ref[i] if d is None and i < len(ref) else d for i, d in enumerate(s)) for s in shapes]
+        if any(isinstance(m, KerasTensor) or (m is None and None in s) for m, s in zip(masks, shapes, strict=True)):
+            return symbolic_mask(self.compute_output_shape([tuple(s) for s in shapes])[:-1])
+        full = []
+        for m, s in zip(masks, shapes, strict=True):
+            if m is None:
+                full.append(np.ones(s, dtype=bool))
+                continue
+            m = as_bool_mask(m)
+            full.append(np.broadcast_to(m[..., None], s) if m.ndim < len(s) else m)
+        return np.any(np.concatenate(full, axis=self.axis), axis=-1)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -22,8 +22,8 @@ class Dropout(Layer):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate <= 1:
             raise ValueError(
-                "Invalid value received for argument `rate` of Dropout: expected a float between 0 and 1. "
-                f"Received: rate={rate!r}"
+                "Invalid value received for argument `rate`. Expected a float value between 0 and 1 (the fraction "
+                f"of inputs a Dropout layer zeroes). Received: rate={rate!r}"
             )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(
@@ -36,6 +36,7 @@ class Dropout(Layer):
         # an unseeded one reads the global generator at call time so set_random_seed governs it.
         self._rng = backend.make_rng(seed) if seed is not None else None
         self.supports_masking = True
+        self._build_at_init()
 
     @staticmethod
     def _validate_noise_shape(noise_shape):
@@ -43,17 +44,22 @@ class Dropout(Layer):
             return None
         if isinstance(noise_shape, str) or not hasattr(noise_shape, "__iter__"):
             raise ValueError(
-                "Invalid value received for argument `noise_shape` of Dropout: expected a tuple of "
-                f"integers or None. Received: noise_shape={noise_shape!r}"
+                "Invalid value received for argument `noise_shape`. Expected a tuple or list of integers (or "
+                f"None), one per input axis of the Dropout layer. Received: noise_shape={noise_shape!r}"
             )
         noise_shape = tuple(noise_shape)
         for i, dim in enumerate(noise_shape):
             if dim is None:
                 continue
-            if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
+            if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
                 raise ValueError(
-                    "Invalid value received for argument `noise_shape` of Dropout: expected positive "
-                    f"integers or None. Received: noise_shape={noise_shape} (element {i} is {dim!r})"
+                    "Invalid value received for argument `noise_shape`. Expected all elements to be integers or "
+                    f"None (Dropout). Received: noise_shape={noise_shape} (element {i} is {dim!r})"
+                )
+            if dim <= 0:
+                raise ValueError(
+                    "Invalid value received for argument `noise_shape`. Expected all dimensions to be positive "
+                    f"integers or None (Dropout). Received: noise_shape={noise_shape} (element {i} is {dim!r})"
                 )
         return tuple(None if d is None else int(d) for d in noise_shape)
 

@@ -18,6 +18,7 @@ class ELU(Layer):
             raise ValueError(f"The `alpha` of an ELU layer must be a number. Received: alpha={alpha!r}")
         self.alpha = alpha
         self.supports_masking = True
+        self._build_at_init()
 
     def call(self, inputs):
         return activations.elu(inputs, alpha=self.alpha)

@@ -34,23 +34,137 @@ class KerasTensor:
     def __array__(self, *args, **kwargs):
         raise TypeError(
             "A symbolic KerasTensor has no value: it only describes the inputs of a Functional "
-            "model. Build a Model(inputs, outputs) and call it on real data. "
+            "model. Build a Model(inputs, outputs) and call it on real data. In a model's definition, "
+            "operators (x + y, x[:, 0]) and most lamina.ops functions make graph nodes; the activations "
+            "(ops.sigmoid, ops.softmax, ...) and ops whose output shape depends on the values (ops.nonzero) "
+            "do not: use layers.Activation or a Layer of your own for them. "
             f"Received: {self!r}"
         )
 
     def __bool__(self):
         raise TypeError("A symbolic KerasTensor cannot be used as a Python bool.")
 
-    # Arithmetic on symbolic tensors would need op layers; point users at the merge layers.
-    def _no_op(self, *args):
-        raise TypeError(
-            "Arithmetic on symbolic KerasTensors is not supported; use the layers "
-            "Add, Subtract, Multiply, Average or Concatenate, or a custom Layer. "
-            f"Received: {self!r}"
-        )
+    def __iter__(self):
+        raise TypeError(f"Iterating over a symbolic KerasTensor is not supported. Received: {self!r}")
 
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _no_op
-    __truediv__ = __matmul__ = __getitem__ = __neg__ = _no_op
+    # Operators record an op node (lamina.layers.op_layer), as Keras 3 records an Operation; the
+    # names are the lamina ops (and Keras's op classes): ``x / y`` is TrueDivide, ``x[k]`` GetItem.
+    def __add__(self, other):
+        return _op("add", self, other)
+
+    def __radd__(self, other):
+        return _op("add", other, self)
+
+    def __sub__(self, other):
+        return _op("subtract", self, other)
+
+    def __rsub__(self, other):
+        return _op("subtract", other, self)
+
+    def __mul__(self, other):
+        return _op("multiply", self, other)
+
+    def __rmul__(self, other):
+        return _op("multiply", other, self)
+
+    def __truediv__(self, other):
+        return _op("true_divide", self, other)
+
+    def __rtruediv__(self, other):
+        return _op("true_divide", other, self)
+
+    def __floordiv__(self, other):
+        return _op("floor_divide", self, other)
+
+    def __rfloordiv__(self, other):
+        return _op("floor_divide", other, self)
+
+    def __mod__(self, other):
+        return _op("mod", self, other)
+
+    def __rmod__(self, other):
+        return _op("mod", other, self)
+
+    def __pow__(self, other):
+        return _op("power", self, other)
+
+    def __rpow__(self, other):
+        return _op("power", other, self)
+
+    def __matmul__(self, other):
+        return _op("matmul", self, other)
+
+    def __rmatmul__(self, other):
+        return _op("matmul", other, self)
+
+    def __neg__(self):
+        return _op("negative", self)
+
+    def __abs__(self):
+        return _op("absolute", self)
+
+    def __lt__(self, other):
+        return _op("less", self, other)
+
+    def __le__(self, other):
+        return _op("less_equal", self, other)
+
+    def __gt__(self, other):
+        return _op("greater", self, other)
+
+    def __ge__(self, other):
+        return _op("greater_equal", self, other)
+
+    # As in Keras, ``!=`` builds NotEqual but ``==`` stays identity: KerasTensors are dict keys and list
+    # members, and ``__hash__`` must keep working.
+    def __ne__(self, other):
+        return _op("not_equal", self, other)
+
+    def __and__(self, other):
+        return _op("logical_and", self, other)
+
+    def __rand__(self, other):
+        return _op("logical_and", other, self)
+
+    def __or__(self, other):
+        return _op("logical_or", self, other)
+
+    def __ror__(self, other):
+        return _op("logical_or", other, self)
+
+    def __xor__(self, other):
+        return _op("logical_xor", self, other)
+
+    def __rxor__(self, other):
+        return _op("logical_xor", other, self)
+
+    def __invert__(self):
+        return _op("logical_not", self)
+
+    def __getitem__(self, key):
+        return _op("get_item", self, key)
+
+    def __round__(self, ndigits=None):
+        return _op("round", self, ndigits or 0)
+
+    __hash__ = object.__hash__
+
+
+# op_layer builds on Layer, whose module imports this one, so it registers its node builder here when
+# it loads (lamina's models package imports it, so ``import lamina`` always does).
+_OP_BUILDER: list = []
+
+
+def register_op_builder(build) -> None:
+    """Set the function ``build(op_name, args, kwargs)`` that records an op node on KerasTensors."""
+    _OP_BUILDER[:] = [build]
+
+
+def _op(name: str, *args):
+    if not _OP_BUILDER:
+        raise TypeError(f"Operators on symbolic KerasTensors need lamina.layers.op_layer, which is not loaded; "
+                        f"import lamina first. Received: ops.{name} on {args!r:.120}")
+    return _OP_BUILDER[0](name, args, {})
 
 
 class Node:

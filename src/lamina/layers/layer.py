@@ -310,6 +310,16 @@ class Layer:
         """Create the layer's weights for ``input_shape``; the base has none."""
         self.built = True
 
+    def _build_at_init(self) -> None:
+        """Mark a stateless layer built at construction, as Keras does, unless a subclass overrides
+        ``build`` (its own ``build`` must still run on the first call)."""
+        if type(self).build is Layer.build:
+            self.built = True
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """The mask of this layer's output for ``inputs``; by default the input's mask passes through."""
+        return previous_mask
+
     def _maybe_build(self, input_shape) -> None:
         if self.built:
             return
@@ -407,7 +417,10 @@ class Layer:
             kind = x.dtype.kind
             if kind == "f":
                 if self.autocast and x.dtype.name != self._dtype:
+                    mask = backend.get_keras_mask(x)
                     x = x.astype(self._dtype)
+                    if mask is not None:  # the cast copy keeps the mask, as in Keras
+                        backend.set_keras_mask(x, mask)
             elif kind in "iub":
                 pass
             else:

@@ -24,6 +24,7 @@ class LeakyReLU(Layer):
         _check_non_negative("LeakyReLU", "negative_slope", negative_slope)
         self.negative_slope = negative_slope
         self.supports_masking = True
+        self._build_at_init()
 
     def call(self, inputs):
         return activations.leaky_relu(inputs, negative_slope=self.negative_slope)

@@ -7,12 +7,15 @@ from lamina.layers.layer import Layer
 
 
 def _check_non_negative(layer: str, name: str, value, allow_none: bool = False) -> None:
+    """Keras's wording (its tests match it), then what lamina accepts."""
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        head = (f"The {name} value of a Leaky ReLU layer cannot be None or negative value" if layer == "LeakyReLU"
+                else f"{name} of a {layer} layer cannot be {'' if allow_none else 'None or '}a negative value")
         raise ValueError(
-            f"The `{name}` of a {layer} layer must be a number >= 0"
-            f"{' or None' if allow_none else ''}. Received: {name}={value!r}"
+            f"{head}. Expected a number >= 0{' or None' if allow_none else ''} for the `{name}` of a {layer} layer. "
+            f"Received: {name}={value!r}"
         )
 
 
@@ -33,6 +36,7 @@ class ReLU(Layer):
         self.negative_slope = negative_slope
         self.threshold = threshold
         self.supports_masking = True
+        self._build_at_init()
 
     def call(self, inputs):
         return activations.relu(inputs, negative_slope=self.negative_slope, max_value=self.max_value,

@@ -26,14 +26,25 @@ class Reshape(Layer):
                 f"The `target_shape` of a Reshape layer must be a tuple of integers. "
                 f"Received: target_shape={target_shape!r}"
             ) from None
+        if any(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d < -1 for d in target_shape):
+            raise ValueError(
+                "Reshape layer: each dimension in `target_shape` must be a non-negative integer, or `-1` for a "
+                f"single unknown dimension. Received: target_shape={target_shape}"
+            )
+        if target_shape.count(-1) > 1:
+            raise ValueError(
+                "Reshape layer: there must be at most one unknown dimension (-1) in `target_shape`. "
+                f"Received: target_shape={target_shape}"
+            )
         bad = [d for d in target_shape
                if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or (d <= 0 and d != -1)]
-        if bad or target_shape.count(-1) > 1:
+        if bad:
             raise ValueError(
                 "The `target_shape` of a Reshape layer must hold positive integers and at most one -1. "
                 f"Received: target_shape={target_shape}"
             )
         self.target_shape = tuple(int(d) for d in target_shape)
+        self.built = True  # as in Keras: the size check runs at each call and in compute_output_shape
 
     def _resolve(self, sample_shape: tuple) -> tuple:
         """``target_shape`` with its -1 filled in for a sample of ``sample_shape`` (None if unknown)."""

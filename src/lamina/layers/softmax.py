@@ -32,6 +32,7 @@ class Softmax(Layer):
             )
         self.axis = list(axis) if isinstance(axis, tuple) else axis
         self.supports_masking = True
+        self._build_at_init()
 
     def call(self, inputs, mask=None):
         axis = tuple(self.axis) if isinstance(self.axis, list) else self.axis

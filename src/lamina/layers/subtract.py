@@ -13,7 +13,7 @@ class Subtract(Merge):
         shapes = super()._check_list(input_shape)
         if len(shapes) != 2:
             raise ValueError(
-                f"A Subtract layer ('{self.name}') should be called on exactly 2 inputs. "
+                f"Subtract layer '{self.name}': this layer should be called on exactly 2 inputs. "
                 f"Received: {len(shapes)} inputs, input_shape={shapes}"
             )
         return shapes

@@ -15,6 +15,20 @@ import difflib
 import inspect
 from collections.abc import Callable
 
+from lamina.losses import (
+    binary_crossentropy,
+    binary_focal_crossentropy,
+    categorical_crossentropy,
+    categorical_focal_crossentropy,
+    categorical_hinge,
+    hinge,
+    huber,
+    kl_divergence,
+    log_cosh,
+    poisson,
+    sparse_categorical_crossentropy,
+    squared_hinge,
+)
 from lamina.metrics.accuracy_metrics import (
     Accuracy,
     BinaryAccuracy,
@@ -34,17 +48,40 @@ from lamina.metrics.confusion_metrics import (
     FalseNegatives,
     FalsePositives,
     Precision,
+    PrecisionAtRecall,
     Recall,
+    RecallAtPrecision,
+    SensitivityAtSpecificity,
+    SpecificityAtSensitivity,
     TrueNegatives,
     TruePositives,
 )
+from lamina.metrics.correlation_metrics import (
+    ConcordanceCorrelation,
+    PearsonCorrelation,
+    concordance_correlation,
+    pearson_correlation,
+)
+from lamina.metrics.f_score_metrics import F1Score, FBetaScore
+from lamina.metrics.hinge_metrics import CategoricalHinge, Hinge, SquaredHinge
+from lamina.metrics.iou_metrics import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from lamina.metrics.metric import Metric
+from lamina.metrics.probabilistic_metrics import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    KLDivergence,
+    Poisson,
+    SparseCategoricalCrossentropy,
+)
 from lamina.metrics.reduction_metrics import Mean, MeanMetricWrapper, Sum
 from lamina.metrics.regression_metrics import (
+    CosineSimilarity,
+    LogCoshError,
     MeanAbsoluteError,
     MeanAbsolutePercentageError,
     MeanSquaredError,
     MeanSquaredLogarithmicError,
+    R2Score,
     RootMeanSquaredError,
     mean_absolute_error,
     mean_absolute_percentage_error,
@@ -57,16 +94,23 @@ from lamina.saving.object_registry import register_builtins
 _CLASSES = (
     Metric, Mean, Sum, MeanMetricWrapper,
     MeanSquaredError, RootMeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
-    MeanSquaredLogarithmicError,
-    AUC, FalseNegatives, FalsePositives, Precision, Recall, TrueNegatives, TruePositives,
+    MeanSquaredLogarithmicError, CosineSimilarity, LogCoshError, R2Score,
+    AUC, FalseNegatives, FalsePositives, Precision, PrecisionAtRecall, Recall, RecallAtPrecision,
+    SensitivityAtSpecificity, SpecificityAtSensitivity, TrueNegatives, TruePositives,
+    Hinge, SquaredHinge, CategoricalHinge,
+    KLDivergence, Poisson, BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
     Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
     TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy,
+    F1Score, FBetaScore,
+    ConcordanceCorrelation, PearsonCorrelation,
+    IoU, BinaryIoU, MeanIoU, OneHotIoU, OneHotMeanIoU,
 )
 
 # Every string ``get`` accepts: class names, their snake_case forms, and Keras's short aliases.
 ALL_OBJECTS: dict[str, type] = {cls.__name__: cls for cls in _CLASSES}
 ALL_OBJECTS.update({to_snake_case(cls.__name__): cls for cls in _CLASSES})
 ALL_OBJECTS.update({
+    "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy,
     "mse": MeanSquaredError, "MSE": MeanSquaredError,
     "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError,
     "mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
@@ -74,13 +118,18 @@ ALL_OBJECTS.update({
     "acc": Accuracy,
 })
 
-# The stateless metric functions, by name (MeanMetricWrapper configs refer to them this way).
+# The stateless metric functions, by name (MeanMetricWrapper configs refer to them this way); as in
+# keras.metrics, the probabilistic, hinge, huber and log-cosh ones are the loss functions.
 FUNCTIONS: dict[str, Callable] = {
     f.__name__: f for f in (
         accuracy, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy,
         top_k_categorical_accuracy, sparse_top_k_categorical_accuracy,
         mean_squared_error, mean_absolute_error, mean_absolute_percentage_error,
         mean_squared_logarithmic_error,
+        binary_crossentropy, binary_focal_crossentropy, categorical_crossentropy,
+        categorical_focal_crossentropy, sparse_categorical_crossentropy, kl_divergence, poisson,
+        hinge, squared_hinge, categorical_hinge, huber, log_cosh,
+        pearson_correlation, concordance_correlation,
     )
 }
 register_builtins("metric_functions", FUNCTIONS)  # MeanMetricWrapper configs name these
@@ -241,14 +290,22 @@ def get_metric(identifier, y_true_shape=None, y_pred_shape=None, loss=None) -> M
 
 
 __all__ = [
-    "AUC", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "FalseNegatives", "FalsePositives",
-    "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanMetricWrapper", "MeanSquaredError",
-    "MeanSquaredLogarithmicError", "Metric", "Precision", "Recall", "RootMeanSquaredError",
-    "SparseCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "Sum", "TopKCategoricalAccuracy",
-    "TrueNegatives", "TruePositives",
+    "AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy", "CategoricalCrossentropy",
+    "CategoricalHinge", "CosineSimilarity", "F1Score", "FBetaScore", "FalseNegatives", "FalsePositives",
+    "Hinge", "KLDivergence", "LogCoshError", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+    "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric", "Poisson", "Precision",
+    "PrecisionAtRecall", "R2Score", "Recall", "RecallAtPrecision", "RootMeanSquaredError",
+    "SensitivityAtSpecificity", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
+    "SparseTopKCategoricalAccuracy", "SpecificityAtSensitivity", "SquaredHinge", "Sum",
+    "TopKCategoricalAccuracy", "TrueNegatives", "TruePositives",
     "accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
     "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
     "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
     "mean_squared_logarithmic_error",
+    "binary_crossentropy", "binary_focal_crossentropy", "categorical_crossentropy",
+    "categorical_focal_crossentropy", "sparse_categorical_crossentropy", "kl_divergence", "poisson",
+    "hinge", "squared_hinge", "categorical_hinge", "huber", "log_cosh",
+    "ConcordanceCorrelation", "PearsonCorrelation", "concordance_correlation", "pearson_correlation",
+    "IoU", "BinaryIoU", "MeanIoU", "OneHotIoU", "OneHotMeanIoU",
     "get", "serialize", "deserialize", "resolve_accuracy", "get_metric",
 ]

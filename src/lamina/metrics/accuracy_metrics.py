@@ -54,21 +54,48 @@ def categorical_accuracy(y_true, y_pred) -> np.ndarray:
 
 
 def sparse_categorical_accuracy(y_true, y_pred) -> np.ndarray:
-    """Per sample ``y_true == argmax(y_pred)`` (integer labels, shape (N,) or (N, 1)), floatx 1.0/0.0."""
+    """Per sample ``y_true == argmax(y_pred)`` (integer labels), floatx 1.0/0.0.
+
+    As in Keras: labels of y_pred's rank with a trailing 1 lose it (and the matches get the labels'
+    shape back); otherwise labels and ``argmax(y_pred)`` broadcast against each other, so labels of
+    lower rank work wherever NumPy broadcasting allows; a trailing 1 is squeezed from the result.
+    Labels with more axes than ``argmax(y_pred)`` are refused: Keras broadcasts ``(N, 1, 1)``
+    against ``(N,)`` into an ``(N, 1, N)`` grid of matches, a silently wrong accuracy.
+    """
     y_pred = mu.to_array(y_pred, arg="y_pred")
     y_true = mu.to_array(y_true, arg="y_true")
     if y_pred.dtype.kind == "f":
         # Keras compares in y_pred's float dtype; labels are small integers, exact in float32.
         y_true = y_true.astype(y_pred.dtype, copy=False)
-    if y_true.ndim == y_pred.ndim and y_true.ndim > 0 and y_true.shape[-1] == 1:
+    labels_shape = y_true.shape
+    squeezed = y_true.ndim == y_pred.ndim and y_true.ndim > 0 and y_true.shape[-1] == 1
+    if squeezed:
         y_true = y_true[..., 0]
-    if y_true.shape != y_pred.shape[:-1]:
+    predicted = _argmax_labels(y_pred, "sparse_categorical_accuracy")
+    if y_true.ndim > predicted.ndim:
         raise ValueError(
             "sparse_categorical_accuracy: `y_true` must hold one integer label per sample, shape "
-            "y_pred.shape[:-1] (or with a trailing 1); for one-hot labels use categorical_accuracy. "
-            f"Received: y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}"
+            "y_pred.shape[:-1] (or that shape with a trailing 1); for one-hot labels use categorical_accuracy. "
+            f"Received: y_true.shape={labels_shape}, y_pred.shape={y_pred.shape}"
         )
-    return np.equal(y_true, _argmax_labels(y_pred, "sparse_categorical_accuracy")).astype(backend.floatx())
+    try:
+        matches = np.equal(y_true, predicted)
+    except ValueError:
+        raise ValueError(
+            "sparse_categorical_accuracy: `y_true` must hold integer labels broadcastable to "
+            "y_pred.shape[:-1] (or that shape with a trailing 1); for one-hot labels use "
+            f"categorical_accuracy. Received: y_true.shape={labels_shape}, y_pred.shape={y_pred.shape}"
+        ) from None
+    if squeezed:
+        if matches.size != int(np.prod(labels_shape)):
+            raise ValueError(
+                "sparse_categorical_accuracy: the matches of labels with a trailing 1 must fit the "
+                f"labels' shape. Received: y_true.shape={labels_shape}, y_pred.shape={y_pred.shape}"
+            )
+        matches = matches.reshape(labels_shape)
+    if matches.ndim > 1 and matches.shape[-1] == 1:
+        matches = matches[..., 0]
+    return matches.astype(backend.floatx())
 
 
 def _in_top_k(targets: np.ndarray, y_pred: np.ndarray, k: int, who: str) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Confusion-matrix metrics: TP/FP/TN/FN counts, Precision, Recall and AUC.
+"""Confusion-matrix metrics: TP/FP/TN/FN counts, Precision, Recall, AUC and the "X at Y" rates
+(SensitivityAtSpecificity, SpecificityAtSensitivity, PrecisionAtRecall, RecallAtPrecision).
 
 Each keeps weighted counts per threshold (a prediction ``p`` is positive at threshold ``t`` when
 ``p > t``; a label is positive when nonzero), filled by one histogram per batch
@@ -177,15 +178,9 @@ class AUC(Metric):
                  name: str | None = None, dtype=None, thresholds=None, multi_label: bool = False,
                  num_labels: int | None = None, label_weights=None, from_logits: bool = False):
         self._direction = "up"
-        curves = {"roc": "ROC", "pr": "PR", "prgain": "PRGAIN"}
-        if not isinstance(curve, str) or curve.lower() not in curves:
-            raise ValueError(f'AUC: `curve` must be one of "ROC", "PR", "PRGAIN". Received: curve={curve!r}')
-        methods = ("interpolation", "majoring", "minoring")
-        if not isinstance(summation_method, str) or summation_method.lower() not in methods:
-            raise ValueError(
-                f"AUC: `summation_method` must be one of {methods}. "
-                f"Received: summation_method={summation_method!r}"
-            )
+        # Keras's parsers and messages: "ROC"/"roc", "interpolation"/"Interpolation", or the enum members.
+        curve = mu.AUCCurve.from_str(curve).value
+        summation_method = mu.AUCSummationMethod.from_str(summation_method).value
         self._init_from_thresholds = thresholds is not None
         if thresholds is not None:
             inner = sorted(mu.parse_thresholds(thresholds, 0.5))
@@ -195,7 +190,7 @@ class AUC(Metric):
             if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer)) \
                     or num_thresholds <= 1:
                 raise ValueError(
-                    "AUC: `num_thresholds` must be an integer > 1. "
+                    "AUC: Argument `num_thresholds` must be an integer > 1. "
                     f"Received: num_thresholds={num_thresholds!r}"
                 )
             self.num_thresholds = int(num_thresholds)
@@ -204,8 +199,8 @@ class AUC(Metric):
         # Endpoints just outside [0, 1] so every prediction in [0, 1] is above the first, below the last.
         eps = backend.epsilon()
         self._thresholds = np.array([0.0 - eps] + inner + [1.0 + eps])
-        self.curve = curves[curve.lower()]
-        self.summation_method = summation_method.lower()
+        self.curve = curve
+        self.summation_method = summation_method
         super().__init__(name=name, dtype=dtype)
         self.multi_label = bool(multi_label)
         self.num_labels = num_labels
@@ -342,3 +337,151 @@ class AUC(Metric):
         if self._init_from_thresholds:
             config["thresholds"] = self.thresholds[1:-1]
         return {**super().get_config(), **config}
+
+
+class SensitivitySpecificityBase(Metric):
+    """Shared state of the "X at Y" metrics: TP/FP/TN/FN counts at ``num_thresholds`` thresholds.
+
+    Thresholds are ``[0, 1/(n-1), ..., 1]`` (``[0.5]`` when ``n == 1``), filled with the same
+    bucketed counts as :class:`AUC`. :meth:`result` is the best value of one rate among the
+    thresholds where another rate reaches ``value`` (0 when none does).
+    """
+
+    def __init__(self, value: float, num_thresholds: int = 200, class_id: int | None = None,
+                 name: str | None = None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self._direction = "up"
+        who = self.__class__.__name__
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer)) \
+                or num_thresholds <= 0:
+            raise ValueError(
+                f"{who}: Argument `num_thresholds` must be an integer > 0. Received: num_thresholds={num_thresholds!r}"
+            )
+        _check_class_id(class_id, who)
+        self.value = value
+        self.class_id = class_id
+        if num_thresholds == 1:
+            self.thresholds = [0.5]
+            self._thresholds_distributed_evenly = False
+        else:
+            inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+            self.thresholds = [0.0] + inner + [1.0]
+            self._thresholds_distributed_evenly = True
+        n = len(self.thresholds)
+        self.true_positives = self.add_variable(shape=(n,), initializer="zeros", name="true_positives")
+        self.false_positives = self.add_variable(shape=(n,), initializer="zeros", name="false_positives")
+        self.true_negatives = self.add_variable(shape=(n,), initializer="zeros", name="true_negatives")
+        self.false_negatives = self.add_variable(shape=(n,), initializer="zeros", name="false_negatives")
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        tp, fp, tn, fn = mu.confusion_counts(
+            y_true, y_pred, self.thresholds, evenly=self._thresholds_distributed_evenly,
+            class_id=self.class_id, sample_weight=sample_weight, dtype=self.dtype, who=self.name,
+        )
+        self.true_positives.value[...] += tp
+        self.false_positives.value[...] += fp
+        self.true_negatives.value[...] += tn
+        self.false_negatives.value[...] += fn
+
+    def _rates(self) -> dict[str, np.ndarray]:
+        tp, fp = self.true_positives.value, self.false_positives.value
+        tn, fn = self.true_negatives.value, self.false_negatives.value
+        return {"sensitivity": mu.divide_no_nan(tp, tp + fn), "specificity": mu.divide_no_nan(tn, tn + fp),
+                "precision": mu.divide_no_nan(tp, tp + fp)}
+
+    def _max_where_reached(self, constrained: np.ndarray, dependent: np.ndarray) -> np.ndarray:
+        """``max(dependent)`` over the thresholds where ``constrained >= value``; 0 where none is."""
+        feasible = constrained >= np.asarray(self.value, dtype=constrained.dtype)
+        return np.asarray(np.max(np.where(feasible, dependent, 0), initial=0), dtype=self.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "class_id": self.class_id}
+
+
+def _check_rate(value, arg: str, who: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 <= value <= 1:
+        raise ValueError(f"{who}: Argument `{arg}` must be in the range [0, 1]. Received: {arg}={value!r}")
+
+
+class SensitivityAtSpecificity(SensitivitySpecificityBase):
+    """Best sensitivity ``TP / (TP + FN)`` among thresholds whose specificity ``TN / (TN + FP)``
+    is at least ``specificity``.
+
+    Args:
+        specificity: the required specificity, in [0, 1].
+        num_thresholds: how many thresholds to try (1 means just 0.5).
+        class_id: compute the binary metric of this one class (last axis of ``y_pred``).
+        name, dtype: as for every metric.
+    """
+
+    def __init__(self, specificity: float, num_thresholds: int = 200, class_id: int | None = None,
+                 name: str | None = None, dtype=None):
+        _check_rate(specificity, "specificity", "SensitivityAtSpecificity")
+        self.specificity = specificity
+        self.num_thresholds = num_thresholds
+        super().__init__(specificity, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
+
+    def result(self) -> np.ndarray:
+        rates = self._rates()
+        return self._max_where_reached(rates["specificity"], rates["sensitivity"])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_thresholds": self.num_thresholds, "specificity": self.specificity}
+
+
+class SpecificityAtSensitivity(SensitivitySpecificityBase):
+    """Best specificity ``TN / (TN + FP)`` among thresholds whose sensitivity ``TP / (TP + FN)``
+    is at least ``sensitivity`` (other arguments as :class:`SensitivityAtSpecificity`)."""
+
+    def __init__(self, sensitivity: float, num_thresholds: int = 200, class_id: int | None = None,
+                 name: str | None = None, dtype=None):
+        _check_rate(sensitivity, "sensitivity", "SpecificityAtSensitivity")
+        self.sensitivity = sensitivity
+        self.num_thresholds = num_thresholds
+        super().__init__(sensitivity, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
+
+    def result(self) -> np.ndarray:
+        rates = self._rates()
+        return self._max_where_reached(rates["sensitivity"], rates["specificity"])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_thresholds": self.num_thresholds, "sensitivity": self.sensitivity}
+
+
+class PrecisionAtRecall(SensitivitySpecificityBase):
+    """Best precision ``TP / (TP + FP)`` among thresholds whose recall ``TP / (TP + FN)`` is at
+    least ``recall`` (other arguments as :class:`SensitivityAtSpecificity`)."""
+
+    def __init__(self, recall: float, num_thresholds: int = 200, class_id: int | None = None,
+                 name: str | None = None, dtype=None):
+        _check_rate(recall, "recall", "PrecisionAtRecall")
+        self.recall = recall
+        self.num_thresholds = num_thresholds
+        super().__init__(recall, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
+
+    def result(self) -> np.ndarray:
+        rates = self._rates()
+        return self._max_where_reached(rates["sensitivity"], rates["precision"])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_thresholds": self.num_thresholds, "recall": self.recall}
+
+
+class RecallAtPrecision(SensitivitySpecificityBase):
+    """Best recall ``TP / (TP + FN)`` among thresholds whose precision ``TP / (TP + FP)`` is at
+    least ``precision`` (other arguments as :class:`SensitivityAtSpecificity`)."""
+
+    def __init__(self, precision: float, num_thresholds: int = 200, class_id: int | None = None,
+                 name: str | None = None, dtype=None):
+        _check_rate(precision, "precision", "RecallAtPrecision")
+        self.precision = precision
+        self.num_thresholds = num_thresholds
+        super().__init__(precision, num_thresholds=num_thresholds, class_id=class_id, name=name, dtype=dtype)
+
+    def result(self) -> np.ndarray:
+        rates = self._rates()
+        return self._max_where_reached(rates["precision"], rates["sensitivity"])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_thresholds": self.num_thresholds, "precision": self.precision}

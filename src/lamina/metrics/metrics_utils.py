@@ -6,6 +6,8 @@ Tensors/Variables: no tape, no graph.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 
 from lamina import backend
@@ -13,6 +15,39 @@ from lamina.autodiff import unwrap
 
 # The "minus infinity" Keras uses for predictions outside the top k (finite, so products stay finite).
 NEG_INF = -1e10
+
+
+class AUCCurve(StrEnum):
+    """AUC's curves; members equal their strings (``AUCCurve.PR == "PR"``), so AUC keeps plain strings."""
+
+    ROC = "ROC"
+    PR = "PR"
+    PRGAIN = "PRGAIN"
+
+    @staticmethod
+    def from_str(key: str) -> AUCCurve:
+        for member in AUCCurve:
+            if key in (member.value, member.value.lower()):
+                return member
+        raise ValueError(f'Invalid AUC curve value: "{key}". Expected values are ["PR", "ROC", "PRGAIN"]')
+
+
+class AUCSummationMethod(StrEnum):
+    """AUC's Riemann sums; members equal their strings, as :class:`AUCCurve`'s do."""
+
+    INTERPOLATION = "interpolation"
+    MAJORING = "majoring"
+    MINORING = "minoring"
+
+    @staticmethod
+    def from_str(key: str) -> AUCSummationMethod:
+        for member in AUCSummationMethod:
+            if key in (member.value, member.value.capitalize()):
+                return member
+        raise ValueError(
+            f'Invalid AUC summation method value: "{key}". '
+            'Expected values are ["interpolation", "majoring", "minoring"]'
+        )
 
 
 def to_array(x, dtype=None, arg: str = "value") -> np.ndarray:
@@ -95,11 +130,12 @@ def parse_thresholds(thresholds, default: float) -> list[float]:
     if thresholds is None:
         return [float(default)]
     values = list(thresholds) if isinstance(thresholds, (list, tuple, np.ndarray)) else [thresholds]
-    bad = [t for t in values if t is None or not np.isscalar(t) or not (0 <= t <= 1)]
-    if bad or not values:
-        raise ValueError(
-            f"Threshold values must be numbers in [0, 1]. Received: thresholds={thresholds!r}"
-        )
+    bad = [t for t in values if t is None or not np.isscalar(t) or isinstance(t, str) or not (0 <= t <= 1)]
+    if bad:
+        # Keras's wording (its tests match it): the offending values only.
+        raise ValueError(f"Threshold values must be in [0, 1]. Received: {bad}")
+    if not values:
+        raise ValueError(f"Threshold values must be in [0, 1]; at least one is needed. Received: {thresholds!r}")
     return [float(t) for t in values]
 
 
@@ -156,8 +192,8 @@ def confusion_counts(y_true, y_pred, thresholds, *, evenly: bool = False, top_k=
     if class_id is not None:
         if y_pred.ndim < 2:
             raise ValueError(
-                f"{who}: with `class_id`, `y_pred` must have shape (num_samples, num_classes). "
-                f"Received: y_pred.shape={y_pred.shape}"
+                f"{who}: When class_id is provided, y_pred must be a 2D array with shape "
+                f"(num_samples, num_classes), found shape: {y_pred.shape}"
             )
         if not 0 <= class_id < y_pred.shape[-1]:
             raise ValueError(

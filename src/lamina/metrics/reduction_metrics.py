@@ -139,3 +139,25 @@ class MeanMetricWrapper(Mean):
         if "fn" in config:
             config["fn"] = _deserialize_fn(config["fn"])
         return cls(**config)
+
+
+class LossMetric(MeanMetricWrapper):
+    """The weighted mean of a loss function (hinge, crossentropy, ...) as a metric, Keras's way.
+
+    Inputs reach the loss function as plain arrays (a metric never records on a GradientTape).
+    The config holds the name, the dtype and the attributes listed in ``_config_keys``; the loss
+    function is fixed by the class, so it stays out of the config, as in Keras.
+    """
+
+    _config_keys: tuple[str, ...] = ()
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        super().update_state(mu.to_array(y_true, arg="y_true"), mu.to_array(y_pred, arg="y_pred"),
+                             sample_weight=sample_weight)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, **{k: getattr(self, k) for k in self._config_keys}}
+
+    @classmethod
+    def from_config(cls, config: dict) -> LossMetric:
+        return cls(**config)

@@ -31,6 +31,44 @@ def as_loss_object(loss):
     raise ValueError(f"Could not interpret loss: {loss!r}")
 
 
+def _crossentropy_for(y_true, y_pred):
+    """The crossentropy Keras's compile picks for "crossentropy"/"ce" from the shapes: binary for a
+    single-unit output, sparse categorical for integer labels (a rank below the output's, or a last
+    axis of 1 against several units), categorical otherwise."""
+    st, sp = np.shape(unwrap(y_true)), np.shape(unwrap(y_pred))
+    if sp[-1:] == (1,):
+        return losses_lib.binary_crossentropy
+    if len(st) < len(sp) or (st[-1:] == (1,) and sp[-1:] != (1,)):
+        return losses_lib.sparse_categorical_crossentropy
+    return losses_lib.categorical_crossentropy
+
+
+class _CrossentropyByShape(losses_lib.LossFunctionWrapper):
+    """compile(loss="crossentropy") (or "ce"): the crossentropy is chosen by the first targets and
+    predictions it sees (see :func:`_crossentropy_for`), then kept, as Keras's compile does."""
+
+    def __init__(self, name: str):
+        # Until the first call, fn is a stand-in no label check or logits twin recognises.
+        super().__init__(_crossentropy_for, name=name)
+        self._resolved = False
+
+    def _call_with_mask(self, y_true, y_pred):
+        if not self._resolved:
+            self.fn = _crossentropy_for(y_true, y_pred)
+            self._resolved = True
+        return super()._call_with_mask(y_true, y_pred)
+
+
+def resolve_loss(spec):
+    """One output's compile() loss as a Loss object (None stays None); "crossentropy"/"ce" (any case)
+    wait for the data to pick their crossentropy."""
+    if spec is None:
+        return None
+    if isinstance(spec, str) and spec.lower() in ("crossentropy", "ce"):
+        return _CrossentropyByShape(spec)
+    return as_loss_object(losses_lib.get(spec))
+
+
 def logits_twin(loss, activation):
     """The same loss with ``from_logits=True`` when ``activation`` is the one it undoes, else None.
 
@@ -158,7 +196,7 @@ class CompileLoss:
         names = list(output_names)
         weights = _weights_per_output(loss_weights, names)
         self.output_losses = [
-            OutputLoss(as_loss_object(losses_lib.get(spec)) if spec is not None else None, weights[i],
+            OutputLoss(resolve_loss(spec), weights[i],
                        names[i] if names else "output")
             for i, spec in enumerate(_losses_per_output(loss, names, model_name))
         ]

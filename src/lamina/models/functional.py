@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina.autodiff import Tensor, recording, unwrap
+from lamina.autodiff import Tensor, Variable, recording, unwrap
 from lamina.layers import deserialize
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
 from lamina.layers.layer import Layer, shape_of
+from lamina.layers.op_layer import OpLayer, from_keras_entry, is_op_entry
 from lamina.models.model import Model
 
 
@@ -38,8 +39,11 @@ class Functional(Model):
         self.inputs = flatten(inputs)
         self.outputs = flatten(outputs)
         self._nodes = self._sort_nodes()
-        self._layers = keras_layer_order(self)
-        _check_unique_names(self.name, [layer.name for layer in self._layers])
+        # Every graph node's layer, op nodes included (Keras's ``operations``); ``layers`` leaves out the
+        # op nodes, as in Keras, so weight lists and file paths match. Set without layer tracking.
+        object.__setattr__(self, "_operations", keras_layer_order(self))
+        self._layers = [op for op in self._operations if not isinstance(op, OpLayer)]
+        _check_unique_names(self.name, [op.name for op in self._operations])
         self.built = True
         self._build_shapes = [t.shape for t in self.inputs] if len(self.inputs) > 1 else self.inputs[0].shape
 
@@ -92,7 +96,7 @@ class Functional(Model):
                 missing = [k for k in self._inputs_struct if k not in inputs]
                 if missing:
                     raise ValueError(f"Model '{self.name}' is missing inputs {missing}. Received keys: {list(inputs)}")
-                return [inputs[k] for k in self._inputs_struct]
+                return _pick_like(self.name, self._inputs_struct, inputs)
             names = [t._keras_history[0].name for t in self.inputs]
             if all(n in inputs for n in names):
                 return [inputs[n] for n in names]
@@ -128,15 +132,43 @@ class Functional(Model):
                 return out
         if args and not any(isinstance(a, KerasTensor) for a in flatten(args[0])):
             inputs = args[0]
-            flat = [self._convert_one(x) for x in self._flatten_inputs(inputs)]
+            flat = [self._convert_one(x, t) for x, t in zip(self._flatten_inputs(inputs), self.inputs)]
             self._check_inputs(flat)
             return self._run(flat, training=kwargs.get("training"))
         return super().__call__(*args, **kwargs)
 
-    def _convert_one(self, x):
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
-            return x if x.dtype.name == self.dtype else x.astype(self.dtype)
-        return Layer._convert_inputs(self, x)
+    def _convert_one(self, x, tensor: KerasTensor):
+        """``x`` as an array of its Input's dtype, as Keras converts each input (an int32 Input gets
+        int32 values, a float16 one float16); Tensors under a tape pass as they are."""
+        if not isinstance(x, np.ndarray):
+            x = Layer._convert_inputs(self, x)
+        if isinstance(x, np.ndarray) and x.dtype.name != tensor.dtype and x.dtype.kind in "fiub":
+            return x.astype(tensor.dtype)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        """The outputs' shapes for inputs of ``input_shape`` (a shape, or a list or dict of them like the
+        inputs): the graph run on zeros with the unknown dimensions as 2, then as 3; a dimension that
+        differs between the two runs is unknown."""
+        def is_shape(s):
+            return isinstance(s, (tuple, list)) and all(d is None or isinstance(d, int) for d in s)
+
+        if is_shape(input_shape):
+            shapes = [input_shape]
+        elif isinstance(input_shape, (list, tuple)) and len(input_shape) == 1 and len(self.inputs) == 1:
+            shapes = list(input_shape)
+        else:
+            shapes = self._flatten_inputs(input_shape)
+        if len(shapes) != len(self.inputs) or not all(map(is_shape, shapes)):
+            raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} input shape(s). "
+                             f"Received: input_shape={input_shape}")
+        runs = []
+        for size in (2, 3):
+            dummy = [np.zeros([size if d is None else d for d in shape], dtype=t.dtype)
+                     for shape, t in zip(shapes, self.inputs)]
+            runs.append([tuple(np.shape(unwrap(o))) for o in flatten(self._run(dummy, training=False))])
+        merged = [tuple(x if x == y else None for x, y in zip(a, b)) for a, b in zip(*runs)]
+        return pack_like(self._outputs_struct, merged)
 
     def call(self, inputs, training=None):
         flat = self._flatten_inputs(inputs)
@@ -169,12 +201,27 @@ class Functional(Model):
         results = [values[id(t)] for t in self.outputs]
         return pack_like(self._outputs_struct, results)
 
+    @property
+    def input(self):
+        """The inputs as given to the constructor (a tensor, list or dict), as in Keras."""
+        return self._inputs_struct
+
+    @property
+    def output(self):
+        """The outputs as given to the constructor (a tensor, or a nested list, tuple or dict)."""
+        return self._outputs_struct
+
+    @property
+    def operations(self) -> list:
+        """The layers and op nodes (``x + y``, ``ops.mean(x)``) of the graph, in ``layers``' order."""
+        return list(self._operations)
+
     # ------------------------------------------------------------------ config
 
     def _node_ids(self) -> dict[int, int]:
         """Each graph node's index among its layer's calls that belong to this model (Keras's node index)."""
         node_ids = {}
-        for layer in self.layers:
+        for layer in self._operations:
             idx = 0
             for node in layer._inbound_nodes:
                 if node in self._nodes or isinstance(layer, InputLayer):
@@ -199,7 +246,7 @@ class Functional(Model):
                 return [encode(x) for x in s]
             if isinstance(s, dict):
                 return {k: encode(v) for k, v in s.items()}
-            return s
+            return _encode_constant(s)
 
         def refs(struct):
             if isinstance(struct, KerasTensor):
@@ -209,11 +256,14 @@ class Functional(Model):
             return [refs(x) for x in struct]
 
         layer_configs = []
-        for layer in self.layers:
-            cfg = serialize(layer)
+        for layer in self._operations:
+            op = isinstance(layer, OpLayer)
+            cfg = layer.keras_entry() if op else serialize(layer)
             cfg["name"] = layer.name
             calls = [] if isinstance(layer, InputLayer) else [n for n in layer._inbound_nodes if n in self._nodes]
-            cfg["inbound_nodes"] = [{"args": [encode(n.call_inputs)], "kwargs": encode(n.call_kwargs)} for n in calls]
+            # An op node's call_inputs are its positional arguments (Keras's ``Add()(x, y)``).
+            cfg["inbound_nodes"] = [{"args": encode(n.call_inputs) if op else [encode(n.call_inputs)],
+                                     "kwargs": encode(n.call_kwargs)} for n in calls]
             layer_configs.append(cfg)
         return {"name": self.name, "trainable": self.trainable, "layers": layer_configs,
                 "input_layers": refs(self._inputs_struct), "output_layers": refs(self._outputs_struct)}
@@ -237,6 +287,19 @@ class Functional(Model):
         if isinstance(outputs, list) and len(outputs) == 1 and isinstance(config["output_layers"][0], list):
             outputs = outputs[0]
         return cls(inputs=inputs, outputs=outputs, name=name, trainable=config.get("trainable", True))
+
+
+def _pick_like(model_name: str, struct, given) -> list:
+    """The leaves of ``given`` in the order of the inputs' ``struct`` (nested dicts matched by key)."""
+    if not isinstance(struct, dict):
+        return [given]
+    if not isinstance(given, dict):
+        raise ValueError(f"Model '{model_name}' takes a dict with keys {list(struct)} here. "
+                         f"Received: {type(given).__name__}")
+    missing = [k for k in struct if k not in given]
+    if missing:
+        raise ValueError(f"Model '{model_name}' is missing inputs {missing}. Received keys: {list(given)}")
+    return [leaf for k in struct for leaf in _pick_like(model_name, struct[k], given[k])]
 
 
 class _Unresolved(Exception):
@@ -266,7 +329,8 @@ class _GraphBuilder:
         self.model_name = model_name
         self.outputs_of: dict[tuple, KerasTensor] = {}
         self.todo: list[tuple[Layer, list, dict]] = []
-        created = [deserialize(cfg, custom_objects=custom_objects) for cfg in layer_configs]
+        created = [from_keras_entry(cfg) if is_op_entry(cfg) else deserialize(cfg, custom_objects=custom_objects)
+                   for cfg in layer_configs]
         _check_unique_names(self.model_name, [layer.name for layer in created])
         for layer, cfg in zip(created, layer_configs):
             if isinstance(layer, InputLayer):
@@ -285,6 +349,8 @@ class _GraphBuilder:
         """A node's args/kwargs with each tensor reference replaced by the tensor."""
         if isinstance(s, dict) and s.get("class_name") == "__keras_tensor__":
             return self.tensor(s["config"]["keras_history"][:3])
+        if isinstance(s, dict) and s.get("class_name") in _CONSTANTS and "config" in s:
+            return _decode_constant(s)
         if isinstance(s, list) and len(s) == 3 and isinstance(s[0], str) and isinstance(s[1], int):
             return self.tensor(s)  # Keras-2 style [name, node, tensor]
         if isinstance(s, (list, tuple)):
@@ -309,7 +375,7 @@ class _GraphBuilder:
                 break
             if "build_config" in cfg and not layer.built:
                 layer.build_from_config(cfg["build_config"])
-            out = layer(*args, **kwargs)
+            out = layer(list(args), **kwargs) if isinstance(layer, OpLayer) else layer(*args, **kwargs)
             for i, t in enumerate(flatten(out)):
                 self.outputs_of[(layer.name, self.calls_made[layer.name], i)] = t
             self.calls_made[layer.name] += 1
@@ -360,6 +426,38 @@ class _GraphBuilder:
             raise ValueError(f"Functional model '{self.model_name}': '{key}' must hold [layer, node, tensor] "
                              f"references. Received: {key}={struct!r:.200}")
         return [self.restore(x, key) for x in struct]
+
+
+_CONSTANTS = ("__slice__", "__ellipsis__", "__numpy__", "__tensor__")
+
+
+def _encode_constant(value):
+    """A constant argument of a node as Keras's serialization writes it (slices of ``x[:, 0]``, arrays)."""
+    if isinstance(value, slice):
+        return {"class_name": "__slice__", "config": {"start": _encode_constant(value.start),
+                                                      "stop": _encode_constant(value.stop),
+                                                      "step": _encode_constant(value.step)}}
+    if value is Ellipsis:
+        return {"class_name": "__ellipsis__", "config": {}}
+    if isinstance(value, (Tensor, Variable, np.ndarray)):
+        arr = np.asarray(unwrap(value))
+        if arr.ndim == 0:
+            return arr.item()
+        return {"class_name": "__numpy__", "config": {"value": arr.tolist(), "dtype": arr.dtype.name}}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode_constant(entry: dict):
+    cfg = entry["config"] or {}
+    kind = entry["class_name"]
+    if kind == "__slice__":
+        return slice(*(_decode_constant(v) if isinstance(v, dict) else v for v in (cfg.get("start"), cfg.get("stop"),
+                                                                                    cfg.get("step"))))
+    if kind == "__ellipsis__":
+        return Ellipsis
+    return np.asarray(cfg["value"], dtype=cfg["dtype"])  # __numpy__, or a backend __tensor__ from Keras
 
 
 def _find_cycle(waits: dict) -> list | None:

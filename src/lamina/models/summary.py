@@ -68,11 +68,12 @@ def _rows(model, connected: bool, show_trainable: bool) -> list[list[str]]:
     if not model.built:
         return [[f"{layer.name} ({type(layer).__name__})", "?", "0 (unbuilt)"] for layer in model.layers]
     rows = []
-    for layer in model.layers:
+    for layer in getattr(model, "_operations", None) or model.layers:  # a Functional's op nodes too, as Keras
         if isinstance(layer, InputLayer) and not hasattr(model, "_nodes"):
             continue
         params = sum(int(np.prod(w.shape)) for w in layer.weights) if layer.built else 0
-        row = [f"{layer.name} ({type(layer).__name__})", _shape_str(layer, model), f"{params:,}"]
+        kind = getattr(layer, "keras_class_name", None) or type(layer).__name__  # an op node: Keras's op class
+        row = [f"{layer.name} ({kind})", _shape_str(layer, model), f"{params:,}"]
         if connected:
             row.append(_connections(layer, model))
         if show_trainable:

@@ -275,7 +275,7 @@ class Trainer:
 
     def _metric_results(self) -> dict:
         """Each metric's result by display name, in ``metrics_names`` order (loss first)."""
-        return {getattr(m, "_display_name", m.name): float(m.result()) for m in self.metrics}
+        return {getattr(m, "_display_name", m.name): _log_value(m.result()) for m in self.metrics}
 
     def _logs(self) -> dict:
         """The logs callbacks and dict returns see: sorted by name, as Keras 3 orders them."""
@@ -731,7 +731,11 @@ class Trainer:
         self.stop_training = False
         self._fast_planned = False  # layers may have been frozen or replaced since the last fit
         cbs.on_train_begin()
+        # A callback may set where training resumes (BackupAndRestore, as in Keras); read it once.
+        initial_epoch = self.__dict__.pop("_initial_epoch", None) or initial_epoch
         logs = self._fit_epochs(train, cbs, range(initial_epoch, epochs), val, validation_freq)
+        if self.optimizer is not None and epochs > 0:  # as Keras: with use_ema, the averages become the weights
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.on_train_end(logs)
         self.history = history
         return history
@@ -797,7 +801,8 @@ class Trainer:
         from lamina import callbacks as callbacks_lib  # lazy: callbacks load on first use
 
         history = callbacks_lib.History()
-        cb_list = [history] + user_callbacks
+        # Keras's order: the user's callbacks, then History (it records the keys they add, e.g. learning_rate)
+        cb_list = user_callbacks + [history]
         if verbose:
             cb_list.append(callbacks_lib.ProgbarLogger())
         if health:
@@ -1098,6 +1103,12 @@ class _StepFunction:
 
     def __repr__(self) -> str:
         return f"<{self.kind}_function of model '{self.model.name}'>"
+
+
+def _log_value(result):
+    """A metric's result as logs hold it: a Python float, or an array for a per-class result (F1Score)."""
+    value = np.asarray(unwrap(result))
+    return float(value.reshape(())) if value.size == 1 else value
 
 
 def _pythonify_logs(logs) -> dict:

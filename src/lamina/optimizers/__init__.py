@@ -10,21 +10,23 @@ import difflib
 
 from lamina.optimizers import schedules
 from lamina.optimizers.adadelta import Adadelta
+from lamina.optimizers.adafactor import Adafactor
 from lamina.optimizers.adagrad import Adagrad
 from lamina.optimizers.adam import Adam
 from lamina.optimizers.adamax import Adamax
 from lamina.optimizers.adamw import AdamW
+from lamina.optimizers.ftrl import Ftrl
 from lamina.optimizers.lion import Lion
 from lamina.optimizers.nadam import Nadam
 from lamina.optimizers.optimizer import Optimizer
 from lamina.optimizers.rmsprop import RMSprop
 from lamina.optimizers.sgd import SGD
 
-ALL_OBJECTS = (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Lion)
+ALL_OBJECTS = (SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Lion, Adafactor, Ftrl)
 ALL_OBJECTS_DICT = {cls.__name__.lower(): cls for cls in ALL_OBJECTS}
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Nadam", "Optimizer", "RMSprop",
-           "deserialize", "get", "schedules", "serialize"]
+__all__ = ["SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lion", "Nadam", "Optimizer",
+           "RMSprop", "deserialize", "get", "schedules", "serialize"]
 
 
 def serialize(optimizer: Optimizer) -> dict:

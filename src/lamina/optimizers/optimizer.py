@@ -114,7 +114,13 @@ class Optimizer:
             the weights every ``ema_overwrite_frequency`` steps or at ``finalize_variable_values``.
         loss_scale_factor: gradients are divided by it before use (see :meth:`scale_loss`).
         gradient_accumulation_steps: apply the mean gradient once every this many calls (>= 2).
-        name: the prefix of the optimizer's variable paths; default the snake-cased class name.
+        name: the prefix of the optimizer's variable paths; default the snake-cased class name made
+            unique as Keras does (``adam``, then ``adam_1``, ...).
+
+    ``learning_rate`` reads as Keras's: the ``learning_rate`` Variable (``float(opt.learning_rate)``,
+    ``.value``, ``.assign``) or a schedule's current value; ``iterations`` is a Variable compared by
+    value (``opt.iterations == 0``). A variable with ``overwrite_with_gradient = True`` gets no slots
+    and is assigned its gradient at each step instead of being updated.
     """
 
     # Number of flat scratch buffers the built-in update kernels need.
@@ -155,12 +161,12 @@ class Optimizer:
             )
         self.use_ema = bool(use_ema)
         if use_ema:
-            _check_number("ema_momentum", ema_momentum, allow_none=False)
-            if ema_momentum > 1:
+            _check_number("ema_momentum", ema_momentum, allow_none=False, minimum=None)
+            if not 0 <= ema_momentum <= 1:
                 raise ValueError(f"`ema_momentum` must be in the range [0, 1]. Received: "
                                  f"ema_momentum={ema_momentum}")
             freq = ema_overwrite_frequency
-            if freq is not None and (not isinstance(freq, (int, np.integer)) or freq < 1):
+            if freq and (not isinstance(freq, (int, np.integer)) or freq < 1):  # 0, like None: never
                 raise ValueError("`ema_overwrite_frequency` must be an integer >= 1 or None. "
                                  f"Received: ema_overwrite_frequency={ema_overwrite_frequency}")
         self.ema_momentum = ema_momentum
@@ -263,13 +269,19 @@ class Optimizer:
         if len(inits) != len(names):
             raise ValueError("`initializer` must be one initializer or one per name. "
                              f"Received: {len(inits)} initializers for {len(names)} names")
-        tvars = list(trainable_variables)
+        groups = self._add_slot_groups(list(trainable_variables), names, inits, skip_overwrite=True)
+        return groups[0] if isinstance(name, str) else groups
+
+    def _add_slot_groups(self, tvars: list, names: list, inits: list, skip_overwrite: bool) -> tuple:
+        """The slot lists of :meth:`add_optimizer_variables`; ``None`` in place of the slot of a
+        variable with ``overwrite_with_gradient`` when ``skip_overwrite`` (as Keras: never used)."""
         flat_ok = (self._layout is not None and len(tvars) == len(self._trainable_variables)
                    and all(a is b for a, b in zip(tvars, self._trainable_variables, strict=True)))
         groups: tuple[list[Variable], ...] = tuple([] for _ in names)
         for var in tvars:
+            skip = skip_overwrite and _overwrites(var)
             for k, (n, init) in enumerate(zip(names, inits, strict=True)):
-                groups[k].append(self.add_variable_from_reference(var, name=n, initializer=init))
+                groups[k].append(None if skip else self.add_variable_from_reference(var, name=n, initializer=init))
         for n, group in zip(names, groups, strict=True):
             if flat_ok:
                 flat = np.empty(self._layout.total, self._layout.dtype)
@@ -277,9 +289,9 @@ class Optimizer:
                 for slot, view in zip(group, views, strict=True):
                     slot._rebind(view)
             else:
-                flat, views = None, [s._value for s in group]
+                flat, views = None, [None if s is None else s._value for s in group]
             self._slot_groups[n] = (group, views, flat)
-        return groups[0] if isinstance(name, str) else groups
+        return groups
 
     def build(self, variables: Sequence[Variable]) -> None:
         """Record the variables to train and create the optimizer's slots for them."""
@@ -293,7 +305,8 @@ class Optimizer:
         self._trainable_variables = variables[:]
         self._index = {id(v): i for i, v in enumerate(variables)}
         dtypes = {np.dtype(v.dtype) for v in variables}
-        uniform = len(dtypes) == 1 and all(v.size > 0 for v in variables)
+        # A variable overwritten by its gradient has no slots, so slot groups cannot mirror a flat layout.
+        uniform = len(dtypes) == 1 and all(v.size > 0 and not _overwrites(v) for v in variables)
         self._layout = _Layout(variables) if uniform else None
         if self._layout is not None:
             self._scratch_flat = [np.empty(self._layout.total, self._layout.dtype)
@@ -309,9 +322,11 @@ class Optimizer:
             self._gbuf_flat = None
             self._gbuf = [np.empty(v.shape, v.dtype) for v in variables]
         if self.use_ema:
-            self._averages = self.add_optimizer_variables(variables, "average")
+            self._model_variables_moving_average = self.add_optimizer_variables(variables, "average")
         if self.gradient_accumulation_steps:
-            self._accumulated_gradients = self.add_optimizer_variables(variables, "gradient_accumulator")
+            # Keras gives every variable an accumulator, overwrite_with_gradient ones included.
+            self._accumulated_gradients = self._add_slot_groups(variables, ["gradient_accumulator"], ["zeros"],
+                                                                skip_overwrite=False)[0]
         self.built = True
         if self._flat_buffer is not None:
             self._flat_full = self._flat_buffer.covers(variables)
@@ -403,12 +418,15 @@ class Optimizer:
             )
 
     @property
-    def learning_rate(self) -> float:
-        """The current learning rate (a schedule is evaluated at :attr:`iterations`).
+    def learning_rate(self):
+        """The learning rate, as Keras gives it: the ``learning_rate`` Variable when it was a float
+        (``float(opt.learning_rate)``, ``opt.learning_rate.value``); a schedule's value at
+        :attr:`iterations`; a callable's result.
 
         Settable to a float (as ReduceLROnPlateau does), a schedule or a callable.
         """
-        return float(self._current_learning_rate())
+        lr = self._learning_rate
+        return lr if isinstance(lr, Variable) else self._current_learning_rate()
 
     @learning_rate.setter
     def learning_rate(self, value) -> None:
@@ -464,9 +482,18 @@ class Optimizer:
         if any(g is None for g in grads):
             grads, variables = self._drop_missing_gradients(grads, variables)
         grads = [self._as_gradient(g, v) for g, v in zip(grads, variables, strict=True)]
+        if any(_overwrites(v) for v in variables):
+            grads, variables = self._overwrite_with_gradients(grads, variables)
+        if variables:
+            self._apply_updates(grads, variables)
+        self._iterations._value += 1
+        if self._decaying_slots and int(self._iterations._value) % _FLUSH_EVERY == 0:
+            self._flush_subnormals()
+
+    def _apply_updates(self, grads: list[np.ndarray], variables: list[Variable]) -> None:
+        """Unscale, (accumulate,) clip, decay and update; then the moving averages and constraints."""
         if self.loss_scale_factor is not None:
             grads = [g / np.asarray(self.loss_scale_factor, g.dtype) for g in grads]
-
         if self.gradient_accumulation_steps:
             self._accumulate_and_maybe_update(grads, variables)
         else:
@@ -477,9 +504,30 @@ class Optimizer:
             constraint = getattr(v, "constraint", None)
             if constraint is not None:
                 v.assign(constraint(v))
-        self._iterations._value += 1
-        if self._decaying_slots and int(self._iterations._value) % _FLUSH_EVERY == 0:
-            self._flush_subnormals()
+
+    def _overwrite_with_gradients(self, grads: list, variables: list) -> tuple[list, list]:
+        """Assign each ``overwrite_with_gradient`` variable its gradient; return the other pairs.
+
+        Such a "gradient" is a new value computed in the backward pass (float8 scales, say), so it
+        skips loss unscaling, clipping, weight decay and the update rule. With gradient accumulation
+        the variable takes the elementwise maximum of the accumulated gradients on update steps.
+        """
+        steps = self.gradient_accumulation_steps
+        rest_g, rest_v = [], []
+        for g, v in zip(grads, variables, strict=True):
+            if not _overwrites(v):
+                rest_g.append(g)
+                rest_v.append(v)
+            elif not steps:
+                v.assign(g)
+            else:
+                acc = self._accumulated_gradients[self._index[id(v)]].value
+                if (int(self._iterations._value) + 1) % steps == 0:
+                    v.assign(np.maximum(g, acc))
+                    acc.fill(0)
+                else:
+                    np.maximum(g, acc, out=acc)
+        return rest_g, rest_v
 
     def _variables_to_update(self, grads: list, trainable_variables) -> list[Variable]:
         """The variables ``apply`` updates (building the optimizer on them the first time), checked."""
@@ -551,7 +599,7 @@ class Optimizer:
         full = self._layout is not None and len(variables) == len(self._trainable_variables) and all(
             a is b for a, b in zip(variables, self._trainable_variables, strict=True))
         idx = range(len(variables)) if full else [self._index[id(v)] for v in variables]
-        clipped = self._clip_gradients(grads, idx)
+        clipped = self._clip_into_buffers(grads, idx)
         lr = self._current_learning_rate()
         pflat = self._param_span() if full else None
 
@@ -604,12 +652,25 @@ class Optimizer:
                 c = by_dtype[v.dtype] = self._coefficients(lr, v.dtype)
             self._update(v.value, g, self._kernel_views[i], self._scratch[i], c)
 
-    def _clip_gradients(self, grads: list[np.ndarray], idx: Sequence[int]) -> bool:
+    def _clip_gradients(self, grads: Sequence) -> list[np.ndarray]:
+        """The gradients clipped by ``clipnorm``, ``global_clipnorm`` or ``clipvalue`` (Keras's hook;
+        new arrays, the inputs are left as they are)."""
+        grads = [np.asarray(unwrap(g)) for g in grads]
+        if any(g.dtype.kind != "f" for g in grads):
+            grads = [g.astype(backend.floatx()) if g.dtype.kind != "f" else g for g in grads]
+        outs = [np.empty_like(g) for g in grads]
+        self._clip_into(grads, outs)
+        return grads
+
+    def _clip_into_buffers(self, grads: list[np.ndarray], idx: Sequence[int]) -> bool:
         """Clip into the gradient buffers of variables ``idx`` (replacing the entries of ``grads``);
         True if anything was written."""
         if not (self.clipnorm or self.global_clipnorm or self.clipvalue):
             return False  # the usual step: no clipping, no buffer list to build
-        outs = [self._gbuf[i] for i in idx]
+        return self._clip_into(grads, [self._gbuf[i] for i in idx])
+
+    def _clip_into(self, grads: list[np.ndarray], outs: list[np.ndarray]) -> bool:
+        """Clip ``grads`` into ``outs``, replacing the entries of ``grads``; True if anything was written."""
         if self.clipnorm:
             for k, (g, out) in enumerate(zip(grads, outs, strict=True)):
                 dt = g.dtype.type
@@ -652,7 +713,10 @@ class Optimizer:
 
     def _update_moving_averages(self) -> None:
         first = self._step_count() == 0
-        for var, avg, s in zip(self._trainable_variables, self._averages, self._scratch, strict=True):
+        averages = self._model_variables_moving_average
+        for var, avg, s in zip(self._trainable_variables, averages, self._scratch, strict=True):
+            if avg is None:  # overwrite_with_gradient: no average kept
+                continue
             dt = var.dtype.type
             m = dt(0.0) if first else dt(self.ema_momentum)
             a = avg.value
@@ -664,11 +728,13 @@ class Optimizer:
             self._overwrite_model_variables_with_average_value(self._trainable_variables)
 
     def _overwrite_model_variables_with_average_value(self, trainable_variables) -> None:
-        if len(trainable_variables) != len(self._averages):
+        averages = self._model_variables_moving_average
+        if len(trainable_variables) != len(averages):
             raise ValueError(f"The number of model variables to override ({len(trainable_variables)}) does "
-                             f"not match the number of averages in the optimizer ({len(self._averages)}).")
-        for var, avg in zip(trainable_variables, self._averages, strict=True):
-            var.assign(avg.value)
+                             f"not match the number of averages in the optimizer ({len(averages)}).")
+        for var, avg in zip(trainable_variables, averages, strict=True):
+            if avg is not None:
+                var.assign(avg.value)
 
     def finalize_variable_values(self, var_list: Sequence[Variable]) -> None:
         """At the end of training: with ``use_ema``, copy the moving averages into the weights."""
@@ -695,7 +761,7 @@ class Optimizer:
                 np.putmask(flat, mask, 0)
                 continue
             for view in views:
-                if view.dtype.itemsize >= 4:  # float16 has no values this small to flush
+                if view is not None and view.dtype.itemsize >= 4:  # float16 has no values this small to flush
                     view[np.abs(view) < _FLUSH_BELOW] = 0
 
     # Keras's hooks for custom optimizers -------------------------------------------------------
@@ -762,7 +828,12 @@ class Optimizer:
         return cls(**config)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} name={self.name}, learning_rate={self.learning_rate:g}>"
+        return f"<{type(self).__name__} name={self.name}, learning_rate={float(self._current_learning_rate()):g}>"
+
+
+def _overwrites(variable) -> bool:
+    """Is ``variable`` assigned its gradient instead of updated (Keras's ``overwrite_with_gradient``)?"""
+    return bool(getattr(variable, "overwrite_with_gradient", False))
 
 
 def _pow(base: float, step, dt) -> np.floating:

@@ -44,9 +44,15 @@ def _check_positive(name: str, value) -> None:
         raise ValueError(f"Argument `{name}` must be > 0. Received: {name}={value!r}")
 
 
-def _check_rate(name: str, value) -> None:
+def _check_rate(name: str, value):
+    """``value`` checked to be a number; a scalar Variable or array (``opt.learning_rate``, as Keras
+    accepts) is read as its current float value."""
+    raw = unwrap(value)
+    if isinstance(raw, np.ndarray) and raw.ndim == 0 and raw.dtype.kind == "f":
+        value = float(raw)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"Argument `{name}` must be a number. Received: {name}={value!r}")
+    return value
 
 
 class LearningRateSchedule:
@@ -74,7 +80,7 @@ class _StepDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, decay_rate: float,
                  staircase: bool = False, name: str | None = None):
-        _check_rate("initial_learning_rate", initial_learning_rate)
+        initial_learning_rate = _check_rate("initial_learning_rate", initial_learning_rate)
         _check_rate("decay_rate", decay_rate)
         _check_positive("decay_steps", decay_steps)
         self.initial_learning_rate = initial_learning_rate
@@ -138,7 +144,7 @@ class PolynomialDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, end_learning_rate: float = 0.0001,
                  power: float = 1.0, cycle: bool = False, name: str = "PolynomialDecay"):
-        _check_rate("initial_learning_rate", initial_learning_rate)
+        initial_learning_rate = _check_rate("initial_learning_rate", initial_learning_rate)
         _check_positive("decay_steps", decay_steps)
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = decay_steps
@@ -187,7 +193,7 @@ class CosineDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, alpha: float = 0.0,
                  name: str = "CosineDecay", warmup_target: float | None = None, warmup_steps: int = 0):
-        _check_rate("initial_learning_rate", initial_learning_rate)
+        initial_learning_rate = _check_rate("initial_learning_rate", initial_learning_rate)
         _check_positive("decay_steps", decay_steps)
         if warmup_target is not None:
             _check_rate("warmup_target", warmup_target)
@@ -237,7 +243,7 @@ class CosineDecayRestarts(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate: float, first_decay_steps: int, t_mul: float = 2.0,
                  m_mul: float = 1.0, alpha: float = 0.0, name: str = "SGDRDecay"):
-        _check_rate("initial_learning_rate", initial_learning_rate)
+        initial_learning_rate = _check_rate("initial_learning_rate", initial_learning_rate)
         _check_positive("first_decay_steps", first_decay_steps)
         self.initial_learning_rate = initial_learning_rate
         self.first_decay_steps = first_decay_steps

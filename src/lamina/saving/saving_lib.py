@@ -36,7 +36,7 @@ import stat
 import warnings
 import zipfile
 
-from lamina import regular_files
+from lamina import backend, regular_files
 from lamina.models.model import Model
 from lamina.saving import (
     config_params,
@@ -341,6 +341,7 @@ def model_from_config(config, custom_objects=None, compile: bool = True, safe_mo
     config = dict(config)
     if not compile:
         config["compile_config"] = None
+    safe_mode = backend.effective_safe_mode(safe_mode)  # keras.config.enable_unsafe_deserialization wins
     extra = serialization_lib.check_config(config, custom_objects, safe_mode, filename)
     custom = {**(custom_objects or {}), **extra}
     _check_sizes(config, custom, stored_values, filename)

@@ -34,7 +34,7 @@ import types
 
 import numpy as np
 
-from lamina import activations, constraints, initializers, losses, metrics, optimizers, regularizers
+from lamina import activations, backend, constraints, initializers, losses, metrics, optimizers, regularizers
 from lamina.layers import Layer, serialize
 from lamina.layers import deserialize as deserialize_layer
 from lamina.optimizers import schedules
@@ -402,6 +402,7 @@ def deserialize_keras_object(config, custom_objects: dict | None = None, safe_mo
     Dicts without ``class_name``/``config`` are deserialized value by value (a compile config).
     Raises :class:`FileFormatError` for configs refused by the safety rules (see module docstring).
     """
+    safe_mode = backend.effective_safe_mode(safe_mode)  # keras.config.enable_unsafe_deserialization wins
     extra = check_config(config, custom_objects, safe_mode)
     custom = {**(custom_objects or {}), **extra}
     if not safe_mode:
