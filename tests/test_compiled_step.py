@@ -410,3 +410,28 @@ def test_a_recorded_call_gives_the_layers_gradients_and_allows_one_pending_call(
     with lamina.GradientTape() as tape:  # the first call was differentiated: the plan serves again
         third = model(x, training=True)
     assert len(third.parents) == len(first.parents)
+
+
+def test_a_model_without_trainable_weights_fits_as_keras_does(keras):
+    # Keras runs the step (forward, loss, metrics) and warns; nothing is updated.
+    x, y = X[:32], Y_ONEHOT[:32, :3]
+
+    def frozen(lib):
+        model = lib.Sequential([lib.Input((6,)), lib.layers.Dense(3, activation="softmax", trainable=False)])
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    theirs = frozen(keras)
+    reference = theirs.get_weights()
+    with warnings.catch_warnings(record=True) as caught:  # Keras's torch internals warn too
+        warnings.simplefilter("always")
+        h_theirs = theirs.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False).history
+    assert any("does not have any trainable weights" in str(w.message) for w in caught)
+    ours = frozen(lamina)
+    ours.set_weights(reference)
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        h_ours = ours.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False).history
+    np.testing.assert_array_equal(ours.get_weights()[0], reference[0])
+    assert h_ours.keys() == h_theirs.keys()
+    for key in h_ours:
+        np.testing.assert_allclose(h_ours[key], h_theirs[key], rtol=1e-5)

@@ -538,6 +538,13 @@ class Trainer:
         with GradientTape() as tape:
             y_pred = self._forward(x, training=True, logits=logits)
             loss, per_output = self._compute_loss(y, y_pred, sw, logits)
+        trainable = self.trainable_weights  # again: a subclassed model makes its weights in its first call
+        if not trainable:  # as Keras: nothing to update; the step still runs the forward and the metrics
+            warnings.warn("The model does not have any trainable weights.", UserWarning, stacklevel=2)
+            self._clear_losses()
+            self._finish_train_step(y, y_pred, sw, float(unwrap(loss)) if loss is not None else 0.0, per_output,
+                                    _batch_len(x), logits)
+            return
         if not isinstance(loss, Tensor):
             raise ValueError(
                 f"The loss of model '{self.name}' does not depend on any trainable weight, so training "
