@@ -198,12 +198,18 @@ def test_the_plan_uses_kernels_for_the_common_layers_and_a_tape_for_the_rest():
     assert [type(node).__name__ for node in model._fast_step.nodes] == ["_TapeNode"] * 4
 
 
-def test_one_plan_serves_every_batch_size():
+def stepped_dense_chain():
+    """The dense_chain model after one training step (so its plan is traced)."""
     build, loss, _ = MODELS["dense_chain"]
     lamina.utils.set_random_seed(5)
     model = build()
     model.compile(optimizer="adam", loss=loss)
     model.train_on_batch(X[:16], Y_INT[:16])
+    return model
+
+
+def test_one_plan_serves_every_batch_size():
+    model = stepped_dense_chain()
     plan = model._fast_step
     for n in (1, 7, 16, 33):
         model.train_on_batch(X[:n], Y_INT[:n])
@@ -235,12 +241,7 @@ def test_a_model_without_a_graph_trains_on_the_tape_and_says_why_only_when_asked
 
 
 def test_non_float32_inputs_take_the_tape_step_for_that_batch():
-    build, loss, _ = MODELS["dense_chain"]
-    lamina.utils.set_random_seed(5)
-    model = build()
-    model.compile(optimizer="adam", loss=loss)
-    model.train_on_batch(X[:16], Y_INT[:16])
-    plan = model._fast_step
+    plan = stepped_dense_chain()._fast_step
     assert plan.inputs_for(X[:16].astype("float64")) is None
     assert plan.inputs_for(X[:16]) is not None
 
