@@ -24,6 +24,7 @@ RANKS = {
     "lamina.config": 0, "lamina.random": 1,  # keras.config reads backend; keras.random draws Variables/Tensors
     "lamina.saving.__init__": 0,  # re-exports the registry only; the file functions load lazily
     "lamina.saving.errors": 0, "lamina.saving.object_registry": 0, "lamina.saving.object_config": 0,
+    "lamina.py_dataset": 0,  # keras.utils.PyDataset: plain Python; the batch adapters (models.data) read it
     "lamina.saving.atomic": 0,  # crash-safe writes (os only); BackupAndRestore writes its metadata with it
     # maths
     "lamina.activations": 10, "lamina.ops": 10,
@@ -37,12 +38,13 @@ RANKS = {
     "lamina.saving.serialization_lib": 45, "lamina.saving.compile_config": 45, "lamina.models.data": 45,
     # what training uses: callbacks and the activation doctor take a model, never import one
     "lamina.callbacks": 50, "lamina.diagnostics": 50,
-    "lamina.models": 60,
+    "lamina.models": 60, "lamina.models.cloning": 60,  # clone_model: rebuilds Sequential/Functional graphs
     # fold() rewrites a model into a new Sequential; the package namespace re-exports it
     "lamina.diagnostics.fold": 65, "lamina.diagnostics.__init__": 65,
     # around: files, data, processes, pictures, the command line, the public namespaces
     "lamina.saving": 70,  # the files: saving_lib, saving_api, h5_weights, legacy_h5, state_walk, ...
     "lamina.distribute": 70, "lamina.datasets": 70, "lamina.plot": 70, "lamina.utils": 75,
+    "lamina.model_visualization": 75, "lamina.wrappers": 75,  # keras.utils.plot_model; keras.wrappers (sklearn)
     "lamina": 90, "lamina.cli": 95,
 }
 

@@ -407,3 +407,14 @@ def test_numpy_numbers_in_layer_configs_save(tmp_path):
     loaded = lamina.saving.load_model(path)
     assert loaded.layers[1].rate == 0.5 and loaded.layers[2].units == 2
     assert '"rate": 0.5' in model.to_json()
+
+
+def test_legacy_h5_under_keras_names(tmp_path):
+    from lamina.saving import legacy_h5
+
+    model = lamina.Sequential([lamina.Input((3,)), lamina.layers.Dense(2, activation="relu")])
+    path = tmp_path / "m.h5"
+    legacy_h5.save_model_to_hdf5(model, path)
+    x = np.ones((4, 3), "float32")
+    np.testing.assert_array_equal(legacy_h5.load_model_from_hdf5(path, compile=False).predict(x, verbose=0),
+                                  model.predict(x, verbose=0))

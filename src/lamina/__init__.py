@@ -16,7 +16,7 @@ from lamina.models import Model, Sequential
 from lamina.version import __version__
 
 _LAZY = ("callbacks", "config", "datasets", "diagnostics", "distribute", "losses", "metrics", "optimizers", "plot",
-         "random", "saving")
+         "random", "saving", "wrappers")
 
 
 def __getattr__(name: str):
@@ -35,4 +35,5 @@ __all__ = [
     "GradientTape", "Input", "InputLayer", "__version__", "Layer", "Model", "Sequential", "Tensor", "Variable",
     "activations", "backend", "callbacks", "config", "constraints", "datasets", "initializers", "layers", "losses",
     "metrics", "models", "ops", "optimizers", "random", "regularizers", "saving", "utils",
+    "wrappers",
 ]

@@ -47,6 +47,8 @@ MODULES = {
     ],
     "models": ["models/sequential_test.py", "models/functional_test.py", "models/model_test.py"],
     "saving": ["saving/saving_api_test.py", "saving/saving_lib_test.py", "saving/serialization_lib_test.py"],
+    "utils": ["utils/sequence_utils_test.py"],
+    "wrappers": ["wrappers/sklearn_test.py"],
 }
 
 # Files that need a package lamina's tests never install, with the allowed skip category as the reason.

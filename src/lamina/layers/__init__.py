@@ -15,6 +15,7 @@ from lamina.layers.flatten import Flatten
 from lamina.layers.identity import Identity
 from lamina.layers.input_layer import Input, InputLayer
 from lamina.layers.keras_tensor import KerasTensor
+from lamina.layers.lambda_layer import Lambda
 from lamina.layers.layer import InputSpec, Layer
 from lamina.layers.layer_normalization import LayerNormalization
 from lamina.layers.leaky_relu import LeakyReLU
@@ -27,15 +28,17 @@ from lamina.layers.relu import ReLU
 from lamina.layers.reshape import Reshape
 from lamina.layers.softmax import Softmax
 from lamina.layers.subtract import Subtract, subtract
+from lamina.layers.time_distributed import TimeDistributed
 from lamina.layers.wrapper import Wrapper
 from lamina.saving.object_config import deserialize_layer, serialize_layer
 from lamina.saving.object_registry import register_builtins
 
 __all__ = [
     "ELU", "Activation", "Add", "Average", "BatchNormalization", "Concatenate", "Dense", "Dot", "Dropout", "Flatten",
-    "Identity", "Input", "InputLayer", "InputSpec", "KerasTensor", "Layer", "LayerNormalization", "LeakyReLU",
-    "Masking", "Maximum", "Minimum", "Multiply", "PReLU", "ReLU", "Reshape", "Softmax", "Subtract", "Wrapper", "add",
-    "average", "concatenate", "deserialize", "dot", "maximum", "minimum", "multiply", "serialize", "subtract",
+    "Identity", "Input", "InputLayer", "InputSpec", "KerasTensor", "Lambda", "Layer", "LayerNormalization",
+    "LeakyReLU", "Masking", "Maximum", "Minimum", "Multiply", "PReLU", "ReLU", "Reshape", "Softmax", "Subtract",
+    "TimeDistributed", "Wrapper", "add", "average", "concatenate", "deserialize", "dot", "maximum", "minimum",
+    "multiply", "serialize", "subtract",
 ]
 
 

@@ -20,6 +20,10 @@ class Dense(Layer):
     Outside a tape ``call`` is matmul, in-place bias add, then the activation (in place when fused).
     Under a tape, matmul + bias + a fused activation is ONE graph node with a hand-derived backward;
     any other activation (gelu, silu, ...) is applied as its own op after a matmul + bias node.
+
+    LoRA (:meth:`enable_lora`, or ``lora_rank`` at construction): the built ``kernel`` is frozen and
+    the layer computes with ``kernel + (lora_alpha / lora_rank) * lora_kernel_a @ lora_kernel_b``,
+    training only the two low-rank factors (and the bias).
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -33,8 +37,6 @@ class Dense(Layer):
                 "Received an invalid value for `units` of Dense, expected a positive integer. "
                 f"Received: units={units!r}"
             )
-        if lora_rank is not None:
-            raise ValueError(f"Dense: LoRA is not supported by lamina. Received: lora_rank={lora_rank}")
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = int(units)
         self.activation = activations.get(activation)
@@ -47,6 +49,9 @@ class Dense(Layer):
         self.bias_constraint = constraints.get(bias_constraint)
         self.input_spec = InputSpec(min_ndim=2)
         self.supports_masking = True
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha if lora_alpha is not None else lora_rank
+        self.lora_enabled = False
 
     def build(self, input_shape) -> None:
         input_dim = input_shape[-1]
@@ -65,6 +70,8 @@ class Dense(Layer):
                                         regularizer=self.bias_regularizer, constraint=self.bias_constraint)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
         self.built = True
+        if self.lora_rank:
+            self.enable_lora(self.lora_rank, lora_alpha=self.lora_alpha)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -74,32 +81,123 @@ class Dense(Layer):
             return self._call_recorded(inputs, self.activation)
         x = inputs if isinstance(inputs, np.ndarray) else unwrap(inputs)
         fused = activations.FUSED.get(self.activation)
-        y = dense_forward(x, self.kernel._value, None if self.bias is None else self.bias._value, fused)
+        y = dense_forward(x, self._effective_kernel(), None if self.bias is None else self.bias._value, fused)
         return y if fused is not None else self.activation(y)
 
     def call_logits(self, inputs):
         """The pre-activation output ``inputs @ kernel + bias`` (for losses computed from logits)."""
         if recording():
             return self._call_recorded(inputs, activations.linear)
-        return dense_forward(unwrap(inputs), self.kernel._value, None if self.bias is None else self.bias._value, None)
+        bias = None if self.bias is None else self.bias._value
+        return dense_forward(unwrap(inputs), self._effective_kernel(), bias, None)
 
     def _call_recorded(self, inputs, activation):
         """One graph node for matmul + bias (+ activation when its gradient needs only the output)."""
-        kernel, bias = self.kernel, self.bias
+        kernel, bias = (self._recorded_lora_kernel() if self.lora_enabled else self.kernel), self.bias
+        kernel_value = unwrap(kernel)
         x = unwrap(inputs)
         fused = activations.FUSED.get(activation)
-        y = dense_forward(x, kernel._value, None if bias is None else bias._value, fused)
+        y = dense_forward(x, kernel_value, None if bias is None else bias._value, fused)
         grad_from_output = fused[1] if fused is not None else None
         need_x = needs_gradient(inputs)
 
         def vjp(g):
-            return dense_backward(g, x, y, kernel._value, bias is not None, grad_from_output, need_x)
+            return dense_backward(g, x, y, kernel_value, bias is not None, grad_from_output, need_x)
 
         parents = (inputs, kernel, bias) if bias is not None else (inputs, kernel)
         out = record(y, parents, vjp if bias is not None else (lambda g: vjp(g)[:2]))
         if fused is None:
             out = activation(out)
         return out
+
+    # ------------------------------------------------------------------ LoRA
+
+    def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros") -> None:
+        """Freeze ``kernel`` and add trainable ``lora_kernel_a`` ``(input_dim, rank)`` and
+        ``lora_kernel_b`` ``(rank, units)``; the effective kernel is
+        ``kernel + (lora_alpha / rank) * lora_kernel_a @ lora_kernel_b`` (``lora_alpha`` defaults to
+        ``rank``). With ``b`` initialised to zeros the layer's output is unchanged at first."""
+        if self.kernel_constraint:
+            raise ValueError("Lora is incompatible with kernel constraints. In order to enable lora on this layer, "
+                             f"remove the `kernel_constraint` argument. Received: kernel_constraint="
+                             f"{self.kernel_constraint!r}")
+        if not self.built:
+            raise ValueError(f"Cannot enable lora on a layer that isn't yet built (Dense '{self.name}'). "
+                             "Call it on data or call `build(input_shape)` first.")
+        if self.lora_enabled:
+            raise ValueError(f"lora is already enabled. This can only be done once per layer (Dense '{self.name}').")
+        if isinstance(rank, float) and rank.is_integer():
+            rank = int(rank)
+        if not isinstance(rank, (int, np.integer)) or isinstance(rank, bool) or rank <= 0:
+            raise ValueError(f"Dense '{self.name}': the LoRA rank must be a positive integer. Received: rank={rank!r}")
+        input_dim, units = self.kernel.shape
+        # The factors are float32 whatever the layer's dtype (Keras: low-precision factors under/overflow).
+        self.lora_kernel_a = self.add_weight(name="lora_kernel_a", shape=(input_dim, rank),
+                                             initializer=initializers.get(a_initializer), dtype="float32",
+                                             regularizer=self.kernel_regularizer)
+        self.lora_kernel_b = self.add_weight(name="lora_kernel_b", shape=(rank, units),
+                                             initializer=initializers.get(b_initializer), dtype="float32",
+                                             regularizer=self.kernel_regularizer)
+        self.kernel.trainable = False
+        self.lora_enabled = True
+        self.lora_rank = int(rank)
+        self.lora_alpha = lora_alpha if lora_alpha is not None else self.lora_rank
+
+    def _lora_scale(self) -> float:
+        return self.lora_alpha / self.lora_rank
+
+    def _effective_kernel(self) -> np.ndarray:
+        """``kernel``, or with LoRA ``kernel + (alpha / rank) * a @ b`` (a fresh array, in the kernel's dtype)."""
+        if not self.lora_enabled:
+            return self.kernel._value
+        delta = self._lora_scale() * (self.lora_kernel_a._value @ self.lora_kernel_b._value)
+        return (self.kernel._value + delta).astype(self.kernel.dtype, copy=False)
+
+    def _recorded_lora_kernel(self):
+        """The effective kernel as a graph node over ``(kernel, lora_kernel_a, lora_kernel_b)``:
+        ``dK = g``, ``da = s * g @ b.T``, ``db = s * a.T @ g`` with ``s = alpha / rank``."""
+        a, b, s = self.lora_kernel_a._value, self.lora_kernel_b._value, self._lora_scale()
+
+        def vjp(g):
+            g32 = g.astype("float32", copy=False)
+            return g, (s * (g32 @ b.T)).astype(a.dtype, copy=False), (s * (a.T @ g32)).astype(b.dtype, copy=False)
+
+        return record(self._effective_kernel(), (self.kernel, self.lora_kernel_a, self.lora_kernel_b), vjp)
+
+    # Saving as Keras does with LoRA on: the variables written are the merged kernel (and the bias);
+    # loading assigns the kernel and resets the factors to zero. These exist only while LoRA is enabled
+    # (the weight walker asks `hasattr`), so a plain Dense keeps the checked variable-by-variable path.
+    @property
+    def save_own_variables(self):
+        if not self.lora_enabled:
+            raise AttributeError("save_own_variables")
+        return self._save_merged
+
+    @property
+    def load_own_variables(self):
+        if not self.lora_enabled:
+            raise AttributeError("load_own_variables")
+        return self._load_merged
+
+    def _save_merged(self, store) -> None:
+        store["0"] = self._effective_kernel()
+        if self.bias is not None:
+            store["1"] = self.bias.numpy()
+
+    def _load_merged(self, store) -> None:
+        want = {"0": self.kernel} if self.bias is None else {"0": self.kernel, "1": self.bias}
+        if sorted(store) != sorted(want):
+            raise ValueError(f"Dense '{self.name}' (LoRA enabled) expects {len(want)} saved arrays named "
+                             f"{sorted(want)}. Received: keys={sorted(store)}")
+        for key, var in want.items():
+            value = np.asarray(store[key])
+            if value.shape != tuple(var.shape):
+                raise ValueError(f"Dense '{self.name}': saved array '{key}' has the wrong shape for variable "
+                                 f"'{var.name}' {tuple(var.shape)}. Received: shape={value.shape}")
+        for key, var in want.items():
+            var.assign(np.asarray(store[key], dtype=var.dtype))
+        self.lora_kernel_a.assign(np.zeros(self.lora_kernel_a.shape, "float32"))
+        self.lora_kernel_b.assign(np.zeros(self.lora_kernel_b.shape, "float32"))
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -115,6 +213,9 @@ class Dense(Layer):
             "bias_constraint": constraints.serialize(self.bias_constraint),
             "quantization_config": None,
         })
+        if self.lora_rank:
+            config["lora_rank"] = self.lora_rank
+            config["lora_alpha"] = self.lora_alpha
         return config
 
     @classmethod

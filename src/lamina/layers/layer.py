@@ -190,6 +190,12 @@ class Layer:
         self._variables.append(var)
         return var
 
+    def add_variable(self, shape, initializer, dtype=None, trainable: bool = True, autocast: bool = True,
+                     regularizer=None, constraint=None, name: str | None = None) -> Variable:
+        """Keras's other name for :meth:`add_weight` (same arguments, same tracked weight)."""
+        return self.add_weight(shape=shape, initializer=initializer, dtype=dtype, trainable=trainable,
+                               autocast=autocast, regularizer=regularizer, constraint=constraint, name=name)
+
     def _flat_weights(self) -> list[Variable]:
         out, seen = [], set()
         own_t = [v for v in self._variables if v.trainable]
@@ -451,6 +457,15 @@ class Layer:
         return inputs
 
     def _symbolic_call(self, inputs, args, kwargs):
+        # The graph records one input structure and plain keyword arguments: anything else would be
+        # dropped from the node and the model would compute something else, silently.
+        extra = [k for k, v in kwargs.items() if any(isinstance(t, KerasTensor) for t in flatten(v))]
+        if args or extra:
+            got = f"{len(args)} more positional argument(s)" if args else f"symbolic keyword argument(s) {extra}"
+            raise ValueError(
+                f"Layer '{self.name}' was called on symbolic inputs with {got}; a Functional graph records "
+                f"the first argument only. Pass several tensors as one list, e.g. layer([x, y]). Received: {got}"
+            )
         flat_in = [t for t in flatten(inputs) if isinstance(t, KerasTensor)]
         shapes = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else shape_of(t), inputs)
         if isinstance(shapes, tuple) and not isinstance(inputs, KerasTensor):

@@ -1,5 +1,6 @@
 """Models: ``Sequential``, ``Model`` (Functional or subclassed), and loading them from files."""
 
+from lamina.models.cloning import clone_model
 from lamina.models.functional import Functional
 from lamina.models.model import Model
 from lamina.models.sequential import Sequential
@@ -8,7 +9,7 @@ from lamina.saving.object_registry import register_builtins
 # Models are layers to deserialization (a model can nest in a model).
 register_builtins("layers", {"Functional": Functional, "Model": Model, "Sequential": Sequential})
 
-__all__ = ["Functional", "Model", "Sequential", "load_model", "model_from_json", "save_model"]
+__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json", "save_model"]
 
 
 def __getattr__(name: str):

@@ -157,15 +157,45 @@ def _losses_per_output(loss, names: list, model_name: str) -> list:
                 f"compile(loss=...) has keys {unknown} that are not outputs of model '{model_name}'. "
                 f"Expected keys among: {names}. Received: loss keys {list(loss)}"
             )
-        return [loss.get(n) for n in names]
+        return [_single(loss.get(n)) for n in names]
     if isinstance(loss, (list, tuple)):
         if len(loss) != n_out:
             raise ValueError(
                 f"compile(loss=[...]) needs one loss per output: model '{model_name}' has {n_out} "
                 f"outputs. Received: {len(loss)} losses"
             )
-        return list(loss)
+        return [_single(entry) for entry in loss]
     return [loss] * n_out
+
+
+def _single(entry):
+    """One output's loss entry: a list or tuple holding one loss is that loss, as Keras accepts
+    (``{"out": ["mse"]}``, ``["mse", ["bce"]]``)."""
+    if isinstance(entry, (list, tuple)) and len(entry) == 1:
+        return entry[0]
+    return entry
+
+
+def _split_unknown_keys(loss, names: list, model_name: str, dict_outputs: bool) -> tuple:
+    """``(error, loss)``: for a loss dict with keys that are not outputs, the error fit will raise
+    (a KeyError when the outputs are a dict, as Keras's) and the dict without those keys."""
+    if not isinstance(loss, dict):
+        return None, loss
+    unknown = [k for k in loss if k not in names]
+    if not unknown:
+        return None, loss
+    if dict_outputs:
+        error = KeyError(
+            f"The key(s) {unknown} in the `loss` argument, can't be found in either the model's output "
+            f"(`y_pred`) or in the labels (`y_true`): model '{model_name}' outputs a dict with keys {names}. "
+            f"Received: loss keys {list(loss)}"
+        )
+    else:
+        error = ValueError(
+            f"compile(loss=...) has keys {unknown} that are not outputs of model '{model_name}'. "
+            f"Expected keys among: {names}. Received: loss keys {list(loss)}"
+        )
+    return error, {k: v for k, v in loss.items() if k in names}
 
 
 def _weights_per_output(loss_weights, names: list) -> list:
@@ -189,20 +219,27 @@ class CompileLoss:
 
     Outputs compiled without a loss add nothing (``total`` is None when nothing does). With several
     outputs, :attr:`metrics` holds one ``Mean`` tracker per output (``"<output>_loss"``), which the
-    trainer updates with each batch's per-output losses.
+    trainer updates with each batch's per-output losses (only outputs with a loss have one, and only
+    when several do).
     """
 
-    def __init__(self, loss, loss_weights=None, output_names=(), model_name: str = "model"):
+    def __init__(self, loss, loss_weights=None, output_names=(), model_name: str = "model",
+                 dict_outputs: bool = False):
         names = list(output_names)
         weights = _weights_per_output(loss_weights, names)
+        # A loss dict naming no output fails when the model first trains or evaluates (Keras builds its
+        # compiled loss from the first batch, so compile() itself accepts it); see :attr:`structure_error`.
+        self.structure_error, loss = _split_unknown_keys(loss, names, model_name, dict_outputs)
         self.output_losses = [
             OutputLoss(resolve_loss(spec), weights[i],
                        names[i] if names else "output")
             for i, spec in enumerate(_losses_per_output(loss, names, model_name))
         ]
         self.output_names = [output_loss.name for output_loss in self.output_losses]
-        self.metrics = [metrics_lib.Mean(name=f"{name}_loss") for name in self.output_names] \
-            if len(self.output_losses) > 1 else []
+        # One tracker per output that has a loss, when more than one has (Keras's rule): the trainer
+        # feeds them the non-None entries of each step's per-output losses, in order.
+        with_loss = [o.name for o in self.output_losses if o.loss is not None]
+        self.metrics = [metrics_lib.Mean(name=f"{name}_loss") for name in with_loss] if len(with_loss) > 1 else []
 
     def split(self, s) -> list:
         """Targets, predictions or sample weights as one entry per output, in output order."""
@@ -256,16 +293,37 @@ def add_penalties(total, penalties):
 
 
 def _specs_for_output(specs, i: int, names: list) -> list:
-    """The metric identifiers of output ``i``: one list for every output, a list of lists (one per
-    output), or a dict by output name (a value may be one identifier or a list)."""
+    """The metric identifiers of output ``i``: one list for every output, a list with one entry per
+    output (an identifier or a list of them; Keras's rule whenever the list is as long as the outputs
+    and there are several), or a dict by output name (a value may be one identifier or a list)."""
     if specs is None:
         return []
     if isinstance(specs, dict):
-        entry = specs.get(names[i], [])
-        return list(entry) if isinstance(entry, (list, tuple)) else [entry]
+        # One output: every metric in the dict is its own, whatever the key (as Keras).
+        entry = specs.get(names[i], []) if len(names) > 1 else [m for v in specs.values() for m in _as_list(v)]
+        return _as_list(entry)
+    if isinstance(specs, (list, tuple)) and len(names) > 1 and len(specs) == len(names):
+        return _as_list(specs[i])
     if isinstance(specs, (list, tuple)) and specs and isinstance(specs[0], (list, tuple)):
         return list(specs[i]) if i < len(specs) else []
-    return list(specs) if isinstance(specs, (list, tuple)) else [specs]
+    return _as_list(specs)
+
+
+def _as_list(entry) -> list:
+    return list(entry) if isinstance(entry, (list, tuple)) else [entry]
+
+
+def _check_metric_keys(specs, argument: str, names: list) -> None:
+    """A dict of metrics must name outputs of the model (checked when the metrics are built, as Keras)."""
+    if not isinstance(specs, dict) or len(names) <= 1:
+        return
+    unknown = [k for k in specs if k not in names]
+    if unknown:
+        raise ValueError(
+            f"Invalid `{argument}`: its keys {unknown} are not outputs of the model. `{argument}` must be "
+            f"a dict keyed by output name among {names}, or a list with one entry per output. "
+            f"Received: {argument}={specs}"
+        )
 
 
 def _name_uniquely(output_metrics: list, names) -> None:
@@ -325,6 +383,8 @@ class CompileMetrics:
     def build(self, y_true, y_pred) -> None:
         output_losses = self._compile_loss.output_losses
         names = self._compile_loss.output_names
+        _check_metric_keys(self.metric_specs, "metrics", names)
+        _check_metric_keys(self.weighted_metric_specs, "weighted_metrics", names)
         ys = per_output(y_true, names)
         preds = per_output(y_pred, names)
         self.output_metrics = []

@@ -17,6 +17,7 @@ import numpy as np
 
 from lamina import backend
 from lamina.autodiff import Tensor, Variable, unwrap
+from lamina.py_dataset import PyDataset
 
 
 def _map(fn, s):
@@ -349,6 +350,72 @@ class IterableBatches:
             count += 1
 
 
+class PyDatasetBatches:
+    """Batches of a :class:`~lamina.utils.PyDataset`, read by index: ``len()`` batches an epoch (in a
+    fresh random order when ``shuffle``), between its ``on_epoch_begin`` and ``on_epoch_end``.
+
+    ``steps`` (steps_per_epoch) takes that many batches an epoch, carrying on where the last epoch
+    stopped and ending an epoch early at the end of the dataset, as Keras does. An endless dataset
+    (``num_batches`` None) needs ``steps``: without it an epoch would never end.
+    """
+
+    def __init__(self, dataset: PyDataset, steps: int | None = None, shuffle=False, what: str = "fit"):
+        self.dataset, self.what = dataset, what
+        self.shuffle = bool(shuffle)
+        _ = dataset.workers  # read as Keras's adapter does: warns once if the subclass skipped super().__init__
+        count = dataset.num_batches
+        if count is None and steps is None:
+            raise ValueError(
+                f"The PyDataset given to {what} is endless (its `num_batches` is None), so {what} needs "
+                f"`steps_per_epoch` (`steps` for evaluate/predict) to know where an epoch ends. "
+                f"Received: {type(dataset).__name__} with num_batches=None and no step count"
+            )
+        if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0):
+            raise ValueError(f"`len()` of the PyDataset given to {what} must be a positive integer (the number "
+                             f"of batches). Received: {count!r} from {type(dataset).__name__}")
+        self.count = count
+        self.steps = steps if count is None else min(steps or count, count)
+        self._order, self._position = None, None  # the dataset pass in progress, carried across epochs
+
+    def __len__(self):
+        return self.steps
+
+    def _next_index(self) -> int | None:
+        """The next batch index of the current pass over the dataset; None where the pass has ended."""
+        if self.count is not None and self._position >= self.count:
+            return None
+        index = self._position if self._order is None else int(self._order[self._position])
+        self._position += 1
+        return index
+
+    def epoch(self) -> Iterator[tuple]:
+        self.dataset.on_epoch_begin()
+        try:
+            if self._position is None or (self.count is not None and self._position >= self.count):
+                # a new pass: in a fresh random order when shuffling (fit's default), else in index order
+                self._order = backend.rng().permutation(self.count) if self.shuffle and self.count else None
+                self._position = 0
+            for _ in range(self.steps):
+                index = self._next_index()
+                if index is None:
+                    break  # the data ran out before steps_per_epoch: the epoch ends here, as in Keras
+                yield self._standardize(self.dataset[index], index)
+        finally:
+            self.dataset.on_epoch_end()
+
+    def _standardize(self, batch, index: int) -> tuple:
+        if isinstance(batch, (dict, np.ndarray, Tensor)):
+            return batch, None, None
+        if isinstance(batch, list):
+            batch = tuple(batch)
+        if not isinstance(batch, tuple) or len(batch) not in (1, 2, 3):
+            raise ValueError(
+                f"PyDataset.__getitem__() must return a batch: x, a dict of inputs, or a tuple (x,), (x, y) or "
+                f"(x, y, sample_weight). Received: {_short(batch)} of type {type(batch).__name__} for index {index}"
+            )
+        return unpack(batch, self.what)
+
+
 def unpack(item, what: str) -> tuple:
     if isinstance(item, tuple):
         if len(item) == 1:
@@ -380,6 +447,8 @@ def per_output(s, names) -> list:
         return [s[n] for n in names if n in s] if all(n in s for n in names) else list(s.values())
     if isinstance(s, (list, tuple)) and len(names) > 1:
         return list(s)
+    if isinstance(s, (list, tuple)) and len(s) == 1 and hasattr(s[0], "shape"):
+        return list(s)  # a one-output model built with outputs=[y] predicts [array]
     return [s]
 
 
@@ -464,7 +533,10 @@ class EpochIterator:
         self.source = x
         self.rng = None
         self._prepare_batch = prepare_batch
-        self._batches = IterableBatches(x, steps=self.steps_per_epoch, what=self.what)
+        if isinstance(x, PyDataset):
+            self._batches = PyDatasetBatches(x, steps=self.steps_per_epoch, shuffle=self.shuffle, what=self.what)
+        else:
+            self._batches = IterableBatches(x, steps=self.steps_per_epoch, what=self.what)
 
     def _array_batches(self) -> ArrayBatches:
         # Made at first use: the *_on_batch forms take the data whole and never need it.
@@ -487,7 +559,7 @@ class EpochIterator:
     @property
     def steps(self) -> int | None:
         """Steps per epoch: None for a stream without ``steps_per_epoch`` (it runs until it ends)."""
-        return self._array_batches().steps if self.arrays else self.steps_per_epoch
+        return self._array_batches().steps if self.arrays else self._batches.steps
 
     num_batches = steps  # Keras's name
 

@@ -27,6 +27,13 @@ def _check_symbolic(structure, what: str) -> None:
             )
 
 
+def _several_batches(inputs, rank: int) -> bool:
+    """A list or tuple of two or more arrays that each have the input's full rank: several inputs
+    (not rows of one batch, which have one axis less)."""
+    return isinstance(inputs, (list, tuple)) and len(inputs) > 1 and all(
+        isinstance(x, (np.ndarray, Tensor)) and np.ndim(unwrap(x)) == rank for x in inputs)
+
+
 class Functional(Model):
     """A model built from ``inputs`` and ``outputs`` symbolic tensors (lists, dicts or single)."""
 
@@ -104,6 +111,8 @@ class Functional(Model):
                 f"Model '{self.name}' takes inputs named {names}. Received: dict with keys {list(inputs)}"
             )
         flat = list(inputs) if isinstance(inputs, (list, tuple)) and len(self.inputs) > 1 else [inputs]
+        if len(self.inputs) == 1 and _several_batches(inputs, len(self.inputs[0].shape)):
+            flat = list(inputs)  # several whole inputs for a one-input model: refused below, as Keras does
         if isinstance(inputs, (list, tuple)) and len(self.inputs) == 1 and len(inputs) == 1 and not np.isscalar(
                 inputs[0]) and np.ndim(unwrap(inputs[0])) >= 1 and isinstance(inputs[0], (np.ndarray, Tensor)):
             flat = [inputs[0]]
@@ -115,9 +124,12 @@ class Functional(Model):
 
     def _check_inputs(self, flat: list) -> None:
         for i, (x, t) in enumerate(zip(flat, self.inputs)):
+            if x is None:  # an optional input left out (_convert_one let only those through)
+                continue
             shp = shape_of(x)
             want = t.shape
-            ok = len(shp) == len(want) and all(w is None or w == s for w, s in zip(want, shp))
+            # The batch axis is free, as in Keras: Input(batch_size=4) still predicts 16 rows at once.
+            ok = len(shp) == len(want) and all(w is None or w == s for w, s in zip(want[1:], shp[1:]))
             if not ok:
                 layer = t._keras_history[0]
                 raise ValueError(
@@ -139,7 +151,16 @@ class Functional(Model):
 
     def _convert_one(self, x, tensor: KerasTensor):
         """``x`` as an array of its Input's dtype, as Keras converts each input (an int32 Input gets
-        int32 values, a float16 one float16); Tensors under a tape pass as they are."""
+        int32 values, a float16 one float16); Tensors under a tape pass as they are. None passes to
+        the layers of an ``Input(optional=True)``, and is an error for any other input."""
+        if x is None:
+            layer = tensor._keras_history[0]
+            if not getattr(layer, "optional", False):
+                raise ValueError(
+                    f"The input '{layer.name}' of model '{self.name}' is not optional, but None was passed. "
+                    "Pass an array, or build the model with Input(..., optional=True). Received: None"
+                )
+            return None
         if not isinstance(x, np.ndarray):
             x = Layer._convert_inputs(self, x)
         if isinstance(x, np.ndarray) and x.dtype.name != tensor.dtype and x.dtype.kind in "fiub":

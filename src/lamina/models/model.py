@@ -76,6 +76,16 @@ class Model(Trainer, Layer):
     def layers(self) -> list[Layer]:
         return [layer for layer in self._layers]
 
+    # The refusal to assign `layers` (Keras's); Sequential names its own way to change them.
+    _layers_reserved = "`Model.layers` attribute is reserved and cannot be assigned: a model's layers come " \
+                       "from its graph (or from the layers its subclass assigns to other attributes)."
+
+    def __setattr__(self, name, value):
+        # Checked before Layer.__setattr__ tracks the value, so a refused list leaves no layer behind.
+        if name == "layers":
+            raise AttributeError(f"{self._layers_reserved} Received: an assignment to '{self.name}'.layers")
+        super().__setattr__(name, value)
+
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """The layer called ``name``, or at position ``index`` of ``layers``."""
         if index is not None and name is not None:
@@ -190,3 +200,10 @@ class Model(Trainer, Layer):
         from lamina.saving import compile_config  # lazy: it loads losses, metrics, optimizers
 
         compile_config.compile_from_config(self, config)
+
+
+def model_from_json(json_string: str, custom_objects: dict | None = None):
+    """A model from ``model.to_json()``'s string, new weights (Keras spells it under ``models.model`` too)."""
+    from lamina.saving import saving_api  # lazy: saving sits above models (and brings h5py)
+
+    return saving_api.model_from_json(json_string, custom_objects=custom_objects)

@@ -12,6 +12,11 @@ from lamina.layers.layer import Layer, _to_shape_struct, shape_of
 from lamina.models.model import Model
 
 
+def _fits(shape: tuple, configured: tuple) -> bool:
+    """Whether ``shape`` agrees with the configured input shape (None matches any size)."""
+    return len(shape) == len(configured) and all(a is None or b is None or a == b for a, b in zip(shape, configured))
+
+
 class Sequential(Model):
     """``Sequential([Dense(128, activation="relu", input_shape=(784,)), Dense(10)])``.
 
@@ -37,6 +42,9 @@ class Sequential(Model):
                 self.add(layer, rebuild=False)
             self._maybe_build_graph()
 
+    _layers_reserved = "`Sequential.layers` attribute is reserved and cannot be assigned. Use `add()` and " \
+                       "`pop()` to change the layers in this model."
+
     @property
     def layers(self) -> list[Layer]:
         return list(self._stack)
@@ -51,6 +59,12 @@ class Sequential(Model):
                 f"Received: {layer!r} (of type {type(layer).__name__})"
             )
         if isinstance(layer, InputLayer):
+            if self._input_layer is not None and not self._stack:
+                raise ValueError(
+                    f"Sequential model '{self.name}' has already been configured to use input shape "
+                    f"{self._input_layer.batch_shape}; it takes one Input, as its first entry. "
+                    f"Received: another input layer '{layer.name}'"
+                )
             if self._input_layer is not None or self._stack:
                 raise ValueError(
                     f"Sequential model '{self.name}' already has layers; an Input/InputLayer can only "
@@ -123,11 +137,26 @@ class Sequential(Model):
                     "Give the first layer input_shape=..., start with keras.Input(shape), or call build(shape)."
                 )
             input_shape = self._input_layer.batch_shape
+        self._require_layers(input_shape)
+        if self._input_layer is not None and not _fits(tuple(input_shape), self._input_layer.batch_shape):
+            raise ValueError(
+                f"Sequential model '{self.name}' has already been configured to use input shape "
+                f"{self._input_layer.batch_shape}. You cannot build it with another. Received: "
+                f"input_shape={tuple(input_shape)}"
+            )
         self._build_graph(tuple(input_shape))
 
     def _maybe_build(self, input_shape) -> None:
         if not self.built:
+            self._require_layers(input_shape)
             self._build_graph((None,) + tuple(input_shape)[1:])
+
+    def _require_layers(self, input_shape) -> None:
+        if not self._stack:
+            raise ValueError(
+                f"Sequential model '{self.name}' cannot be built because it has no layers. Call "
+                f"`model.add(layer)`. Received: input_shape={tuple(input_shape)}"
+            )
 
     @property
     def input_shape(self):
@@ -167,7 +196,8 @@ class Sequential(Model):
         if want is None:
             return
         shp = shape_of(x)
-        if len(shp) != len(want) or any(w is not None and w != s for w, s in zip(want, shp)):
+        # The batch axis is free, as in Keras: Input(batch_size=4) still predicts 16 rows at once.
+        if len(shp) != len(want) or any(w is not None and w != s for w, s in zip(want[1:], shp[1:])):
             first = self._stack[0].name if self._stack else self.name
             raise ValueError(
                 f"Input 0 of layer '{first}' in Sequential model '{self.name}' is incompatible: "

@@ -19,6 +19,12 @@ from lamina.models import data as data_lib
 
 
 def _structure_names(model) -> list[str]:
+    """The output names compile() matches losses and metrics to: the keys of a flat dict of outputs
+    (what its predictions and targets are keyed by, as Keras's compile reads them), else the names of
+    the output layers."""
+    struct = getattr(model, "_outputs_struct", None)
+    if isinstance(struct, dict) and not any(isinstance(v, (list, tuple, dict)) for v in struct.values()):
+        return [str(k) for k in struct]
     outputs = getattr(model, "outputs", None) or []
     return [t._keras_history[0].name for t in outputs]
 
@@ -100,7 +106,8 @@ class Trainer:
         self._jit_requested = jit_compile
         self._jit_compile = not run_eagerly if jit_compile == "auto" else jit_compile
         loss_tracker = metrics_lib.Mean(name="loss")  # made before the per-output trackers, as it always was
-        self._compile_loss = compile_utils.CompileLoss(loss, loss_weights, _structure_names(self), self.name)
+        self._compile_loss = compile_utils.CompileLoss(loss, loss_weights, _structure_names(self), self.name,
+                                                       isinstance(getattr(self, "_outputs_struct", None), dict))
         self._output_losses = self._compile_loss.output_losses
         self._per_output_trackers = self._compile_loss.metrics
         self._metric_specs = metrics
@@ -230,6 +237,8 @@ class Trainer:
                 f"You must call `compile()` before calling `{what}()` on model '{self.name}'. "
                 "For example: model.compile(optimizer='adam', loss='sparse_categorical_crossentropy')."
             )
+        if getattr(self._compile_loss, "structure_error", None) is not None:
+            raise self._compile_loss.structure_error
         if all(output_loss.loss is None for output_loss in self._output_losses) and what in ("fit", "train_on_batch") \
                 and _is_default(self, "train_step"):
             raise ValueError(
@@ -442,9 +451,9 @@ class Trainer:
         tracker = self._loss_tracker
         tracker.total.value[...] += loss_value * batch_size
         tracker.count.value[...] += batch_size
-        for tracker, value in zip(self._per_output_trackers, per_output):
-            if value is not None:
-                tracker.update_state(float(unwrap(value)), sample_weight=batch_size)
+        # One tracker per output with a loss (None in per_output marks an output without one).
+        for tracker, value in zip(self._per_output_trackers, [v for v in per_output if v is not None]):
+            tracker.update_state(float(unwrap(value)), sample_weight=batch_size)
         self._compile_metrics.update_state(y, y_pred, sample_weight)
 
     def _ensure_metrics_built(self, y, y_pred) -> None:

@@ -273,3 +273,8 @@ def save_model(model, path, overwrite: bool = True, include_optimizer: bool = Tr
             for n, v in zip(names, variables):
                 og.create_dataset(n.decode(), data=np.asarray(v.numpy()))
     write_bytes_atomic(path, buf.getvalue(), overwrite=overwrite)
+
+
+# Keras's own names for the two (keras.src.legacy.saving.legacy_h5_format), same signatures.
+save_model_to_hdf5 = save_model
+load_model_from_hdf5 = load_model

@@ -266,12 +266,11 @@ def _check_node(node: dict, custom_objects, safe_mode: bool, filename) -> dict:
         return {}
     custom = _custom_lookup(node, custom_objects)
     if cn == "Lambda" and custom is None:
-        if safe_mode:
+        if safe_mode and not _lambda_functions_known(node, custom_objects):
             _refuse(filename, (
                 "the model has a Lambda layer, whose function is Python code stored in the file; "
                 "safe_mode refuses to run it. If you trust the file's source, pass safe_mode=False "
-                "and a Lambda layer class in custom_objects={'Lambda': YourLambda} (lamina has no "
-                "built-in Lambda layer)."))
+                "(or call lamina.config.enable_unsafe_deserialization())."))
         return {}
     if custom is not None:
         return {}
@@ -280,6 +279,24 @@ def _check_node(node: dict, custom_objects, safe_mode: bool, filename) -> dict:
     if "config" not in node or module is None:
         return {}  # Keras-2 style {"class_name", "config"}: resolved by name among built-ins only
     return _check_module(node, cn, module, safe_mode, filename)
+
+
+def _lambda_functions_known(node: dict, custom_objects) -> bool:
+    """A ``Lambda`` whose function (and output_shape / mask functions) are all named functions found in
+    custom_objects, the registry or lamina's built-ins runs no code from the file (Keras loads it in safe
+    mode too); a stored lambda or an unknown name is code to refuse."""
+    inner = node.get("config")
+    if not isinstance(inner, dict):
+        return False
+    for key in ("function", "output_shape", "mask"):
+        entry = inner.get(key)
+        if key != "function" and not isinstance(entry, dict):
+            continue  # a plain shape or mask value
+        if not isinstance(entry, dict) or entry.get("class_name") != "function":
+            return False
+        if _custom_lookup(entry, custom_objects) is None and _builtin_lookup(str(entry.get("config"))) is None:
+            return False
+    return True
 
 
 def _check_registered_name(node: dict, cn: str, filename) -> None:
