@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 
+from lamina.callbacks._save_freq import SaveEveryNBatches
 from lamina.callbacks.callback import Callback
 from lamina.saving.atomic import write_bytes_atomic
 from lamina.saving.errors import FileFormatError
@@ -14,7 +15,7 @@ _WEIGHTS = "latest.weights.h5"
 _METADATA = "training_metadata.json"
 
 
-class BackupAndRestore(Callback):
+class BackupAndRestore(SaveEveryNBatches, Callback):
     """Backs up the training state in ``backup_dir`` and restores it when ``fit`` is run again.
 
     Each backup writes the model's weights (with the optimizer's state) to ``latest.weights.h5`` and
@@ -117,18 +118,6 @@ class BackupAndRestore(Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self._should_save_on_batch(batch):
             self._save_model()
-
-    def _should_save_on_batch(self, batch: int) -> bool:
-        if self.save_freq == "epoch":
-            return False
-        # A batch index not above the last one seen means a new epoch began.
-        added = batch + 1 if batch <= self._last_batch_seen else batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += added
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
-            return True
-        return False
 
     def _save_model(self) -> None:
         os.makedirs(self.backup_dir, exist_ok=True)

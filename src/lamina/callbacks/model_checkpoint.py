@@ -6,10 +6,11 @@ import os
 import warnings
 
 from lamina.callbacks._io import print_msg
+from lamina.callbacks._save_freq import SaveEveryNBatches
 from lamina.callbacks.monitor_callback import MonitorCallback
 
 
-class ModelCheckpoint(MonitorCallback):
+class ModelCheckpoint(SaveEveryNBatches, MonitorCallback):
     """Saves the model (``model.save``) or its weights (``model.save_weights``) every epoch or every
     ``save_freq`` batches, optionally only when ``monitor`` improves.
 
@@ -94,20 +95,6 @@ class ModelCheckpoint(MonitorCallback):
             self._set_monitor_op()
         if self.save_freq == "epoch":
             self._save_model(epoch=epoch, batch=None, logs=logs)
-
-    def _should_save_on_batch(self, batch: int) -> bool:
-        if self.save_freq == "epoch":
-            return False
-        if self._last_batch_seen is None or batch <= self._last_batch_seen:
-            added = batch + 1  # a new epoch restarted the (0-based) batch index
-        else:
-            added = batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += added
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
-            return True
-        return False
 
     def _should_save_model(self, epoch: int, logs: dict, filepath: str) -> bool:
         if not self.save_best_only:
