@@ -79,6 +79,10 @@ class _Node:
         self.outs = outs
         self.need_in: list[bool] = [False] * len(ins)
 
+    def weight_indices(self) -> list[int]:
+        """The flat-buffer positions of the weights this node writes gradients for."""
+        return []
+
 
 class _DenseNode(_Node):
     """``act(x @ kernel + bias)`` with a fused activation (linear when the loss takes logits)."""
@@ -92,6 +96,9 @@ class _DenseNode(_Node):
         self.bias = layer.bias
         self.k_index = step.variable_index(layer.kernel)
         self.b_index = None if layer.bias is None else step.variable_index(layer.bias)
+
+    def weight_indices(self) -> list[int]:
+        return [i for i in (self.k_index, self.b_index) if i is not None]
 
     def forward(self, vals: list) -> None:
         x = self.x = _autocast(vals[self.ins[0]])
@@ -141,6 +148,9 @@ class _BatchNormNode(_Node):
         self.g_index = None if layer.gamma is None else step.variable_index(layer.gamma)
         self.b_index = None if layer.beta is None else step.variable_index(layer.beta)
 
+    def weight_indices(self) -> list[int]:
+        return [i for i in (self.g_index, self.b_index) if i is not None]
+
     def forward(self, vals: list) -> None:
         layer = self.layer
         x = _autocast(vals[self.ins[0]])
@@ -171,6 +181,9 @@ class _TapeNode(_Node):
         self.kwargs = kwargs
         self.logits = logits
         self.weights = [(v, step.variable_index(v)) for v in layer.trainable_weights]
+
+    def weight_indices(self) -> list[int]:
+        return [i for _, i in self.weights]
 
     def forward(self, vals: list) -> None:
         leaves = self.leaves = [Tensor(vals[i]) for i in self.ins]
@@ -252,7 +265,7 @@ class CompiledStep:
         carries = [False] * self.n_slots
         for node in self.nodes:
             node.need_in = [carries[i] for i in node.ins]
-            has_weights = any(self._writers[i] for i in _node_indices(node))
+            has_weights = any(self._writers[i] for i in node.weight_indices())
             if has_weights or any(node.need_in):
                 for o in node.outs:
                     carries[o] = True
@@ -302,11 +315,7 @@ class CompiledStep:
     def step(self, flat: list, y, sw) -> tuple:
         """Forward, loss, backward and optimizer update; returns ``(loss, per_output, y_pred, logits)``
         where ``logits`` says whether ``y_pred`` still lacks its output activation."""
-        vals = [None] * self.n_slots
-        for slot, a in zip(self.input_slots, flat, strict=True):
-            vals[slot] = a
-        for node in self.nodes:
-            node.forward(vals)
+        vals = self._forward(flat)
         preds = [vals[s] for s in self.output_slots]
         self._written[:] = self._unwritten
         penalties = any(layer._losses for layer in self._penalty_layers)
@@ -317,9 +326,7 @@ class CompiledStep:
             result = (loss_value, [loss_value], probs, False)
         else:
             grads, result = self._tape_loss(preds, y, sw, penalties)
-        for node in self._reversed:
-            if grads[node.outs[0]] is not None or (len(node.outs) > 1 and any(grads[o] is not None for o in node.outs)):
-                node.backward(grads, self)
+        self._backward(grads)
         if penalties:
             for layer in self._penalty_layers:
                 layer._losses.clear()
@@ -363,11 +370,7 @@ class CompiledStep:
         flat = self.inputs_for(x)
         if flat is None:
             return None
-        vals = [None] * self.n_slots
-        for slot, a in zip(self.input_slots, flat, strict=True):
-            vals[slot] = a
-        for node in self.nodes:
-            node.forward(vals)
+        vals = self._forward(flat)
         out_slot = self.output_slots[0]
         n_inputs = len(flat)
 
@@ -377,9 +380,7 @@ class CompiledStep:
             grads[out_slot] = g
             self._fresh = fresh = [None] * len(self.variables)
             try:
-                for node in self._reversed:
-                    if grads[node.outs[0]] is not None:
-                        node.backward(grads, self)
+                self._backward(grads)
             finally:
                 self._fresh = None
             return (None,) * n_inputs + tuple(fresh)
@@ -387,6 +388,21 @@ class CompiledStep:
         out = record(vals[out_slot], tuple(flat) + tuple(self.variables), vjp)
         self._pending = weakref.ref(out) if isinstance(out, Tensor) else None
         return out
+
+    def _forward(self, flat: list) -> list:
+        """Every node's forward, in order; returns the slots' values."""
+        vals = [None] * self.n_slots
+        for slot, a in zip(self.input_slots, flat, strict=True):
+            vals[slot] = a
+        for node in self.nodes:
+            node.forward(vals)
+        return vals
+
+    def _backward(self, grads: list) -> None:
+        """Every node's backward, in reverse, skipping a node none of whose outputs got a gradient."""
+        for node in self._reversed:
+            if grads[node.outs[0]] is not None or (len(node.outs) > 1 and any(grads[o] is not None for o in node.outs)):
+                node.backward(grads, self)
 
     def _apply(self, flat: list) -> None:
         model = self.model
@@ -404,16 +420,6 @@ class CompiledStep:
         if struct is None:
             return values[0]
         return pack_like(struct, values)
-
-
-def _node_indices(node) -> list[int]:
-    if isinstance(node, _DenseNode):
-        return [i for i in (node.k_index, node.b_index) if i is not None]
-    if isinstance(node, _BatchNormNode):
-        return [i for i in (node.g_index, node.b_index) if i is not None]
-    if isinstance(node, _TapeNode):
-        return [i for _, i in node.weights]
-    return []
 
 
 # ----------------------------------------------------------------------------- fused loss
