@@ -547,8 +547,7 @@ class Trainer:
         with GradientTape() as tape:
             y_pred = self._forward(x, training=True, logits=logits)
             loss, per_output = self._compute_loss(y, y_pred, sw, logits)
-        if not trainable:  # look again: a subclassed model makes its weights in its first call
-            trainable = self.trainable_weights
+        trainable = self.trainable_weights  # again: a subclassed model makes its weights in its first call
         if not trainable:  # as Keras: nothing to update; the step still runs the forward and the metrics
             warnings.warn("The model does not have any trainable weights.", UserWarning, stacklevel=2)
             self._clear_losses()
