@@ -547,7 +547,9 @@ class Trainer:
         with GradientTape() as tape:
             y_pred = self._forward(x, training=True, logits=logits)
             loss, per_output = self._compute_loss(y, y_pred, sw, logits)
-        trainable = self.trainable_weights  # again: a subclassed model makes its weights in its first call
+        # Read again after the forward: a subclassed model makes its weights in its first call, and the
+        # gradients must cover those too (else the optimizer is built on a partial list).
+        trainable = self.trainable_weights
         if not trainable:  # as Keras: nothing to update; the step still runs the forward and the metrics
             warnings.warn("The model does not have any trainable weights.", UserWarning, stacklevel=2)
             self._clear_losses()
