@@ -151,6 +151,9 @@ def test_other_bad_args():
     msg = r"Softmax layer .*mask.*Received: inputs.shape=\(2, 3\), mask.shape=\(4,\)"
     with pytest.raises(ValueError, match=msg):
         Softmax()(np.zeros((2, 3), "float32"), mask=np.ones(4, bool))
+    msg = r"Softmax layer .*must not have more dimensions.*\(3 > 2\).*mask.shape=\(1, 2, 3\)"
+    with pytest.raises(ValueError, match=msg):
+        Softmax()(np.zeros((2, 3), "float32"), mask=np.ones((1, 2, 3), bool))
 
 
 def test_prelu_rejects_other_feature_sizes_after_build():

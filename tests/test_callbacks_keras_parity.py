@@ -195,11 +195,37 @@ def test_terminate_on_nan_raise_error_uses_keras_wording_and_skips_train_end():
 
 
 def test_fit_still_refuses_non_finite_inputs_up_front():
+    """NaN/inf in x is refused before any step, TerminateOnNaN or not; in y too without one."""
     model = _model(lamina)
     before = [w.copy() for w in model.get_weights()]
+    x = X.copy()
+    x[3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"`x` passed to fit contains NaN or inf.*index \(3, 0\)"):
+        model.fit(x, Y, epochs=1, verbose=0, callbacks=[callbacks.TerminateOnNaN()])
     y = Y.copy()
     y[3, 0] = np.inf
-    with pytest.raises(ValueError, match="contains NaN or inf"):
-        model.fit(X, y, epochs=1, verbose=0, callbacks=[callbacks.TerminateOnNaN()])
+    with pytest.raises(ValueError, match=r"`y` passed to fit contains NaN or inf.*index \(3, 0\)"):
+        model.fit(X, y, epochs=1, verbose=0)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("raise_error", [False, True])
+def test_non_finite_targets_are_terminate_on_nans_to_stop(raise_error):
+    """Given a TerminateOnNaN, fit warns about NaN/inf targets and trains: the callback stops training
+    at the batch whose loss they make non-finite (as Keras, whose own tests feed inf targets so)."""
+    model = _model(lamina)
+    y = Y.copy()
+    y[5, 0] = np.inf  # the second batch of 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if raise_error:
+            with pytest.raises(RuntimeError, match="NaN or Inf loss encountered at batch 1 of epoch 1"):
+                model.fit(X, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+                          callbacks=[callbacks.TerminateOnNaN(raise_error=True)])
+        else:
+            history = model.fit(X, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
+                                callbacks=[callbacks.TerminateOnNaN()])
+            assert len(history.history["loss"]) == 1 and not np.isfinite(history.history["loss"][0])
+    ours = [str(w.message) for w in caught if w.category is UserWarning]
+    assert len(ours) == 1 and "TerminateOnNaN" in ours[0] and ours[0].endswith("Received: inf at index (5, 0)")

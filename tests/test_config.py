@@ -66,10 +66,12 @@ def test_set_floatx_refuses_what_keras_refuses(keras, bad):
     assert config.floatx() == "float32"
 
 
-def test_set_floatx_bfloat16_is_named_as_unsupported_not_unknown():
-    with pytest.raises(ValueError, match="lamina cannot compute in bfloat16.*Received: value='bfloat16'"):
-        config.set_floatx("bfloat16")
-    assert config.floatx() == "float32"
+def test_set_floatx_bfloat16_is_accepted_as_in_keras():
+    config.set_floatx("bfloat16")  # ml_dtypes (the lowp extra) supplies the dtype
+    try:
+        assert config.floatx() == "bfloat16"
+    finally:
+        config.set_floatx("float32")
 
 
 def test_set_floatx_changes_what_new_weights_use():
@@ -148,6 +150,32 @@ def test_fit_is_silent_on_stdout_without_interactive_logging(capsys):
     model.compile(optimizer="sgd", loss="mse")
     model.fit(np.ones((4, 2), "float32"), np.ones((4, 1), "float32"), epochs=2, verbose=1)
     assert capsys.readouterr().out == ""
+
+
+def test_set_logging_verbosity_sets_the_lamina_logger_threshold(caplog):
+    """Callback messages are INFO records of the ``lamina`` logger without interactive logging: a
+    threshold of WARNING drops them, INFO lets them reach the handlers."""
+    logger = logging.getLogger("lamina")
+    before = logger.level
+    config.disable_interactive_logging()
+    scheduler = lamina.callbacks.LearningRateScheduler(lambda epoch: 0.5, verbose=1)
+    model = lamina.Sequential([lamina.Input((2,)), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    data = np.ones((4, 2), "float32"), np.ones((4, 1), "float32")
+    try:
+        with caplog.at_level(logging.INFO):  # the root's handlers take INFO
+            config.set_logging_verbosity("WARNING")
+            model.fit(*data, callbacks=[scheduler], verbose=0)
+            assert not [r for r in caplog.records if "LearningRateScheduler" in r.getMessage()]
+            config.set_logging_verbosity("INFO")
+            model.fit(*data, callbacks=[scheduler], verbose=0)
+            assert [r.levelno for r in caplog.records if "setting learning rate to 0.5" in r.getMessage()] == [
+                logging.INFO]
+        with pytest.raises(ValueError, match=r"set_logging_verbosity.*Received: level='LOUD'"):
+            config.set_logging_verbosity("LOUD")
+    finally:
+        logger.setLevel(before)
+        config.enable_interactive_logging()
 
 
 # ----------------------------------------------------------------------------- unsafe deserialization

@@ -50,3 +50,23 @@ def test_call_logits_is_the_preactivation():
     z = layer.call_logits(x)
     np.testing.assert_allclose(y, activations.softmax(z), rtol=1e-6)
     np.testing.assert_allclose(layer(x), activations.softmax(z), rtol=1e-6)
+
+
+def test_activation_set_to_none_after_build_is_linear():
+    """Keras lets ``layer.activation = None`` after construction: the layer is then linear, eagerly,
+    under a tape and in a compiled fit alike (no 'NoneType is not callable')."""
+    import lamina
+
+    layer = lamina.layers.Dense(2, use_bias=False, activation="relu")
+    layer.build((1, 2))
+    layer.set_weights([np.array([[1.0, -2.0], [3.0, -4.0]], "float32")])
+    layer.activation = None
+    x = np.array([[-1.0, 2.0]], "float32")
+    np.testing.assert_allclose(layer(x), [[5.0, -6.0]])
+    with lamina.GradientTape() as tape:
+        total = lamina.ops.sum(layer(x))
+    np.testing.assert_allclose(tape.gradient(total, layer.trainable_weights[0]), [[-1, -1], [2, 2]])
+    assert layer.get_config()["activation"] == "linear"
+    model = lamina.Sequential([lamina.Input((2,)), layer])
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((1, 2), "float32"), verbose=0)  # the compiled step reads the activation too

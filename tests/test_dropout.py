@@ -125,3 +125,34 @@ def test_config_matches_keras(keras):
     k_vals = set(np.unique(keras.ops.convert_to_numpy(theirs(x, training=True))).tolist())
     l_vals = set(np.unique(ours(x, training=True)).tolist())
     assert l_vals == k_vals
+
+
+def test_seeded_layer_owns_a_seed_generator_whose_state_drives_the_masks():
+    x = np.ones((6, 7), dtype="float32")
+    layer = Dropout(0.5, seed=11)
+    assert layer._seed_generators == [layer.seed_generator]
+    assert layer.weights == []  # random state is not a weight (as in Keras)
+    start = layer.seed_generator.state.numpy().copy()
+    first = layer(x, training=True)
+    assert layer.seed_generator.state.numpy()[1] == start[1] + 1
+    layer(x, training=False)  # inference draws nothing
+    assert layer.seed_generator.state.numpy()[1] == start[1] + 1
+    assert not np.array_equal(layer(x, training=True), first)
+    layer.seed_generator.state.assign(start)  # rewinding the state replays the stream
+    np.testing.assert_array_equal(layer(x, training=True), first)
+    # Without a seed the global generator serves the draws: the layer owns no random state.
+    assert Dropout(0.5)._seed_generators == [] and Dropout(0.5).seed_generator is None
+
+
+def test_rescaling_is_unbiased():
+    """Kept units are scaled by exactly 1 / (1 - rate), and the mean output matches the input's over
+    many seeds (Keras's test_dropout_rescaling checks one seed against a 2-sigma tolerance)."""
+    x = np.ones((20, 500), dtype="float32")
+    means = []
+    for seed in range(200):
+        out = Dropout(0.5, seed=seed)(x, training=True)
+        assert set(np.unique(out)) == {0.0, 2.0}
+        means.append(out.mean())
+    # The mean of 200 means has standard deviation 0.01 / sqrt(200) ~ 0.0007: 0.003 is over 4 sigma.
+    assert abs(np.mean(means) - 1.0) < 0.003
+    assert 0.007 < np.std(means) < 0.013  # a fair coin per unit: 1 / sqrt(10000)

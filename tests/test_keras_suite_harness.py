@@ -43,6 +43,27 @@ def test_alias_module_reads_lamina_and_harness_names():
     assert backend.SUPPORTS_SPARSE_TENSORS is False and backend.floatx is lamina.backend.floatx
 
 
+def test_alias_module_forwards_settings_to_lamina_and_mock_patch_restores_them():
+    """``saving_lib._MEMORY_UPPER_BOUND = 0`` or ``mock.patch.object(saving_lib, ...)`` in a Keras test must
+    change the setting where lamina reads it, and put it back after."""
+    from unittest import mock
+
+    from lamina.saving import saving_lib
+
+    alias = aliasing.AliasModule("keras.src.saving.saving_lib", "lamina.saving.saving_lib")
+    original = saving_lib._MEMORY_UPPER_BOUND
+    with mock.patch.object(alias, "_MEMORY_UPPER_BOUND", 0):
+        assert saving_lib._MEMORY_UPPER_BOUND == 0
+    assert saving_lib._MEMORY_UPPER_BOUND == original
+    alias._MEMORY_UPPER_BOUND = 0.25
+    try:
+        assert saving_lib._MEMORY_UPPER_BOUND == 0.25 and "_MEMORY_UPPER_BOUND" not in vars(alias)
+    finally:
+        alias._MEMORY_UPPER_BOUND = original
+    alias.harness_only = 1  # a name lamina lacks stays on the alias
+    assert alias.harness_only == 1 and not hasattr(saving_lib, "harness_only")
+
+
 def test_install_refuses_when_real_keras_is_loaded(monkeypatch):
     monkeypatch.setitem(sys.modules, "keras", types.ModuleType("keras"))
     with pytest.raises(RuntimeError, match="real Keras is already imported"):

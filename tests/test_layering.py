@@ -23,13 +23,18 @@ RANKS = {
     "lamina.autodiff": 1,
     "lamina.config": 0, "lamina.random": 1,  # keras.config reads backend; keras.random draws Variables/Tensors
     "lamina.saving.__init__": 0,  # re-exports the registry only; the file functions load lazily
+    "lamina.dtype_policies": 0,  # DTypePolicy and the global policy: layers, losses and metrics read them
+    "lamina.mixed_precision": 0,  # keras.mixed_precision: older names of the dtype-policy functions
     "lamina.saving.errors": 0, "lamina.saving.object_registry": 0, "lamina.saving.object_config": 0,
+    "lamina.tree": 0,  # keras.tree: nested lists/tuples/dicts (plain Python); losses and models walk them
     "lamina.py_dataset": 0,  # keras.utils.PyDataset: plain Python; the batch adapters (models.data) read it
     "lamina.saving.atomic": 0,  # crash-safe writes (os only); BackupAndRestore writes its metadata with it
+    "lamina.utils.file_utils": 0,  # keras.src.utils.file_utils: path joining and checks (os only); saving uses it
     # maths
     "lamina.activations": 10, "lamina.ops": 10,
     # parameters
     "lamina.initializers": 20, "lamina.regularizers": 20, "lamina.constraints": 20,
+    "lamina.quantizers": 20,  # abs-max / int4 / float8 formulas and configs; Dense quantizes with them
     "lamina.layers": 30, "lamina.layers.op_layer": 30,  # op nodes; wraps lamina.ops for KerasTensors
     # objectives
     "lamina.losses": 40, "lamina.metrics": 40, "lamina.optimizers": 40,

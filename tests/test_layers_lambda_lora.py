@@ -66,7 +66,9 @@ def test_lora_forward_and_gradients_match_keras(keras):
     for lw, kw in zip(l_dw, k_dw, strict=True):
         np.testing.assert_allclose(lw, kw, rtol=1e-5, atol=1e-6)
     # Outside a tape and in call_logits the effective kernel kernel + (alpha / rank) a @ b is used too.
-    effective = ll.kernel.numpy() + 1.5 * ll.lora_kernel_a.numpy() @ ll.lora_kernel_b.numpy()
+    # `kernel` reads the merged array with LoRA on (as Keras); the frozen variable is `_kernel`.
+    effective = ll._kernel.numpy() + 1.5 * ll.lora_kernel_a.numpy() @ ll.lora_kernel_b.numpy()
+    np.testing.assert_allclose(ll.kernel, effective, rtol=1e-6)
     np.testing.assert_allclose(ll.call_logits(X2), X2 @ effective + ll.bias.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ll(X2), np.tanh(X2 @ effective + ll.bias.numpy()), rtol=1e-5, atol=1e-6)
 
@@ -85,7 +87,7 @@ def test_lora_starts_as_the_plain_layer_and_freezes_the_kernel():
     before = layer(X2).copy()
     layer.enable_lora(2)
     assert layer.lora_enabled and layer.lora_rank == 2 and layer.lora_alpha == 2
-    assert not layer.kernel.trainable
+    assert not layer._kernel.trainable
     np.testing.assert_array_equal(layer(X2), before)  # b starts at zero
     assert layer.lora_kernel_a.shape == (4, 2) and layer.lora_kernel_b.shape == (2, 3)
 
@@ -172,15 +174,17 @@ def test_lora_compiled_fit_matches_the_tape_step():
 
     compiled, hist_c = train(False)
     eager, hist_e = train(True)
-    # The frozen kernel is outside the trainable buffer, so the plan refuses and the tape step trains.
-    assert compiled._fast_step is None
+    # The LoRA layer is not traced as a plain Dense (its kernel is not the `_kernel` variable): it runs as
+    # a tape node inside the compiled plan, the other Dense as a kernel node.
+    nodes = compiled._fast_step.nodes
+    assert [type(n).__name__ for n in nodes] == ["_TapeNode", "_DenseNode"]
     dense = compiled.layers[0]
     for wa, wb in zip(compiled.get_weights(), eager.get_weights(), strict=True):
         np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(hist_c["loss"], hist_e["loss"], rtol=1e-6)
     lamina.utils.set_random_seed(5)
     fresh = _lora_model()
-    np.testing.assert_array_equal(dense.kernel.numpy(), fresh.layers[0].kernel.numpy())  # frozen
+    np.testing.assert_array_equal(dense._kernel.numpy(), fresh.layers[0]._kernel.numpy())  # frozen
     assert not np.allclose(dense.lora_kernel_b.numpy(), fresh.layers[0].lora_kernel_b.numpy())  # trained
 
 

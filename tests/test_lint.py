@@ -348,3 +348,49 @@ def test_subclassed_models_lint_quietly():
     model = Tiny()
     model.compile(optimizer="sgd", loss="binary_crossentropy")  # no graph to read: no findings, no error
     assert diagnostics.lint(model) == []
+
+
+# ----------------------------------------------------------------------------- process-wide mode
+
+
+@pytest.fixture
+def lint_mode_restored():
+    yield
+    lamina.config.set_lint_mode("raise")
+
+
+def _one_unit_softmax():
+    return seq(L.Dense(8, activation="relu"), L.Dense(1, activation="softmax"))
+
+
+def test_set_lint_mode_warn_turns_compile_and_fit_errors_into_warnings(lint_mode_restored):
+    assert lamina.config.lint_mode() == "raise"
+    lamina.config.set_lint_mode("warn")
+    model = _one_unit_softmax()
+    with pytest.warns(LintWarning, match="softmax-single-unit"):
+        model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((4, 4), "float32"), np.zeros((4, 1), "float32")
+    model.fit(x, y, verbose=0)  # the findings were reported at compile; fit trains
+    # An explicit lint= still decides for its model.
+    with pytest.raises(ModelError):
+        _one_unit_softmax().compile(optimizer="sgd", loss="mse", lint=True)
+
+
+def test_set_lint_mode_off_skips_the_checks(lint_mode_restored):
+    lamina.config.set_lint_mode("off")
+    model = _one_unit_softmax()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(np.zeros((4, 4), "float32"), np.zeros((4, 1), "float32"), verbose=0)
+    lamina.config.set_lint_mode("raise")
+    with pytest.raises(ModelError):
+        _one_unit_softmax().compile(optimizer="sgd", loss="mse")
+
+
+def test_set_lint_mode_rejects_other_values():
+    with pytest.raises(ValueError, match=r"set_lint_mode.*\['raise', 'warn', 'off'\].*Received: mode='strict'"):
+        lamina.config.set_lint_mode("strict")
+    with pytest.raises(ValueError, match="set_lint_mode.*Received: mode=False"):
+        lamina.config.set_lint_mode(False)
+    assert lamina.config.lint_mode() == "raise"

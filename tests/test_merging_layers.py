@@ -169,3 +169,36 @@ def test_matches_keras(keras, cls, shapes):
     assert set(kcfg) == set(lcfg)
     cls.from_config(kcfg)
     type(theirs).from_config(lcfg)
+
+
+# ----------------------------------------------------------------------------- masks in a graph
+
+
+def _masked_pair():
+    x1 = np.array([[[0, 0], [1, 2], [0, 0], [3, 4]]], "float32")
+    x2 = np.array([[[0, 0], [0, 0], [1, 2], [3, 4]]], "float32")
+    return x1, x2
+
+
+@pytest.mark.oracle
+def test_a_symbolic_merge_output_carries_its_mask_as_a_graph_node(keras):
+    """A Masking output's mask travels with the symbolic tensor; a merge of it is a node a model can
+    return, computing what Keras computes (Concatenate: any kept feature; Add: OR of the masks)."""
+    x1, x2 = _masked_pair()
+    from keras.src.backend import get_keras_mask  # lazy: the oracle's, where Keras keeps it
+
+    for lib, mask_of in ((lamina, lamina.backend.get_keras_mask), (keras, get_keras_mask)):
+        i1, i2 = lib.layers.Input((4, 2)), lib.layers.Input((4, 2))
+        joined = lib.layers.Concatenate(axis=1)([lib.layers.Masking()(i1), i2])
+        summed = lib.layers.Add()([lib.layers.Masking()(i1), lib.layers.Masking()(i2)])
+        model = lib.Model([i1, i2], [mask_of(joined), mask_of(summed)])
+        got = [np.asarray(lib.ops.convert_to_numpy(m)) for m in model([x1, x2])]
+        if lib is lamina:
+            ours = got
+    np.testing.assert_array_equal(ours[0], [[0, 1, 0, 1, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(ours[1], [[0, 1, 1, 1]])
+    for a, b in zip(ours, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Without a Masking upstream there is no mask to carry.
+    i1, i2 = Input((4, 2)), Input((4, 2))
+    assert lamina.backend.get_keras_mask(Concatenate()([i1, i2])) is None

@@ -120,8 +120,14 @@ class _BoundMask:
 
 
 def test_batch_norm_bad_args():
-    with pytest.raises(ValueError, match="BatchNormalization.*Received: renorm=True"):
-        BatchNormalization(renorm=True)
+    with pytest.raises(ValueError, match="Received invalid keys \\['random_key'\\]"):
+        BatchNormalization(renorm=True, renorm_clipping={"random_key": 1.0})
+    with pytest.raises(ValueError, match="rmax should be.*Received: rmax=0.0, rmin=1.0"):
+        BatchNormalization(renorm=True, renorm_clipping={"rmax": 0.0, "rmin": 1.0})
+    with pytest.raises(ValueError, match="dmax should be non-negative.*Received: dmax=-1.0"):
+        BatchNormalization(renorm=True, renorm_clipping={"dmax": -1.0})
+    with pytest.raises(ValueError, match="renorm_clipping.*dict.*Received: renorm_clipping=3"):
+        BatchNormalization(renorm=True, renorm_clipping=3)
     with pytest.raises(ValueError, match="BatchNormalization.*Received: synchronized=True"):
         BatchNormalization(synchronized=True)
     with pytest.raises(ValueError, match="BatchNormalization.*Received: axis='x'"):
@@ -190,6 +196,143 @@ def test_batch_norm_masked_matches_keras(keras):
     ly = ours(x, training=True, mask=mask)
     np.testing.assert_allclose(ly, ky, rtol=1e-4, atol=1e-5)
     for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("run_eagerly", [True, False])
+def test_batch_norm_statistics_skip_positions_masked_upstream(run_eagerly):
+    """A Masking layer's mask reaches BatchNormalization in fit (tape and compiled step alike): the
+    padded timesteps (zeros after Masking) stay out of the batch mean and variance."""
+    import lamina
+
+    data = np.tile(np.array([[1, 5], [2, 5], [-1, -1], [-1, -1]], "float32"), (6, 1, 1))
+    inputs = lamina.Input((None, 2))
+    normed = BatchNormalization(momentum=0.0)(lamina.layers.Masking(mask_value=-1.0)(inputs))
+    model = lamina.Model(inputs, normed)
+    model.compile("sgd", "mse", run_eagerly=run_eagerly)
+    model.fit(data, data, batch_size=6, epochs=1, verbose=0)
+    bn = model.layers[2]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [1.5, 5.0], atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), [0.25, 0.0], atol=1e-6)
+
+
+def test_batch_norm_renorm_weights():
+    layer = BatchNormalization(renorm=True, moving_variance_initializer=lamina_constant(4.0), center=False)
+    layer.build((None, 5))
+    assert [w.name for w in layer.weights] == ["gamma", "moving_mean", "moving_variance", "moving_stddev",
+                                               "renorm_mean", "renorm_stddev"]
+    assert len(layer.non_trainable_weights) == 5
+    np.testing.assert_allclose(layer.moving_stddev.numpy(), np.full(5, 2.0))
+    np.testing.assert_allclose(layer.renorm_stddev.numpy(), np.full(5, 2.0))
+    assert layer.get_config()["renorm_clipping"] == {}
+    clipped = BatchNormalization(renorm=True, renorm_clipping={"rmax": 3.0, "rmin": 0.3, "dmax": 5.0},
+                                 renorm_momentum=0.95)
+    config = clipped.get_config()
+    assert BatchNormalization.from_config(config).get_config() == config
+
+
+def lamina_constant(value):
+    import lamina
+
+    return lamina.initializers.Constant(value)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kwargs,shape", [
+    ({}, (6, 4)),
+    ({"renorm_clipping": {"rmax": 1.2, "rmin": 0.9, "dmax": 0.1}, "momentum": 0.7}, (5, 2, 3)),
+    ({"axis": 1, "renorm_momentum": 0.5, "renorm_clipping": {"rmin": 0.8}}, (4, 3, 2)),
+    ({"scale": False, "center": False, "renorm_clipping": {"dmax": 0.2}}, (7, 3)),
+])
+def test_batch_norm_renorm_matches_keras(keras, kwargs, shape):
+    """Batch renormalization against Keras: outputs, gradients (r and d held constant) and all five
+    moving statistics over several training steps, then inference."""
+    theirs = keras.layers.BatchNormalization(renorm=True, **kwargs)
+    ours = BatchNormalization(renorm=True, **kwargs)
+    theirs.build(shape)
+    ours.build(shape)
+    rng = np.random.default_rng(11)
+    start = [rng.normal(1.0, 0.3, w.shape).astype("float32") for w in theirs.weights]
+    start = [np.abs(w) if "std" in v.name or "variance" in v.name else w for w, v in zip(start, theirs.weights)]
+    theirs.set_weights(start)
+    ours.set_weights(start)
+    proj = random_inputs(shape, seed=6)
+    for step in range(4):
+        xs = random_inputs(shape, seed=30 + step) * (2 + step) - step
+        ky, kdx, kdw = keras_forward_and_grads(theirs, xs, proj, training=True)
+        ly, ldx, ldw = lamina_forward_and_grads(ours, xs, proj, training=True)
+        np.testing.assert_allclose(ly, ky, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ldx, kdx, rtol=1e-3, atol=1e-4)
+        for a, b in zip(ldw, kdw, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+        assert [w.name for w in ours.weights] == [w.name for w in theirs.weights]
+        for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    x = random_inputs(shape, seed=50)
+    np.testing.assert_allclose(ours(x, training=False), keras.ops.convert_to_numpy(theirs(x, training=False)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_renorm_is_batch_norm_with_corrected_scale_and_offset():
+    """In training, renorm equals plain batch normalisation with scale ``r * gamma`` and offset
+    ``d * gamma + beta``, r and d held constant: same outputs and same input gradients (no gradient flows
+    through r and d, so finite differences would not agree: they see r and d move with the batch)."""
+    clipping = {"rmax": 1.5, "rmin": 0.2, "dmax": 0.5}
+    x = random_inputs((6, 3), seed=9) * 3 + 2
+    renorm = BatchNormalization(renorm=True, renorm_clipping=clipping, epsilon=1e-2)
+    renorm.build(x.shape)
+    gamma = np.array([0.5, 1.5, -1.0], "float32")
+    beta = np.array([0.1, -0.2, 0.3], "float32")
+    renorm_mean = np.array([2.0, 0.0, 5.0], "float32")
+    renorm_stddev = np.array([1.0, 4.0, 0.01], "float32")
+    renorm.gamma.assign(gamma)
+    renorm.beta.assign(beta)
+    renorm.renorm_mean.assign(renorm_mean)
+    renorm.renorm_stddev.assign(renorm_stddev)
+    sigma = np.sqrt(x.var(axis=0) + 1e-2)
+    floor = np.maximum(renorm_stddev, np.sqrt(1e-2))
+    r = np.clip(sigma / floor, 0.2, 1.5)
+    d = np.clip((x.mean(axis=0) - renorm_mean) / floor, -0.5, 0.5)
+    plain = BatchNormalization(epsilon=1e-2)
+    plain.build(x.shape)
+    plain.gamma.assign(r * gamma)
+    plain.beta.assign(d * gamma + beta)
+    proj = random_inputs(x.shape, seed=10)
+    ry, rdx, _ = lamina_forward_and_grads(renorm, x, proj, training=True)
+    py, pdx, _ = lamina_forward_and_grads(plain, x, proj, training=True)
+    np.testing.assert_allclose(ry, py, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rdx, pdx, rtol=1e-5, atol=1e-5)
+    # The statistics moved as documented: renorm by renorm_momentum, moving by momentum.
+    np.testing.assert_allclose(renorm.renorm_stddev.numpy(), renorm_stddev * 0.99 + sigma * 0.01, rtol=1e-5)
+    moving_stddev = 0.99 + sigma * 0.01
+    np.testing.assert_allclose(renorm.moving_stddev.numpy(), moving_stddev, rtol=1e-5)
+    np.testing.assert_allclose(renorm.moving_variance.numpy(), moving_stddev ** 2 - 1e-2, rtol=1e-5)
+    # Inference ignores the renorm statistics.
+    np.testing.assert_allclose(renorm(x, training=False), _inference(renorm, x), rtol=1e-5, atol=1e-6)
+
+
+def _inference(layer, x):
+    return (x - layer.moving_mean.numpy()) / np.sqrt(layer.moving_variance.numpy() + layer.epsilon) \
+        * layer.gamma.numpy() + layer.beta.numpy()
+
+
+@pytest.mark.parametrize("clipping", [None, {"rmax": 1.1, "rmin": 0.9, "dmax": 0.05}])
+def test_batch_norm_renorm_compiled_step_matches_tape(clipping):
+    """fit with the compiled step (the default) and with run_eagerly=True gives the same weights."""
+    import lamina
+
+    x = random_inputs((32, 4), seed=3) * 3 + 1
+    y = random_inputs((32, 1), seed=4)
+    results = []
+    for eager in (False, True):
+        lamina.utils.set_random_seed(7)
+        model = lamina.Sequential([lamina.Input((4,)), lamina.layers.Dense(5, activation="tanh"),
+                                   BatchNormalization(renorm=True, renorm_clipping=clipping, renorm_momentum=0.5),
+                                   lamina.layers.Dense(1)])
+        model.compile("sgd", "mse", run_eagerly=eager)
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        results.append(model.get_weights())
+    for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 

@@ -507,10 +507,10 @@ def test_os_errors_of_a_save_name_the_users_path(tmp_path, monkeypatch):
     target = tmp_path / "m.keras"
     tmp = str(tmp_path / ".m.keras.123-abcd.tmp")
 
-    def denied(path, data, overwrite=True):
+    def denied(path, overwrite=True):  # saving_lib writes the archive straight into atomic_write's file
         raise PermissionError(13, "Permission denied", tmp)
 
-    monkeypatch.setattr(saving_lib, "write_bytes_atomic", denied)
+    monkeypatch.setattr(saving_lib, "atomic_write", denied)
     with pytest.raises(PermissionError) as info:
         dense_model().save(target)
     assert str(info.value).startswith(f"[Errno 13] Cannot save to '{target}': Permission denied")

@@ -9,14 +9,27 @@ rest (callbacks, datasets, losses, metrics, optimizers, saving...) load on first
 
 import importlib
 
-from lamina import activations, backend, constraints, initializers, layers, models, ops, regularizers, utils
+from lamina import (
+    activations,
+    backend,
+    constraints,
+    dtype_policies,
+    initializers,
+    layers,
+    models,
+    ops,
+    regularizers,
+    tree,
+    utils,
+)
 from lamina.autodiff import GradientTape, Tensor, Variable
+from lamina.dtype_policies import DTypePolicy, FloatDTypePolicy
 from lamina.layers import Input, InputLayer, Layer
 from lamina.models import Model, Sequential
 from lamina.version import __version__
 
-_LAZY = ("callbacks", "config", "datasets", "diagnostics", "distribute", "losses", "metrics", "optimizers", "plot",
-         "random", "saving", "wrappers")
+_LAZY = ("callbacks", "config", "datasets", "diagnostics", "distribute", "losses", "metrics", "mixed_precision",
+         "optimizers", "plot", "random", "saving", "wrappers")
 
 
 def __getattr__(name: str):
@@ -32,8 +45,8 @@ def __dir__():
 
 
 __all__ = [
-    "GradientTape", "Input", "InputLayer", "__version__", "Layer", "Model", "Sequential", "Tensor", "Variable",
-    "activations", "backend", "callbacks", "config", "constraints", "datasets", "initializers", "layers", "losses",
-    "metrics", "models", "ops", "optimizers", "random", "regularizers", "saving", "utils",
-    "wrappers",
+    "DTypePolicy", "FloatDTypePolicy", "GradientTape", "Input", "InputLayer", "__version__", "Layer", "Model",
+    "Sequential", "Tensor", "Variable", "activations", "backend", "callbacks", "config", "constraints", "datasets",
+    "dtype_policies", "initializers", "layers", "losses", "metrics", "mixed_precision", "models", "ops", "optimizers",
+    "quantizers", "random", "regularizers", "saving", "tree", "utils", "wrappers",
 ]

@@ -43,8 +43,8 @@ import numpy as np
 
 from lamina import backend, special
 from lamina.autodiff import Tensor, Variable, record, unwrap
-from lamina.saving.object_config import serialize_function
-from lamina.saving.object_registry import get_registered_name, get_registered_object
+from lamina.saving.object_config import deserialize_layer, serialize_function, serialize_value
+from lamina.saving.object_registry import builtin_objects, get_registered_object
 
 __all__ = [
     "FUSED",
@@ -873,13 +873,7 @@ def serialize(activation) -> str | dict:
             )
         return serialize_function(activation)
     if callable(activation) and hasattr(activation, "get_config"):
-        cls = type(activation)
-        return {
-            "module": cls.__module__,
-            "class_name": cls.__name__,
-            "config": activation.get_config(),
-            "registered_name": get_registered_name(cls),
-        }
+        return serialize_value(activation)  # a layer (ReLU()) as Keras writes layers, else its class's entry
     raise ValueError(
         "serialize expects an activation function (a built-in, a named function or a callable object "
         f"with get_config). Received: activation={activation!r}"
@@ -908,6 +902,8 @@ def deserialize(config, custom_objects: dict | None = None) -> Callable:
         try:
             cls = _lookup(reg, custom_objects)
         except ValueError:
+            if _is_builtin_layer(config):  # a layer given as activation, e.g. Dense(activation=ReLU())
+                return deserialize_layer(config, custom_objects)
             cls = _lookup(config["class_name"], custom_objects)
         inner = config["config"] or {}
         return cls.from_config(inner) if hasattr(cls, "from_config") else cls(**inner)
@@ -915,6 +911,14 @@ def deserialize(config, custom_objects: dict | None = None) -> Callable:
         "deserialize expects an activation name or a config dict from serialize(). "
         f"Received: config={config!r}"
     )
+
+
+def _is_builtin_layer(config: dict) -> bool:
+    """Whether an activation entry names one of lamina's layers (module ``keras.layers`` or none)."""
+    module = config.get("module")
+    parts = module.split(".") if isinstance(module, str) else []
+    from_layers = module is None or (parts[0] in ("keras", "lamina") and "layers" in parts)
+    return from_layers and config["class_name"] in builtin_objects("layers")
 
 
 def get(identifier) -> Callable:

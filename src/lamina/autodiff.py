@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from lamina import backend
+from lamina.backend import _AUTOCAST  # the autocast dtype slot, read on every variable read
 
 # The stack of active tapes. A module-level list so the hot check is one truthiness test.
 _TAPES: list[GradientTape] = []
@@ -78,6 +79,10 @@ class Variable:
 
     ``assign`` writes in place, so a variable may be a view into a larger buffer (the model's flat
     weight buffer) and stay one. Trainable variables are watched by every recording tape.
+
+    A float variable with ``autocast=True`` reads in the dtype of the active
+    :class:`~lamina.backend.AutocastScope` (a mixed-precision layer's compute dtype) while it keeps
+    its own dtype for storage, updates and gradients.
     """
 
     __array_priority__ = 100.0
@@ -85,7 +90,7 @@ class Variable:
     overwrite_with_gradient = False
 
     def __init__(self, value, trainable: bool = True, name: str | None = None, dtype=None,
-                 regularizer=None, constraint=None):
+                 regularizer=None, constraint=None, autocast: bool = True):
         dtype = None if dtype is None else backend.standardize_dtype(dtype)
         arr = np.array(value, dtype=dtype if dtype is not None else None, copy=True)
         if dtype is None and arr.dtype == np.float64:
@@ -96,10 +101,19 @@ class Variable:
         self.path = self.name
         self.regularizer = regularizer
         self.constraint = constraint
+        self.autocast = bool(autocast)
 
     @property
     def value(self) -> np.ndarray:
-        return self._value
+        """The stored array, or under an autocast scope a float variable's value in the scope's dtype."""
+        return self._value if _AUTOCAST[0] is None else self._autocast_value(_AUTOCAST[0])
+
+    def _autocast_value(self, dtype: str) -> np.ndarray:
+        arr = self._value
+        if self.autocast and arr.dtype.name != dtype and backend.is_float_dtype(arr.dtype):
+            with np.errstate(over="ignore"):  # out of float16's range reads as inf, as in Keras: no warning
+                return arr.astype(dtype)
+        return arr
 
     shape = property(lambda self: self._value.shape)
     dtype = property(lambda self: self._value.dtype)
@@ -175,7 +189,7 @@ def unwrap(x):
     if isinstance(x, Tensor):
         return x.data
     if isinstance(x, Variable):
-        return x._value
+        return x._value if _AUTOCAST[0] is None else x._autocast_value(_AUTOCAST[0])
     if isinstance(x, (list, tuple)):
         arr = np.asarray(x)
         return arr.astype(backend.floatx()) if arr.dtype == np.float64 else arr
@@ -282,8 +296,8 @@ class GradientTape:
                 g = np.zeros(_shape_of(s), dtype=np.asarray(unwrap(s)).dtype)
             elif g is not None:
                 g = np.asarray(g)
-                dt = np.asarray(unwrap(s)).dtype
-                if g.dtype != dt and np.issubdtype(dt, np.floating):
+                dt = s._value.dtype if isinstance(s, Variable) else np.asarray(unwrap(s)).dtype
+                if g.dtype != dt and backend.is_float_dtype(dt):  # a mixed-precision weight's gradient
                     g = g.astype(dt)
             out.append(g)
         return out[0] if single else out

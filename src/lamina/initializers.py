@@ -69,12 +69,12 @@ def _standardize_shape(shape, owner: str) -> tuple[int, ...]:
 
 def _standardize_dtype(dtype, owner: str, float_only: bool) -> np.dtype:
     try:
-        dt = np.dtype(backend.standardize_dtype(dtype))
-    except TypeError:
+        dt = np.dtype(backend.standardize_dtype(dtype))  # bfloat16 / float8 load ml_dtypes here
+    except (TypeError, ValueError):
         raise ValueError(f"{owner}: unknown dtype. Received: dtype={dtype!r}") from None
-    if float_only and not np.issubdtype(dt, np.floating):
+    if float_only and not backend.is_float_dtype(dt):
         raise ValueError(
-            f"{owner} produces random floats: expected a floating dtype such as 'float32'. "
+            f"{owner} produces random floats: expected a floating dtype such as 'float32' or 'bfloat16'. "
             f"Received: dtype={dtype!r}"
         )
     return dt

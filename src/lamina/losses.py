@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lamina import backend, ops
+from lamina import backend, dtype_policies, ops
 from lamina.autodiff import Tensor, Variable, needs_gradient, record, unwrap
 from lamina.naming import auto_name
 from lamina.saving.object_config import serialize_function
@@ -898,6 +898,12 @@ def reduce_weighted_values(values, sample_weight=None, mask=None, reduction="sum
 
 # ----------------------------------------------------------------------------- Loss classes
 
+def _keras_mask(x):
+    """The mask a layer attached to ``x`` (or to the array behind it), else None."""
+    mask = backend.get_keras_mask(x)
+    return mask if mask is not None or not isinstance(x, (Tensor, Variable)) else backend.get_keras_mask(unwrap(x))
+
+
 class Loss:
     """Base class of losses: subclasses implement ``call(y_true, y_pred)`` → per-sample losses.
 
@@ -908,18 +914,24 @@ class Loss:
     def __init__(self, name: str | None = None, reduction: str | None = "sum_over_batch_size", dtype=None):
         self.name = name or auto_name(type(self).__name__)
         self.reduction = standardize_reduction(reduction, self.name)
-        if dtype is not None and hasattr(dtype, "compute_dtype"):
-            dtype = dtype.compute_dtype  # a DTypePolicy-like object
-        self._dtype = backend.standardize_dtype(dtype)
+        # A dtype name, policy name ("mixed_float16") or DTypePolicy: the loss computes in its compute
+        # dtype. None is floatx, not the global policy (as in Keras).
+        self._dtype_policy = dtype_policies.get(dtype or backend.floatx())
+        self._dtype = self._dtype_policy.compute_dtype
 
     @property
     def dtype(self) -> str:
         return self._dtype
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        in_mask = _keras_mask(y_pred)  # read before the cast: a cast copy carries no mask
         y_pred = _to_float(y_pred, self._dtype)
         y_true = _to_float(y_true, self._dtype)
         losses, mask = self._call_with_mask(y_true, y_pred)
+        if mask is None:
+            mask = _keras_mask(losses)
+        if in_mask is not None:
+            mask = in_mask if mask is None else np.logical_and(in_mask, mask)
         return reduce_weighted_values(losses, sample_weight=sample_weight, mask=mask,
                                       reduction=self.reduction, dtype=self._dtype)
 

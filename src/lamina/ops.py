@@ -97,8 +97,10 @@ def cast(x, dtype):
     xv = unwrap(x)
     dt = backend.standardize_dtype(dtype)
     out = np.asarray(xv).astype(dt)
-    if np.issubdtype(out.dtype, np.floating):
-        return record(out, (x,), lambda g: (g,))
+    if backend.is_float_dtype(out.dtype):  # bfloat16 too, which NumPy does not count as floating
+        src = np.asarray(xv).dtype
+        back = src if backend.is_float_dtype(src) else None  # the gradient returns in the input's dtype
+        return record(out, (x,), lambda g: (g if back is None else np.asarray(g).astype(back, copy=False),))
     return out
 
 

@@ -98,8 +98,8 @@ def _dtype(dtype, fn: str, kind: str) -> np.dtype:
     """``dtype`` (None: floatx) checked to be of ``kind``: "float" or "int"."""
     name = backend.standardize_dtype(dtype)
     dt = np.dtype(name)
-    wanted = np.floating if kind == "float" else np.integer
-    if not np.issubdtype(dt, wanted):
+    ok = backend.is_float_dtype(dt) if kind == "float" else np.issubdtype(dt, np.integer)  # bfloat16 too
+    if not ok:
         article = "a floating point" if kind == "float" else "an integer"
         raise ValueError(f"`keras.random.{fn}` requires {article} `dtype`. Received: dtype={dtype} ")
     return dt

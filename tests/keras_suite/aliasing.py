@@ -56,6 +56,7 @@ RENAMES = {
     "saving.object_registration": "saving.object_registry",
     "optimizers.schedules.learning_rate_schedule": "optimizers.schedules",
     "models.cloning": "models",
+    "ops.random": "random",  # keras.src.ops re-exports the backend's random module as ops.random
 }
 
 # Names the harness itself supplies on an alias, each only where lamina's module lacks it.
@@ -217,6 +218,31 @@ class AliasModule(types.ModuleType):
 
     def __dir__(self):
         return sorted({n for m in self._sources() for n in dir(m)} | set(self.__harness_names__))
+
+    def __setattr__(self, attr: str, value):
+        # A test that sets or patches a module setting (saving_lib._MEMORY_UPPER_BOUND = 0, mock.patch.object)
+        # must change it where lamina reads it: forward to the lamina module that has the name.
+        owner = None if attr.startswith("__") else self._owner(attr)
+        if owner is None:
+            super().__setattr__(attr, value)
+        else:
+            setattr(owner, attr, value)
+
+    def __delattr__(self, attr: str):
+        # mock.patch undoes a patch of a name it did not find in this module's __dict__ by deleting it, then
+        # setting the original back: remember where a forwarded name lived so that the set goes there too.
+        owner = None if attr.startswith("__") or attr in self.__dict__ else self._owner(attr)
+        if owner is None:
+            super().__delattr__(attr)
+        else:
+            delattr(owner, attr)
+            self.__dict__.setdefault("__forwarded__", {})[attr] = owner
+
+    def _owner(self, attr: str):
+        remembered = self.__dict__.get("__forwarded__", {}).pop(attr, None)
+        if remembered is not None:
+            return remembered
+        return next((m for m in self._sources() if attr in vars(m)), None)
 
 
 _MISSING = object()

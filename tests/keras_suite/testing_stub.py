@@ -325,11 +325,12 @@ class TestCase(parameterized.TestCase):
             self._mixed_precision_checks(spec, keras_inputs, input_data)
 
     def _mixed_precision_checks(self, spec, keras_inputs, input_data):
+        # As Keras's run_layer_test, except that it runs on every backend (Keras skips it on torch's CPU).
         layer = spec.args["layer_cls"](**{**spec.init_kwargs, "dtype": "mixed_float16"})
-        float_dtype = lamina.backend.standardize_dtype
+        is_float_dtype = lamina.backend.is_float_dtype
 
         def as_compute(kt):
-            is_float = float_dtype(kt.dtype).startswith(("float", "bfloat"))
+            is_float = is_float_dtype(kt.dtype)
             return _keras_tensor(kt.shape, layer.compute_dtype if layer.autocast and is_float else kt.dtype)
 
         input_spec = _map_structure(as_compute, keras_inputs)
@@ -342,7 +343,7 @@ class TestCase(parameterized.TestCase):
             self.assertEqual(dtype, out_spec.dtype, f"expected output dtype {out_spec.dtype}, got {dtype}")
         for weight in layer.weights:
             dtype = _standardize_dtype(weight.dtype)
-            if dtype.startswith(("float", "bfloat")):
+            if is_float_dtype(dtype):
                 self.assertEqual(dtype, "float32")
 
 

@@ -243,7 +243,6 @@ class TensorBoard(Callback):
         from tensorboardX.proto.versions_pb2 import VersionDef
 
         from lamina.diagnostics._graph import Graph
-        from lamina.layers.keras_tensor import KerasTensor, flatten
 
         graph = Graph(self.model)
         if not graph.known:
@@ -257,7 +256,7 @@ class TensorBoard(Callback):
                          attr={"shape": AttrValue(s=str(tuple(t.shape)).encode())}) for t in graph.inputs]
         produced: dict[int, str] = {}  # id(output tensor) -> its node's name (a shared layer has several)
         for g in graph.nodes:
-            inputs = [produced.get(id(t), source(t)) for t in flatten(g.node.call_inputs) if isinstance(t, KerasTensor)]
+            inputs = [produced.get(id(t), source(t)) for t in g.node.input_tensors]  # every tensor argument
             name = g.layer.name
             while any(n.name == name for n in nodes):
                 name += "_"

@@ -165,9 +165,16 @@ class Graph:
             args = pack_like(call_inputs, [values[id(t)] if isinstance(t, KerasTensor) else t
                                            for t in flatten(call_inputs)])
             kwargs = dict(g.node.call_kwargs)
+            # the positional arguments after the first (layer(x, y)) are tensors of the graph too
+            more = [pack_like(a, [values[id(t)] if isinstance(t, KerasTensor) else t for t in flatten(a)])
+                    for a in g.node.call_args]
             if layer._call_has_training and "training" not in kwargs:
                 kwargs["training"] = training
-            if isinstance(layer, layers.Dense) and role_of(layer) == AFFINE_ACT:
+            if more:
+                out = layer(args, *more, **kwargs)
+                if visit is not None:
+                    visit(g, args, [out])
+            elif isinstance(layer, layers.Dense) and role_of(layer) == AFFINE_ACT:
                 z = layer.call_logits(args)
                 a = layer.activation(z)
                 if visit is not None:

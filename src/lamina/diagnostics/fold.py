@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lamina.autodiff import unwrap
 from lamina.diagnostics._graph import Graph, activation_of, fn_name
 from lamina.layers import Activation, BatchNormalization, Dense, Dropout, Input, ReLU
 from lamina.models.sequential import Sequential
@@ -99,7 +100,10 @@ class _Plan:
         return True
 
     def add_dense(self, layer) -> None:
-        kernel = layer.kernel.numpy().astype(np.float64)
+        if layer.quantization_mode is not None:  # its integer kernel and input rounding are no affine map
+            raise ValueError(f"fold cannot merge Dense '{layer.name}': it is quantized. Fold the float model, then "
+                             f"quantize the folded one. Received: quantization_mode={layer.quantization_mode!r}")
+        kernel = np.array(unwrap(layer.kernel), dtype=np.float64)  # with LoRA on, the merged kernel
         bias = layer.bias.numpy().astype(np.float64) if layer.bias is not None else np.zeros(layer.units)
         self.affine(kernel, bias, layer)
         if fn_name(layer.activation) != "linear":
@@ -147,7 +151,8 @@ def fold(model):
     The result is not compiled. Raises ``ValueError`` for models that are not a single chain of
     layers (merges, several inputs or outputs, subclassed models).
     """
-    if not hasattr(model, "layers") or not hasattr(model, "inputs"):
+    # (an unbuilt Sequential has no `inputs` yet, as in Keras: _chain_layers says it must be built)
+    if not hasattr(model, "layers") or not (isinstance(model, Sequential) or hasattr(model, "inputs")):
         raise TypeError(f"fold expects a lamina Model. Received: {type(model).__name__}")
     plan = _Plan()
     for layer in _chain_layers(model):

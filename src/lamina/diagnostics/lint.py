@@ -4,7 +4,9 @@
 runs the structural and loss rules (``check_at_compile``) and ``fit`` the data rules
 (``check_at_fit``): errors raise :class:`~lamina.diagnostics.ModelError` unless the model was
 compiled with ``lint="warn"``; warnings and hints go through Python's ``warnings`` with the
-categories ``LintWarning`` and ``LintHint``; ``lint=False`` skips everything.
+categories ``LintWarning`` and ``LintHint``; ``lint=False`` skips everything. ``compile`` without
+``lint=`` takes the process-wide mode of ``lamina.config.set_lint_mode`` (``"raise"`` by default,
+``"warn"``, ``"off"``), for Keras code that cannot be edited.
 
 Rules (rule id — severity):
 
@@ -40,7 +42,7 @@ import warnings
 
 import numpy as np
 
-from lamina import initializers
+from lamina import config, initializers
 from lamina import layers as layers_lib
 from lamina.diagnostics import _graph, health
 from lamina.diagnostics._graph import (
@@ -118,12 +120,16 @@ def _check_model(model) -> None:
 
 
 def _check_mode(mode):
+    """``mode`` as True (errors raise), ``"warn"`` or False; None takes ``lamina.config.lint_mode()``."""
     if not any(mode is m or (isinstance(m, str) and mode == m) for m in _MODES):
         raise ValueError(
-            "compile(lint=...) must be None (errors raise, warnings warn), 'warn' (errors become "
-            f"warnings) or False (no checks). Received: lint={mode!r}"
+            "compile(lint=...) must be None (the mode of lamina.config.set_lint_mode, 'raise' by default), "
+            "True (errors raise, warnings warn), 'warn' (errors become warnings) or False (no checks). "
+            f"Received: lint={mode!r}"
         )
-    return None if mode is True else mode
+    if mode is None:
+        mode = {"raise": True, "warn": "warn", "off": False}[config.lint_mode()]
+    return mode
 
 
 def _sorted(findings: list[Finding]) -> list[Finding]:

@@ -149,7 +149,26 @@ class Merge(Layer):
             out = np.logical_or(out, as_bool_mask(m))
         return out
 
+    def _graph_mask(self, inputs: list, masks: list):
+        """:meth:`compute_mask` as graph ops on symbolic inputs and their masks (None entries: no mask),
+        so a model can return the output's mask: here the OR of the masks, None if an input has none."""
+        if any(m is None for m in masks):
+            return None
+        out = masks[0]
+        for m in masks[1:]:
+            out = ops.logical_or(out, m)
+        return out
+
     # ------------------------------------------------------------------ call
+
+    def __call__(self, inputs, *args, **kwargs):
+        out = super().__call__(inputs, *args, **kwargs)
+        if isinstance(out, KerasTensor) and isinstance(inputs, (list, tuple)) and \
+                all(isinstance(x, KerasTensor) for x in inputs):
+            masks = attached_masks(list(inputs))  # a symbolic Masking output carries its mask's graph node
+            if masks is not None:
+                attach_mask(out, self._graph_mask(list(inputs), masks))
+        return out
 
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)):

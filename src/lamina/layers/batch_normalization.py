@@ -36,6 +36,27 @@ def batch_norm_train(x, gamma, beta, axis: int, epsilon: float, mask=None):
     return record(y, parents, vjp), mean, var
 
 
+def _moments(xv: np.ndarray, red: tuple, mask):
+    """``(mean, x - mean, var, w, c)`` over the axes ``red`` (kept as size 1), weighted by ``mask`` as
+    :func:`batch_norm_train` describes (``w`` is None without a mask)."""
+    if mask is None:
+        c = 1.0 / max(1, int(np.prod([xv.shape[i] for i in red])))
+        mean = np.mean(xv, axis=red, keepdims=True)
+        diff = xv - mean
+        return mean, diff, np.mean(np.square(diff), axis=red, keepdims=True), None, c
+    w = np.broadcast_to(mask, xv.shape).astype(xv.dtype)
+    c = (1.0 / (np.sum(w, axis=red, keepdims=True) + backend.epsilon())).astype(xv.dtype)
+    mean = np.sum(w * xv, axis=red, keepdims=True) * c
+    diff = xv - mean
+    return mean, diff, np.sum(w * np.square(diff), axis=red, keepdims=True) * c, w, c
+
+
+def batch_moments(xv: np.ndarray, axis: int, mask=None) -> tuple:
+    """The per-feature ``(mean, var)`` (1-D) that :func:`batch_norm_train` normalises ``xv`` by."""
+    mean, _, var, _, _ = _moments(xv, tuple(i for i in range(xv.ndim) if i != axis), mask)
+    return np.reshape(mean, -1), np.reshape(var, -1)
+
+
 def batch_norm_train_kernel(xv: np.ndarray, gamma, beta, axis: int, epsilon: float, mask, need_x: bool):
     """:func:`batch_norm_train` on plain arrays: ``(y, mean, var, vjp)``, where ``vjp(g)`` gives
     ``(dx, dgamma, dbeta)`` without the entries for a missing gamma or beta (the compiled step calls
@@ -44,19 +65,7 @@ def batch_norm_train_kernel(xv: np.ndarray, gamma, beta, axis: int, epsilon: flo
     red = tuple(i for i in range(ndim) if i != axis)
     bshape = [1] * ndim
     bshape[axis] = xv.shape[axis]
-    if mask is None:
-        w = None
-        c = 1.0 / max(1, int(np.prod([xv.shape[i] for i in red])))
-        mean = np.mean(xv, axis=red, keepdims=True)
-        diff = xv - mean
-        var = np.mean(np.square(diff), axis=red, keepdims=True)
-    else:
-        w = np.broadcast_to(mask, xv.shape).astype(xv.dtype)
-        c = 1.0 / (np.sum(w, axis=red, keepdims=True) + backend.epsilon())
-        c = c.astype(xv.dtype)
-        mean = np.sum(w * xv, axis=red, keepdims=True) * c
-        diff = xv - mean
-        var = np.sum(w * np.square(diff), axis=red, keepdims=True) * c
+    mean, diff, var, w, c = _moments(xv, red, mask)
     inv = 1.0 / np.sqrt(var + epsilon)
     xhat = diff * inv
     gv = None if gamma is None else np.reshape(gamma, bshape)
@@ -116,6 +125,41 @@ def batch_norm_inference(x, mean, variance, gamma, beta, axis: int, epsilon: flo
     return record(y, (x,) + tuple(p for p in (gamma, beta) if p is not None), vjp)
 
 
+def _check_renorm_clipping(clipping) -> dict:
+    """``renorm_clipping`` as a dict with only the keys ``rmax``, ``rmin``, ``dmax`` (``{}`` for None),
+    ``rmax >= rmin`` and ``dmax >= 0``."""
+    clipping = {} if clipping is None else clipping
+    if not isinstance(clipping, dict):
+        raise ValueError(
+            "BatchNormalization: `renorm_clipping` must be a dict with the optional keys 'rmax', 'rmin' and "
+            f"'dmax'. Received: renorm_clipping={clipping!r}"
+        )
+    allowed = ("rmax", "rmin", "dmax")
+    unknown = sorted(set(clipping) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"BatchNormalization: `renorm_clipping` takes only the keys {list(allowed)}. Received invalid keys "
+            f"{unknown} in renorm_clipping={clipping!r}"
+        )
+    for key, value in clipping.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+            raise ValueError(
+                f"BatchNormalization: `renorm_clipping['{key}']` must be a number or None. "
+                f"Received: {key}={value!r}"
+            )
+    rmax, rmin, dmax = (clipping.get(k) for k in allowed)
+    if rmax is not None and rmin is not None and rmax < rmin:
+        raise ValueError(
+            "BatchNormalization: rmax should be greater than or equal to rmin in `renorm_clipping`. "
+            f"Received: rmax={rmax}, rmin={rmin}"
+        )
+    if dmax is not None and dmax < 0:
+        raise ValueError(
+            f"BatchNormalization: dmax should be non-negative in `renorm_clipping`. Received: dmax={dmax}"
+        )
+    return clipping
+
+
 class BatchNormalization(Layer):
     """Batch normalisation (Ioffe & Szegedy, 2015) over every axis but ``axis``.
 
@@ -124,7 +168,11 @@ class BatchNormalization(Layer):
     statistics are updated as ``moving = moving * momentum + batch * (1 - momentum)``. Inference
     uses the moving statistics instead. Weights: gamma, beta (trainable), moving_mean,
     moving_variance (not trainable). ``call(inputs, training=None, mask=None)``: a mask of the
-    input's shape less the last axis excludes entries from the batch statistics.
+    input's shape less the last axis (given, or carried by the input from a ``Masking`` layer)
+    excludes entries from the batch statistics.
+
+    ``renorm=True`` trains with batch renormalization (see :meth:`_renorm_train`), adding the
+    non-trainable ``moving_stddev``, ``renorm_mean`` and ``renorm_stddev``; inference is unchanged.
     """
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
@@ -143,10 +191,7 @@ class BatchNormalization(Layer):
                 f"strategies, not by lamina. Received: synchronized={synchronized!r}"
             )
         if renorm:
-            raise ValueError(
-                "BatchNormalization: batch renormalization (`renorm=True`) is not supported by lamina. "
-                f"Received: renorm={renorm!r}"
-            )
+            renorm_clipping = _check_renorm_clipping(renorm_clipping)
         for name, value in (("momentum", momentum), ("epsilon", epsilon)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
                 raise ValueError(
@@ -171,10 +216,11 @@ class BatchNormalization(Layer):
         self.gamma_constraint = constraints.get(gamma_constraint)
         self.renorm = renorm
         self.renorm_clipping = renorm_clipping
-        self.renorm_momentum = renorm_momentum
+        self.renorm_momentum = float(renorm_momentum)
         self.synchronized = synchronized
         self.supports_masking = True
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+        self.moving_stddev = self.renorm_mean = self.renorm_stddev = None
 
     def build(self, input_shape) -> None:
         ndim = len(input_shape)
@@ -192,16 +238,33 @@ class BatchNormalization(Layer):
         shape = (int(size),)
         if self.scale:
             self.gamma = self.add_weight(shape=shape, name="gamma", initializer=self.gamma_initializer,
-                                         regularizer=self.gamma_regularizer, constraint=self.gamma_constraint)
+                                         regularizer=self.gamma_regularizer, constraint=self.gamma_constraint,
+                                         autocast=False)
         if self.center:
             self.beta = self.add_weight(shape=shape, name="beta", initializer=self.beta_initializer,
-                                        regularizer=self.beta_regularizer, constraint=self.beta_constraint)
+                                        regularizer=self.beta_regularizer, constraint=self.beta_constraint,
+                                        autocast=False)
         self.moving_mean = self.add_weight(shape=shape, name="moving_mean",
-                                           initializer=self.moving_mean_initializer, trainable=False)
+                                           initializer=self.moving_mean_initializer, trainable=False, autocast=False)
         self.moving_variance = self.add_weight(shape=shape, name="moving_variance",
-                                               initializer=self.moving_variance_initializer, trainable=False)
+                                               initializer=self.moving_variance_initializer, trainable=False,
+                                               autocast=False)
+        if self.renorm:
+            self._build_renorm(shape)
         self.input_spec = InputSpec(ndim=ndim, axes={self.axis: int(size)})
         self.built = True
+
+    def _build_renorm(self, shape: tuple) -> None:
+        """Batch renormalization's weights: the inference statistics as a standard deviation
+        (``moving_stddev``) and the training-time ``renorm_mean``/``renorm_stddev``, the standard
+        deviations starting at the square root of the moving variance's initial value."""
+        stddev = np.sqrt(self.moving_variance._value)
+        self.moving_stddev = self.add_weight(shape=shape, name="moving_stddev", initializer=stddev, trainable=False,
+                                             autocast=False)
+        self.renorm_mean = self.add_weight(shape=shape, name="renorm_mean", initializer=self.moving_mean_initializer,
+                                           trainable=False, autocast=False)
+        self.renorm_stddev = self.add_weight(shape=shape, name="renorm_stddev", initializer=stddev, trainable=False,
+                                             autocast=False)
 
     def call(self, inputs, training=None, mask=None):
         xv = np.asarray(unwrap(inputs))
@@ -209,6 +272,8 @@ class BatchNormalization(Layer):
             # Statistics need at least float32 (Keras computes in result_type(dtype, float32)).
             inputs = ops.cast(inputs, np.result_type(xv.dtype, np.float32).name)
         axis = self.axis % xv.ndim
+        if mask is None:
+            mask = backend.get_keras_mask(inputs)  # set by a Masking layer upstream, as Keras passes it on
         if training and self.trainable:
             if mask is not None:
                 mask = np.asarray(unwrap(mask))
@@ -218,14 +283,58 @@ class BatchNormalization(Layer):
                         f"less than the inputs. Received: mask.shape={mask.shape}, inputs.shape={xv.shape}"
                     )
                 mask = np.expand_dims(mask.astype(bool), -1)
-            out, mean, var = batch_norm_train(inputs, self.gamma, self.beta, axis, self.epsilon, mask)
-            self._update_moving(mean, var)
+            if self.renorm:
+                out = self._renorm_train(inputs, axis, mask)
+            else:
+                out, mean, var = batch_norm_train(inputs, self.gamma, self.beta, axis, self.epsilon, mask)
+                self._update_moving(mean, var)
         else:
             out = batch_norm_inference(inputs, self.moving_mean._value, self.moving_variance._value,
                                        self.gamma, self.beta, axis, self.epsilon)
         if np.asarray(unwrap(out)).dtype.name != self.compute_dtype:
             out = ops.cast(out, self.compute_dtype)
         return out
+
+    def _renorm_train(self, inputs, axis: int, mask):
+        """Batch renormalization (Ioffe, 2017) in training: with the batch's ``mean`` and
+        ``sigma = sqrt(var + epsilon)``, ``r = sigma / max(renorm_stddev, sqrt(epsilon))`` and
+        ``d = (mean - renorm_mean) / max(renorm_stddev, sqrt(epsilon))`` (clipped by ``renorm_clipping``
+        to ``[rmin, rmax]`` and ``[-dmax, dmax]``, and held constant: no gradient flows through them),
+        ``y = gamma * (xhat * r + d) + beta``, i.e. batch normalisation with scale ``r * gamma`` and
+        offset ``d * gamma + beta``. The statistics are read before this batch updates them."""
+        mean, var = batch_moments(np.asarray(unwrap(inputs)), axis, mask)
+        sigma = np.sqrt(var + self.epsilon)
+        floor = np.sqrt(np.asarray(self.epsilon, sigma.dtype))
+        renorm_stddev = np.maximum(self.renorm_stddev._value.astype(sigma.dtype), floor)
+        r = sigma / renorm_stddev
+        d = (mean - self.renorm_mean._value.astype(mean.dtype)) / renorm_stddev
+        clip = self.renorm_clipping
+        if clip.get("rmin") is not None:
+            r = np.maximum(r, clip["rmin"]).astype(sigma.dtype)
+        if clip.get("rmax") is not None:
+            r = np.minimum(r, clip["rmax"]).astype(sigma.dtype)
+        if clip.get("dmax") is not None:
+            d = np.clip(d, -clip["dmax"], clip["dmax"]).astype(sigma.dtype)
+        if self.gamma is None:
+            scale, offset = r, d
+        else:
+            scale, offset = ops.multiply(self.gamma, r), ops.multiply(self.gamma, d)
+        if self.beta is not None:
+            offset = ops.add(offset, self.beta)
+        out, _, _ = batch_norm_train(inputs, scale, offset, axis, self.epsilon, mask)
+        self._update_renorm(mean, sigma)
+        return out
+
+    def _update_renorm(self, mean, sigma) -> None:
+        """``renorm_* = renorm_* * renorm_momentum + batch * (1 - renorm_momentum)`` and
+        ``moving_* = moving_* * momentum + batch * (1 - momentum)`` for the mean and the standard
+        deviation; ``moving_variance = max(moving_stddev**2 - epsilon, 0)`` follows the new stddev."""
+        pairs = ((self.renorm_mean, mean, self.renorm_momentum), (self.renorm_stddev, sigma, self.renorm_momentum),
+                 (self.moving_mean, mean, self.momentum), (self.moving_stddev, sigma, self.momentum))
+        for moving, batch, m in pairs:
+            moving.assign(moving._value * m + batch.astype(moving.dtype) * (1.0 - m))
+        stddev = self.moving_stddev._value
+        self.moving_variance.assign(np.maximum(stddev * stddev - self.epsilon, 0).astype(stddev.dtype))
 
     def _update_moving(self, mean, var) -> None:
         """``moving = moving * momentum + batch * (1 - momentum)`` for the mean and the variance."""

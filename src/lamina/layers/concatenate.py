@@ -56,6 +56,16 @@ class Concatenate(Merge):
         masks = attached_masks(list(inputs))
         return out if masks is None else attach_mask(out, self.compute_mask(inputs, masks))
 
+    def _graph_mask(self, inputs: list, masks: list):
+        """:meth:`compute_mask` as graph ops: each mask widened to its input's shape (True where an input
+        has none) by a logical AND with ones of that shape, joined along ``axis``, any over the features."""
+        full = []
+        for x, m in zip(inputs, masks, strict=True):
+            ones = ops.ones_like(x, dtype="bool")
+            full.append(ones if m is None else ops.logical_and(ops.expand_dims(m, -1), ones)
+                        if len(m.shape) < len(x.shape) else m)
+        return ops.any(ops.concatenate(full, axis=self.axis), axis=-1)
+
     def compute_mask(self, inputs, mask=None):
         """Each input's mask, widened to the input's shape (all True where an input has none), joined
         along ``axis``; a position is kept if any of its features is."""

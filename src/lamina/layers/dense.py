@@ -6,10 +6,13 @@ import numpy as np
 
 from lamina import activations, constraints, initializers, regularizers
 from lamina.autodiff import needs_gradient, record, recording, unwrap
+from lamina.layers.dense_quantize import DenseQuantization
 from lamina.layers.layer import InputSpec, Layer
+from lamina.quantizers import deserialize as deserialize_quantization_config
+from lamina.quantizers import serialize as serialize_quantization_config
 
 
-class Dense(Layer):
+class Dense(DenseQuantization, Layer):
     """A densely connected layer.
 
     Fused activations are the 14 in :data:`lamina.activations.FUSED`, whose derivative is a function
@@ -24,7 +27,21 @@ class Dense(Layer):
     LoRA (:meth:`enable_lora`, or ``lora_rank`` at construction): the built ``kernel`` is frozen and
     the layer computes with ``kernel + (lora_alpha / lora_rank) * lora_kernel_a @ lora_kernel_b``,
     training only the two low-rank factors (and the bias).
+
+    Quantization (:meth:`quantize`, or a ``"<mode>_from_<policy>"`` dtype such as
+    ``"int8_from_float32"``): see :mod:`lamina.layers.dense_quantize`. The variable is ``_kernel``;
+    ``kernel`` reads it (int4 unpacked, LoRA merged).
     """
+
+    @property
+    def activation(self):
+        return self._activation
+
+    @activation.setter
+    def activation(self, value) -> None:
+        # Read as a function everywhere (the call, the compiled step, the lint): None, set after
+        # construction as Keras allows, is the identity, as at construction.
+        self._activation = activations.get(value)
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
@@ -52,6 +69,7 @@ class Dense(Layer):
         self.lora_rank = lora_rank
         self.lora_alpha = lora_alpha if lora_alpha is not None else lora_rank
         self.lora_enabled = False
+        self.quantization_config = quantization_config
 
     def build(self, input_shape) -> None:
         input_dim = input_shape[-1]
@@ -60,23 +78,42 @@ class Dense(Layer):
                 f"The last dimension of the inputs to Dense layer '{self.name}' must be known. "
                 f"Received: input_shape={input_shape}"
             )
-        self.kernel = self.add_weight(name="kernel", shape=(input_dim, self.units),
-                                      initializer=self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer,
-                                      constraint=self.kernel_constraint)
+        mode = self.quantization_mode
+        if mode is not None:
+            self.quantized_build((input_dim, self.units), mode, self.quantization_config)
+        if mode not in ("int8", "int4"):  # those build an integer `_kernel` of their own
+            self._kernel = self.add_weight(name="kernel", shape=(input_dim, self.units),
+                                           initializer=self.kernel_initializer,
+                                           regularizer=self.kernel_regularizer,
+                                           constraint=self.kernel_constraint)
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer,
                                         regularizer=self.bias_regularizer, constraint=self.bias_constraint)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: input_dim})
+        if self._build_shapes is None:  # a direct build(shape): saved as the build config, as Keras does
+            self._build_shapes = tuple(input_shape)
         self.built = True
         if self.lora_rank:
             self.enable_lora(self.lora_rank, lora_alpha=self.lora_alpha)
+
+    @property
+    def kernel(self):
+        """The kernel ``(input_dim, units)``: the ``_kernel`` variable (int4: unpacked to int8 values), or
+        with LoRA enabled the merged array ``kernel + (alpha / rank) * a @ b``."""
+        if not self.built:
+            raise AttributeError(f"Dense '{self.name}' has no kernel until it is built. Call it on data or call "
+                                 "`build(input_shape)` first.")
+        if self.lora_enabled:
+            return self._effective_kernel()
+        return self._unpacked_kernel()
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def call(self, inputs, training=None):
+        if self.quantization_mode is not None:
+            return self.quantized_call(inputs, training)
         if recording():
             return self._call_recorded(inputs, self.activation)
         x = inputs if isinstance(inputs, np.ndarray) else unwrap(inputs)
@@ -86,6 +123,8 @@ class Dense(Layer):
 
     def call_logits(self, inputs):
         """The pre-activation output ``inputs @ kernel + bias`` (for losses computed from logits)."""
+        if self.quantization_mode is not None:
+            return self.quantized_call(inputs, logits=True)
         if recording():
             return self._call_recorded(inputs, activations.linear)
         bias = None if self.bias is None else self.bias._value
@@ -93,7 +132,7 @@ class Dense(Layer):
 
     def _call_recorded(self, inputs, activation):
         """One graph node for matmul + bias (+ activation when its gradient needs only the output)."""
-        kernel, bias = (self._recorded_lora_kernel() if self.lora_enabled else self.kernel), self.bias
+        kernel, bias = (self._recorded_lora_kernel() if self.lora_enabled else self._kernel), self.bias
         kernel_value = unwrap(kernel)
         x = unwrap(inputs)
         fused = activations.FUSED.get(activation)
@@ -130,7 +169,10 @@ class Dense(Layer):
             rank = int(rank)
         if not isinstance(rank, (int, np.integer)) or isinstance(rank, bool) or rank <= 0:
             raise ValueError(f"Dense '{self.name}': the LoRA rank must be a positive integer. Received: rank={rank!r}")
-        input_dim, units = self.kernel.shape
+        if self.quantization_mode == "int4":
+            input_dim, units = self._orig_input_dim, self._orig_output_dim  # `_kernel` is packed
+        else:
+            input_dim, units = self._kernel.shape
         # The factors are float32 whatever the layer's dtype (Keras: low-precision factors under/overflow).
         self.lora_kernel_a = self.add_weight(name="lora_kernel_a", shape=(input_dim, rank),
                                              initializer=initializers.get(a_initializer), dtype="float32",
@@ -138,7 +180,7 @@ class Dense(Layer):
         self.lora_kernel_b = self.add_weight(name="lora_kernel_b", shape=(rank, units),
                                              initializer=initializers.get(b_initializer), dtype="float32",
                                              regularizer=self.kernel_regularizer)
-        self.kernel.trainable = False
+        self._kernel.trainable = False
         self.lora_enabled = True
         self.lora_rank = int(rank)
         self.lora_alpha = lora_alpha if lora_alpha is not None else self.lora_rank
@@ -147,11 +189,13 @@ class Dense(Layer):
         return self.lora_alpha / self.lora_rank
 
     def _effective_kernel(self) -> np.ndarray:
-        """``kernel``, or with LoRA ``kernel + (alpha / rank) * a @ b`` (a fresh array, in the kernel's dtype)."""
+        """The float kernel (a quantized one dequantized); with LoRA, a fresh array ``kernel + (alpha / rank)
+        * a @ b`` in the float kernel's dtype."""
+        base = self._kernel._value if self.quantization_mode is None else self._dequantized_kernel()
         if not self.lora_enabled:
-            return self.kernel._value
+            return base
         delta = self._lora_scale() * (self.lora_kernel_a._value @ self.lora_kernel_b._value)
-        return (self.kernel._value + delta).astype(self.kernel.dtype, copy=False)
+        return (base + delta).astype(base.dtype, copy=False)
 
     def _recorded_lora_kernel(self):
         """The effective kernel as a graph node over ``(kernel, lora_kernel_a, lora_kernel_b)``:
@@ -162,42 +206,41 @@ class Dense(Layer):
             g32 = g.astype("float32", copy=False)
             return g, (s * (g32 @ b.T)).astype(a.dtype, copy=False), (s * (a.T @ g32)).astype(b.dtype, copy=False)
 
-        return record(self._effective_kernel(), (self.kernel, self.lora_kernel_a, self.lora_kernel_b), vjp)
+        return record(self._effective_kernel(), (self._kernel, self.lora_kernel_a, self.lora_kernel_b), vjp)
 
-    # Saving as Keras does with LoRA on: the variables written are the merged kernel (and the bias);
-    # loading assigns the kernel and resets the factors to zero. These exist only while LoRA is enabled
-    # (the weight walker asks `hasattr`), so a plain Dense keeps the checked variable-by-variable path.
+    # Saving as Keras does: with LoRA on, the kernel written is the merged one (requantized when the
+    # layer is quantized) and loading resets the factors to zero; a quantized layer writes its variables
+    # in Keras's order (`variable_serialization_spec`). `save_own_variables` exists only then (the weight
+    # walker asks `hasattr`), so a plain Dense keeps the checked variable-by-variable path.
     @property
     def save_own_variables(self):
-        if not self.lora_enabled:
+        if not self.lora_enabled and self.quantization_mode is None:
             raise AttributeError("save_own_variables")
-        return self._save_merged
+        return self._save_spec
 
-    @property
-    def load_own_variables(self):
-        if not self.lora_enabled:
-            raise AttributeError("load_own_variables")
-        return self._load_merged
+    def _save_spec(self, store) -> None:
+        if self.built:
+            store.update(self._saved_values())
 
-    def _save_merged(self, store) -> None:
-        store["0"] = self._effective_kernel()
-        if self.bias is not None:
-            store["1"] = self.bias.numpy()
-
-    def _load_merged(self, store) -> None:
-        want = {"0": self.kernel} if self.bias is None else {"0": self.kernel, "1": self.bias}
+    def load_own_variables(self, store) -> None:
+        """Assign ``store["0"]``, ``store["1"]``... to the variables of the layer's mode, in Keras's order."""
+        if not self.built:
+            return
+        targets = self._saved_targets()
+        want = [str(i) for i in range(len(targets))]
         if sorted(store) != sorted(want):
-            raise ValueError(f"Dense '{self.name}' (LoRA enabled) expects {len(want)} saved arrays named "
-                             f"{sorted(want)}. Received: keys={sorted(store)}")
-        for key, var in want.items():
+            raise ValueError(f"Dense '{self.name}' expects {len(want)} saved arrays named {want} for "
+                             f"{[v.name for v in targets]}. Received: keys={sorted(store)}")
+        for key, var in zip(want, targets):
             value = np.asarray(store[key])
             if value.shape != tuple(var.shape):
                 raise ValueError(f"Dense '{self.name}': saved array '{key}' has the wrong shape for variable "
                                  f"'{var.name}' {tuple(var.shape)}. Received: shape={value.shape}")
-        for key, var in want.items():
+        for key, var in zip(want, targets):
             var.assign(np.asarray(store[key], dtype=var.dtype))
-        self.lora_kernel_a.assign(np.zeros(self.lora_kernel_a.shape, "float32"))
-        self.lora_kernel_b.assign(np.zeros(self.lora_kernel_b.shape, "float32"))
+        if self.lora_enabled:
+            self.lora_kernel_a.assign(np.zeros(self.lora_kernel_a.shape, "float32"))
+            self.lora_kernel_b.assign(np.zeros(self.lora_kernel_b.shape, "float32"))
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -211,7 +254,7 @@ class Dense(Layer):
             "bias_regularizer": regularizers.serialize(self.bias_regularizer),
             "kernel_constraint": constraints.serialize(self.kernel_constraint),
             "bias_constraint": constraints.serialize(self.bias_constraint),
-            "quantization_config": None,
+            "quantization_config": serialize_quantization_config(self.quantization_config),
         })
         if self.lora_rank:
             config["lora_rank"] = self.lora_rank
@@ -221,7 +264,7 @@ class Dense(Layer):
     @classmethod
     def from_config(cls, config: dict):
         config = dict(config)
-        config.pop("quantization_config", None)
+        config["quantization_config"] = deserialize_quantization_config(config.get("quantization_config"))
         return super().from_config(config)
 
 

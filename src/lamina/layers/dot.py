@@ -116,6 +116,9 @@ class Dot(Merge):
     def compute_mask(self, inputs, mask=None):
         return None
 
+    def _graph_mask(self, inputs: list, masks: list):
+        return None  # a dot product has no mask
+
     def get_config(self) -> dict:
         config = super().get_config()
         config.update({"axes": self.axes, "normalize": self.normalize})

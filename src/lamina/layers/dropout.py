@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import backend, ops
+from lamina import ops, random
 from lamina.autodiff import unwrap
 from lamina.layers.layer import Layer
 
@@ -14,8 +14,12 @@ class Dropout(Layer):
     ``1 / (1 - rate)``, so the expected output equals the input; otherwise the input passes unchanged.
 
     ``noise_shape`` (``None`` entries take the input's size) lets one mask be shared along axes.
-    ``seed`` gives the layer its own generator; without it draws come from the global generator,
-    which ``lamina.utils.set_random_seed`` resets, so seeded runs repeat exactly.
+    ``seed`` gives the layer its own :class:`~lamina.random.SeedGenerator` (``seed_generator``, listed
+    in ``_seed_generators`` as Keras tracks it), whose state advances call after call. Without a seed
+    the draws come from the global generator at call time (``seed_generator`` is None), unlike Keras,
+    whose unseeded layer also owns a generator seeded once when it is made: lamina's way,
+    ``lamina.utils.set_random_seed`` governs every unseeded draw, and a checkpoint loaded with
+    ``restore_rng_state=True`` resumes with the very masks the uninterrupted run would have drawn.
     """
 
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
@@ -32,9 +36,7 @@ class Dropout(Layer):
         self.rate = rate
         self.seed = seed
         self.noise_shape = self._validate_noise_shape(noise_shape)
-        # A seeded layer owns a generator whose state advances call after call (Keras's SeedGenerator);
-        # an unseeded one reads the global generator at call time so set_random_seed governs it.
-        self._rng = backend.make_rng(seed) if seed is not None else None
+        self.seed_generator = None if seed is None else random.SeedGenerator(seed)
         self.supports_masking = True
         self._build_at_init()
 
@@ -88,10 +90,17 @@ class Dropout(Layer):
         dtype = xv.dtype if np.issubdtype(xv.dtype, np.floating) else np.dtype(self.compute_dtype)
         if self.rate == 1:
             return np.zeros((), dtype=dtype)
-        rng = self._rng if self._rng is not None else backend.rng()
         keep = 1.0 - self.rate
+        # The generator lamina.random draws from for this seed: the seed generator's next state, or the
+        # global generator when the layer has none (see the class docstring).
+        rng = random._generator(self.seed_generator)
         kept = rng.random(self._mask_shape(tuple(xv.shape)), dtype=np.float32) < keep
         return np.where(kept, dtype.type(1.0 / keep), dtype.type(0))
+
+    @property
+    def _seed_generators(self) -> list:
+        """The random state this layer owns (Keras's tracked list; weights exclude it)."""
+        return [] if self.seed_generator is None else [self.seed_generator]
 
     def compute_output_shape(self, input_shape):
         return input_shape

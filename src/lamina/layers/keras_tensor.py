@@ -28,6 +28,15 @@ class KerasTensor:
     def ndim(self) -> int:
         return len(self.shape)
 
+    # Keras's KerasTensor describes sparse and ragged tensors too; lamina's arrays are always dense.
+    @property
+    def sparse(self) -> bool:
+        return False
+
+    @property
+    def ragged(self) -> bool:
+        return False
+
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
 
@@ -170,10 +179,11 @@ def _op(name: str, *args):
 class Node:
     """One call of a layer inside a Functional graph."""
 
-    def __init__(self, layer, call_inputs, input_tensors, output_tensors, call_kwargs=None):
+    def __init__(self, layer, call_inputs, input_tensors, output_tensors, call_kwargs=None, call_args=()):
         self.layer = layer
-        self.call_inputs = call_inputs  # the nested structure the layer was called with
-        self.input_tensors = input_tensors  # flat list of KerasTensors
+        self.call_inputs = call_inputs  # the nested structure the layer was called with (first argument)
+        self.call_args = tuple(call_args)  # the positional arguments after the first (``layer(x, mask)``)
+        self.input_tensors = input_tensors  # flat list of KerasTensors, of every positional argument
         self.output_tensors = output_tensors  # flat list of KerasTensors
         self.call_kwargs = call_kwargs or {}
 
@@ -200,6 +210,8 @@ def pack_like(structure, flat: list):
     it = iter(flat)
 
     def build(s):
+        if isinstance(s, tuple) and hasattr(type(s), "_fields"):  # a namedtuple takes its fields one by one
+            return type(s)(*[build(x) for x in s])
         if isinstance(s, (list, tuple)):
             return type(s)(build(x) for x in s)
         if isinstance(s, dict):
@@ -215,3 +227,51 @@ def map_structure(fn, structure):
 
 def is_symbolic(structure) -> bool:
     return any(isinstance(x, KerasTensor) for x in flatten(structure))
+
+
+# Sizes that stand for an unknown (None) size in compute_output_spec: two distinct primes, so that an
+# output size computed from an unknown input size differs between the two runs.
+_FILLS = (83, 89)
+
+
+def compute_output_spec(fn, *args, **kwargs):
+    """What ``fn(*args, **kwargs)`` returns, with every output array given as a KerasTensor (Keras's
+    ``backend.compute_output_spec``); the arguments' KerasTensors stand for arrays of their shape and dtype.
+
+    ``fn`` runs on arrays of ones, an unknown size filled with 83, then, when there is one, again with 89:
+    an output size that differs between the two runs depends on an unknown size and is None. The
+    variables of ``fn``'s object (a layer's or metric's, or those of the object a bound method belongs to)
+    are put back afterwards, so the call leaves no state behind (Keras runs it stateless); a layer it
+    builds stays built. The arrays are real: a huge known shape costs its memory.
+    """
+    owner = getattr(fn, "__self__", fn)
+    variables = list(getattr(owner, "variables", None) or [])
+    saved = [np.array(v.numpy(), copy=True) for v in variables]
+    unknown = any(isinstance(x, KerasTensor) and None in x.shape for x in flatten((args, kwargs)))
+    try:
+        first = _filled_call(fn, args, kwargs, _FILLS[0])
+        second = _filled_call(fn, args, kwargs, _FILLS[1]) if unknown else first
+    finally:
+        for v, value in zip(variables, saved, strict=True):
+            v.assign(value)
+    specs = [_spec(a, b) for a, b in zip(flatten(first), flatten(second), strict=True)]
+    return pack_like(first, specs)
+
+
+def _filled_call(fn, args, kwargs, fill: int):
+    """``fn`` called with each KerasTensor replaced by ones of its shape (None sizes = ``fill``)."""
+    def real(x):
+        if isinstance(x, KerasTensor):
+            return np.ones(tuple(fill if d is None else d for d in x.shape), dtype=x.dtype)
+        return x
+
+    return fn(*map_structure(real, list(args)), **{k: map_structure(real, v) for k, v in kwargs.items()})
+
+
+def _spec(a, b):
+    """A KerasTensor for the output ``a`` of the first run (``b``, the second run's, where sizes differ
+    gives None); anything that is not an array passes through."""
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        return a
+    shape = tuple(int(d) if d == e else None for d, e in zip(np.shape(a), np.shape(b), strict=True))
+    return KerasTensor(shape, dtype=np.dtype(a.dtype).name)

@@ -14,31 +14,16 @@ where the output shape is not obvious from a dry run, ``compute_output_shape``.
 from __future__ import annotations
 
 import inspect
+import threading
 import weakref
 
 import numpy as np
 
-from lamina import backend, constraints, initializers, regularizers
-from lamina.autodiff import Tensor, Variable, recording, unwrap
+from lamina import backend, constraints, dtype_policies, initializers, regularizers
+from lamina.autodiff import Tensor, Variable, record, recording, unwrap
+from lamina.dtype_policies import DTypePolicyMap
 from lamina.layers.keras_tensor import KerasTensor, Node, flatten, is_symbolic, map_structure
 from lamina.naming import auto_name
-
-
-def dtype_policy_config(dtype: str) -> dict:
-    """Keras 3 writes a layer's dtype as a serialized DTypePolicy."""
-    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": dtype},
-            "registered_name": None}
-
-
-def dtype_from_config(dtype) -> str | None:
-    if dtype is None:
-        return None
-    if isinstance(dtype, dict):
-        cfg = dtype.get("config", {})
-        name = cfg.get("name", backend.floatx())
-        # "mixed_float16" style policies compute in their second half; lamina keeps float32.
-        return name.split("_")[-1] if name.startswith("mixed") else name
-    return backend.standardize_dtype(dtype)
 
 
 def shape_of(x) -> tuple:
@@ -47,6 +32,14 @@ def shape_of(x) -> tuple:
         return x.shape
     return tuple(np.shape(unwrap(x)))
 
+
+class _CallEntry(threading.local):
+    """The layer whose eager ``__call__`` is outermost on this thread (None between calls)."""
+
+    layer = None
+
+
+_CALL_ENTRY = _CallEntry()
 
 # A class's ``call`` function -> whether it takes ``training``: inspect.signature costs ~50 us, paid once
 # per class instead of once per layer (rebuilding a 20,000-layer model spent a second on it).
@@ -91,6 +84,15 @@ def _shape_for_message(value):
 class Layer:
     """Base class of all layers; subclass it for custom layers (``build``, ``call``, ``add_weight``)."""
 
+    def __new__(cls, *args, **kwargs):
+        instance = super().__new__(cls)
+        # Keras's auto-config: a subclass that keeps Layer.get_config gets its constructor's plain
+        # arguments (numbers, strings, bools, None, lists/dicts of them) in its config, so
+        # ``from_config`` can rebuild it. Other layers pay nothing here.
+        if cls.get_config is Layer.get_config and cls.__init__ is not Layer.__init__:
+            instance.__dict__["_auto_config"] = _auto_config(cls, args, kwargs)
+        return instance
+
     def __init__(self, *, activity_regularizer=None, trainable: bool = True, dtype=None,
                  autocast: bool = True, name: str | None = None, **kwargs):
         object.__setattr__(self, "_tracking", False)
@@ -118,7 +120,7 @@ class Layer:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"A layer's `name` must be a string. Received: name={name!r}")
         self.name = name or auto_name(type(self).__name__)
-        self._dtype = dtype_from_config(dtype) or backend.floatx()
+        self._set_dtype_policy(dtype_policies.get(dtype))
         self.autocast = autocast
         self._trainable = trainable
         self.built = False
@@ -138,16 +140,60 @@ class Layer:
     def __setattr__(self, name, value):
         # Most attributes hold neither layers nor variables: one isinstance check lets them through.
         if isinstance(value, _MAY_TRACK) and self.__dict__.get("_tracking") and not name.startswith("__"):
-            for item in value if isinstance(value, (list, tuple)) else (value,):
+            for item in _tracked_items(value):
                 if isinstance(item, Layer) and item is not self and item not in self._layers:
                     self._layers.append(item)
                 elif isinstance(item, Variable) and all(item is not v for v in self._variables):
                     self._variables.append(item)
         object.__setattr__(self, name, value)
 
+    # ------------------------------------------------------------------ dtypes
+
+    def _set_dtype_policy(self, policy) -> None:
+        # The dtypes are resolved once here: __call__ reads plain attributes, not the policy.
+        self._dtype_policy = policy
+        if isinstance(policy, DTypePolicyMap):
+            policy = policy[self._policy_path()]
+        self._dtype = policy.compute_dtype  # inputs are cast to it, outputs made in it
+        self._variable_dtype = policy.variable_dtype
+        self._compute_np_dtype = np.dtype(self._dtype) if backend.is_float_dtype(self._dtype) else None
+        try:  # the inputs that need no conversion at all
+            self._input_np_dtype = np.dtype(self._dtype)
+        except TypeError:  # a dtype NumPy has no array type for ("string")
+            self._input_np_dtype = None
+        # Calls that need more than the plain path: variables read in another dtype (mixed
+        # precision), or a 16-bit compute dtype whose outputs NumPy may promote back to float32.
+        self._lowp_call = self._dtype != self._variable_dtype or self._dtype in ("float16", "bfloat16")
+
+    def _policy_path(self) -> str:
+        """The key a DTypePolicyMap is read with: the layer's path where it has one, else its name
+        (Keras's path of a layer made outside any other)."""
+        return getattr(self, "path", None) or self.name
+
+    @property
+    def dtype_policy(self):
+        """The layer's :class:`~lamina.dtype_policies.DTypePolicy` (set with a policy, name or dict)."""
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value) -> None:
+        policy = dtype_policies.get(value)
+        current = self._dtype_policy
+        if isinstance(current, DTypePolicyMap):
+            path = self._policy_path()
+            if path in current:
+                del current[path]
+            current[path] = policy
+            self._set_dtype_policy(current)
+        else:
+            self._set_dtype_policy(policy)
+        if policy.quantization_mode is not None and self.built and not getattr(self, "_is_quantized", False):
+            self.quantize(policy.quantization_mode)  # as Keras: a quantized policy on a built layer quantizes it
+
     @property
     def dtype(self) -> str:
-        return self._dtype
+        """The variable dtype (Keras's alias of ``variable_dtype``)."""
+        return self._variable_dtype
 
     @property
     def compute_dtype(self) -> str:
@@ -155,7 +201,20 @@ class Layer:
 
     @property
     def variable_dtype(self) -> str:
+        return self._variable_dtype
+
+    @property
+    def input_dtype(self) -> str:
+        """The dtype float inputs are cast to: the compute dtype."""
         return self._dtype
+
+    @property
+    def quantization_mode(self) -> str | None:
+        """The quantization mode of the layer's policy (``"int8"``...), None for a float policy."""
+        policy = self._dtype_policy
+        if policy._is_policy_map:  # read on every call of a quantizable layer: no isinstance on the ABC
+            policy = policy[self._policy_path()]
+        return policy.quantization_mode
 
     @property
     def trainable(self) -> bool:
@@ -177,14 +236,14 @@ class Layer:
                    regularizer=None, constraint=None, name: str | None = None, **kwargs) -> Variable:
         """Create a weight of ``shape`` initialised by ``initializer`` and track it."""
         shape = () if shape is None else tuple(int(d) for d in shape)
-        dtype = backend.standardize_dtype(dtype or self._dtype)
+        dtype = backend.standardize_dtype(dtype or self._variable_dtype)
         if initializer is None:
-            initializer = "glorot_uniform" if np.issubdtype(np.dtype(dtype), np.floating) else "zeros"
+            initializer = "glorot_uniform" if backend.is_float_dtype(dtype) else "zeros"
         init = initializers.get(initializer)
         value = init(shape, dtype=dtype) if callable(init) else np.asarray(init, dtype=dtype)
         var = Variable(value, trainable=trainable and self._trainable, name=name or "variable",
                        dtype=dtype, regularizer=regularizers.get(regularizer),
-                       constraint=constraints.get(constraint))
+                       constraint=constraints.get(constraint), autocast=kwargs.pop("autocast", True))
         var._trainable_by_design = trainable
         var.path = f"{self.name}/{var.name}"
         self._variables.append(var)
@@ -345,7 +404,7 @@ class Layer:
         else:
             dummy = np.zeros(concrete(input_shape), dtype=self._dtype)
             batch_none = bool(input_shape) and input_shape[0] is None
-        out = self.call(dummy, **({"training": False} if self._call_has_training else {}))
+        out = self._stateless_call(dummy, (), {"training": False} if self._call_has_training else {})
 
         def to_shape(o):
             s = tuple(np.shape(unwrap(o)))
@@ -392,7 +451,7 @@ class Layer:
             inputs = kwargs.pop("inputs")
         else:
             raise TypeError(f"Layer '{self.name}' was called without inputs.")
-        if is_symbolic(inputs):
+        if is_symbolic(inputs) or (args and is_symbolic(args)):
             return self._symbolic_call(inputs, args, kwargs)
         inputs = self._convert_inputs(inputs)
         if not self.built:
@@ -402,15 +461,72 @@ class Layer:
             self._check_input_spec(inputs.shape)
         if not self._call_has_training:
             kwargs.pop("training", None)
-        out = self.call(inputs, *args, **kwargs)
+        if _CALL_ENTRY.layer is None:
+            out = self._top_level_call(inputs, args, kwargs)
+        elif self._lowp_call or backend._AUTOCAST_SCOPES:
+            out = self._call_in_autocast_scope(inputs, args, kwargs)
+        else:
+            out = self.call(inputs, *args, **kwargs)
         if self.activity_regularizer is not None and recording():
             self._losses.append(self.activity_regularizer(out) / max(1, shape_of(out)[0] if shape_of(out) else 1))
+        return out
+
+    def _top_level_call(self, inputs, args, kwargs):
+        """``call`` as the outermost layer call, as Keras's call context does: the losses of earlier
+        calls are dropped first, so ``losses`` holds this call's (its sublayers' calls are nested and
+        keep adding). A layer that is a node of a functional graph is left alone: the model running the
+        graph node by node (fit, evaluate) clears the losses once per step, and a shared node's two
+        calls must both count."""
+        _CALL_ENTRY.layer = self
+        try:
+            if not self._inbound_nodes:
+                self._clear_losses()
+            if self._lowp_call or backend._AUTOCAST_SCOPES:
+                return self._call_in_autocast_scope(inputs, args, kwargs)
+            return self.call(inputs, *args, **kwargs)
+        finally:
+            _CALL_ENTRY.layer = None
+
+    def _call_in_autocast_scope(self, inputs, args, kwargs):
+        """``call`` with float variables read in the compute dtype (Keras's AutocastScope rules: a
+        mixed layer opens one, a layer inside one narrows or clears it), float outputs in the compute
+        dtype."""
+        current = backend.get_autocast_scope()
+        scope = None
+        if current is not None:
+            if not self.autocast or self._compute_np_dtype is None:
+                scope = backend.AutocastScope(None)
+            elif current.dtype != self._dtype:
+                scope = backend.AutocastScope(self._dtype)
+        elif self._dtype != self._variable_dtype and self._compute_np_dtype is not None:
+            scope = backend.AutocastScope(self._dtype)
+        if scope is None:
+            out = self.call(inputs, *args, **kwargs)
+        else:
+            with scope:
+                out = self.call(inputs, *args, **kwargs)
+        if self._lowp_call and self._compute_np_dtype is not None:
+            return map_structure(self._to_compute_dtype, out)
+        return out
+
+    def _to_compute_dtype(self, x):
+        """A float output NumPy promoted (float16 with a float32 constant) cast back to the compute dtype."""
+        value = unwrap(x)
+        if not isinstance(value, np.ndarray) or value.dtype == self._compute_np_dtype or \
+                not backend.is_float_dtype(value.dtype):
+            return x
+        out = record(value.astype(self._compute_np_dtype), (x,), lambda g: (g.astype(value.dtype),))
+        mask = backend.get_keras_mask(value)
+        if mask is not None:
+            backend.set_keras_mask(unwrap(out), mask)
         return out
 
     def _convert_inputs(self, inputs):
         """Arrays of numbers only; floats cast to this layer's dtype (Keras's autocast)."""
         def conv(x):
-            if isinstance(x, (Tensor, Variable)):
+            if isinstance(x, Tensor):
+                return self._cast_tensor(x)
+            if isinstance(x, Variable):
                 return x
             if not isinstance(x, np.ndarray):
                 try:
@@ -421,7 +537,7 @@ class Layer:
                         f"that NumPy cannot convert ({e})"
                     ) from None
             kind = x.dtype.kind
-            if kind == "f":
+            if kind == "f" or (kind == "V" and backend.is_float_dtype(x.dtype)):  # "V": ml_dtypes' bfloat16
                 if self.autocast and x.dtype.name != self._dtype:
                     mask = backend.get_keras_mask(x)
                     x = x.astype(self._dtype)
@@ -436,7 +552,7 @@ class Layer:
                 )
             return x
 
-        if isinstance(inputs, np.ndarray) and inputs.dtype.name == self._dtype:
+        if isinstance(inputs, np.ndarray) and inputs.dtype == self._input_np_dtype:  # dtype ==: no name lookup
             return inputs
         if isinstance(inputs, (list, tuple)) and inputs and (
             all(isinstance(i, (np.ndarray, Tensor, Variable)) for i in inputs)
@@ -449,6 +565,15 @@ class Layer:
             return {k: conv(v) for k, v in inputs.items()}
         return conv(inputs)
 
+    def _cast_tensor(self, x):
+        """A recorded float Tensor in another float dtype, cast to the compute dtype (a float32 layer
+        after a mixed one); the gradient returns in the input's dtype."""
+        value = x.data
+        if value.dtype == self._compute_np_dtype or self._compute_np_dtype is None or not self.autocast or \
+                not backend.is_float_dtype(value.dtype):
+            return x
+        return record(value.astype(self._compute_np_dtype), (x,), lambda g: (g.astype(value.dtype),))
+
     def _expects_list(self) -> bool:
         """True for layers whose ``call`` takes a list of tensors (merge layers, multi-input models)."""
         return False
@@ -457,16 +582,16 @@ class Layer:
         return inputs
 
     def _symbolic_call(self, inputs, args, kwargs):
-        # The graph records one input structure and plain keyword arguments: anything else would be
-        # dropped from the node and the model would compute something else, silently.
+        # The graph records every positional argument and plain keyword arguments; a tensor in a keyword
+        # argument would be dropped from the node and the model would compute something else, silently.
         extra = [k for k, v in kwargs.items() if any(isinstance(t, KerasTensor) for t in flatten(v))]
-        if args or extra:
-            got = f"{len(args)} more positional argument(s)" if args else f"symbolic keyword argument(s) {extra}"
+        if extra:
             raise ValueError(
-                f"Layer '{self.name}' was called on symbolic inputs with {got}; a Functional graph records "
-                f"the first argument only. Pass several tensors as one list, e.g. layer([x, y]). Received: {got}"
+                f"Layer '{self.name}' was called on symbolic inputs with symbolic keyword argument(s) {extra}; "
+                "a Functional graph records tensors passed positionally only, e.g. layer(x, mask). "
+                f"Received: keyword argument(s) {extra}"
             )
-        flat_in = [t for t in flatten(inputs) if isinstance(t, KerasTensor)]
+        flat_in = [t for t in flatten([inputs, *args]) if isinstance(t, KerasTensor)]
         shapes = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else shape_of(t), inputs)
         if isinstance(shapes, tuple) and not isinstance(inputs, KerasTensor):
             shapes = list(shapes)
@@ -474,7 +599,20 @@ class Layer:
             self._maybe_build(shapes)
         elif isinstance(shapes, tuple):
             self._check_input_spec(shapes)
-        out_shapes = self.compute_output_shape(shapes)
+        own_shape = type(self).compute_output_shape is not Layer.compute_output_shape
+        out_shapes = None
+        if not own_shape and type(self).compute_output_spec is not Layer.compute_output_spec:
+            # A layer that describes its outputs as KerasTensors (Keras's compute_output_spec) is not run.
+            try:
+                out_shapes = map_structure(lambda t: tuple(t.shape), self.compute_output_spec(inputs, *args, **kwargs))
+            except NotImplementedError:  # it cannot say: run it on zeros instead
+                pass
+        if out_shapes is not None:
+            pass
+        elif args and not own_shape:
+            out_shapes = self._output_shape_by_dummy_call(inputs, args, kwargs)
+        else:  # as Keras, build and compute_output_shape take the first argument's shape
+            out_shapes = self.compute_output_shape(shapes)
         if isinstance(out_shapes, tuple) and (not out_shapes or not isinstance(out_shapes[0], (tuple, list))):
             out_shapes_struct = out_shapes
             flat_shapes = [out_shapes]
@@ -486,11 +624,63 @@ class Layer:
         node_index = len(self._inbound_nodes)
         outs = [KerasTensor(s, dtype=self._output_dtype(), history=(self, node_index, i))
                 for i, s in enumerate(flat_shapes)]
-        node = Node(self, inputs, flat_in, outs, dict(kwargs))
+        node = Node(self, inputs, flat_in, outs, dict(kwargs), call_args=args)
         self._inbound_nodes.append(node)
         if single:
             return outs[0]
         return _pack_shapes(out_shapes_struct, outs)
+
+    def _stateless_call(self, inputs, args, kwargs):
+        """``call`` on dummy arrays, for a shape only: the variables it changes (a counter's
+        ``assign_add``) get their values back, as Keras makes symbolic calls in a StatelessScope."""
+        saved = [(v, np.array(v.numpy(), copy=True)) for v in self.variables]
+        try:
+            return self.call(inputs, *args, **kwargs)
+        finally:
+            for v, value in saved:
+                if not np.array_equal(v.numpy(), value, equal_nan=value.dtype.kind in "fc"):
+                    v.assign(value)
+
+    def _output_shape_by_dummy_call(self, inputs, args, kwargs):
+        """The output shape of ``call(inputs, *args)`` found by calling it on zeros of the symbolic
+        arguments' shapes (an unknown dimension as 1; a batch of None stays None)."""
+        def dummy(t):
+            if not isinstance(t, KerasTensor):
+                return t
+            return np.zeros(tuple(1 if d is None else d for d in t.shape), dtype=t.dtype)
+
+        first = flatten(inputs)[0] if flatten(inputs) else None
+        batch_none = isinstance(first, KerasTensor) and bool(first.shape) and first.shape[0] is None
+        call_kwargs = dict(kwargs)
+        if self._call_has_training:
+            call_kwargs.setdefault("training", False)
+        else:
+            call_kwargs.pop("training", None)
+        out = self._stateless_call(map_structure(dummy, inputs), map_structure(dummy, list(args)), call_kwargs)
+
+        def to_shape(o):
+            s = tuple(np.shape(unwrap(o)))
+            return ((None,) + s[1:]) if (batch_none and s) else s
+
+        return map_structure(to_shape, out)
+
+    def compute_output_spec(self, *args, **kwargs):
+        """KerasTensors (shape and dtype, no graph node) for the outputs of calling the layer on
+        ``inputs`` (KerasTensors or arrays); float outputs are in the compute dtype. Builds the layer."""
+        inputs = args[0] if args else kwargs.pop("inputs", None)
+        if inputs is None:
+            raise TypeError(f"Layer '{self.name}'.compute_output_spec was called without inputs. Received: "
+                            f"args={args}, kwargs={sorted(kwargs)}")
+        shapes = map_structure(lambda t: t.shape if isinstance(t, KerasTensor) else shape_of(t), inputs)
+        if isinstance(shapes, tuple) and not isinstance(inputs, KerasTensor):
+            shapes = list(shapes)
+        if not self.built:
+            self._maybe_build(shapes)
+        out_shapes = self.compute_output_shape(shapes)
+        if isinstance(out_shapes, tuple) and (not out_shapes or not isinstance(out_shapes[0], (tuple, list))):
+            return KerasTensor(out_shapes, dtype=self._output_dtype())
+        return _pack_shapes(out_shapes, [KerasTensor(s, dtype=self._output_dtype())
+                                         for s in _flatten_shapes(out_shapes)])
 
     def _output_dtype(self) -> str:
         return self._dtype
@@ -498,9 +688,16 @@ class Layer:
     # ------------------------------------------------------------------ config
 
     def get_config(self) -> dict:
-        config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy_config(self._dtype)}
+        config = {"name": self.name, "trainable": self.trainable,
+                  "dtype": dtype_policies.serialize(self._dtype_policy)}
         if self.activity_regularizer is not None:
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        auto = self.__dict__.get("_auto_config")
+        if auto is not None and type(self).get_config is Layer.get_config:
+            config.update(auto)
+            params = inspect.signature(type(self).__init__).parameters
+            if "name" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                config.pop("name", None)  # __init__ could not take it back
         return config
 
     @classmethod
@@ -544,7 +741,57 @@ class Layer:
         return outs[0] if len(outs) == 1 else outs
 
 
-_MAY_TRACK = (Layer, Variable, list, tuple)
+_MAY_TRACK = (Layer, Variable, list, tuple, dict)
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _auto_config(cls, args: tuple, kwargs: dict) -> dict | None:
+    """The constructor arguments of ``cls(*args, **kwargs)`` (defaults included, ``name`` left to the base
+    config) when all are plain values; None when any is not, or when they do not bind."""
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+    except (TypeError, ValueError):  # arguments that do not fit (pickle's bare __new__) or no signature
+        return None
+    bound.apply_defaults()
+    params = list(bound.signature.parameters.values())
+    arguments = dict(bound.arguments)
+    arguments.pop(params[0].name, None)  # self
+    for p in params[1:]:
+        if p.kind is p.VAR_POSITIONAL:
+            if arguments.pop(p.name, ()):
+                return None  # *args cannot be passed back by name
+        elif p.kind is p.VAR_KEYWORD:
+            arguments.update(arguments.pop(p.name, {}))
+    arguments.pop("name", None)
+
+    def plain(value) -> bool:
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        return isinstance(value, _PLAIN)
+
+    return arguments if all(plain(v) for v in arguments.values()) else None
+
+
+def _tracked_items(value):
+    """What an attribute holds, through nested lists, tuples and dicts (dict values; each container once,
+    so a list that holds itself ends), as Keras tracks the layers of ``self.blocks = [[Dense(), ...]]``."""
+    if not isinstance(value, (list, tuple, dict)):
+        return (value,)
+    out, seen = [], {id(value)}
+    stack = [iter(value.values() if isinstance(value, dict) else value)]
+    while stack:  # depth first, each container in its own order
+        item = next(stack[-1], stack)
+        if item is stack:  # that container is done
+            stack.pop()
+        elif not isinstance(item, (list, tuple, dict)):
+            out.append(item)
+        elif id(item) not in seen:
+            seen.add(id(item))
+            stack.append(iter(item.values() if isinstance(item, dict) else item))
+    return out
 
 
 def _flatten_shapes(s):
@@ -565,7 +812,8 @@ def _pack_shapes(struct, flat):
         if isinstance(s, dict):
             return {k: build(v) for k, v in s.items()}
         if isinstance(s, (list, tuple)) and s and isinstance(s[0], (list, tuple, dict)):
-            return [build(v) for v in s]
+            # a tuple of outputs stays a tuple (a Functional's outputs=(a, b)), as the eager call returns
+            return tuple(build(v) for v in s) if type(s) is tuple else [build(v) for v in s]
         return next(it)
 
     return build(struct)

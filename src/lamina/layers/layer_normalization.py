@@ -135,10 +135,12 @@ class LayerNormalization(Layer):
             )
         if self.scale or self.rms_scaling:
             self.gamma = self.add_weight(name="gamma", shape=shape, initializer=self.gamma_initializer,
-                                         regularizer=self.gamma_regularizer, constraint=self.gamma_constraint)
+                                         regularizer=self.gamma_regularizer, constraint=self.gamma_constraint,
+                                         autocast=False)
         if self.center and not self.rms_scaling:
             self.beta = self.add_weight(name="beta", shape=shape, initializer=self.beta_initializer,
-                                        regularizer=self.beta_regularizer, constraint=self.beta_constraint)
+                                        regularizer=self.beta_regularizer, constraint=self.beta_constraint,
+                                        autocast=False)
         self.built = True
 
     def call(self, inputs):

@@ -15,8 +15,9 @@ class Masking(Layer):
     ``any(x[..., t, :] != mask_value)``; the output is ``x`` on kept timesteps and 0 on masked ones.
 
     ``compute_mask(x)`` returns that boolean mask (``x``'s shape without the last axis; True keeps); the
-    output carries it (``backend.get_keras_mask``) to the merge layers it feeds. lamina's masks travel
-    that one hop only: a layer in between (``Dense``) does not pass them on, unlike Keras.
+    output carries it (``backend.get_keras_mask``) to the merge layers and the BatchNormalization it
+    feeds; on a symbolic input the mask is a graph node a model can return. lamina's masks travel that
+    one hop only: a layer in between (``Dense``) does not pass them on, unlike Keras.
     """
 
     def __init__(self, mask_value=0.0, **kwargs):
@@ -43,8 +44,15 @@ class Masking(Layer):
 
     def compute_mask(self, inputs, mask=None):
         if isinstance(inputs, KerasTensor):
-            return KerasTensor(inputs.shape[:-1], dtype="bool")
+            # Graph ops on the symbolic input: a model can return the mask, a merge layer combine it.
+            return ops.any(ops.not_equal(inputs, unwrap(self.mask_value)), axis=-1)
         return self._keep(inputs, keepdims=False)
+
+    def __call__(self, inputs, *args, **kwargs):
+        out = super().__call__(inputs, *args, **kwargs)
+        if isinstance(out, KerasTensor) and isinstance(inputs, KerasTensor):
+            backend.set_keras_mask(out, self.compute_mask(inputs))  # as call() does for arrays
+        return out
 
     def call(self, inputs):
         keep = self._keep(inputs, keepdims=True)

@@ -40,13 +40,16 @@ class Softmax(Layer):
             return activations.softmax(inputs, axis=axis)
         mask = np.asarray(unwrap(mask))
         in_shape = tuple(np.shape(unwrap(inputs)))
-        broadcastable = mask.ndim <= len(in_shape) and all(
-            m in (1, i) for m, i in zip(mask.shape[::-1], in_shape[::-1], strict=False)
-        )
-        if not broadcastable:
+        if mask.ndim > len(in_shape):
+            raise ValueError(
+                f"The `mask` of Softmax layer '{self.name}' must be broadcastable to the inputs and must not "
+                f"have more dimensions than they do ({mask.ndim} > {len(in_shape)}). "
+                f"Received: inputs.shape={in_shape}, mask.shape={mask.shape}"
+            )
+        if not all(m in (1, i) for m, i in zip(mask.shape[::-1], in_shape[::-1], strict=False)):
             raise ValueError(
                 f"The `mask` of Softmax layer '{self.name}' must be broadcastable to the inputs: each mask "
-                "dimension must be 1 or match the input's, with no more dimensions than the inputs. "
+                "dimension must be 1 or match the input's, counted from the last. "
                 f"Received: inputs.shape={in_shape}, mask.shape={mask.shape}"
             )
         if mask.dtype != np.bool_:

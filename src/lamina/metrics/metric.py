@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina import backend, initializers
+from lamina import backend, dtype_policies, initializers
 from lamina.autodiff import Variable
 from lamina.naming import auto_name
 
@@ -48,20 +48,33 @@ class Metric:
         self._variables: list[Variable] = []
         self._metrics: list[Metric] = []
         self.name = name or auto_name(self.__class__.__name__)
-        if dtype is not None and hasattr(dtype, "compute_dtype"):  # a dtype policy object
-            dtype = dtype.compute_dtype
-        self._dtype = backend.standardize_dtype(dtype)
+        # A dtype name, policy name or DTypePolicy: state and result in its compute dtype. None is
+        # floatx, not the global policy (as in Keras).
+        self._dtype_policy = dtype_policies.get(dtype or backend.floatx())
+        self._dtype = self._dtype_policy.compute_dtype
 
     @property
     def dtype(self) -> str:
         return self._dtype
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # Sub-metrics assigned as attributes contribute their state (Keras's tracking).
-        if isinstance(value, Metric) and name != "_metrics" and "_metrics" in self.__dict__:
-            if all(m is not value for m in self._metrics):
-                self._metrics.append(value)
+        # Sub-metrics and Variables assigned as attributes, alone or inside lists, tuples and dicts,
+        # contribute their state (Keras's tracking).
+        if isinstance(value, (Metric, Variable, list, tuple, dict)) and name not in ("_metrics", "_variables") \
+                and "_metrics" in self.__dict__:
+            self._track(value)
         super().__setattr__(name, value)
+
+    def _track(self, value) -> None:
+        if isinstance(value, Metric):
+            if value is not self and all(m is not value for m in self._metrics):
+                self._metrics.append(value)
+        elif isinstance(value, Variable):
+            if all(v is not value for v in self._variables):
+                self._variables.append(value)
+        elif isinstance(value, (list, tuple, dict)):
+            for item in value.values() if isinstance(value, dict) else value:
+                self._track(item)
 
     def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation: str = "sum",
                      name: str | None = None) -> Variable:
@@ -73,8 +86,10 @@ class Metric:
             )
         shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
         dtype = backend.standardize_dtype(dtype or self._dtype)
+        # autocast=False: metrics update their state in place through `.value`, which must be the stored
+        # array even when a metric is updated inside a mixed-precision layer's call.
         var = Variable(_initial_value(initializer, shape, dtype), trainable=False, name=name or "variable",
-                       dtype=dtype)
+                       dtype=dtype, autocast=False)
         var.path = f"{self.name.replace('/', '>')}/{var.name}"
         var.aggregation = aggregation
         self._variables.append(var)
@@ -95,6 +110,39 @@ class Metric:
         """Zero every state variable (called at the start of each epoch)."""
         for v in self.variables:
             v.value[...] = 0
+
+    # Keras's stateless forms: the state comes in (and the new state goes out) as a list of arrays, one
+    # per variable; the metric's own variables end as they began.
+
+    def stateless_update_state(self, metric_variables, *args, **kwargs) -> list[np.ndarray]:
+        """The variables' values after ``update_state(*args, **kwargs)`` starting from ``metric_variables``."""
+        return self._run_stateless(metric_variables, lambda: self.update_state(*args, **kwargs))[1]
+
+    def stateless_result(self, metric_variables):
+        """``result()`` computed from ``metric_variables`` instead of the metric's state."""
+        return self._run_stateless(metric_variables, self.result)[0]
+
+    def stateless_reset_state(self) -> list[np.ndarray]:
+        """The variables' values after ``reset_state()``."""
+        return self._run_stateless(None, self.reset_state)[1]
+
+    def _run_stateless(self, metric_variables, fn):
+        variables = self.variables
+        if metric_variables is not None and len(metric_variables) != len(variables):
+            raise ValueError(f"Argument `metric_variables` must be a list of arrays corresponding 1:1 to "
+                             f"{type(self).__name__}().variables ({len(variables)} of them). "
+                             f"Received: a list of length {len(metric_variables)}")
+        saved = [v.numpy() for v in variables]
+        try:
+            for v, value in zip(variables, metric_variables or ()):
+                v.assign(value)
+            out = fn()
+            if isinstance(out, np.ndarray):  # may be a view of a state variable that is restored below
+                out = out.copy()
+            return out, [v.numpy() for v in variables]
+        finally:
+            for v, value in zip(variables, saved):
+                v.assign(value)
 
     def update_state(self, *args, **kwargs) -> None:
         raise NotImplementedError(f"{self.__class__.__name__} must implement `update_state()`.")

@@ -136,8 +136,10 @@ def _clone_functional(model: Functional, clone, call_function, input_tensors):
         layer = node.layer if isinstance(node.layer, OpLayer) else clone(node.layer)
         args = pack_like(node.call_inputs, [values[id(t)] if isinstance(t, KerasTensor) else t
                                             for t in flatten(node.call_inputs)])
-        out = call_function(layer, args, **node.call_kwargs) if call_function is not None else \
-            layer(args, **node.call_kwargs)
+        more = [pack_like(a, [values[id(t)] if isinstance(t, KerasTensor) else t for t in flatten(a)])
+                for a in node.call_args]
+        out = call_function(layer, args, *more, **node.call_kwargs) if call_function is not None else \
+            layer(args, *more, **node.call_kwargs)
         outs = flatten(out) if len(node.output_tensors) > 1 else [out]
         for t, v in zip(node.output_tensors, outs):
             values[id(t)] = v

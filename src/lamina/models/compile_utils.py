@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import activations
+from lamina import activations, tree
 from lamina import losses as losses_lib
 from lamina import metrics as metrics_lib
 from lamina.autodiff import unwrap
 from lamina.models.data import per_output
+from lamina.models.nested_loss import NestedLoss
 
 _CROSSENTROPIES = {
     losses_lib.binary_crossentropy: "sigmoid",
@@ -198,6 +199,35 @@ def _split_unknown_keys(loss, names: list, model_name: str, dict_outputs: bool) 
     return error, {k: v for k, v in loss.items() if k in names}
 
 
+def _is_leaf_entry(entry) -> bool:
+    """One output's loss: a loss (or None), or a list/tuple holding one (see :func:`_single`)."""
+    if isinstance(entry, (list, tuple)):
+        return len(entry) == 1 and not tree.is_nested(entry[0])
+    return not isinstance(entry, dict)
+
+
+def _is_nested_spec(loss, names: list, output_struct, deferred: bool) -> bool:
+    """Whether compile's ``loss`` must be laid over the prediction structure (nested_loss) rather than
+    read as one loss per output: nested outputs, a namedtuple of losses, an entry that is itself a
+    structure, or (with ``deferred``) a list whose length is not the number of outputs."""
+    if loss is None or not tree.is_nested(loss) and not _nested_outputs(output_struct):
+        return False
+    if _nested_outputs(output_struct) or (isinstance(loss, tuple) and hasattr(type(loss), "_fields")):
+        return True
+    entries = list(loss.values()) if isinstance(loss, dict) else list(loss)
+    if not all(_is_leaf_entry(e) for e in entries):
+        return True
+    return deferred and isinstance(loss, (list, tuple)) and len(loss) != max(1, len(names))
+
+
+def _nested_outputs(output_struct) -> bool:
+    """Outputs nested deeper than one list, tuple or dict of tensors."""
+    if not tree.is_nested(output_struct):
+        return False
+    children = output_struct.values() if isinstance(output_struct, dict) else output_struct
+    return any(tree.is_nested(c) for c in children)
+
+
 def _weights_per_output(loss_weights, names: list) -> list:
     """compile()'s ``loss_weights`` (a number, a list, or a dict by output name; 1 where missing)."""
     n_out = max(1, len(names))
@@ -224,8 +254,22 @@ class CompileLoss:
     """
 
     def __init__(self, loss, loss_weights=None, output_names=(), model_name: str = "model",
-                 dict_outputs: bool = False):
+                 dict_outputs: bool = False, output_struct=None, deferred: bool = False):
         names = list(output_names)
+        # Losses that do not map one-to-one onto the outputs apply at paths of the predictions, found
+        # from the first batch (see nested_loss); ``deferred``: the model's compute_loss may hand the
+        # loss predictions of another structure than its outputs, so a count mismatch waits for them.
+        self.nested = None
+        self.last_values: list = []  # each output's (or path's) loss in the last call, for the trackers
+        if _is_nested_spec(loss, names, output_struct, deferred):
+            tensors = tree.flatten(output_struct) if output_struct is not None else []
+            flat_names = [t._keras_history[0].name for t in tensors] if tensors else names
+            self.nested = NestedLoss(loss, loss_weights, flat_names, resolve_loss)
+            self.structure_error = None
+            self.output_losses = []  # no per-output loss: the doctor's and the compiled step's checks skip
+            self.output_names = names
+            self.metrics = []  # one "<name>_loss" tracker per path loss, made with them (see _build_nested)
+            return
         weights = _weights_per_output(loss_weights, names)
         # A loss dict naming no output fails when the model first trains or evaluates (Keras builds its
         # compiled loss from the first batch, so compile() itself accepts it); see :attr:`structure_error`.
@@ -241,14 +285,34 @@ class CompileLoss:
         with_loss = [o.name for o in self.output_losses if o.loss is not None]
         self.metrics = [metrics_lib.Mean(name=f"{name}_loss") for name in with_loss] if len(with_loss) > 1 else []
 
+    @property
+    def has_loss(self) -> bool:
+        """Whether any loss was compiled (a structured loss always has one)."""
+        return self.nested is not None or any(o.loss is not None for o in self.output_losses)
+
     def split(self, s) -> list:
         """Targets, predictions or sample weights as one entry per output, in output order."""
         return per_output(s, self.output_names)
 
+    def _call_nested(self, y_true, y_pred, sample_weight, penalties):
+        nested = self.nested
+        fresh = not nested.built
+        values = self.last_values = nested(y_true, y_pred, sample_weight)
+        if fresh and len(nested.path_losses) > 1:  # trackers, in place: the trainer holds this list
+            self.metrics.extend(metrics_lib.Mean(name=f"{p.name}_loss") for p in nested.path_losses)
+        total = None
+        for value, path_loss in zip(values, nested.path_losses):
+            term = value if path_loss.weight is None else value * float(path_loss.weight)
+            total = term if total is None else total + term
+        return add_penalties(total, penalties), values
+
     def __call__(self, y_true, y_pred, sample_weight=None, logits: bool = False, penalties=()):
         """``(total, per_output)``: the weighted total (a Tensor under a tape, or None) and each output's
         unweighted loss (None for an output without one). ``logits``: the predictions are the output
-        layer's logits, and each loss is its from-logits twin."""
+        layer's logits, and each loss is its from-logits twin. A structured loss gives one value per
+        path loss instead."""
+        if self.nested is not None:
+            return self._call_nested(y_true, y_pred, sample_weight, penalties)
         names = self.output_names
         ys = per_output(y_true, names)
         preds = per_output(y_pred, names)
@@ -267,12 +331,13 @@ class CompileLoss:
             total = term if total is None else total + term
         for penalty in penalties:  # inline, not add_penalties(): this runs every step
             total = penalty if total is None else total + penalty
+        self.last_values = losses
         return total, losses
 
     def adopt_logits(self, activation) -> bool:
         """Give the single output its from-logits twin when ``activation`` is the one its crossentropy
         undoes (see :func:`logits_twin`); returns whether it did."""
-        if len(self.output_losses) != 1 or self.output_losses[0].loss is None:
+        if self.nested is not None or len(self.output_losses) != 1 or self.output_losses[0].loss is None:
             return False
         output_loss = self.output_losses[0]
         twin = logits_twin(output_loss.loss, activation)
@@ -388,17 +453,27 @@ class CompileMetrics:
         ys = per_output(y_true, names)
         preds = per_output(y_pred, names)
         self.output_metrics = []
-        for i, output_loss in enumerate(output_losses):
+        # A structured loss has no per-output losses: its metrics follow the output names alone.
+        count = len(output_losses) if output_losses else max(1, len(names))
+        if self._compile_loss.nested is not None and (len(preds) != count or any(map(tree.is_nested, preds))):
+            raise ValueError(
+                f"Invalid `metrics`: compiled metrics are read one output at a time, but the predictions are "
+                f"nested ({tree.map_structure(lambda _: '*', y_pred)}) and cannot be split into the {count} "
+                f"outputs {names}. Compute such metrics in a callback or a custom train_step. "
+                f"Received: metrics={self.metric_specs}, weighted_metrics={self.weighted_metric_specs}"
+            )
+        for i in range(count):
+            loss = output_losses[i].loss if output_losses else None
             out = []
             for specs, weighted in ((self.metric_specs, False), (self.weighted_metric_specs, True)):
                 for spec in _specs_for_output(specs, i, names):
                     yt = ys[i] if i < len(ys) else None
                     m = metrics_lib.get_metric(spec, np.shape(yt) if yt is not None else None,
-                                               np.shape(unwrap(preds[i])), loss=output_loss.loss)
+                                               np.shape(unwrap(preds[i])), loss=loss)
                     m._weighted = weighted
                     out.append(m)
             self.output_metrics.append(out)
-        _name_uniquely(self.output_metrics, names if len(output_losses) > 1 else None)
+        _name_uniquely(self.output_metrics, names if count > 1 else None)
 
     def ensure_built(self, y_true, y_pred) -> None:
         """Build from these targets unless built already (or there is nothing to build)."""

@@ -44,6 +44,7 @@ from lamina.layers.dense import Dense, dense_backward, dense_forward
 from lamina.layers.dropout import Dropout
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
+from lamina.layers.masking import Masking
 
 
 class NotCompilable(Exception):
@@ -92,9 +93,9 @@ class _DenseNode(_Node):
     def __init__(self, layer, ins, outs, fused, step):
         super().__init__(layer, ins, outs)
         self.fused = fused
-        self.kernel = layer.kernel
+        self.kernel = layer._kernel
         self.bias = layer.bias
-        self.k_index = step.variable_index(layer.kernel)
+        self.k_index = step.variable_index(layer._kernel)
         self.b_index = None if layer.bias is None else step.variable_index(layer.bias)
 
     def weight_indices(self) -> list[int]:
@@ -306,7 +307,7 @@ class CompiledStep:
         """The batch's input arrays in slot order, or None when this batch must take the tape step
         (inputs that are not float32 arrays go through the layers' own conversions there)."""
         model = self.model
-        flat = model._flatten_inputs(x) if hasattr(model, "_flatten_inputs") else [x]
+        flat = model._adjust_ranks(model._flatten_inputs(x)) if hasattr(model, "_flatten_inputs") else [x]
         for a in flat:
             if type(a) is not np.ndarray or a.dtype != np.float32 or not a.ndim or not a.shape[0]:
                 return None
@@ -534,6 +535,16 @@ def trace(model, buffer, for_call: bool = False) -> CompiledStep:
         raise NotCompilable(f"model '{model.name}' has no layer graph (a subclassed model's `call` is Python code)")
     if buffer is None:
         raise NotCompilable("it has no float32 trainable weights")
+    for layer in _all_layers(model):
+        if getattr(layer, "_lowp_call", False):
+            # The kernels and the buffer compute in float32; a mixed or 16-bit layer trains on the tape.
+            raise NotCompilable(f"layer '{layer.name}' computes in {layer.compute_dtype} (dtype policy "
+                                f"'{layer.dtype_policy.name}'), the plan in float32")
+        if isinstance(layer, Masking):
+            # The plan passes plain arrays between nodes; the mask a Masking layer attaches to its output
+            # (read by BatchNormalization and the merge layers) would be lost.
+            raise NotCompilable(f"layer '{layer.name}' (Masking) attaches a mask to its output, which the "
+                                "plan's arrays cannot carry")
     step = CompiledStep(model, buffer, logits=bool(model._use_logits) and not for_call)
     if stack is not None:
         _trace_stack(step, list(stack))
@@ -599,6 +610,8 @@ def _trace_graph(step: CompiledStep, model) -> None:
         layer = node.layer
         if isinstance(layer, InputLayer):
             continue
+        if node.call_args:  # layer(x, y): the kernels and templates take one argument; the tape path runs it
+            raise NotCompilable(f"layer '{layer.name}' is called with {1 + len(node.call_args)} positional arguments")
         items = flatten(node.call_inputs)
         ins = [slots[id(t)] for t in items if isinstance(t, KerasTensor)]
         template = _template(node.call_inputs, items)
@@ -638,10 +651,12 @@ def _node_for(step: CompiledStep, layer, ins, outs, template, kwargs: dict, logi
             and layer.autocast:
         if type(layer) is Dense:
             fused = activations.FUSED.get(activations.linear if logits else layer.activation)
-            if fused is not None and layer.trainable:
+            # LoRA and quantized kernels are not the plain `_kernel` variable the node reads: their own call runs.
+            plain_kernel = not layer.lora_enabled and layer.quantization_mode is None
+            if fused is not None and layer.trainable and plain_kernel:
                 return _DenseNode(layer, ins, outs, fused, step)
         elif type(layer) is Dropout:
             return _DropoutNode(layer, ins, outs)
-        elif type(layer) is BatchNormalization and layer.trainable and not layer.synchronized:
-            return _BatchNormNode(layer, ins, outs, step)
+        elif type(layer) is BatchNormalization and layer.trainable and not layer.synchronized and not layer.renorm:
+            return _BatchNormNode(layer, ins, outs, step)  # batch renormalization runs on its tape node
     return _TapeNode(layer, ins, outs, template, kwargs, logits, step)

@@ -19,14 +19,18 @@ from lamina import backend
 from lamina.autodiff import Tensor, Variable, unwrap
 from lamina.py_dataset import PyDataset
 
+# A None inside a list or dict of inputs is an optional input left out (``Input(optional=True)``):
+# the helpers below keep it in place; the model says whether that input may be missing.
+
 
 def _map(fn, s):
+    """``fn`` on every array of a (nested) list/tuple/dict structure; lists and tuples come back as lists."""
     if s is None:
         return None
     if isinstance(s, dict):
-        return {k: fn(v) for k, v in s.items()}
+        return {k: None if v is None else _map(fn, v) for k, v in s.items()}
     if isinstance(s, (list, tuple)):
-        return [fn(v) for v in s]
+        return [None if v is None else _map(fn, v) for v in s]
     return fn(s)
 
 
@@ -34,10 +38,8 @@ def slice_all(s, sl: slice):
     """``s[sl]`` for every array in a structure (None stays None)."""
     if s is None:
         return None
-    if isinstance(s, dict):
-        return {k: v[sl] for k, v in s.items()}
-    if isinstance(s, (list, tuple)):
-        return [v[sl] for v in s]
+    if isinstance(s, (dict, list, tuple)):
+        return _map(lambda v: v[sl], s)
     return s[sl]
 
 
@@ -45,10 +47,8 @@ def take_all(s, idx: np.ndarray):
     """Rows ``idx`` of every array in a structure (None stays None)."""
     if s is None:
         return None
-    if isinstance(s, dict):
-        return {k: v.take(idx, axis=0) for k, v in s.items()}
-    if isinstance(s, (list, tuple)):
-        return [v.take(idx, axis=0) for v in s]
+    if isinstance(s, (dict, list, tuple)):
+        return _map(lambda v: v.take(idx, axis=0), s)
     return s.take(idx, axis=0)
 
 
@@ -56,9 +56,9 @@ def _leaves(s) -> list:
     if s is None:
         return []
     if isinstance(s, dict):
-        return list(s.values())
+        return [leaf for v in s.values() for leaf in _leaves(v)]
     if isinstance(s, (list, tuple)):
-        return list(s)
+        return [leaf for v in s for leaf in _leaves(v)]
     return [s]
 
 
@@ -66,9 +66,11 @@ def is_array_like(x) -> bool:
     if isinstance(x, (np.ndarray, Tensor, Variable)):
         return True
     if isinstance(x, dict):
-        return all(is_array_like(v) for v in x.values())
+        return all(v is None or is_array_like(v) for v in x.values())
     if isinstance(x, (list, tuple)):
-        return len(x) > 0 and all(isinstance(v, (np.ndarray, Tensor, Variable)) for v in x)
+        # arrays only: a list of tuples is a list of (x, y) batches. (A dict's values may nest, as the
+        # targets of nested outputs do: {"a": (y1, y2), "b": {"b1": y1}}.)
+        return len(x) > 0 and all(v is None or isinstance(v, (np.ndarray, Tensor, Variable)) for v in x)
     return False
 
 
@@ -176,6 +178,8 @@ def check_positive_int(value, what: str, name: str = "batch_size") -> None:
 def to_array(x, what: str, name: str = "x", float_cast: bool = True) -> np.ndarray:
     """A NumPy array for one input; floats become floatx, non-numeric data is a TypeError."""
     arr = np.asarray(unwrap(x))
+    if arr.dtype.kind == "V" and backend.is_float_dtype(arr.dtype):  # ml_dtypes' bfloat16 / float8
+        return arr.astype(backend.floatx()) if float_cast else arr
     if arr.dtype.kind in "OUSV":
         raise TypeError(
             f"`{name}` passed to {what} must be numeric (floats or integers). "

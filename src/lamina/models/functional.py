@@ -7,8 +7,11 @@ those nodes in order on real arrays — plain NumPy outside a tape.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
+from lamina import ops, tree
 from lamina.autodiff import Tensor, Variable, recording, unwrap
 from lamina.layers import deserialize
 from lamina.layers.input_layer import InputLayer
@@ -22,9 +25,42 @@ def _check_symbolic(structure, what: str) -> None:
     for t in flatten(structure):
         if not isinstance(t, KerasTensor):
             raise ValueError(
-                f"All `{what}` of a Functional model must be symbolic tensors from keras.Input(...) "
-                f"or from calling layers on them. Received: {type(t).__name__} {t!r:.80}"
+                f"All `{what}` values must be KerasTensors: the symbolic tensors of keras.Input(...) or of "
+                f"calling layers on them. Received: {what} including invalid value {t!r:.80} of type "
+                f"{type(t).__name__}"
             )
+
+
+def _reroot(inputs, outputs) -> tuple:
+    """A model cut from the middle of a graph (``Model(x1, x2)``, x1 a layer's output): each input that
+    is not a ``keras.Input`` gets an Input of its shape and dtype, and the layers between are called
+    again on those (new nodes, the same layers and weights), as Keras's ``clone_graph_nodes`` does."""
+    flat_in = flatten(inputs)
+    values: dict[int, KerasTensor] = {}
+    new_inputs = []
+    for t in flat_in:
+        fresh = t
+        if not isinstance(t._keras_history[0], InputLayer):
+            fresh = InputLayer(batch_shape=t.shape, dtype=t.dtype, name=f"{t.name}CLONE").output_tensor
+        values[id(t)] = fresh
+        new_inputs.append(fresh)
+
+    def value(s):
+        return pack_like(s, [values.get(id(t), t) if isinstance(t, KerasTensor) else t for t in flatten(s)])
+
+    order, _, _ = _build_map(flat_in, flatten(outputs))
+    for node in order:
+        if _is_input_node(node):
+            continue
+        more = [value(a) for a in node.call_args]
+        out = node.layer(value(node.call_inputs), *more, **node.call_kwargs)
+        for t, v in zip(node.output_tensors, flatten(out) if len(node.output_tensors) > 1 else [out]):
+            values[id(t)] = v
+    return pack_like(inputs, new_inputs), value(outputs)
+
+
+def _describe_value(x) -> str:
+    return f"array of shape {shape_of(x)}" if hasattr(x, "shape") else f"{x!r:.80}"
 
 
 def _several_batches(inputs, rank: int) -> bool:
@@ -40,6 +76,8 @@ class Functional(Model):
     def __init__(self, inputs, outputs, name: str | None = None, trainable: bool = True, **kwargs):
         _check_symbolic(inputs, "inputs")
         _check_symbolic(outputs, "outputs")
+        if not all(isinstance(t._keras_history[0], InputLayer) for t in flatten(inputs)):
+            inputs, outputs = _reroot(inputs, outputs)
         Model.__init__(self, name=name, trainable=trainable, **kwargs)
         self._inputs_struct = inputs
         self._outputs_struct = outputs
@@ -53,13 +91,18 @@ class Functional(Model):
         _check_unique_names(self.name, [op.name for op in self._operations])
         self.built = True
         self._build_shapes = [t.shape for t in self.inputs] if len(self.inputs) > 1 else self.inputs[0].shape
+        self._warned_structure = False
 
     def _sort_nodes(self) -> list:
         """Nodes reachable from the outputs, parents first (iterative DFS, no recursion)."""
         input_ids = {id(t) for t in self.inputs}
-        order, seen, stack = [], set(), []
-        for t in reversed(self.outputs):
-            stack.append((t, False))
+        order, seen = [], set()
+        for output in self.outputs:  # one output at a time, so that a disconnected one can be named
+            self._walk_from(output, input_ids, order, seen)
+        return [n for n in order if not isinstance(n.layer, InputLayer)]
+
+    def _walk_from(self, output: KerasTensor, input_ids: set, order: list, seen: set) -> None:
+        stack = [(output, False)]
         while stack:
             tensor, done = stack.pop()
             layer, node_index, _ = tensor._keras_history
@@ -74,15 +117,16 @@ class Functional(Model):
             if id(tensor) in input_ids:
                 continue
             if isinstance(layer, InputLayer):
+                path = next((".".join(map(str, p)) for p, leaf in tree.flatten_with_path(self._outputs_struct)
+                             if leaf is output), "")
                 raise ValueError(
-                    f"Graph disconnected: cannot obtain value for tensor {tensor.name} "
-                    f"(from input layer '{layer.name}'), which is not among the model's inputs "
-                    f"{[t.name for t in self.inputs]}. Received: inputs={self.inputs}"
+                    f"Output with path `{path}` is not connected to `inputs`. Graph disconnected: cannot obtain "
+                    f"value for tensor {tensor.name} (from input layer '{layer.name}'), which is not among the "
+                    f"model's inputs {[t.name for t in self.inputs]}. Received: inputs={self.inputs}"
                 )
             stack.append((tensor, True))
             for parent in reversed(node.input_tensors):
                 stack.append((parent, False))
-        return [n for n in order if not isinstance(n.layer, InputLayer)]
 
     @property
     def input_shape(self):
@@ -98,23 +142,31 @@ class Functional(Model):
         return len(self.inputs) > 1
 
     def _flatten_inputs(self, inputs) -> list:
+        """The given inputs as one entry per model input, in ``self.inputs`` order. A structure other
+        than the model's is read where Keras reads it, with its warning (once per model) or error."""
+        struct = self._inputs_struct
         if isinstance(inputs, dict):
-            if isinstance(self._inputs_struct, dict):
-                missing = [k for k in self._inputs_struct if k not in inputs]
+            if isinstance(struct, dict):
+                missing = [k for k in struct if k not in inputs]
                 if missing:
                     raise ValueError(f"Model '{self.name}' is missing inputs {missing}. Received keys: {list(inputs)}")
-                return _pick_like(self.name, self._inputs_struct, inputs)
+                if any(k not in struct for k in inputs):
+                    self._structure_mismatch(inputs)
+                return _pick_like(self.name, struct, inputs)
             names = [t._keras_history[0].name for t in self.inputs]
             if all(n in inputs for n in names):
                 return [inputs[n] for n in names]
             raise ValueError(
                 f"Model '{self.name}' takes inputs named {names}. Received: dict with keys {list(inputs)}"
             )
+        if isinstance(struct, dict) and len(self.inputs) > 1:
+            return self._flatten_unnamed(inputs)
         flat = list(inputs) if isinstance(inputs, (list, tuple)) and len(self.inputs) > 1 else [inputs]
         if len(self.inputs) == 1 and _several_batches(inputs, len(self.inputs[0].shape)):
             flat = list(inputs)  # several whole inputs for a one-input model: refused below, as Keras does
-        if isinstance(inputs, (list, tuple)) and len(self.inputs) == 1 and len(inputs) == 1 and not np.isscalar(
-                inputs[0]) and np.ndim(unwrap(inputs[0])) >= 1 and isinstance(inputs[0], (np.ndarray, Tensor)):
+        if isinstance(inputs, (list, tuple)) and len(self.inputs) == 1 and len(inputs) == 1 and (inputs[0] is None or (
+                not np.isscalar(inputs[0]) and np.ndim(unwrap(inputs[0])) >= 1
+                and isinstance(inputs[0], (np.ndarray, Tensor)))):
             flat = [inputs[0]]
         if len(flat) != len(self.inputs):
             raise ValueError(
@@ -122,12 +174,74 @@ class Functional(Model):
             )
         return flat
 
-    def _check_inputs(self, flat: list) -> None:
+    def _flatten_unnamed(self, inputs) -> list:
+        """A list or tuple given to a model whose inputs are a dict: Keras reads it in the dict's sorted
+        key order, so a dict whose keys are not sorted cannot take one."""
+        keys = list(self._inputs_struct)
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != len(keys):
+            got = len(inputs) if isinstance(inputs, (list, tuple)) else 1
+            raise ValueError(
+                f"Model '{self.name}' expects {len(keys)} named input(s) with keys {keys}, but it received "
+                f"{got} input tensors. Pass inputs as a dict, e.g. "
+                f"model({{{', '.join(repr(k) + ': ...' for k in keys)}}}). Received: {type(inputs).__name__}"
+            )
+        if keys != sorted(keys):
+            self._structure_mismatch(inputs, fail=True)
+        self._structure_mismatch(inputs)
+        return list(inputs)
+
+    def _structure_mismatch(self, inputs, fail: bool = False) -> None:
+        """Keras's warning (or, with ``fail``, error) for inputs structured unlike the model's; the warning
+        is given once per model, not at every batch."""
+        expected = tree.map_structure(lambda t: t.name, self._inputs_struct)
+        received = tree.map_structure(lambda x: "None" if x is None else f"Tensor(shape={shape_of(x)})", inputs)
+        message = ("The structure of `inputs` doesn't match the expected structure.\n"
+                   f"Expected: {expected}\nReceived: inputs={received}")
+        if fail:
+            raise ValueError(message)
+        if not getattr(self, "_warned_structure", False):
+            self._warned_structure = True
+            warnings.warn(message, UserWarning, stacklevel=3)
+
+    def _input_path(self, tensor: KerasTensor) -> str:
+        """Where ``tensor`` sits in the constructor's inputs, Keras-style (``0.foo``; ``''`` at the top)."""
+        for path, leaf in tree.flatten_with_path(self._inputs_struct):
+            if leaf is tensor:
+                return ".".join(str(p) for p in path)
+        return ""
+
+    def _adjust_ranks(self, flat: list) -> list:
+        """Keras's rank standardization: an input with one axis more than its Input whose last axis is 1
+        loses it; one with one axis less gains a last axis of 1 when the Input's last axis is 1."""
+        out = list(flat)
         for i, (x, t) in enumerate(zip(flat, self.inputs)):
-            if x is None:  # an optional input left out (_convert_one let only those through)
+            if x is None or isinstance(x, KerasTensor):
+                continue
+            rank, want = len(shape_of(x)), len(t.shape)
+            if rank == want:
+                continue
+            if rank == want + 1 and shape_of(x)[-1] == 1:
+                out[i] = ops.squeeze(x, axis=-1)
+            elif rank == want - 1 and t.shape and t.shape[-1] == 1:
+                out[i] = ops.expand_dims(x, axis=-1)
+            else:
+                raise ValueError(
+                    f"Invalid input shape for input {_describe_value(x)} with name '{t.name}' and path "
+                    f"'{self._input_path(t)}'. Expected shape {t.shape}, but input has incompatible shape "
+                    f"{shape_of(x)}"
+                )
+        return out
+
+    def _check_inputs(self, flat: list) -> None:
+        spec = self.input_spec
+        for i, (x, t) in enumerate(zip(flat, self.inputs)):
+            if x is None:  # an optional input left out
+                self._require_optional(t)
                 continue
             shp = shape_of(x)
             want = t.shape
+            if spec is not None and getattr(spec, "shape", None) is not None and len(self.inputs) == 1:
+                want = tuple(spec.shape)  # a manual input_spec, as Keras's model.input_spec = InputSpec(shape=...)
             # The batch axis is free, as in Keras: Input(batch_size=4) still predicts 16 rows at once.
             ok = len(shp) == len(want) and all(w is None or w == s for w, s in zip(want[1:], shp[1:]))
             if not ok:
@@ -145,6 +259,7 @@ class Functional(Model):
         if args and not any(isinstance(a, KerasTensor) for a in flatten(args[0])):
             inputs = args[0]
             flat = [self._convert_one(x, t) for x, t in zip(self._flatten_inputs(inputs), self.inputs)]
+            flat = self._adjust_ranks(flat)
             self._check_inputs(flat)
             return self._run(flat, training=kwargs.get("training"))
         return super().__call__(*args, **kwargs)
@@ -154,18 +269,31 @@ class Functional(Model):
         int32 values, a float16 one float16); Tensors under a tape pass as they are. None passes to
         the layers of an ``Input(optional=True)``, and is an error for any other input."""
         if x is None:
-            layer = tensor._keras_history[0]
-            if not getattr(layer, "optional", False):
-                raise ValueError(
-                    f"The input '{layer.name}' of model '{self.name}' is not optional, but None was passed. "
-                    "Pass an array, or build the model with Input(..., optional=True). Received: None"
-                )
+            self._require_optional(tensor)
             return None
         if not isinstance(x, np.ndarray):
             x = Layer._convert_inputs(self, x)
         if isinstance(x, np.ndarray) and x.dtype.name != tensor.dtype and x.dtype.kind in "fiub":
             return x.astype(tensor.dtype)
         return x
+
+    def _require_optional(self, tensor: KerasTensor) -> None:
+        """None may stand for an ``Input(optional=True)`` only."""
+        layer = tensor._keras_history[0]
+        if not getattr(layer, "optional", False):
+            raise ValueError(
+                f"The input '{layer.name}' of model '{self.name}' is not optional, but None was passed. "
+                "Pass an array, or build the model with Input(..., optional=True). Received: None"
+            )
+
+    def _check_optional_inputs(self, x) -> None:
+        """Data for fit/evaluate/predict: a None must stand for an optional input (checked before the
+        sample counts, which skip the missing inputs)."""
+        if x is None or not isinstance(x, (list, tuple, dict)):
+            return
+        for value, tensor in zip(self._flatten_inputs(x), self.inputs):
+            if value is None:
+                self._require_optional(tensor)
 
     def compute_output_shape(self, input_shape):
         """The outputs' shapes for inputs of ``input_shape`` (a shape, or a list or dict of them like the
@@ -200,22 +328,27 @@ class Functional(Model):
         values = {id(t): x for t, x in zip(self.inputs, flat_inputs)}
         out_ids = {id(t) for t in self.outputs} if logits else ()
         plain = not recording()
+        def value(s):
+            return pack_like(s, [values[id(t)] if isinstance(t, KerasTensor) else t for t in flatten(s)])
+
         for node in self._nodes:
             layer = node.layer
-            args = pack_like(node.call_inputs, [values[id(t)] if isinstance(t, KerasTensor) else t
-                                                for t in flatten(node.call_inputs)])
+            args = value(node.call_inputs)
+            more = value(list(node.call_args)) if node.call_args else ()
             kwargs = dict(node.call_kwargs)
             if layer._call_has_training and "training" not in kwargs:
                 kwargs["training"] = training
             if logits and any(id(t) in out_ids for t in node.output_tensors) and hasattr(layer, "call_logits"):
                 out = layer.call_logits(args)
-            elif plain and layer.built and type(args) is np.ndarray:
-                # Inference: the graph's shapes were checked at the inputs; skip __call__'s checks.
+            elif plain and layer.built and type(args) is np.ndarray and not layer._lowp_call and \
+                    (args.dtype.kind != "f" or args.dtype == layer._input_np_dtype):
+                # Inference: the graph's shapes were checked at the inputs; skip __call__'s checks (not its
+                # dtype work: a mixed-precision layer, or a float input in another dtype, goes through it).
                 if not layer._call_has_training:
                     kwargs.pop("training", None)
-                out = layer.call(args, **kwargs)
+                out = layer.call(args, *more, **kwargs)
             else:
-                out = layer(args, **kwargs)
+                out = layer(args, *more, **kwargs)
             outs = flatten(out) if len(node.output_tensors) > 1 else [out]
             for t, v in zip(node.output_tensors, outs):
                 values[id(t)] = v
@@ -274,6 +407,8 @@ class Functional(Model):
                 return history(struct)
             if isinstance(struct, dict):
                 return {k: refs(v) for k, v in struct.items()}
+            if isinstance(struct, tuple):  # kept in a config dict (to_json makes it a list), as Keras
+                return tuple(refs(x) for x in struct)
             return [refs(x) for x in struct]
 
         layer_configs = []
@@ -283,7 +418,8 @@ class Functional(Model):
             cfg["name"] = layer.name
             calls = [] if isinstance(layer, InputLayer) else [n for n in layer._inbound_nodes if n in self._nodes]
             # An op node's call_inputs are its positional arguments (Keras's ``Add()(x, y)``).
-            cfg["inbound_nodes"] = [{"args": encode(n.call_inputs) if op else [encode(n.call_inputs)],
+            cfg["inbound_nodes"] = [{"args": encode(n.call_inputs) if op else
+                                     [encode(n.call_inputs), *encode(list(n.call_args))],
                                      "kwargs": encode(n.call_kwargs)} for n in calls]
             layer_configs.append(cfg)
         return {"name": self.name, "trainable": self.trainable, "layers": layer_configs,
@@ -294,6 +430,9 @@ class Functional(Model):
         """The model a :meth:`get_config` dict (Keras 3's, or Keras 2's ``[name, node, tensor]`` refs)
         describes. A graph that cannot be connected — a cycle, a reference to a missing layer or call —
         is a ValueError saying which layer waits on which tensor."""
+        if cls is not Functional and isinstance(config, dict) and "layers" not in config:
+            # a subclass whose get_config returns its own __init__ arguments: rebuilt from them, as Keras does
+            return cls(**config)
         name = config.get("name")
         layer_configs = config.get("layers")
         if not isinstance(layer_configs, list):
@@ -303,11 +442,18 @@ class Functional(Model):
         graph.connect()
         inputs = graph.restore(config.get("input_layers"), "input_layers")
         outputs = graph.restore(config.get("output_layers"), "output_layers")
-        if isinstance(inputs, list) and len(inputs) == 1:
+        # A list of one tensor (Keras 2 wrote every model's inputs and outputs so) is that tensor; a
+        # deeper nesting such as [[x]] is kept.
+        if isinstance(inputs, list) and len(inputs) == 1 and isinstance(inputs[0], KerasTensor):
             inputs = inputs[0]
-        if isinstance(outputs, list) and len(outputs) == 1 and isinstance(config["output_layers"][0], list):
+        if isinstance(outputs, list) and len(outputs) == 1 and isinstance(outputs[0], KerasTensor):
             outputs = outputs[0]
-        return cls(inputs=inputs, outputs=outputs, name=name, trainable=config.get("trainable", True))
+        # A subclass (CustomModel(inputs, outputs, param=3)) gets back the arguments its get_config added.
+        extra = {} if cls is Functional else {k: v for k, v in config.items() if k not in _GRAPH_KEYS}
+        return cls(inputs=inputs, outputs=outputs, name=name, trainable=config.get("trainable", True), **extra)
+
+
+_GRAPH_KEYS = ("name", "trainable", "layers", "input_layers", "output_layers")
 
 
 def _pick_like(model_name: str, struct, given) -> list:
@@ -428,9 +574,9 @@ class _GraphBuilder:
             return f"{where}: its layers form a cycle ({takes}). Received: {refs}"
         name, ref = next((n, r) for n, r in waits.items() if r[0] not in waits)
         if ref[0] not in self.calls_made and (ref[0], 0, 0) not in self.outputs_of:
-            why = "the model has no layer of that name"
-        else:
-            why = "that layer's calls do not produce it"
+            return (f"{where}. Missing node: {ref[0]} (layer '{name}' takes tensor {list(ref)}, but the model has "
+                    f"no layer of that name). Received: inbound node {list(ref)}")
+        why = "that layer's calls do not produce it"
         return f"{where}: layer '{name}' takes tensor {list(ref)}, but {why}. Received: inbound node {list(ref)}"
 
     def restore(self, struct, key: str):
@@ -443,6 +589,8 @@ class _GraphBuilder:
             except _Unresolved:
                 raise ValueError(f"Functional model '{self.model_name}': '{key}' names tensor {struct}, which "
                                  f"no layer produces. Received: {key}={struct!r:.200}") from None
+        if isinstance(struct, tuple):
+            return tuple(self.restore(x, key) for x in struct)
         if not isinstance(struct, list):
             raise ValueError(f"Functional model '{self.model_name}': '{key}' must hold [layer, node, tensor] "
                              f"references. Received: {key}={struct!r:.200}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from lamina.layers.layer import Layer
+from lamina.models import state_tree as state_tree_lib
+from lamina.models.model_quantize import ModelQuantization
 from lamina.models.trainer import Trainer
 from lamina.saving.object_registry import builtin_objects
 
@@ -44,7 +46,7 @@ def _inject_functional(cls: type, functional: type) -> None:
     cls.__bases__ = tuple(bases)
 
 
-class Model(Trainer, Layer):
+class Model(ModelQuantization, Trainer, Layer):
     """Groups layers into an object with training and inference features."""
 
     def __new__(cls, *args, **kwargs):
@@ -150,13 +152,25 @@ class Model(Trainer, Layer):
         self._build_shapes = input_shape
         self.built = True
 
+    def build_from_config(self, config: dict | None) -> None:
+        """As Keras: a subclassed model loaded from a file builds with ``build(input_shape)`` (running ``call``
+        once), so the layers it holds get the variables the saved weights fill."""
+        shape = (config or {}).get("input_shape")
+        flat = isinstance(shape, (list, tuple)) and all(d is None or isinstance(d, int) for d in shape)
+        if self.built or not flat or hasattr(self, "_stack") or hasattr(self, "_nodes"):
+            return super().build_from_config(config)  # Sequential / Functional / nested shapes: as before
+        self.build(tuple(shape))
+
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None):
         if "input_layers" in config and "output_layers" in config:
-            return _functional_class().from_config(config, custom_objects=custom_objects)
+            functional = _functional_class()
+            # A subclass of Model rebuilt from a graph config is that subclass (Keras's functional_from_config).
+            target = functional if cls is Model else cls
+            return functional.from_config.__func__(target, config, custom_objects=custom_objects)
         return super().from_config(config)
 
     # ------------------------------------------------------------------ saving (see lamina.saving)
@@ -168,11 +182,12 @@ class Model(Trainer, Layer):
 
         saving_api.save_model(self, filepath, overwrite=overwrite, zipped=zipped, **kwargs)
 
-    def save_weights(self, filepath, overwrite: bool = True) -> None:
-        """Save the weights (and built optimizer state) to a ``.weights.h5`` file, atomically."""
+    def save_weights(self, filepath, overwrite: bool = True, max_shard_size=None) -> None:
+        """Save the weights (and built optimizer state) to a ``.weights.h5`` file, atomically; with
+        ``max_shard_size`` (GB per file) to a ``.weights.json`` index and its shard files."""
         from lamina.saving import saving_api  # lazy: saving sits above models (and brings h5py)
 
-        saving_api.save_weights(self, filepath, overwrite=overwrite)
+        saving_api.save_weights(self, filepath, overwrite=overwrite, max_shard_size=max_shard_size)
 
     def load_weights(self, filepath, skip_mismatch: bool = False, **kwargs) -> None:
         """Load weights from ``.weights.h5``, ``.keras`` or legacy ``.h5``; all checked before any changes."""
@@ -188,6 +203,29 @@ class Model(Trainer, Layer):
 
         return json.dumps(serialization_lib.serialize_keras_object(self), default=serialization_lib.json_default,
                           **kwargs)
+
+    def get_state_tree(self, value_format: str = "backend_tensor") -> dict:
+        """The variables as ``{"trainable_variables": {...}, "non_trainable_variables": ...,
+        "optimizer_variables": ..., "metrics_variables": ...}``, each nested along the variable paths."""
+        return state_tree_lib.get_state_tree(self, value_format)
+
+    def set_state_tree(self, state_tree: dict) -> None:
+        """Assign the values of a :meth:`get_state_tree`-shaped dict (any subset of groups and paths)."""
+        state_tree_lib.set_state_tree(self, state_tree)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Keras exports inference artifacts (SavedModel, ONNX, OpenVINO, LiteRT, torch) through a
+        TensorFlow, JAX or torch backend; lamina runs on NumPy alone and writes none of them."""
+        del verbose, input_signature, kwargs  # Keras's signature
+        formats = ("tf_saved_model", "onnx", "openvino", "litert", "torch")
+        if format not in formats:
+            raise ValueError(f"Unrecognized format={format}. Supported formats are: {list(formats)}.")
+        what = "`export_saved_model`" if format == "tf_saved_model" else f"Export to format='{format}'"
+        raise NotImplementedError(
+            f"{what} only currently supports the tensorflow, jax and torch backends. lamina runs on NumPy "
+            f"alone and cannot write this artifact: save the model with model.save('model.keras') and export "
+            f"that file with Keras. Received: filepath={filepath!r}, format={format!r}"
+        )
 
     def get_compile_config(self) -> dict:
         """The compile arguments, serialized as Keras 3 writes them ({} if not compiled)."""

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from lamina.autodiff import Tensor, recording
 from lamina.layers import deserialize, serialize
 from lamina.layers.input_layer import InputLayer
-from lamina.layers.keras_tensor import KerasTensor
+from lamina.layers.keras_tensor import KerasTensor, is_symbolic
 from lamina.layers.layer import Layer, _to_shape_struct, shape_of
+from lamina.models.functional import Functional
 from lamina.models.model import Model
+
+
+def _check_single_input(layer) -> None:
+    """A layer of a stack takes one input: a ``call`` with more required positional arguments cannot be
+    fed by the layer before it (Keras's rule)."""
+    try:
+        params = list(inspect.signature(layer.call).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C-level call: nothing to read
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in positional if p.default is p.empty]
+    if len(required) > 1:
+        raise ValueError(
+            "Layers added to a Sequential model can only have a single required positional argument, the "
+            f"input tensor. Layer {type(layer).__name__} has multiple required positional arguments: {required}"
+        )
 
 
 def _fits(shape: tuple, configured: tuple) -> bool:
@@ -33,8 +52,10 @@ class Sequential(Model):
         self._stack_names: set[str] = set()
         self._tracked_ids: set[int] = set()
         self._plan = None  # [(layer.call, takes_training)] for the graph-free inference path
-        self.inputs: list[KerasTensor] = []
-        self.outputs: list[KerasTensor] = []
+        # The symbolic graph of the stack, once the input shape is known (see `inputs`, `_functional`).
+        self._graph_inputs: list[KerasTensor] = []
+        self._graph_outputs: list[KerasTensor] = []
+        self._functional_cache = None
         if layers is not None:
             if not isinstance(layers, (list, tuple)):
                 raise TypeError(f"Sequential expects a list of layers. Received: {type(layers).__name__}")
@@ -48,6 +69,35 @@ class Sequential(Model):
     @property
     def layers(self) -> list[Layer]:
         return list(self._stack)
+
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        """The graph's input tensor (a list of one), once the input shape is known; unbuilt, there is
+        none and reading it is an AttributeError, as in Keras (``hasattr(model, "inputs")`` is False)."""
+        if not self._graph_inputs:
+            raise AttributeError(f"Sequential model '{self.name}' has no inputs yet: it is not built. Give it an "
+                                 "Input, call build(input_shape) or call it on data first.")
+        return self._graph_inputs
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        """The graph's output tensor (a list of one), once built; see :attr:`inputs`."""
+        if not self._graph_outputs:
+            raise AttributeError(f"Sequential model '{self.name}' has no outputs yet: it is not built.")
+        return self._graph_outputs
+
+    @property
+    def _functional(self):
+        """The built stack as a :class:`Functional` model over the same layers and graph (Keras keeps one in
+        a built Sequential); None until the input shape is known. Made on first use, then kept until the
+        graph changes."""
+        if not self._graph_outputs:
+            return None
+        cached = self._functional_cache
+        if cached is None or cached.outputs[0] is not self._graph_outputs[0]:
+            cached = Functional(self._graph_inputs[0], self._graph_outputs[0], name=f"{self.name}_functional")
+            object.__setattr__(self, "_functional_cache", cached)  # not a tracked sub-layer
+        return cached
 
     def add(self, layer, rebuild: bool = True) -> None:
         """Append ``layer`` (or an ``Input`` tensor, which sets the input shape)."""
@@ -121,10 +171,11 @@ class Sequential(Model):
         if self._input_layer is None or self._input_layer.batch_shape != tuple(batch_shape):
             self._input_layer = InputLayer(batch_shape=tuple(batch_shape))
         x = self._input_layer.output_tensor
-        self.inputs = [x]
+        self._graph_inputs = [x]
         for layer in self._stack:
+            _check_single_input(layer)
             x = layer(x)
-        self.outputs = [x] if self._stack else []
+        self._graph_outputs = [x] if self._stack else []
         self._plan = None
         self._build_shapes = tuple(batch_shape)
         self.built = True
@@ -150,6 +201,7 @@ class Sequential(Model):
         if not self.built:
             self._require_layers(input_shape)
             self._build_graph((None,) + tuple(input_shape)[1:])
+            self._shape_from_data = True  # no Input was given: later batches may differ (_take_new_sizes)
 
     def _require_layers(self, input_shape) -> None:
         if not self._stack:
@@ -160,15 +212,15 @@ class Sequential(Model):
 
     @property
     def input_shape(self):
-        if not self.inputs:
+        if not self._graph_inputs:
             raise AttributeError(f"Sequential model '{self.name}' has no defined input shape yet.")
-        return self.inputs[0].shape
+        return self._graph_inputs[0].shape
 
     @property
     def output_shape(self):
-        if not self.outputs:
+        if not self._graph_outputs:
             raise AttributeError(f"Sequential model '{self.name}' has no defined output shape yet.")
-        return self.outputs[0].shape
+        return self._graph_outputs[0].shape
 
     def __call__(self, *args, **kwargs):
         if self._call_plan is not None and args:
@@ -181,8 +233,14 @@ class Sequential(Model):
             want = self._want_shape
             if x.dtype == self._np_dtype and x.ndim == len(want) and x.shape[1:] == want[1:]:
                 return self._run_plain(x, kwargs.get("training"))
+        if args and isinstance(args[0], dict) and not is_symbolic(args[0]):
+            return self._run_structure(args[0], kwargs.get("training"))
         if args and isinstance(args[0], (np.ndarray, list, tuple)) and not isinstance(args[0], KerasTensor):
             x = Layer._convert_inputs(self, args[0])
+            if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray):
+                x = x[0]  # [array] is the one input, as Keras's Functional (and lamina's) reads it
+            if isinstance(x, (list, tuple)):
+                return self._run_structure(x, kwargs.get("training"))
             if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype.name != self.dtype:
                 x = x.astype(self.dtype)
             if not self.built:
@@ -191,18 +249,48 @@ class Sequential(Model):
             return self._run(x, training=kwargs.get("training"))
         return super().__call__(*args, **kwargs)
 
+    def _run_structure(self, x, training=None):
+        """Several inputs (a list or dict of arrays) have no single Input to build a graph from: each
+        layer is called on what the previous one returned, as Keras's Sequential then does."""
+        for layer in self._stack:
+            x = layer(x, training=training) if layer._call_has_training else layer(x)
+        return x
+
     def _check_input(self, x) -> None:
-        want = self.inputs[0].shape if self.inputs else None
+        want = self._graph_inputs[0].shape if self._graph_inputs else None
         if want is None:
             return
         shp = shape_of(x)
         # The batch axis is free, as in Keras: Input(batch_size=4) still predicts 16 rows at once.
-        if len(shp) != len(want) or any(w is not None and w != s for w, s in zip(want[1:], shp[1:])):
+        mismatch = len(shp) != len(want) or any(w is not None and w != s for w, s in zip(want[1:], shp[1:]))
+        if (mismatch or self.__dict__.get("_relaxed")) and len(shp) == len(want) \
+                and self.__dict__.get("_shape_from_data"):
+            self._take_new_sizes(tuple(shp))
+            return
+        if mismatch:
             first = self._stack[0].name if self._stack else self.name
             raise ValueError(
                 f"Input 0 of layer '{first}' in Sequential model '{self.name}' is incompatible: "
                 f"expected shape={want}, found shape={shp}. Received: input_shape={shp}"
             )
+
+    def _take_new_sizes(self, shape: tuple) -> None:
+        """A model built from its first batch (no Input given) takes later batches whose other sizes
+        differ, as Keras's does, provided its layers take them: the layers run symbolically on this
+        batch's shape (each checks what it needs, a Dense its feature size, raising its own error), then
+        the graph is rebuilt with None for every size seen to vary. Each distinct shape is checked once."""
+        seen = self.__dict__.setdefault("_sizes_seen", set())
+        if shape[1:] in seen:
+            return
+        want = tuple(self._want_shape)
+        try:
+            self._build_graph((None,) + shape[1:])
+        except ValueError:
+            self._build_graph(want)
+            raise
+        self._build_graph((None,) + tuple(w if w == s else None for w, s in zip(want[1:], shape[1:])))
+        seen.add(shape[1:])
+        self._relaxed = True  # the input no longer pins the sizes: the plain path would skip the layers' checks
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, (np.ndarray, Tensor)):
@@ -211,7 +299,7 @@ class Sequential(Model):
 
     @property
     def _want_shape(self) -> tuple:
-        return self.inputs[0].shape if self.inputs else (None,)
+        return self._graph_inputs[0].shape if self._graph_inputs else (None,)
 
     @property
     def _np_dtype(self):
@@ -224,14 +312,17 @@ class Sequential(Model):
         """Outside a tape: call each built layer's ``call`` directly (shapes were checked at the input)."""
         plan = self._plan
         if plan is None:
-            plan = self._plan = [(layer.call, layer._call_has_training) for layer in self._stack]
+            # A mixed-precision or 16-bit layer runs through __call__: it casts its weights and outputs.
+            plan = self._plan = [(layer if layer._lowp_call else layer.call, layer._call_has_training)
+                                 for layer in self._stack]
         for call, has_training in plan:
             x = call(x, training=training) if has_training else call(x)
         return x
 
     def _run(self, x, training=None, logits: bool = False):
         """Apply the stack; with ``logits=True`` the last layer returns its pre-activation if it can."""
-        if not logits and self.built and type(x) is np.ndarray and not recording():
+        if not logits and self.built and type(x) is np.ndarray and not recording() \
+                and not self.__dict__.get("_relaxed"):
             return self._run_plain(x, training)
         last = len(self._stack) - 1
         for i, layer in enumerate(self._stack):

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from lamina import backend, ops
+from lamina import backend, ops, tree
 from lamina.autodiff import GradientTape, Tensor, recording, unwrap
 from lamina.models import data as data_lib
 
@@ -107,7 +107,9 @@ class Trainer:
         self._jit_compile = not run_eagerly if jit_compile == "auto" else jit_compile
         loss_tracker = metrics_lib.Mean(name="loss")  # made before the per-output trackers, as it always was
         self._compile_loss = compile_utils.CompileLoss(loss, loss_weights, _structure_names(self), self.name,
-                                                       isinstance(getattr(self, "_outputs_struct", None), dict))
+                                                       isinstance(getattr(self, "_outputs_struct", None), dict),
+                                                       output_struct=getattr(self, "_outputs_struct", None),
+                                                       deferred=not _is_default(self, "compute_loss"))
         self._output_losses = self._compile_loss.output_losses
         self._per_output_trackers = self._compile_loss.metrics
         self._metric_specs = metrics
@@ -239,7 +241,7 @@ class Trainer:
             )
         if getattr(self._compile_loss, "structure_error", None) is not None:
             raise self._compile_loss.structure_error
-        if all(output_loss.loss is None for output_loss in self._output_losses) and what in ("fit", "train_on_batch") \
+        if not self._compile_loss.has_loss and what in ("fit", "train_on_batch") \
                 and _is_default(self, "train_step"):
             raise ValueError(
                 f"Model '{self.name}' was compiled without a loss, so it cannot be trained. "
@@ -273,6 +275,11 @@ class Trainer:
         if self._compile_metrics is not None:
             out += self._compile_metrics.metrics
         return out
+
+    @property
+    def metrics_variables(self) -> list:
+        """The state variables of every metric in :attr:`metrics` (Keras's ``metrics_variables``)."""
+        return [v for m in self.metrics for v in m.variables]
 
     @property
     def metrics_names(self) -> list[str]:
@@ -405,7 +412,7 @@ class Trainer:
         if self._use_logits is not None:
             return self._use_logits
         self._use_logits = False
-        if len(self._output_losses) != 1 or not hasattr(self, "_run"):
+        if len(self._output_losses) != 1 or not hasattr(self, "_run") or not _is_default(self, "compute_loss"):
             return False
         self._use_logits = self._compile_loss.adopt_logits(self._output_activation())
         return self._use_logits
@@ -418,7 +425,8 @@ class Trainer:
 
     def _output_activation(self):
         layer = self._output_layer()
-        if layer is None or not hasattr(layer, "call_logits"):
+        # A mixed-precision output layer computes through its __call__ (autocast), not call_logits.
+        if layer is None or not hasattr(layer, "call_logits") or getattr(layer, "_lowp_call", False):
             return None
         return getattr(layer, "activation", None)
 
@@ -426,7 +434,7 @@ class Trainer:
         if hasattr(self, "_run"):
             flat = x
             if hasattr(self, "_flatten_inputs"):
-                flat = self._flatten_inputs(x)
+                flat = self._adjust_ranks(self._flatten_inputs(x))
             return self._run(flat, training=training, logits=logits)
         return self(x, training=training)
 
@@ -438,6 +446,15 @@ class Trainer:
 
             return compile_utils.add_penalties(None, self.losses), []
         return compile_loss(y, y_pred, sample_weight, logits, self.losses)
+
+    def _step_loss(self, x, y, y_pred, sw, logits: bool, training: bool):
+        """The step's ``(total, per_output)``; a model overriding ``compute_loss`` has it called (as
+        Keras's steps do), the per-output values then being those its compiled loss last computed."""
+        if _is_default(self, "compute_loss"):
+            return self._compute_loss(y, y_pred, sw, logits)
+        total = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw, training=training)
+        compile_loss = self._compile_loss
+        return total, (compile_loss.last_values if compile_loss is not None else [])
 
     def _prepare_logits_for_metrics(self, y_pred, logits: bool):
         if not logits:
@@ -476,6 +493,8 @@ class Trainer:
         if self._run_eagerly or not self._jit_compile:
             return
         own_step = _is_default(self, "train_step")
+        if own_step and not _is_default(self, "compute_loss"):
+            return  # the user's compute_loss runs on the tape, as Keras's train_step calls it
         if own_step:
             self._decide_logits()
         buffer = self._consolidate_weights()
@@ -546,7 +565,7 @@ class Trainer:
         self._clear_losses()
         with GradientTape() as tape:
             y_pred = self._forward(x, training=True, logits=logits)
-            loss, per_output = self._compute_loss(y, y_pred, sw, logits)
+            loss, per_output = self._step_loss(x, y, y_pred, sw, logits, training=True)
         # Read again after the forward: a subclassed model makes its weights in its first call, and the
         # gradients must cover those too (else the optimizer is built on a partial list).
         trainable = self.trainable_weights
@@ -578,7 +597,7 @@ class Trainer:
 
     def _test_step(self, x, y, sw) -> None:
         y_pred = self._forward(x, training=False)
-        loss, per_output = self._compute_loss(y, y_pred, sw, logits=False)
+        loss, per_output = self._step_loss(x, y, y_pred, sw, logits=False, training=False)
         loss_value = float(unwrap(loss)) if loss is not None else 0.0
         self._update_metrics(y, y_pred, sw, loss_value, per_output, _batch_len(x))
 
@@ -588,6 +607,8 @@ class Trainer:
         """Convert array data once and check it once: sample counts, NaN/inf in x, y and the sample
         weights, labels against the loss, input shapes."""
         x, y, sample_weight = _as_arrays(x, y, sample_weight, what)
+        if hasattr(self, "_check_optional_inputs"):
+            self._check_optional_inputs(x)
         data_lib.require_samples(x, y, sample_weight, what)
         self._check_values(x, y, sample_weight, what, check_labels)
         self._check_input_shapes(x)
@@ -597,11 +618,25 @@ class Trainer:
         """One finite check each of x, y and the sample weights, and the labels against the loss."""
         data_lib.check_finite(x, what, "x")
         if y is not None:
-            data_lib.check_finite(data_lib._leaves(y), what, "y")
+            self._check_targets_finite(y, what)
             if check_labels:
                 self._check_targets(y)
         if sample_weight is not None:
             data_lib.check_finite(sample_weight, what, "sample_weight", advice=_WEIGHT_ADVICE)
+
+    def _check_targets_finite(self, y, what: str) -> None:
+        """NaN or inf targets raise, unless ``fit`` was given a ``TerminateOnNaN``: the user then chose
+        to have a non-finite loss stop training, which these targets cause at their batch, so fit warns
+        and trains (Keras's behaviour, and what TerminateOnNaN is for). Inputs are refused either way."""
+        try:
+            data_lib.check_finite(data_lib._leaves(y), what, "y")
+        except ValueError as error:
+            if what != "fit" or not self.__dict__.get("_loss_watched_for_nan"):
+                raise
+            found = str(error).rsplit("Received: ", 1)[-1]
+            warnings.warn(f"`y` passed to fit contains NaN or inf values; training goes ahead because fit was given "
+                          "a TerminateOnNaN callback, which stops it at the first batch whose loss they make "
+                          f"non-finite. Received: {found}", UserWarning, stacklevel=2)
 
     def _check_input_shapes(self, x) -> None:
         single = hasattr(self, "_check_input") and not hasattr(self, "_flatten_inputs")  # a Sequential
@@ -617,7 +652,7 @@ class Trainer:
             return
         flat = self._flatten_inputs(x) if hasattr(self, "_flatten_inputs") else [x]
         if hasattr(self, "_check_inputs"):
-            self._check_inputs(flat)
+            self._check_inputs(self._adjust_ranks(flat))
         elif hasattr(self, "_check_input"):
             self._check_input(flat[0])
 
@@ -625,7 +660,7 @@ class Trainer:
         """Labels vs loss before the first step (ranges, one-hot vs sparse), in the loss's words."""
         from lamina.models import compile_utils  # lazy: compile_utils imports losses, which load on first use
 
-        ys = self._as_list(y)
+        ys = self._as_list(y) if self._output_losses else []  # a structured loss has none per output
         outputs = getattr(self, "outputs", None) or []
         for i, output_loss in enumerate(self._output_losses):
             if output_loss.loss is None or i >= len(ys):
@@ -643,6 +678,9 @@ class Trainer:
         if not (self._metric_specs or self._weighted_metric_specs):
             return
         xs, ys, sws = (data_lib.slice_all(s, slice(0, PROBE_ROWS)) for s in (x, y, sample_weight))
+        # The probe leaves no trace in the model's state either: a layer that counts its calls sees the
+        # training steps only, as in Keras, which has no probe.
+        state = [(v, np.array(v.numpy(), copy=True)) for v in self.non_trainable_weights]
         try:
             self._update_metrics(ys, self._forward(xs, training=False), sws, 0.0, (), _batch_len(xs))
         except (ValueError, TypeError) as error:
@@ -653,6 +691,9 @@ class Trainer:
         finally:
             self._clear_losses()
             self.reset_metrics()
+            for v, value in state:
+                if not np.array_equal(v.numpy(), value, equal_nan=value.dtype.kind in "fc"):
+                    v.assign(value)
 
     # The model's share of an EpochIterator's work: its prepare_arrays (once per loop, on array data)
     # and prepare_batch (each batch of a stream, which the iterator names when it fails).
@@ -729,6 +770,7 @@ class Trainer:
         self._check_fit_arguments(x, batch_size, (initial_epoch, epochs), steps_per_epoch, class_weight, sample_weight,
                                   (validation_batch_size, validation_steps, validation_freq))
         user_callbacks = _callback_list(callbacks, "fit")
+        self._loss_watched_for_nan = _watches_nan(user_callbacks)  # see _check_targets_finite
         verbose = _verbosity(verbose, "fit")
         batch_size = batch_size or 32
         if strategy is not None:
@@ -1035,7 +1077,8 @@ class Trainer:
 
     def _predict_batch(self, x_batch):
         out = self._forward(x_batch, training=False) if hasattr(self, "_run") else self(x_batch, training=False)
-        return data_lib._map(lambda a: np.asarray(unwrap(a)), out) if not isinstance(out, np.ndarray) else out
+        # tree keeps the outputs' own containers (a tuple, a namedtuple), as Keras's predict returns them
+        return tree.map_structure(lambda a: np.asarray(unwrap(a)), out) if not isinstance(out, np.ndarray) else out
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient step on one batch; returns the loss (and metrics) of that batch."""
@@ -1179,6 +1222,13 @@ def _validates_after(epoch: int, validation_freq) -> bool:
     return (epoch + 1) % validation_freq == 0
 
 
+def _watches_nan(callbacks: list) -> bool:
+    """Whether one of the user's callbacks is a TerminateOnNaN (it stops training on a non-finite loss)."""
+    from lamina.callbacks.terminate_on_nan import TerminateOnNaN  # lazy: callbacks load on first use
+
+    return any(isinstance(cb, TerminateOnNaN) for cb in callbacks)
+
+
 def _callback_list(callbacks, what: str) -> list:
     """The user's ``callbacks`` (a list, nested lists, or one callback) as a flat list of callbacks."""
     from lamina.callbacks.callback_list import HOOKS  # lazy: callbacks load on first use
@@ -1236,9 +1286,7 @@ def _concat_outputs(outs: list):
     if not outs:
         return np.zeros((0,), dtype=backend.floatx())
     first = outs[0]
-    if isinstance(first, dict):
-        return {k: np.concatenate([o[k] for o in outs]) for k in first}
-    if isinstance(first, (list, tuple)):
-        return [np.concatenate([o[i] for o in outs]) for i in range(len(first))]
+    if tree.is_nested(first):  # the outputs' own structure (tuple, namedtuple, nested dict) is kept
+        return tree.map_structure(lambda *parts: np.concatenate(parts), *outs)
     return np.concatenate(outs) if len(outs) > 1 else np.asarray(first)
 

@@ -10,6 +10,7 @@ resolution): a file read back by Keras then follows that backend's own default r
 from __future__ import annotations
 
 import math
+import warnings
 
 from lamina.saving import serialization_lib
 from lamina.saving.errors import FileFormatError
@@ -35,9 +36,20 @@ def get_compile_config(model) -> dict:
 
 
 def compile_from_config(model, config: dict) -> None:
-    """Compile ``model`` from :func:`get_compile_config`'s dict and build its optimizer (as Keras does)."""
+    """Compile ``model`` from :func:`get_compile_config`'s dict and build its optimizer (as Keras does).
+
+    A model whose class overrides ``compile`` is left uncompiled, with Keras's warning: its ``compile``
+    may take other arguments than the saved ones.
+    """
     if not isinstance(config, dict):
         raise ValueError(f"A compile config must be a dict. Received: {config!r:.200}")
+    if _compile_is_custom(model):
+        warnings.warn("`compile()` was not called as part of model loading because the model's `compile()` method "
+                      f"is custom. All subclassed Models that have `compile()` overridden (here "
+                      f"'{type(model).__name__}') should also override `get_compile_config()` and "
+                      "`compile_from_config(config)`. Alternatively, you can call `compile()` manually after "
+                      "loading.", stacklevel=2)
+        return
     check_optimizer_config(config.get("optimizer"))
     args = serialization_lib.deserialize_keras_object(config)
     # Not jit_compile: a file's value is the saving backend's resolution of "auto" (Keras on torch
@@ -49,6 +61,12 @@ def compile_from_config(model, config: dict) -> None:
         kwargs.pop("optimizer", None)
     model.compile(**kwargs, lint=False)  # the file's architecture is not the user's code to lint
     prepare_optimizer(model)
+
+
+def _compile_is_custom(model) -> bool:
+    """Whether the model's class (the user's, not lamina's) defines its own ``compile``."""
+    owner = next((k for k in type(model).__mro__ if "compile" in vars(k)), None)
+    return owner is not None and owner.__module__.split(".")[0] != "lamina"
 
 
 def prepare_optimizer(model) -> None:

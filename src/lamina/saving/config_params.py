@@ -357,7 +357,15 @@ def _dense(cfg, x):
     out = x[:-1] + (units,)
     if x[-1] is None:
         return 0, out
-    return x[-1] * units + (units if cfg.get("use_bias", True) else 0), out
+    # An int4 kernel stores two values per byte: (input_dim, ceil(units / 2)) values in the file.
+    dtype = cfg.get("dtype")
+    if isinstance(dtype, dict):  # a policy entry; its "config" may hold anything in a hostile file
+        inner = dtype.get("config")
+        mode = str(inner.get("mode", "")) if isinstance(inner, dict) else ""
+    else:
+        mode = str(dtype or "")
+    kernel_units = (units + 1) // 2 if mode.startswith("int4") else units
+    return x[-1] * kernel_units + (units if cfg.get("use_bias", True) else 0), out
 
 
 def _axis_size(x, axis):

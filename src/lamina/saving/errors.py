@@ -15,3 +15,8 @@ class FileFormatError(ValueError):
         self.problem = problem
         where = f"'{self.filename}'" if self.filename else "<in-memory file>"
         super().__init__(f"Cannot load {where}: {problem}")
+
+
+class MissingFileError(FileNotFoundError, ValueError):
+    """A path given to load from that does not exist. A ``FileNotFoundError``, and a ``ValueError`` as
+    Keras raises for it, so code written for either catches it."""

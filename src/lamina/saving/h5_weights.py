@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 
+from lamina import backend
 from lamina.saving import file_access, state_walk
 from lamina.saving.errors import FileFormatError
 
@@ -56,10 +57,13 @@ def _h5py(filename):
 # ------------------------------------------------------------------------------------- writing
 
 
-def state_entries(model, include_optimizer: bool = True) -> list[state_walk.Entry]:
-    """The model's saveables in Keras's order, plus the optimizer's when it is built."""
-    entries = state_walk.model_entries(model)
+def state_entries(model, include_optimizer: bool = True, skip=()) -> list[state_walk.Entry]:
+    """The model's saveables in Keras's order, plus the optimizer's when it is built; ``skip``: objects
+    left out with everything below them (Keras's ``objects_to_skip``)."""
+    entries = state_walk.model_entries(model, skip)
     opt = getattr(model, "optimizer", None)
+    if opt is not None and any(o is opt for o in skip):
+        opt = None
     if include_optimizer and opt is not None and getattr(model, "compiled", False):
         if opt.built:
             variables = state_walk.optimizer_variables_keras_order(
@@ -70,13 +74,18 @@ def state_entries(model, include_optimizer: bool = True) -> list[state_walk.Entr
     return entries
 
 
-def _entry_arrays(entry: state_walk.Entry) -> list[np.ndarray]:
-    if entry.custom:
+def _entry_items(entry: state_walk.Entry) -> list[tuple[str, np.ndarray]]:
+    """(dataset name, array) pairs of one saveable: its variables as "0", "1", ...; a layer with its own
+    ``save_own_variables`` writes what it puts in the store, under its own keys (as Keras does)."""
+    if entry.custom_save:
         store: dict = {}
         entry.owner.save_own_variables(store)
-        keys = sorted(store, key=lambda k: (len(k), k))
-        return [np.asarray(store[k]) for k in keys]
-    return [np.asarray(v.numpy()) for v in entry.variables]
+        return [(str(k), np.asarray(v.numpy() if hasattr(v, "numpy") else v)) for k, v in store.items()]
+    return [(str(i), np.asarray(v.numpy())) for i, v in enumerate(entry.variables)]
+
+
+def _entry_arrays(entry: state_walk.Entry) -> list[np.ndarray]:
+    return [arr for _, arr in _entry_items(entry)]
 
 
 def write_h5(entries: list[state_walk.Entry], target=None) -> bytes | None:
@@ -121,13 +130,15 @@ def _write_entries(h5py, f, entries: list[state_walk.Entry]) -> None:
         gid = h5py.h5g.create(f.id, key, lcpl=lcpls[cset], gcpl=gcpl)
         group = h5py.Group(gid)
         group.attrs["name"] = entry.name
-        for i, arr in enumerate(_entry_arrays(entry)):
+        for key, arr in _entry_items(entry):
             if arr.dtype.kind not in "biuf":  # a custom layer's odd state: h5py's own conversions
-                group.create_dataset(str(i), data=arr)
+                ds = group.create_dataset(key, data=arr)
+                if arr.dtype.name == "bfloat16":  # stored as 2-byte opaque data; Keras marks it so
+                    ds.attrs["dtype"] = "bfloat16"
                 continue
             if not arr.flags.c_contiguous:
                 arr = arr.copy(order="C")  # (not np.ascontiguousarray: it makes a scalar 1-d)
-            ds = h5py.h5d.create(gid, str(i).encode(), h5py.h5t.py_create(arr.dtype, logical=1),
+            ds = h5py.h5d.create(gid, key.encode(), h5py.h5t.py_create(arr.dtype, logical=1),
                                  h5py.h5s.create_simple(arr.shape), dcpl=dcpl)
             if arr.size:
                 ds.write(everywhere, everywhere, arr)
@@ -450,9 +461,12 @@ class H5Reader:
         dtype = tid.dtype
         if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
             attrs = h5py.Dataset(dsid).attrs
-            if "dtype" in attrs:
+            if _is_bfloat16(dtype, attrs):
+                dtype = np.dtype(backend.standardize_dtype("bfloat16"))  # loads ml_dtypes or names the extra
+            elif "dtype" in attrs:
                 raise self._error(f"'{path}' has dtype {attrs['dtype']!r}, which lamina does not support.")
-            raise self._error(f"'{path}' has dtype {dtype}; only numeric arrays are allowed.")
+            else:
+                raise self._error(f"'{path}' has dtype {dtype}; only numeric arrays are allowed.")
         if shape is None:
             raise self._error(f"'{path}' is an empty (null) dataset, which holds no array.")
         return tuple(int(d) for d in shape), dtype, dsid
@@ -470,10 +484,11 @@ class H5Reader:
             raise self._error(f"'{path}' declares {declared} bytes but stores only {stored}; refusing to "
                               "expand a potential decompression bomb.")
         self.bytes_read += declared
-        out = np.empty(shape, dtype=dtype)
+        # bfloat16 is stored as opaque 2-byte data: read the bytes, then view them as bfloat16
+        out = np.empty(shape, dtype=dtype if dtype.kind != "V" else np.dtype(f"V{dtype.itemsize}"))
         if out.size:
             dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)  # the whole dataset: `out` has its shape and dtype
-        return out
+        return out if dtype.kind != "V" else out.view(dtype)
 
 
 def plan_load(entries: list[state_walk.Entry], reader: H5Reader, skip_mismatch: bool = False) -> list:
@@ -487,8 +502,7 @@ def plan_load(entries: list[state_walk.Entry], reader: H5Reader, skip_mismatch: 
     fn = reader.filename
     try:
         for entry in entries:
-            gpath = f"{entry.path}/vars" if entry.path else "vars"
-            group = reader.group(entry.path)
+            gpath, group = _find_group(entry, reader)
             keys = reader.keys(group) if group is not None else []
             if entry.custom:
                 store = {}
@@ -503,7 +517,7 @@ def plan_load(entries: list[state_walk.Entry], reader: H5Reader, skip_mismatch: 
                 problem = f"'{gpath}' holds datasets named {sorted(keys)[:8]}; expected '0', '1', ..."
             elif len(keys) != len(want):
                 problem = (f"'{gpath}' holds {len(keys)} arrays but {_describe(entry)} has {len(want)} "
-                           "variables")
+                           f"variables (it expected {len(want)} variables, but received {len(keys)} variables)")
             arrays = []
             if problem is None:
                 for i, var in enumerate(want):
@@ -511,9 +525,10 @@ def plan_load(entries: list[state_walk.Entry], reader: H5Reader, skip_mismatch: 
                     vdt = np.dtype(var.dtype)
                     if shape != tuple(var.shape):
                         problem = (f"'{gpath}/{i}' has shape {shape} but {_describe(entry)} variable "
-                                   f"'{var.name}' has shape {tuple(var.shape)}")
+                                   f"'{var.name}' has shape {tuple(var.shape)}; the shapes must match")
                         break
-                    if (vdt.kind == "f") != (dtype.kind == "f") or (vdt.kind == "b") != (dtype.kind == "b"):
+                    if backend.is_float_dtype(vdt) != backend.is_float_dtype(dtype) or \
+                            (vdt.kind == "b") != (dtype.kind == "b"):
                         problem = (f"'{gpath}/{i}' has dtype {dtype} but variable '{var.name}' of "
                                    f"{_describe(entry)} has dtype {vdt}")
                         break
@@ -534,9 +549,42 @@ def plan_load(entries: list[state_walk.Entry], reader: H5Reader, skip_mismatch: 
     return plan
 
 
+def _find_group(entry: state_walk.Entry, reader) -> tuple:
+    """(path, group) of the saveable's ``vars``: at its own path, else at the first other path that reaches
+    it and is in the file (Keras finds a layer renamed behind a property this way); group None if none."""
+    for path in (entry.path, *entry.aliases):
+        group = reader.group(path)
+        if group is not None:
+            if path != entry.path:
+                _warn_legacy_container(entry.path, path)
+            return (f"{path}/vars" if path else "vars"), group
+    return (f"{entry.path}/vars" if entry.path else "vars"), None
+
+
+def _warn_legacy_container(path: str, found: str) -> None:
+    """Keras's warning for files saved before Keras wrote layers nested in containers under their own
+    ``.../container/...`` groups (such files hold them only in the model's flat ``layers/`` walk)."""
+    parts = path.split("/")
+    cut = next((i for i, p in enumerate(parts) if p == "container" or p.startswith("container_")), None)
+    if cut is None:
+        return  # another name for the same layer (a property), not a missing container
+    warnings.warn(f"Skipping nested container at '{'/'.join(parts[:cut + 1])}': no matching group found in the "
+                  "saved file. This usually means the file was saved with a Keras version that did not serialize "
+                  f"sublayers nested inside containers; the layer saved at '{path}' is loaded from '{found}'.",
+                  stacklevel=5)
+
+
 def _describe(entry: state_walk.Entry) -> str:
     kind = "optimizer" if entry.path == "optimizer" else ("model" if not entry.path else "layer")
     return f"{kind} '{entry.name}'"
+
+
+def _is_bfloat16(dtype: np.dtype, attrs) -> bool:
+    """A 2-byte opaque dataset marked ``dtype="bfloat16"`` (how Keras and lamina store bfloat16)."""
+    if dtype.kind != "V" or dtype.itemsize != 2 or dtype.fields is not None or "dtype" not in attrs:
+        return False
+    mark = attrs["dtype"]
+    return (mark.decode() if isinstance(mark, bytes) else str(mark)) == "bfloat16"
 
 
 def apply_plan(plan: list) -> None:

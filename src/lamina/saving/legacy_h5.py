@@ -33,6 +33,32 @@ def _legacy_weights(layer) -> list:
     return list(layer.trainable_weights) + list(layer.non_trainable_weights)
 
 
+def _keras_paths(layer, prefix: str, out: dict) -> dict:
+    """id(variable) -> the path Keras gives it: the names of the layers from ``layer`` down to the one that
+    owns it, then its own name (``custom_model_x/my_dense_1/dense/kernel``); unique where lamina's
+    ``layer/variable`` paths of nested layers are not."""
+    for v in layer._variables:
+        out.setdefault(id(v), f"{prefix}/{v.name}")
+    for sub in layer._layers:
+        if sub is not layer:
+            _keras_paths(sub, f"{prefix}/{sub.name}", out)
+    return out
+
+
+def _weight_names(layer, weights: list) -> list[str]:
+    paths = _keras_paths(layer, layer.name, {})
+    names, seen = [], set()
+    for w in weights:
+        name = paths.get(id(w)) or str(getattr(w, "path", w.name))
+        base, k = name, 0
+        while name in seen:  # two datasets of one name cannot exist in a group
+            k += 1
+            name = f"{base}_{k}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
 def _decode(v):
     return v.decode("utf-8") if isinstance(v, (bytes, np.bytes_)) else str(v)
 
@@ -259,7 +285,7 @@ def save_model(model, path, overwrite: bool = True, include_optimizer: bool = Tr
         for layer in sorted(layers, key=lambda la: la.name):
             sub = group.create_group(layer.name)
             weights = _legacy_weights(layer)
-            names = [str(getattr(w, "path", w.name)).encode("utf8") for w in weights]
+            names = [n.encode("utf8") for n in _weight_names(layer, weights)]
             sub.attrs["weight_names"] = names
             for n, w in zip(names, weights):
                 sub.create_dataset(n.decode(), data=np.asarray(w.numpy()))

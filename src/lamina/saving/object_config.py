@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import types
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from lamina.saving.object_registry import (
     _GLOBAL_CUSTOM_NAMES,
     builtin_objects,
     get_registered_name,
     get_registered_object,
+    record_deserialized,
+    record_serialized,
+    shared_object,
 )
 
 
@@ -110,6 +116,88 @@ def deserialize_object(config, kind: str, objects: dict, custom_objects: dict | 
         ) from None
 
 
+# ------------------------------------------------------------------------------ any config value
+
+
+def serialize_value(value, instance: Callable | None = None):
+    """A config value in Keras 3's JSON-ready form, as ``serialize_keras_object`` writes it.
+
+    Plain values stay; lists, tuples (kept tuples: JSON makes them lists) and dicts are walked; bytes,
+    slices, ``...`` and arrays become Keras's ``__bytes__`` / ``__slice__`` / ``__ellipsis__`` /
+    ``__numpy__`` entries (NumPy scalars plain numbers). Any other value goes to ``instance`` when it is
+    given (the whole-model serializer, which knows every family); else a named function becomes its function
+    entry, an object with ``get_config`` its ``{"module", "class_name", "config", "registered_name"}`` entry
+    (:func:`serialize_layer` for layers, :func:`serialize_instance` for the rest), and anything else is
+    returned as it is.
+
+    A container that needs no change is returned itself (see :func:`_serialize_container`).
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        return _serialize_container(value, instance)
+    marker = _marker_entry(value, instance)
+    if marker is not None:
+        return marker
+    if instance is not None:
+        return instance(value)
+    if isinstance(value, types.FunctionType):
+        if value.__name__ == "<lambda>":
+            raise ValueError(
+                "Cannot serialize a Python lambda: lamina does not write code into files (loading it back would "
+                "mean running code stored in the file, i.e. arbitrary code execution). Define it with `def` and "
+                f"register it with @lamina.saving.register_keras_serializable(). Received: {value!r}")
+        return serialize_function(value)
+    if hasattr(value, "get_config") and not inspect.isclass(value):
+        layer_cls = builtin_objects("layers").get("Layer")
+        return serialize_layer(value) if layer_cls and isinstance(value, layer_cls) else serialize_instance(value)
+    return value
+
+
+def _serialize_container(value, instance):
+    """The list / tuple / dict with its items serialized. One whose items all come back unchanged is
+    returned itself, not copied: a config already written for a shared object keeps its identity, so that
+    the ``shared_object_id`` added to it later (see
+    :func:`~lamina.saving.object_registry.record_serialized`) lands in the result."""
+    if isinstance(value, dict):
+        out = {k: serialize_value(v, instance) for k, v in value.items()}
+        return value if all(out[k] is v for k, v in value.items()) else out
+    items = [serialize_value(v, instance) for v in value]
+    if all(a is b for a, b in zip(items, value)):
+        return value
+    return tuple(items) if isinstance(value, tuple) else items
+
+
+def _marker_entry(value, instance):
+    """Keras's special entry for bytes, a slice, ``...`` or a NumPy value; None for anything else."""
+    if isinstance(value, bytes):
+        return {"class_name": "__bytes__", "config": {"value": value.decode("utf-8")}}
+    if isinstance(value, slice):
+        return {"class_name": "__slice__", "config": {k: serialize_value(getattr(value, k), instance)
+                                                       for k in ("start", "stop", "step")}}
+    if value is Ellipsis:
+        return {"class_name": "__ellipsis__", "config": {}}
+    if isinstance(value, np.ndarray) and value.ndim:
+        return {"class_name": "__numpy__", "config": {"value": value.tolist(), "dtype": value.dtype.name}}
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.item()
+    return None
+
+
+def serialize_instance(obj) -> dict:
+    """An object with ``get_config`` that no family claims: its class's module and name, its config
+    (values serialized too) and its registered name (the class name when it was not registered)."""
+    cls = type(obj)
+    config = obj.get_config()
+    if not isinstance(config, dict):
+        raise TypeError(f"The get_config() method of {cls.__name__} must return a dict. "
+                        f"Received: {type(config).__name__}: {config!r:.200}")
+    out = {"module": cls.__module__, "class_name": cls.__name__, "config": serialize_value(config),
+           "registered_name": _GLOBAL_CUSTOM_NAMES.get(cls) or cls.__name__}
+    record_serialized(obj, out)
+    return out
+
+
 # ----------------------------------------------------------------------------- small utilities
 
 
@@ -151,7 +239,10 @@ def serialize_layer(layer) -> dict:
     cls = type(layer)
     registered = _GLOBAL_CUSTOM_NAMES.get(cls)
     builtin = builtin_objects("layers").get(cls.__name__) is cls
-    out = {"module": _layer_module(cls, builtin), "class_name": cls.__name__, "config": layer.get_config(),
+    # The config's values are serialized too (a custom layer's get_config may return a sub-layer or an
+    # activation object, as in Keras); a built-in layer's config is already plain and comes back as it is.
+    out = {"module": _layer_module(cls, builtin), "class_name": cls.__name__,
+           "config": serialize_value(layer.get_config()),
            "registered_name": registered if registered else (None if builtin else cls.__name__)}
     input_layer = builtin_objects("layers").get("InputLayer")
     structural = hasattr(layer, "_stack") or hasattr(layer, "_nodes") or (
@@ -159,6 +250,7 @@ def serialize_layer(layer) -> dict:
     build = layer.get_build_config() if layer.built and not structural else None
     if build is not None:
         out["build_config"] = build
+    record_serialized(layer, out)
     return out
 
 
@@ -171,7 +263,11 @@ def _is_model_config(cls, name: str, inner: dict) -> bool:
 def deserialize_layer(config: dict, custom_objects: dict | None = None):
     """A layer from ``serialize_layer``'s dict (Keras 3 or Keras 2 style: class_name + config)."""
     if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"A layer config must be a dict with 'class_name' and 'config'. Received: {config!r:.200}")
+        raise ValueError("Not a layer configuration: Expected a dictionary containing a 'config' key and a "
+                         f"'class_name' key naming the layer class. Received: config={config!r:.200}")
+    shared = shared_object(config)
+    if shared is not None:
+        return shared
     name = config["class_name"]
     table = builtin_objects("layers")
     cls = get_registered_object(config.get("registered_name") or name, custom_objects, table)
@@ -194,4 +290,5 @@ def deserialize_layer(config: dict, custom_objects: dict | None = None):
         layer = cls.from_config(inner)
     if "build_config" in config and not layer.built:
         layer.build_from_config(config["build_config"])
+    record_deserialized(config, layer)
     return layer

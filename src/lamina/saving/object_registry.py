@@ -71,6 +71,26 @@ def get_registered_object(name: str, custom_objects: dict | None = None, module_
     return None
 
 
+def registered_by_bare_name(name: str, custom_objects: dict | None = None):
+    """The one custom or registered object whose key is ``"package>name"`` for this bare ``name``, or None.
+
+    Keras 3.6 and older wrote a registered function by its bare name; this finds it among objects the
+    program registered itself (nothing is imported). Two different objects matching is an error.
+    """
+    suffix = f">{name}"
+    found = {}
+    for table in (custom_objects or {}, _scoped(), _GLOBAL_CUSTOM_OBJECTS):
+        for key, obj in table.items():
+            if isinstance(key, str) and key.endswith(suffix):
+                found.setdefault(id(obj), (key, obj))
+    if len(found) > 1:
+        keys = sorted(key for key, _ in found.values())
+        raise ValueError(f"The config names '{name}' without a package, and several registered objects "
+                         f"match it: {keys}. Pass the one meant in custom_objects={{'{name}': ...}}. "
+                         f"Received: name={name!r}")
+    return next(iter(found.values()))[1] if found else None
+
+
 def get_custom_objects() -> dict:
     """The global registry (``"package>name"`` → object); editable, as in Keras."""
     return _GLOBAL_CUSTOM_OBJECTS
@@ -100,3 +120,62 @@ class CustomObjectScope:
 
 
 custom_object_scope = CustomObjectScope
+
+
+# ----------------------------------------------------------------------------- shared objects
+
+
+class ObjectSharingScope:
+    """``with ObjectSharingScope(): ...`` — an object met twice while serializing (a layer used by a
+    model and by a wrapper, one activation object given to two layers) is written twice with the same
+    ``shared_object_id``; deserializing in a scope then builds it once and hands the same object to
+    every entry that carries that id."""
+
+    def __enter__(self):
+        if not hasattr(_SCOPE, "sharing"):
+            _SCOPE.sharing = []
+        # id → (object, its config) while serializing; id → object while deserializing. The object is
+        # kept so that its id cannot be reused by another object during the scope.
+        _SCOPE.sharing.append(({}, {}))
+        return self
+
+    def __exit__(self, *exc):
+        _SCOPE.sharing.pop()
+        return False
+
+
+def _sharing():
+    stack = getattr(_SCOPE, "sharing", None)
+    return stack[-1] if stack else None
+
+
+def record_serialized(obj, config: dict) -> None:
+    """Within a sharing scope: note ``obj``'s ``config``; on its second serialization mark both
+    configs with the same ``shared_object_id`` (the first in place, so it must be the one written)."""
+    scope = _sharing()
+    if scope is None:
+        return
+    seen = scope[0].get(id(obj))
+    if seen is None:
+        scope[0][id(obj)] = (obj, config)
+        return
+    config["shared_object_id"] = seen[1]["shared_object_id"] = id(obj)
+
+
+def shared_object(config):
+    """Within a sharing scope: the object already built for ``config``'s ``shared_object_id``, else None."""
+    scope, key = _sharing(), _shared_id(config)
+    return None if scope is None or key is None else scope[1].get(key)
+
+
+def record_deserialized(config, obj) -> None:
+    """Within a sharing scope: remember ``obj`` as the object of ``config``'s ``shared_object_id``."""
+    scope, key = _sharing(), _shared_id(config)
+    if scope is not None and key is not None:
+        scope[1][key] = obj
+
+
+def _shared_id(config):
+    """A config's ``shared_object_id`` when it is an integer (a file may hold anything there), else None."""
+    key = config.get("shared_object_id") if isinstance(config, dict) else None
+    return key if isinstance(key, int) and not isinstance(key, bool) else None

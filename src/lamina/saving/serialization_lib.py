@@ -21,6 +21,12 @@ layer's function) and the bare ``{"value": [code, defaults, closure]}`` (an acti
 ``activations.serialize`` drops the marker, so Keras cannot load such a file back itself).
 
 :func:`check_config` applies these rules to a whole config tree *before* anything is built.
+:class:`SafeModeScope` sets ``safe_mode`` for every deserialization inside it (each object's ``from_config``
+runs inside one, so the nested calls a custom ``from_config`` makes follow the outer call).
+
+Shared objects. Inside an :class:`ObjectSharingScope` an object serialized twice (a layer used by a model and
+by a wrapper) is written twice with the same ``shared_object_id``, and deserializing in a scope builds it
+once and hands that one object to every entry carrying the id (Keras's format and rule).
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ from lamina.layers import deserialize as deserialize_layer
 from lamina.optimizers import schedules
 from lamina.saving import object_registry
 from lamina.saving.errors import FileFormatError
+from lamina.saving.object_config import serialize_instance, serialize_value
+from lamina.saving.object_registry import ObjectSharingScope as ObjectSharingScope  # (Keras's home for it)
+from lamina.saving.object_registry import record_deserialized, shared_object
 
 _KERAS_PREFIXES = ("keras", "tf_keras", "tensorflow.keras", "tensorflow.python.keras", "keras_core", "lamina")
 # Special markers Keras writes in the class_name slot; all are data, not code (except __lambda__).
@@ -64,7 +73,7 @@ def _family(module: str, class_name: str) -> str | None:
     if "schedules" in parts or "learning_rate_schedule" in parts:
         return "schedules"
     for fam in ("optimizers", "losses", "metrics", "initializers", "regularizers", "constraints",
-                "activations", "layers"):
+                "activations", "quantizers", "layers"):
         if fam in parts:
             return fam
     if class_name in ("Sequential", "Functional", "Model") or "models" in parts or "engine" in parts:
@@ -85,6 +94,7 @@ def _families() -> dict:
         "regularizers": (regularizers.ALL_OBJECTS_DICT, regularizers.deserialize),
         "constraints": (constraints.ALL_OBJECTS_DICT, constraints.deserialize),
         "activations": (activations._BUILTINS, activations.deserialize),
+        "quantizers": (object_registry.builtin_objects("quantizers"), None),  # rebuilt by their from_config
     }
 
 
@@ -113,23 +123,46 @@ def _custom_lookup(config: dict, custom_objects: dict | None):
     return None
 
 
+class SafeModeScope:
+    """``with SafeModeScope(False): ...`` — every deserialization inside runs with this ``safe_mode``,
+    whatever its own argument says (nested ``deserialize_keras_object`` calls made by a custom
+    ``from_config`` included). It overrides ``lamina.config.enable_unsafe_deserialization()`` for its
+    duration and puts the previous setting back when it ends."""
+
+    def __init__(self, safe_mode: bool = True):
+        self.safe_mode = safe_mode
+
+    def __enter__(self):
+        self._previous = backend.safe_mode_override()
+        backend.set_safe_mode_override(self.safe_mode)
+        return self
+
+    def __exit__(self, *exc):
+        backend.set_safe_mode_override(self._previous)
+        return False
+
+
+def in_safe_mode() -> bool | None:
+    """The safe_mode set by an enclosing :class:`SafeModeScope` or ``enable_unsafe_deserialization``
+    (False), or None when each call's own argument decides."""
+    return backend.safe_mode_override()
+
+
 # ----------------------------------------------------------------------------------- serialize
 
 
 def serialize_keras_object(obj):
-    """``obj`` as a JSON-ready value in Keras 3's format (layers, models, optimizers, losses...)."""
-    if obj is None or isinstance(obj, (str, bool, int, float)):
-        return obj
-    if isinstance(obj, (list, tuple)):
-        return [serialize_keras_object(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): serialize_keras_object(v) for k, v in obj.items()}
-    if isinstance(obj, bytes):
-        return {"class_name": "__bytes__", "config": {"value": obj.decode("utf-8")}}
-    if isinstance(obj, np.ndarray) and obj.ndim:
-        return {"class_name": "__numpy__", "config": {"value": obj.tolist(), "dtype": obj.dtype.name}}
-    if isinstance(obj, (np.ndarray, np.generic)):
-        return obj.item()
+    """``obj`` as a JSON-ready value in Keras 3's format (layers, models, optimizers, losses...).
+
+    Plain values stay plain; lists, tuples and dicts are walked; bytes, slices, ``...`` and arrays become
+    Keras's marker entries. Inside an :class:`ObjectSharingScope`, an object met twice is written twice
+    with the same ``shared_object_id``.
+    """
+    return serialize_value(obj, _serialize_object)
+
+
+def _serialize_object(obj):
+    """A function or object (anything :func:`serialize_value` does not write itself)."""
     if isinstance(obj, types.FunctionType):
         return _serialize_function(obj)
     return _serialize_instance(obj)
@@ -138,8 +171,9 @@ def serialize_keras_object(obj):
 def _serialize_function(fn: types.FunctionType):
     if fn.__name__ == "<lambda>":
         raise ValueError(
-            "Cannot serialize a lambda: it has no name to load it back by, and lamina does not write "
-            "code into files. Define it with `def` and register it with "
+            "Cannot serialize a lambda: it has no name to load it back by, and lamina does not write code "
+            "into files (loading it back would mean running code stored in the file, i.e. arbitrary code "
+            "execution). Define it with `def` and register it with "
             f"@lamina.saving.register_keras_serializable(). Received: {fn!r}"
         )
     for module in (losses, metrics):
@@ -160,11 +194,8 @@ def _serialize_instance(obj):
                                (losses.Loss, losses.serialize), (metrics.Metric, metrics.serialize)):
         if isinstance(obj, cls):
             return serialize_one(obj)
-    if hasattr(obj, "get_config"):
-        cls = type(obj)
-        registered = object_registry._GLOBAL_CUSTOM_NAMES.get(cls)
-        return {"module": cls.__module__, "class_name": cls.__name__, "config": serialize_keras_object(
-            obj.get_config()), "registered_name": registered or cls.__name__}
+    if hasattr(obj, "get_config") and not inspect.isclass(obj):
+        return serialize_instance(obj)
     raise TypeError(f"Cannot serialize an object of type {type(obj).__name__}: it has no get_config(). "
                     f"Received: {obj!r:.200}")
 
@@ -243,8 +274,8 @@ def check_config(config, custom_objects: dict | None = None, safe_mode: bool = T
             if safe_mode:
                 where = f"of {owner} " if owner else ""
                 _refuse(filename, f"the '{key}' {where}is a Python lambda (marshalled bytecode, as Keras writes "
-                                  "a lambda activation). Loading it would run code stored in the file, so "
-                                  f"safe_mode refuses it. {_SAFE_MODE_HINT}")
+                                  "a lambda activation). Loading it would run code stored in the file (a risk of "
+                                  f"arbitrary code execution), so safe_mode refuses it. {_SAFE_MODE_HINT}")
             continue
         resolved.update(_check_node(node, custom_objects, safe_mode, filename))
     return resolved
@@ -258,21 +289,27 @@ def _check_node(node: dict, custom_objects, safe_mode: bool, filename) -> dict:
     if cn == "__lambda__":
         if safe_mode:
             _refuse(filename, "the config holds a Python lambda (marshalled bytecode). Loading it would run code "
-                              f"stored in the file, so safe_mode refuses it. {_SAFE_MODE_HINT}")
+                              "stored in the file (a risk of arbitrary code execution), so safe_mode refuses it. "
+                              f"{_SAFE_MODE_HINT}")
         return {}
     if cn == "__typespec__":
+        if not isinstance(node.get("config"), (list, tuple)):
+            raise TypeError("Expected 'config' to be a list or a tuple for a '__typespec__' entry. "
+                            f"Received: config={node!r:.200}")
         _refuse(filename, "the config holds a TensorFlow TypeSpec, which lamina cannot load.")
     if cn in _DATA_MARKERS:
         return {}
+    if cn == "function" and "config" in node:
+        _check_function_name(node)
     custom = _custom_lookup(node, custom_objects)
     if cn == "Lambda" and custom is None:
         if safe_mode and not _lambda_functions_known(node, custom_objects):
             _refuse(filename, (
                 "the model has a Lambda layer, whose function is Python code stored in the file; "
-                "safe_mode refuses to run it. If you trust the file's source, pass safe_mode=False "
-                "(or call lamina.config.enable_unsafe_deserialization())."))
+                "safe_mode refuses to run it, as it carries a risk of arbitrary code execution. If you trust "
+                "the file's source, pass safe_mode=False (or call lamina.config.enable_unsafe_deserialization())."))
         return {}
-    if custom is not None:
+    if custom is not None or (cn == "function" and _bare_registered_function(node, custom_objects) is not None):
         return {}
     _check_registered_name(node, cn, filename)
     module = node.get("module")
@@ -300,16 +337,22 @@ def _lambda_functions_known(node: dict, custom_objects) -> bool:
 
 
 def _check_registered_name(node: dict, cn: str, filename) -> None:
-    """A ``registered_name`` that is not a registered custom object must not name another built-in
-    class than ``class_name`` (Keras writes None or the class's own name for built-ins)."""
+    """An entry that resolves to a built-in (no custom object answers to its names) must carry no
+    ``registered_name`` other than its class or function name: Keras writes None (or that name) for
+    built-ins, so another name is an inconsistent or tampered file."""
     reg = node.get("registered_name")
-    if not isinstance(reg, str) or reg in (cn, "function"):
+    if not reg or not isinstance(reg, str):
         return
-    by_reg, by_name = _builtin_lookup(reg), _builtin_lookup(cn)
-    if by_reg is not None and (by_name is None or by_name[1] is not by_reg[1]):
-        _refuse(filename, f"{_describe(node)} has registered_name '{reg}', which names another "
-                          f"class: the file is inconsistent (for a built-in class Keras writes registered_name "
-                          f"None or the class's own name). Received: class_name={cn!r}, registered_name={reg!r}")
+    module = node.get("module")
+    if module is not None and module != "builtins" and not is_keras_module(module):
+        return  # not a built-in's entry: the module rules decide
+    name = node.get("config") if cn == "function" else cn
+    if reg in (cn, name) or not isinstance(name, str) or _builtin_lookup(name) is None:
+        return
+    _refuse(filename, f"{_describe(node) or cn} has registered_name {reg!r}, which names another class than "
+                      f"'{name}': '{name}' resolved to a Keras built-in, which is not loaded by registered name "
+                      f"(and no custom object is registered as {reg!r}). Remove the registered_name from the "
+                      f"config, or register the object meant. Received: class_name={cn!r}, registered_name={reg!r}")
 
 
 def _check_module(node: dict, cn: str, module, safe_mode: bool, filename) -> dict:
@@ -320,7 +363,7 @@ def _check_module(node: dict, cn: str, module, safe_mode: bool, filename) -> dic
         return {}
     if module == "builtins" and cn == "function":
         name = node.get("config")
-        if isinstance(name, str) and _builtin_lookup(name) is not None:
+        if _builtin_lookup(name) is not None:
             return {}
         what = f"function '{name}'"
     else:
@@ -444,7 +487,7 @@ def _deserialize(config, custom: dict, safe_mode: bool):
         return _marker_value(cn, inner, custom, safe_mode)
     if cn == "function":
         return _function(config, inner, custom)
-    return _build(config, cn, inner, custom)
+    return _build(config, cn, inner, custom, safe_mode)
 
 
 def _numpy_value(inner, custom, safe_mode):
@@ -475,7 +518,9 @@ def _tuple_value(inner, custom, safe_mode):
 
 def _lambda_value(inner, custom, safe_mode):
     if safe_mode:
-        raise FileFormatError(None, "refusing to load a Python lambda in safe mode (pass safe_mode=False).")
+        raise FileFormatError(None, "refusing to load a Python lambda in safe mode: it would run code stored in "
+                                    "the config (a risk of arbitrary code execution). If you trust its source, "
+                                    "pass safe_mode=False.")
     return _load_lambda(inner)
 
 
@@ -486,6 +531,7 @@ def _keras_tensor_value(inner, custom, safe_mode):
 # The special class_names Keras writes for values, each → how to rebuild it from its "config".
 _MARKERS = {
     "__numpy__": _numpy_value,
+    "__tensor__": _numpy_value,  # a backend tensor: lamina's tensors are NumPy arrays
     "__bytes__": _bytes_value,
     "__tuple__": _tuple_value,
     "__ellipsis__": lambda inner, custom, safe_mode: Ellipsis,
@@ -497,7 +543,8 @@ _MARKERS = {
 
 
 # The keys each marker's "config" dict must hold (absent: the marker takes any config).
-_MARKER_KEYS = {"__numpy__": ("value", "dtype"), "__bytes__": ("value",), "__tuple__": ("value",), "__slice__": ()}
+_MARKER_KEYS = {"__numpy__": ("value", "dtype"), "__tensor__": ("value", "dtype"),
+                "__bytes__": ("value",), "__tuple__": ("value",), "__slice__": ()}
 
 
 def _marker_value(cn: str, inner, custom: dict, safe_mode: bool):
@@ -510,15 +557,34 @@ def _marker_value(cn: str, inner, custom: dict, safe_mode: bool):
 
 def _function(config: dict, inner, custom: dict):
     """A function saved by name: a custom or registered one, else lamina's built-in of that name."""
+    _check_function_name(config)
     obj = _custom_lookup(config, custom)
     if obj is not None:
         return obj
-    name = inner if isinstance(inner, str) else None
-    found = _builtin_lookup(name) if name else None
-    if found is None:
-        raise ValueError(f"Unknown function '{name}'. Register it or pass it in custom_objects. "
+    found = _builtin_lookup(inner)
+    if found is not None:
+        return found[1]
+    obj = _bare_registered_function(config, custom)
+    if obj is None:
+        raise ValueError(f"Unknown function '{inner}'. Register it or pass it in custom_objects. "
                          f"Received: config={config!r:.200}")
-    return found[1]
+    return obj
+
+
+def _check_function_name(config: dict) -> None:
+    if not isinstance(config.get("config"), str):
+        raise TypeError("Expected 'config' to be a non-null str naming the function of a 'function' entry. "
+                        f"Received: config={config!r:.200}")
+
+
+def _bare_registered_function(config: dict, custom_objects):
+    """Keras 3.6 and older wrote a registered function by its bare name ("fn", not "package>fn"): the one
+    registered (or custom) object whose key ends in ``>fn``, or None. Only objects the program registered
+    itself are considered: nothing is imported."""
+    name = config.get("config")
+    if config.get("module") not in (None, "builtins") or not isinstance(name, str) or ">" in name:
+        return None
+    return object_registry.registered_by_bare_name(name, custom_objects)
 
 
 def _resolve_class(config: dict, cn: str, custom: dict):
@@ -540,8 +606,43 @@ def _resolve_class(config: dict, cn: str, custom: dict):
     return found
 
 
-def _build(config: dict, cn: str, inner, custom: dict):
+def _build(config: dict, cn: str, inner, custom: dict, safe_mode: bool):
+    if inner is None:
+        inner = {}
+    if not isinstance(inner, dict) and not (cn == "Sequential" and isinstance(inner, list)):  # (Keras 2.1's list)
+        raise TypeError(f"Expected 'config' to be a dict for '{cn}' (the arguments to rebuild it from). "
+                        f"Received: config={config!r:.200}")
+    shared = shared_object(config)
+    if shared is not None:
+        return shared
+    try:
+        with SafeModeScope(safe_mode):  # deserializations a custom from_config makes follow this one
+            instance = _build_new(config, cn, inner, custom)
+    except TypeError as e:
+        if _EXPLICIT_HINT in str(e):  # already explained by a nested entry
+            raise
+        # Most often a sub-object (a layer, an activation object) that get_config returned was handed to
+        # __init__ as its config dict, not rebuilt: say where to look.
+        raise TypeError(f"'{cn}' could not be deserialized properly ({e}). {_EXPLICIT_HINT} "
+                        f"Received: config={config!r:.300}") from e
+    record_deserialized(config, instance)
+    return instance
+
+
+_EXPLICIT_HINT = ("Please ensure that components that are Python object instances (layers, models, etc.) returned "
+                  "by `get_config()` are explicitly deserialized in the model's `from_config()` method.")
+
+
+def _check_sequential_config(inner) -> None:
+    if isinstance(inner, dict) and not ("name" in inner and "layers" in inner):
+        raise ValueError("A Sequential model configuration must be a dictionary containing the 'name' and "
+                         f"'layers' keys. Received: config={inner!r:.200}")
+
+
+def _build_new(config: dict, cn: str, inner, custom: dict):
     fam, obj = _resolve_class(config, cn, custom)
+    if obj is object_registry.builtin_objects("layers").get("Sequential"):
+        _check_sequential_config(inner)
     if fam is not None and fam != "layers" and _families()[fam][1] is not None:
         return _families()[fam][1](config, custom_objects=custom)
     if inspect.isclass(obj) and issubclass(obj, Layer):
@@ -553,7 +654,8 @@ def _build(config: dict, cn: str, inner, custom: dict):
     if not inspect.isclass(obj):
         return obj
     if not hasattr(obj, "from_config"):
-        raise TypeError(f"Cannot rebuild '{cn}': the class has no from_config(). Received: config={config!r:.200}")
+        raise TypeError(f"Unable to reconstruct an instance of '{cn}' because the class is missing a "
+                        f"`from_config()` method. Received: config={config!r:.200}")
     params = inspect.signature(obj.from_config).parameters
     if "custom_objects" in params:
         return obj.from_config(inner, custom_objects=custom)

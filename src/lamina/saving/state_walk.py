@@ -37,7 +37,9 @@ class Entry:
     name: str
     variables: list = field(default_factory=list)
     owner: object = None  # the layer or optimizer
-    custom: bool = False  # the layer defines its own save_own_variables / load_own_variables
+    custom: bool = False  # loaded through the layer's own load_own_variables (see _has_custom_state)
+    custom_save: bool = False  # saved through its own save_own_variables (its variables are then not listed)
+    aliases: list = field(default_factory=list)  # later paths that reach the same object (tried when loading)
 
 
 def _name_key(name: str) -> str:
@@ -62,7 +64,17 @@ def own_variables(layer) -> list:
 
 
 def _has_custom_state(layer) -> bool:
-    return hasattr(layer, "save_own_variables") and hasattr(layer, "load_own_variables")
+    """Whether loading hands the layer its stored arrays (``load_own_variables(store)``): when it saves its
+    own way too, or when the user's class defines ``load_own_variables`` (Keras always calls it)."""
+    if not hasattr(layer, "load_own_variables"):
+        return False
+    return hasattr(layer, "save_own_variables") or _user_defined(type(layer), "load_own_variables")
+
+
+def _user_defined(cls, name: str) -> bool:
+    """Whether ``name`` comes from one of the user's classes rather than lamina's own."""
+    owner = next((k for k in cls.__mro__ if name in vars(k)), None)
+    return owner is not None and owner.__module__.split(".")[0] != "lamina"
 
 
 def functional_layer_order(model) -> list:
@@ -84,6 +96,12 @@ def _children(obj):
     if structured:
         items.append(("layers", keras_layers(obj)))
     attrs = dict(vars(obj))
+    for name in _user_properties(type(obj)):
+        if name not in attrs:
+            try:
+                attrs[name] = getattr(obj, name)
+            except Exception:  # as Keras: a property that fails is not a path
+                continue
     if _is_model(obj) and not structured:
         attrs["layers"] = obj.layers  # a property in Keras, visited in sorted order
     found = []  # filtered before sorting: a layer has dozens of attributes, rarely one holding a layer
@@ -94,6 +112,22 @@ def _children(obj):
             found.append(attr)
     items.extend((attr, attrs[attr]) for attr in sorted(found, key=_name_key))
     return items
+
+
+_PROPERTIES: dict[type, tuple] = {}
+
+
+def _user_properties(cls) -> tuple:
+    """Properties defined by the user's classes (not lamina's): Keras's walk reads them like attributes, so
+    a layer reachable through one is saved (or found when loading) under that name too."""
+    if cls not in _PROPERTIES:
+        names = set()
+        for klass in cls.__mro__:
+            if klass is object or klass.__module__.split(".")[0] == "lamina":
+                continue
+            names.update(n for n, v in vars(klass).items() if isinstance(v, property) and not n.startswith("__"))
+        _PROPERTIES[cls] = tuple(sorted(names))
+    return _PROPERTIES[cls]
 
 
 def _holds_layers(container, depth: int = 0) -> bool:
@@ -112,12 +146,18 @@ def _join(path: str, name: str) -> str:
     return f"{path}/{name}" if path else name
 
 
-def _walk(obj, path: str, visited: set, out: list) -> None:
+def _walk(obj, path: str, visited: dict, out: list) -> None:
+    """``visited``: id -> the object's Entry (None for an object to skip)."""
     if id(obj) in visited:
+        entry = visited[id(obj)]
+        if entry is not None and path != entry.path:
+            entry.aliases.append(path)
         return
-    visited.add(id(obj))
-    custom = _has_custom_state(obj)
-    out.append(Entry(path, obj.name, [] if custom else own_variables(obj), obj, custom))
+    custom_save = hasattr(obj, "save_own_variables")
+    entry = Entry(path, obj.name, [] if custom_save else own_variables(obj), obj, _has_custom_state(obj),
+                  custom_save)
+    visited[id(obj)] = entry
+    out.append(entry)
     for attr, child in _children(obj):
         if isinstance(child, Layer):
             _walk(child, _join(path, attr), visited, out)
@@ -125,7 +165,7 @@ def _walk(obj, path: str, visited: set, out: list) -> None:
             _walk_container(child, _join(path, attr), visited, out, set())
 
 
-def _walk_container(container, path: str, visited: set, out: list, seen_containers: set) -> None:
+def _walk_container(container, path: str, visited: dict, out: list, seen_containers: set) -> None:
     if id(container) in seen_containers:
         return
     seen_containers.add(id(container))
@@ -146,10 +186,11 @@ def _unique(name: str, used: dict) -> str:
     return name
 
 
-def model_entries(model) -> list[Entry]:
-    """Every saveable layer of ``model`` (the model itself first) in Keras's order, with its path."""
+def model_entries(model, skip=()) -> list[Entry]:
+    """Every saveable layer of ``model`` (the model itself first) in Keras's order, with its path; the
+    objects in ``skip`` and what only they hold are left out (Keras's ``objects_to_skip``)."""
     out: list[Entry] = []
-    _walk(model, "", set(), out)
+    _walk(model, "", {id(o): None for o in skip}, out)
     return out
 
 

@@ -27,15 +27,18 @@ _GROUP = "optimizer"
 
 
 def load_weights(model, source, filename, max_bytes: int, include_optimizer: bool = True,
-                 skip_mismatch: bool = False, strict_optimizer: bool = False) -> None:
+                 skip_mismatch: bool = False, strict_optimizer: bool = False, skip=()) -> None:
     """Read ``source`` (path, bytes, file object, or an open :class:`h5_weights.H5Reader`, left open)
     into ``model``: all checked, then all assigned.
 
     ``strict_optimizer``: a saved optimizer state that does not fit the model's optimizer is a
-    :class:`FileFormatError` (else a warning, and the optimizer keeps its state).
+    :class:`FileFormatError` (else a warning, and the optimizer keeps its state). ``skip``: objects
+    (layers, the optimizer) left as they are, with everything they hold (Keras's ``objects_to_skip``).
     """
-    entries = h5_weights.state_entries(model, include_optimizer=False)
-    with _OptimizerLoad(model if include_optimizer else None) as optimizer_load:
+    entries = h5_weights.state_entries(model, include_optimizer=False, skip=skip)
+    opt = getattr(model, "optimizer", None)
+    keep_optimizer = include_optimizer and all(o is not opt for o in skip)
+    with _OptimizerLoad(model if keep_optimizer else None) as optimizer_load:
         with _reader(source, filename, max_bytes) as reader:
             plan = h5_weights.plan_load(entries, reader, skip_mismatch=skip_mismatch)
             plan += optimizer_load.plan(reader, strict=strict_optimizer)
@@ -44,7 +47,7 @@ def load_weights(model, source, filename, max_bytes: int, include_optimizer: boo
 
 def _reader(source, filename, max_bytes: int):
     """A reader for ``source``: a given reader as it is (its owner closes it), else a new one closed on exit."""
-    if isinstance(source, h5_weights.H5Reader):
+    if isinstance(source, h5_weights.H5Reader) or hasattr(source, "dataset_meta"):  # also a ShardedReader
         return contextlib.nullcontext(source)
     return h5_weights.H5Reader(source, filename, max_bytes)
 
@@ -54,16 +57,28 @@ def apply_all_or_nothing(plan: list) -> None:
     done = []
     try:
         for target, value in plan:
-            if isinstance(value, dict):
-                previous: dict = {}
-                target.save_own_variables(previous)
-            else:
-                previous = target.numpy()
-            done.append((target, previous))
+            done.append(_snapshot(target, value))
             h5_weights.apply_plan([(target, value)])
     except BaseException:
-        h5_weights.apply_plan(done[::-1])
+        for target, previous in done[::-1]:
+            if isinstance(previous, list):  # a layer that loads its own way but cannot save so: its variables
+                for var, arr in previous:
+                    var.assign(arr)
+            else:
+                h5_weights.apply_plan([(target, previous)])
         raise
+
+
+def _snapshot(target, value) -> tuple:
+    """What ``target`` holds before ``value`` is assigned: its array, its saved store, or (for a layer whose
+    own ``load_own_variables`` has no ``save_own_variables`` beside it) its variables' arrays."""
+    if not isinstance(value, dict):
+        return target, target.numpy()
+    if hasattr(target, "save_own_variables"):
+        previous: dict = {}
+        target.save_own_variables(previous)
+        return target, previous
+    return target, [(v, v.numpy()) for v in target._variables]
 
 
 class _OptimizerLoad:

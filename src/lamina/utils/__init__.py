@@ -13,6 +13,7 @@ from lamina.backend import clear_session as clear_session
 from lamina.config import disable_interactive_logging as disable_interactive_logging
 from lamina.config import enable_interactive_logging as enable_interactive_logging
 from lamina.config import is_interactive_logging_enabled as is_interactive_logging_enabled
+from lamina.config import set_logging_verbosity as set_logging_verbosity
 from lamina.model_visualization import plot_model as plot_model
 from lamina.py_dataset import PyDataset as PyDataset
 
@@ -106,10 +107,22 @@ def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncati
     return out
 
 
+# keras.utils also spells the object-registration API of keras.saving (guides decorate custom layers
+# with @keras.utils.register_keras_serializable).
+_FROM_SAVING = frozenset({
+    "CustomObjectScope", "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
+    "get_registered_name", "get_registered_object", "register_keras_serializable", "serialize_keras_object",
+})
+
+
 def __getattr__(name: str):
     # keras.utils.Progbar lives with the callbacks, which load on first use.
     if name == "Progbar":
         from lamina.callbacks.progbar import Progbar  # lazy: import cost of lamina.callbacks
 
         return Progbar
+    if name in _FROM_SAVING:
+        from lamina import saving  # lazy: import cost, as for Progbar (saving loads the file formats)
+
+        return getattr(saving, name)
     raise AttributeError(f"module 'lamina.utils' has no attribute {name!r}")
