@@ -905,8 +905,13 @@ def deserialize(config, custom_objects: dict | None = None) -> Callable:
             if _is_builtin_layer(config):  # a layer given as activation, e.g. Dense(activation=ReLU())
                 return deserialize_layer(config, custom_objects)
             cls = _lookup(config["class_name"], custom_objects)
-        inner = config["config"] or {}
-        return cls.from_config(inner) if hasattr(cls, "from_config") else cls(**inner)
+        if not isinstance(cls, type):
+            return cls  # a registered function stands for itself
+        if not hasattr(cls, "from_config"):
+            # As Keras: a class without from_config cannot be rebuilt (its constructor may not take its config).
+            raise TypeError(f"Unable to reconstruct an instance of '{config['class_name']}' because the class is "
+                            f"missing a `from_config()` method. Received: config={config!r:.200}")
+        return cls.from_config(config["config"] or {})
     raise ValueError(
         "deserialize expects an activation name or a config dict from serialize(). "
         f"Received: config={config!r}"

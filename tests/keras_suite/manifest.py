@@ -36,6 +36,7 @@ MODULES = {
         "optimizers/adam_test.py", "optimizers/adamax_test.py", "optimizers/adamw_test.py",
         "optimizers/ftrl_test.py", "optimizers/lion_test.py", "optimizers/nadam_test.py",
         "optimizers/rmsprop_test.py", "optimizers/sgd_test.py", "optimizers/optimizer_test.py",
+        "optimizers/loss_scale_optimizer_test.py", "optimizers/lamb_test.py",
         "optimizers/schedules/learning_rate_schedule_test.py",
     ],
     "callbacks": [

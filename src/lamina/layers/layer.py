@@ -13,6 +13,7 @@ where the output shape is not obvious from a dry run, ``compute_output_shape``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import weakref
@@ -92,6 +93,12 @@ class Layer:
         if cls.get_config is Layer.get_config and cls.__init__ is not Layer.__init__:
             instance.__dict__["_auto_config"] = _auto_config(cls, args, kwargs)
         return instance
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own_build = cls.__dict__.get("build")
+        if own_build is not None and not getattr(own_build, "_records_shape", False):
+            cls.build = _recording_build(own_build)
 
     def __init__(self, *, activity_regularizer=None, trainable: bool = True, dtype=None,
                  autocast: bool = True, name: str | None = None, **kwargs):
@@ -817,6 +824,21 @@ def _pack_shapes(struct, flat):
         return next(it)
 
     return build(struct)
+
+
+def _recording_build(build):
+    """``build`` that also remembers the input shape it was given for ``get_build_config``: a custom
+    layer's ``build`` may be called directly (not via the first call), and Keras records it then too."""
+    @functools.wraps(build)
+    def recording_build(self, *args, **kwargs):
+        result = build(self, *args, **kwargs)
+        shape = args[0] if args else kwargs.get("input_shape")
+        if shape is not None and self.__dict__.get("_build_shapes") is None:
+            self._build_shapes = shape
+        return result
+
+    recording_build._records_shape = True
+    return recording_build
 
 
 def _to_shape_struct(shape):

@@ -307,7 +307,10 @@ class CompiledStep:
         """The batch's input arrays in slot order, or None when this batch must take the tape step
         (inputs that are not float32 arrays go through the layers' own conversions there)."""
         model = self.model
-        flat = model._adjust_ranks(model._flatten_inputs(x)) if hasattr(model, "_flatten_inputs") else [x]
+        if hasattr(model, "_flatten_inputs"):
+            flat = model._adjust_ranks(model._flatten_inputs(x))
+        else:  # a Sequential
+            flat = [model._standardize_rank(x) if hasattr(model, "_standardize_rank") else x]
         for a in flat:
             if type(a) is not np.ndarray or a.dtype != np.float32 or not a.ndim or not a.shape[0]:
                 return None
@@ -523,6 +526,11 @@ _KINDS = {
 # ----------------------------------------------------------------------------- tracing
 
 
+def _scales_loss(optimizer) -> bool:
+    """Does the training step have to scale the loss for ``optimizer`` (``scale_loss`` is not identity)?"""
+    return getattr(optimizer, "loss_scale_factor", None) is not None or hasattr(optimizer, "inner_optimizer")
+
+
 def trace(model, buffer, for_call: bool = False) -> CompiledStep:
     """The plan of ``model``'s training step over ``buffer`` (its FlatBuffer, or None when it has no
     float32 trainable weights); raises NotCompilable with the reason when there is none.
@@ -545,6 +553,9 @@ def trace(model, buffer, for_call: bool = False) -> CompiledStep:
             # (read by BatchNormalization and the merge layers) would be lost.
             raise NotCompilable(f"layer '{layer.name}' (Masking) attaches a mask to its output, which the "
                                 "plan's arrays cannot carry")
+    if not for_call and _scales_loss(model.optimizer):
+        # The plan's backward starts from the unscaled loss, but such an optimizer divides the gradients.
+        raise NotCompilable(f"optimizer '{model.optimizer.name}' scales the loss (loss scaling runs on the tape step)")
     step = CompiledStep(model, buffer, logits=bool(model._use_logits) and not for_call)
     if stack is not None:
         _trace_stack(step, list(stack))

@@ -62,16 +62,33 @@ def _leaves(s) -> list:
     return [s]
 
 
+def _is_array(x) -> bool:
+    """One array: NumPy's, lamina's, or an object that converts itself (``__array__``: a torch tensor
+    from a DataLoader, a pandas frame), which Keras accepts as array data too."""
+    return isinstance(x, (np.ndarray, Tensor, Variable)) or (
+        hasattr(type(x), "__array__") and not isinstance(x, (list, tuple, dict, str, bytes)))
+
+
 def is_array_like(x) -> bool:
-    if isinstance(x, (np.ndarray, Tensor, Variable)):
+    if _is_array(x):
         return True
     if isinstance(x, dict):
         return all(v is None or is_array_like(v) for v in x.values())
     if isinstance(x, (list, tuple)):
         # arrays only: a list of tuples is a list of (x, y) batches. (A dict's values may nest, as the
         # targets of nested outputs do: {"a": (y1, y2), "b": {"b1": y1}}.)
-        return len(x) > 0 and all(v is None or isinstance(v, (np.ndarray, Tensor, Variable)) for v in x)
+        return len(x) > 0 and all(v is None or _is_array(v) for v in x)
     return False
+
+
+def _as_numpy(s):
+    """``s`` with every leaf that only converts itself (``__array__``) made a NumPy array; structures that
+    hold none come back as they are."""
+    leaves = _leaves(s)
+    if all(isinstance(v, (np.ndarray, Tensor, Variable)) for v in leaves):
+        return s
+    convert = (lambda v: v if isinstance(v, (np.ndarray, Tensor, Variable)) else np.asarray(v))
+    return convert(s) if not isinstance(s, (dict, list, tuple)) else _map(convert, s)
 
 
 def _short(value, limit: int = 80) -> str:
@@ -163,7 +180,7 @@ def require_arrays(s, what: str, name: str):
             f"`{name}` passed to {what} must be a NumPy array (a list or dict of arrays for a model with "
             f"several inputs or outputs). Received: {name}={_short(s)} of type {type(s).__name__}"
         )
-    return s
+    return _as_numpy(s)
 
 
 def check_positive_int(value, what: str, name: str = "batch_size") -> None:
@@ -421,6 +438,10 @@ class PyDatasetBatches:
 
 
 def unpack(item, what: str) -> tuple:
+    """``(x, y, sample_weight)`` of one streamed batch; a list counts as a tuple, as in Keras (a torch
+    DataLoader yields ``[x, y]``)."""
+    if isinstance(item, list):
+        item = tuple(item)
     if isinstance(item, tuple):
         if len(item) == 1:
             return item[0], None, None

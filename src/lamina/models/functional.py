@@ -162,6 +162,8 @@ class Functional(Model):
         if isinstance(struct, dict) and len(self.inputs) > 1:
             return self._flatten_unnamed(inputs)
         flat = list(inputs) if isinstance(inputs, (list, tuple)) and len(self.inputs) > 1 else [inputs]
+        if len(flat) > 1 and any(map(_holds_arrays, flat)):
+            flat = self._flatten_nested(inputs)
         if len(self.inputs) == 1 and _several_batches(inputs, len(self.inputs[0].shape)):
             flat = list(inputs)  # several whole inputs for a one-input model: refused below, as Keras does
         if isinstance(inputs, (list, tuple)) and len(self.inputs) == 1 and len(inputs) == 1 and (inputs[0] is None or (
@@ -173,6 +175,13 @@ class Functional(Model):
                 f"Model '{self.name}' expects {len(self.inputs)} input(s). Received: {len(flat)} input arrays"
             )
         return flat
+
+    def _flatten_nested(self, inputs) -> list:
+        """Nested inputs (``([a], b)``) in leaf order, as Keras reads them: a model built on such a
+        structure takes it as it is; a flat list of Inputs takes it with Keras's structure warning."""
+        if not any(isinstance(t, (list, tuple, dict)) for t in self._inputs_struct):
+            self._structure_mismatch(inputs)
+        return tree.flatten(inputs)
 
     def _flatten_unnamed(self, inputs) -> list:
         """A list or tuple given to a model whose inputs are a dict: Keras reads it in the dict's sorted
@@ -456,6 +465,14 @@ class Functional(Model):
 _GRAPH_KEYS = ("name", "trainable", "layers", "input_layers", "output_layers")
 
 
+def _holds_arrays(value) -> bool:
+    """A dict, or a list/tuple of arrays (not a shape: compute_output_shape passes those)."""
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, (list, tuple)) and any(isinstance(v, (np.ndarray, Tensor, list, tuple, dict))
+                                                     for v in value)
+
+
 def _pick_like(model_name: str, struct, given) -> list:
     """The leaves of ``given`` in the order of the inputs' ``struct`` (nested dicts matched by key)."""
     if not isinstance(struct, dict):
@@ -495,16 +512,19 @@ class _GraphBuilder:
     def __init__(self, model_name, layer_configs: list, custom_objects):
         self.model_name = model_name
         self.outputs_of: dict[tuple, KerasTensor] = {}
-        self.todo: list[tuple[Layer, list, dict]] = []
+        self.todo: list[tuple[str, Layer, list, dict]] = []
         created = [from_keras_entry(cfg) if is_op_entry(cfg) else deserialize(cfg, custom_objects=custom_objects)
                    for cfg in layer_configs]
-        _check_unique_names(self.model_name, [layer.name for layer in created])
-        for layer, cfg in zip(created, layer_configs):
+        # Nodes name layers by their entry's "name" (as Keras keys them): a custom layer whose own
+        # get_config leaves `name` out gets a fresh name when made, yet its entry still carries the saved one.
+        keys = [cfg.get("name") or layer.name for layer, cfg in zip(created, layer_configs)]
+        _check_unique_names(self.model_name, keys)
+        for key, layer, cfg in zip(keys, created, layer_configs):
             if isinstance(layer, InputLayer):
-                self.outputs_of[(layer.name, 0, 0)] = layer.output_tensor
+                self.outputs_of[(key, 0, 0)] = layer.output_tensor
             else:
-                self.todo.append((layer, cfg.get("inbound_nodes", []), cfg))
-        self.calls_made = {layer.name: 0 for layer, _, _ in self.todo}
+                self.todo.append((key, layer, cfg.get("inbound_nodes", []), cfg))
+        self.calls_made = {key: 0 for key, _, _, _ in self.todo}
 
     def tensor(self, ref) -> KerasTensor:
         key = tuple(ref)
@@ -532,20 +552,20 @@ class _GraphBuilder:
         refs = [self.decode(r[:3]) for r in spec]  # Keras 2: [[name, node, tensor, kwargs], ...]
         return [refs[0] if len(refs) == 1 else refs], (spec[0][3] if spec and len(spec[0]) > 3 else {})
 
-    def _call_ready(self, layer, nodes: list, cfg: dict) -> bool:
-        """Make every call of ``layer`` whose inputs exist; True if any was made."""
+    def _call_ready(self, key: str, layer, nodes: list, cfg: dict) -> bool:
+        """Make every call of ``layer`` (named ``key`` in the nodes) whose inputs exist; True if any was made."""
         made = False
-        while self.calls_made[layer.name] < len(nodes):
+        while self.calls_made[key] < len(nodes):
             try:
-                args, kwargs = self._call_args(nodes[self.calls_made[layer.name]])
+                args, kwargs = self._call_args(nodes[self.calls_made[key]])
             except _Unresolved:
                 break
             if "build_config" in cfg and not layer.built:
                 layer.build_from_config(cfg["build_config"])
             out = layer(list(args), **kwargs) if isinstance(layer, OpLayer) else layer(*args, **kwargs)
             for i, t in enumerate(flatten(out)):
-                self.outputs_of[(layer.name, self.calls_made[layer.name], i)] = t
-            self.calls_made[layer.name] += 1
+                self.outputs_of[(key, self.calls_made[key], i)] = t
+            self.calls_made[key] += 1
             made = True
         return made
 
@@ -553,19 +573,19 @@ class _GraphBuilder:
         progress = True
         while progress:
             progress = False
-            for layer, nodes, cfg in self.todo:
-                progress = self._call_ready(layer, nodes, cfg) or progress
-        stuck = [(layer, nodes) for layer, nodes, _ in self.todo if self.calls_made[layer.name] < len(nodes)]
+            for key, layer, nodes, cfg in self.todo:
+                progress = self._call_ready(key, layer, nodes, cfg) or progress
+        stuck = [(key, nodes) for key, _, nodes, _ in self.todo if self.calls_made[key] < len(nodes)]
         if stuck:
             raise ValueError(self._stuck_message(stuck))
 
     def _stuck_message(self, stuck: list) -> str:
         waits = {}  # layer name -> the first tensor reference it cannot get
-        for layer, nodes in stuck:
+        for key, nodes in stuck:
             try:
-                self._call_args(nodes[self.calls_made[layer.name]])
+                self._call_args(nodes[self.calls_made[key]])
             except _Unresolved as e:
-                waits[layer.name] = e.ref
+                waits[key] = e.ref
         where = f"Functional model '{self.model_name}' cannot be connected"
         cycle = _find_cycle(waits)
         if cycle:

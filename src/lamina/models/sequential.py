@@ -245,9 +245,24 @@ class Sequential(Model):
                 x = x.astype(self.dtype)
             if not self.built:
                 self._maybe_build(shape_of(x))
+            x = self._standardize_rank(x)
             self._check_input(x)
             return self._run(x, training=kwargs.get("training"))
         return super().__call__(*args, **kwargs)
+
+    def _standardize_rank(self, x):
+        """Keras's rank standardization for the one Input: data with one axis less than the Input whose
+        last axis is 1 gains that axis (``fit(np.array([1, 2]))`` for ``input_shape=(1,)``); one axis more
+        of size 1 is dropped. Anything else is left for the shape check to name."""
+        want = self._graph_inputs[0].shape if self._graph_inputs else None
+        if want is None or not isinstance(x, (np.ndarray, Tensor)):
+            return x
+        shape = shape_of(x)
+        if len(shape) == len(want) - 1 and want[-1] == 1:
+            return x[..., None]
+        if len(shape) == len(want) + 1 and shape[-1] == 1:
+            return x[..., 0]
+        return x
 
     def _run_structure(self, x, training=None):
         """Several inputs (a list or dict of arrays) have no single Input to build a graph from: each

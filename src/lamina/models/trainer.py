@@ -97,6 +97,11 @@ class Trainer:
         if run_eagerly:
             jit_compile = False
         self.optimizer = optimizers.get(optimizer)
+        if auto_scale_loss and self.optimizer is not None and self.dtype_policy.name == "mixed_float16" \
+                and not isinstance(self.optimizer, optimizers.LossScaleOptimizer):
+            # As Keras: float16 gradients underflow without loss scaling.
+            self.optimizer = optimizers.LossScaleOptimizer(self.optimizer, name="loss_scale_optimizer")
+            self.optimizer._auto_wrapped = True  # saved as compile's own optimizer (saving/compile_config.py)
         self.loss = loss
         # jit_compile is kept unresolved ("auto") for saving: Keras then applies its backend's own default.
         self._compile_config = {"optimizer": optimizer, "loss": loss, "loss_weights": loss_weights,
@@ -241,12 +246,8 @@ class Trainer:
             )
         if getattr(self._compile_loss, "structure_error", None) is not None:
             raise self._compile_loss.structure_error
-        if not self._compile_loss.has_loss and what in ("fit", "train_on_batch") \
-                and _is_default(self, "train_step"):
-            raise ValueError(
-                f"Model '{self.name}' was compiled without a loss, so it cannot be trained. "
-                "Pass loss=... to compile()."
-            )
+        # No compiled loss is checked after the forward (_no_loss_error): a model may add its own
+        # losses there with add_loss, and then trains on those alone, as in Keras.
 
     # ------------------------------------------------------------------ metrics
 
@@ -435,6 +436,8 @@ class Trainer:
             flat = x
             if hasattr(self, "_flatten_inputs"):
                 flat = self._adjust_ranks(self._flatten_inputs(x))
+            elif hasattr(self, "_standardize_rank"):  # a Sequential's one input
+                flat = self._standardize_rank(x)
             return self._run(flat, training=training, logits=logits)
         return self(x, training=training)
 
@@ -566,6 +569,11 @@ class Trainer:
         with GradientTape() as tape:
             y_pred = self._forward(x, training=True, logits=logits)
             loss, per_output = self._step_loss(x, y, y_pred, sw, logits, training=True)
+            # As Keras: the gradients are those of the scaled loss (the optimizer unscales them); the
+            # metrics get the unscaled loss.
+            scaled = loss if loss is None else self.optimizer.scale_loss(loss)
+        if loss is None:
+            raise self._no_loss_error()
         # Read again after the forward: a subclassed model makes its weights in its first call, and the
         # gradients must cover those too (else the optimizer is built on a partial list).
         trainable = self.trainable_weights
@@ -580,13 +588,25 @@ class Trainer:
                 f"The loss of model '{self.name}' does not depend on any trainable weight, so training "
                 "cannot change it. Check that the model has trainable layers."
             )
-        grads = tape.gradient(loss, trainable)
+        # With dynamic loss scaling, float16 gradients overflow now and then by design (the optimizer
+        # finds the inf, skips the step and halves the scale): NumPy's overflow warnings are noise there.
+        quiet = {"over": "ignore", "invalid": "ignore"} if hasattr(self.optimizer, "check_finite") else {}
+        with np.errstate(**quiet):
+            grads = tape.gradient(scaled, trainable)
         if self._step_hooks:
             self._hooks_gradients(grads, trainable)
             grads = self._hooks_reduce(grads, trainable, _batch_len(x))
         self.optimizer.apply(grads, trainable)
         self._clear_losses()
         self._finish_train_step(y, y_pred, sw, float(loss.data), per_output, _batch_len(x), logits)
+
+    def _no_loss_error(self) -> ValueError:
+        """The error for a step with nothing to minimise: no compiled loss and no added losses."""
+        return ValueError(
+            f"Model '{self.name}' has no loss to train on: it was compiled without a loss and its forward "
+            "pass added none (with `add_loss`) nor any regularization penalty. Pass loss=... to compile(). "
+            "Received: loss=None"
+        )
 
     def _finish_train_step(self, y, y_pred, sw, loss_value: float, per_output, batch_size: int, logits: bool):
         """The metrics' share of a training step (the tape and the compiled step alike): predictions
@@ -654,7 +674,7 @@ class Trainer:
         if hasattr(self, "_check_inputs"):
             self._check_inputs(self._adjust_ranks(flat))
         elif hasattr(self, "_check_input"):
-            self._check_input(flat[0])
+            self._check_input(self._standardize_rank(flat[0]))
 
     def _check_targets(self, y) -> None:
         """Labels vs loss before the first step (ranges, one-hot vs sparse), in the loss's words."""
@@ -705,9 +725,10 @@ class Trainer:
         return x, y, sample_weight
 
     def _prepare_fit_arrays(self, x, y, sample_weight, what: str):
-        """fit's array data, which must come with targets."""
+        """fit's array data, which must come with targets when a loss was compiled (without one, the
+        model trains on the losses its forward adds)."""
         x, y, sample_weight = self._prepare_arrays(x, y, sample_weight, what)
-        if y is None:
+        if y is None and self._compile_loss is not None and self._compile_loss.has_loss:
             raise ValueError("fit() with array inputs needs targets. Received: y=None")
         self._ensure_built(x)
         return x, y, sample_weight

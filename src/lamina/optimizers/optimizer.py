@@ -469,6 +469,29 @@ class Optimizer:
             self.apply(list(grads), list(variables))
         return self._iterations
 
+    def stateless_apply(self, optimizer_variables: Sequence, grads: Sequence, trainable_variables: Sequence) -> tuple:
+        """Keras's functional ``apply``: one step from the given values of :attr:`variables` and of the
+        variables the optimizer was built on; returns ``(new trainable values, new optimizer values)``
+        as arrays, leaving every variable as it was."""
+        if not self.built:
+            raise ValueError(f"To call `stateless_apply`, {type(self).__name__} must be built (i.e. its variables "
+                             "must have been created). You can build it via `optimizer.build(trainable_variables)`.")
+        own, weights = self.variables, self._trainable_variables
+        if len(optimizer_variables) != len(own) or len(trainable_variables) != len(weights):
+            raise ValueError(f"`stateless_apply` expects one value per optimizer variable ({len(own)}) and per "
+                             f"variable the optimizer was built with ({len(weights)}). Received: "
+                             f"{len(optimizer_variables)} and {len(trainable_variables)} values")
+        every = own + weights
+        saved = [np.array(v._value, copy=True) for v in every]
+        try:
+            for v, value in zip(every, list(optimizer_variables) + list(trainable_variables), strict=True):
+                v.assign(np.asarray(unwrap(value), dtype=v.dtype))
+            self.apply(grads)
+            return [np.array(v._value, copy=True) for v in weights], [np.array(v._value, copy=True) for v in own]
+        finally:  # the step ran on the real variables: put their values back
+            for v, value in zip(every, saved, strict=True):
+                v._value[...] = value
+
     def apply(self, grads: Sequence, trainable_variables: Sequence[Variable] | None = None) -> None:
         """Update ``trainable_variables`` (default: those the optimizer was built on) in place.
 

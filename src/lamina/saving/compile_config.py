@@ -23,8 +23,11 @@ def get_compile_config(model) -> dict:
     if not getattr(model, "compiled", False) or raw is None:
         return {}
     ser = serialization_lib.serialize_keras_object
+    opt = model.optimizer
+    if getattr(opt, "_auto_wrapped", False):  # as Keras: compile's optimizer; compiling again wraps it again
+        opt = opt.inner_optimizer
     return {
-        "optimizer": ser(model.optimizer),
+        "optimizer": ser(opt),
         "loss": ser(raw.get("loss")),
         "loss_weights": ser(raw.get("loss_weights")),
         "metrics": ser(raw.get("metrics")),

@@ -71,6 +71,10 @@ def state_entries(model, include_optimizer: bool = True, skip=()) -> list[state_
         else:
             variables = list(opt.variables)
         entries.append(state_walk.Entry("optimizer", opt.name, variables, opt))
+        inner = getattr(opt, "inner_optimizer", None)
+        if inner is not None:  # a LossScaleOptimizer: Keras writes the wrapped one's state again, as its child
+            entries.append(state_walk.Entry("optimizer/inner_optimizer", inner.name, variables[len(opt._variables):],
+                                            inner))
     return entries
 
 

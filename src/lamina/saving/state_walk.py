@@ -218,16 +218,17 @@ def optimizer_variables_keras_order(optimizer, keras_trainables: list) -> list:
     lamina's optimizer orders its slots by the variable list it was built on. When that list is a
     permutation of Keras's order, each block of slots (one ``add_optimizer_variables`` call: k slots
     per variable, interleaved) is permuted the same way; other variables keep their places.
+
+    When the model's trainable variables changed since the build (``model.quantize`` replaced kernels,
+    a layer was frozen), they no longer say where the built-on variables stood; Keras then saves its
+    optimizer's variables as they were built, and so are lamina's (the model's order at build time).
     """
     variables = list(optimizer.variables)
     built_on = list(getattr(optimizer, "_trainable_variables", []))
     if [id(v) for v in built_on] == [id(v) for v in keras_trainables] or not built_on:
         return variables
     if sorted(id(v) for v in built_on) != sorted(id(v) for v in keras_trainables):
-        raise ValueError(
-            f"Optimizer '{optimizer.name}' was built on {len(built_on)} variables that are not the model's "
-            f"{len(keras_trainables)} trainable variables; its state cannot be laid out as Keras expects."
-        )
+        return variables
     n = len(built_on)
     lamina_index = {id(v): i for i, v in enumerate(built_on)}
     perm = [lamina_index[id(v)] for v in keras_trainables]  # keras position -> lamina position

@@ -111,15 +111,25 @@ class _OptimizerLoad:
         group = _optimizer_group(reader)
         if group is None:
             return []
-        entry = self._entry(len(reader.keys(group)))
+        keys = list(reader.keys(group))
+        entry = self._entry(len(keys))
         problem = _mismatch(entry, reader, group)
-        if problem is not None and not strict:
+        if problem is not None and (not strict or self._quantized_since(keys, entry)):
             warnings.warn(problem, stacklevel=6)  # points at the user's model.load_weights(...) call
             return []
         plan = h5_weights.plan_load([entry], reader)  # strict and mismatched: raises, naming the problem
         check_state(plan, self.opt, reader.filename)
         self.loaded = bool(plan)
         return plan
+
+    def _quantized_since(self, keys: list, entry: state_walk.Entry) -> bool:
+        """Whether a whole saved state ("0".."n-1") of another size comes from before the model was
+        quantized: it then covers float variables the quantized layers no longer have, and even
+        load_model only warns and skips it, as Keras does. (Other misfits stay errors there.)"""
+        if len(keys) == len(entry.variables) or sorted(keys) != sorted(map(str, range(len(keys)))):
+            return False
+        return any(getattr(layer.dtype_policy, "quantization_mode", None) is not None
+                   for layer in self.model._flatten_layers())
 
     def _entry(self, saved: int) -> state_walk.Entry:
         """The optimizer's variables in Keras's order — or only ``iteration`` and ``learning_rate`` when
