@@ -255,7 +255,9 @@ class Sequential(Model):
         last axis is 1 gains that axis (``fit(np.array([1, 2]))`` for ``input_shape=(1,)``); one axis more
         of size 1 is dropped. Anything else is left for the shape check to name."""
         want = self._graph_inputs[0].shape if self._graph_inputs else None
-        if want is None or not isinstance(x, (np.ndarray, Tensor)):
+        if want is None or x.__class__ is np.ndarray and x.ndim == len(want):  # the per-batch common case
+            return x
+        if not isinstance(x, (np.ndarray, Tensor)):
             return x
         shape = shape_of(x)
         if len(shape) == len(want) - 1 and want[-1] == 1:
