@@ -1,9 +1,9 @@
 """Which of Keras 3.15.1's test files run, per module of issue 13 (paths under ``keras/src/``).
 
 The rule: each module lamina implements, plus the files whose API the issue asks for (Adafactor, Ftrl,
-BackupAndRestore, TensorBoard). Files for what neither has (quantizers, Muon, Lamb, Orbax, einsum
-layers...) are left out rather than counted as failures; ``--scope dirs`` runs every test file in the
-same folders to see them too.
+BackupAndRestore, TensorBoard) and what lamina has added since (LossScaleOptimizer, Lamb). Files for what
+neither has (quantizers, Muon, Orbax, einsum and convolution layers...) are left out rather than counted as
+failures; ``--scope dirs`` runs every test file in the same folders to see them too.
 """
 
 from __future__ import annotations
