@@ -22,7 +22,18 @@ MODULES = {
         "layers/normalization/batch_normalization_test.py", "layers/normalization/layer_normalization_test.py",
     ],
     "layers/regularization": ["layers/regularization/dropout_test.py"],
-    "layers/reshaping": ["layers/reshaping/flatten_test.py", "layers/reshaping/reshape_test.py"],
+    "layers/reshaping": [
+        "layers/reshaping/cropping1d_test.py", "layers/reshaping/cropping2d_test.py",
+        "layers/reshaping/cropping3d_test.py", "layers/reshaping/flatten_test.py", "layers/reshaping/permute_test.py",
+        "layers/reshaping/repeat_vector_test.py", "layers/reshaping/reshape_test.py",
+        "layers/reshaping/up_sampling1d_test.py", "layers/reshaping/up_sampling2d_test.py",
+        "layers/reshaping/up_sampling3d_test.py", "layers/reshaping/zero_padding1d_test.py",
+        "layers/reshaping/zero_padding2d_test.py", "layers/reshaping/zero_padding3d_test.py",
+    ],
+    "layers/pooling": [
+        "layers/pooling/average_pooling_test.py", "layers/pooling/global_average_pooling_test.py",
+        "layers/pooling/global_max_pooling_test.py", "layers/pooling/max_pooling_test.py",
+    ],
     "layers/merging": ["layers/merging/merging_test.py"],
     "losses": ["losses/loss_test.py", "losses/losses_test.py"],
     "metrics": [

@@ -5,13 +5,36 @@ from __future__ import annotations
 from lamina.layers.activation import Activation
 from lamina.layers.add import Add, add
 from lamina.layers.average import Average, average
+from lamina.layers.average_pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    AveragePooling3D,
+    AvgPool1D,
+    AvgPool2D,
+    AvgPool3D,
+)
 from lamina.layers.batch_normalization import BatchNormalization
 from lamina.layers.concatenate import Concatenate, concatenate
+from lamina.layers.cropping import Cropping1D, Cropping2D, Cropping3D
 from lamina.layers.dense import Dense
 from lamina.layers.dot import Dot, dot
 from lamina.layers.dropout import Dropout
 from lamina.layers.elu import ELU
 from lamina.layers.flatten import Flatten
+from lamina.layers.global_pooling import (
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalAvgPool3D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    GlobalMaxPool3D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
+)
 from lamina.layers.identity import Identity
 from lamina.layers.input_layer import Input, InputLayer
 from lamina.layers.keras_tensor import KerasTensor
@@ -20,16 +43,21 @@ from lamina.layers.layer import InputSpec, Layer
 from lamina.layers.layer_normalization import LayerNormalization
 from lamina.layers.leaky_relu import LeakyReLU
 from lamina.layers.masking import Masking
+from lamina.layers.max_pooling import MaxPool1D, MaxPool2D, MaxPool3D, MaxPooling1D, MaxPooling2D, MaxPooling3D
 from lamina.layers.maximum import Maximum, maximum
 from lamina.layers.minimum import Minimum, minimum
 from lamina.layers.multiply import Multiply, multiply
+from lamina.layers.permute import Permute
 from lamina.layers.prelu import PReLU
 from lamina.layers.relu import ReLU
+from lamina.layers.repeat_vector import RepeatVector
 from lamina.layers.reshape import Reshape
 from lamina.layers.softmax import Softmax
 from lamina.layers.subtract import Subtract, subtract
 from lamina.layers.time_distributed import TimeDistributed
+from lamina.layers.up_sampling import UpSampling1D, UpSampling2D, UpSampling3D
 from lamina.layers.wrapper import Wrapper
+from lamina.layers.zero_padding import ZeroPadding1D, ZeroPadding2D, ZeroPadding3D
 from lamina.saving.object_config import deserialize_layer, serialize_layer
 from lamina.saving.object_registry import register_builtins
 
@@ -39,6 +67,13 @@ __all__ = [
     "LeakyReLU", "Masking", "Maximum", "Minimum", "Multiply", "PReLU", "ReLU", "Reshape", "Softmax", "Subtract",
     "TimeDistributed", "Wrapper", "add", "average", "concatenate", "deserialize", "dot", "maximum", "minimum",
     "multiply", "serialize", "subtract",
+    "Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+    "Permute", "RepeatVector", "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalAvgPool1D",
+    "GlobalAvgPool2D", "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D", "GlobalMaxPool3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
 ]
 
 
