@@ -20,6 +20,9 @@ _RNG = np.random.default_rng()
 _SEED: int | None = None
 
 
+_FLOATX_VALUES = ("bfloat16", "float16", "float32", "float64")  # what Keras accepts
+
+
 def floatx() -> str:
     """The default float dtype name, ``"float32"`` unless changed."""
     return _FLOATX
@@ -28,8 +31,8 @@ def floatx() -> str:
 def set_floatx(value: str) -> None:
     """Set the default float dtype; ``"bfloat16"`` loads ml_dtypes (the ``lowp`` extra)."""
     global _FLOATX
-    if value not in ("bfloat16", "float16", "float32", "float64"):
-        raise ValueError(f"Unknown `floatx` value: expected one of 'bfloat16', 'float16', 'float32', 'float64'. "
+    if value not in _FLOATX_VALUES:
+        raise ValueError(f"Unknown `floatx` value: {value}. Expected one of {set(_FLOATX_VALUES)}. "
                          f"Received: value={value!r}")
     if value == "bfloat16":
         standardize_dtype(value)
