@@ -191,8 +191,8 @@ def test_multi_output_with_loss_weights_and_dropout():
 def test_the_plan_uses_kernels_for_the_common_layers_and_a_tape_for_the_rest():
     model, _ = train(MODELS["bn_dropout"][0], "sparse_categorical_crossentropy", Y_INT, run_eagerly=False)
     kinds = [type(node).__name__ for node in model._fast_step.nodes]
-    assert kinds == ["_DenseNode", "_BatchNormNode", "_TapeNode", "_DropoutNode", "_DenseNode", "_BatchNormNode",
-                     "_TapeNode", "_DropoutNode", "_DenseNode"]
+    assert kinds == ["_DenseNode", "_BatchNormNode", "_ActivationNode", "_DropoutNode", "_DenseNode",
+                     "_BatchNormNode", "_ActivationNode", "_DropoutNode", "_DenseNode"]
     assert model._fast_step.fused_loss is not None  # softmax + sparse crossentropy: from the logits
     model, _ = train(MODELS["custom_layers"][0], "sparse_categorical_crossentropy", Y_INT, run_eagerly=False)
     assert [type(node).__name__ for node in model._fast_step.nodes] == ["_TapeNode"] * 4

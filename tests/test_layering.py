@@ -30,8 +30,11 @@ RANKS = {
     "lamina.py_dataset": 0,  # keras.utils.PyDataset: plain Python; the batch adapters (models.data) read it
     "lamina.saving.atomic": 0,  # crash-safe writes (os only); BackupAndRestore writes its metadata with it
     "lamina.utils.file_utils": 0,  # keras.src.utils.file_utils: path joining and checks (os only); saving uses it
+    "lamina.utils.sequence_utils": 0, "lamina.utils.timeseries_dataset_utils": 0,  # pad_sequences; windows (PyDataset)
     # maths
     "lamina.activations": 10, "lamina.ops": 10,
+    "lamina.conv_kernels": 10,  # im2col/col2im convolution kernels; ops.conv and the conv layers use them
+    "lamina.conv_variant_kernels": 10,  # transposed/depthwise/separable convolutions on conv_kernels; ops + layers
     # parameters
     "lamina.initializers": 20, "lamina.regularizers": 20, "lamina.constraints": 20,
     "lamina.quantizers": 20,  # abs-max / int4 / float8 formulas and configs; Dense quantizes with them

@@ -213,7 +213,7 @@ def test_lambda_in_a_model_gradcheck_and_mask():
     mask = np.array([[True, False, True, True]] * 5)
     masked = layers.Lambda(lambda x: x, mask=lambda inputs, m: mask)
     assert masked.supports_masking and masked.compute_mask(X2) is mask
-    assert lamina.backend.get_keras_mask(masked(X2)) is mask
+    assert lamina.backend.get_keras_mask(masked(X2.copy())) is mask  # a copy: the identity would mask X2 itself
     i = lamina.Input((4,))
     model = lamina.Model(i, layers.Dense(2)(layers.Lambda(lambda x: x * 2.0)(i)))
     assert model.output_shape == (None, 2)
@@ -319,3 +319,18 @@ def test_time_distributed_config_and_keras_files_both_ways(keras, tmp_path):
     km.save(tmp_path / "k.keras")
     lm2 = lamina.saving.load_model(tmp_path / "k.keras")
     np.testing.assert_allclose(lm2.predict(X3, verbose=0), lm.predict(X3, verbose=0), rtol=1e-6)
+
+
+def test_weights_keep_keras_creation_order_after_a_kernel_is_frozen():
+    """Keras lists a layer's weights by the trainability they were created with: after enable_lora the
+    frozen kernel stays first, so get_weights()/set_weights() line up with Keras's."""
+    dense = lamina.layers.Dense(3)
+    dense.build((None, 4))
+    dense.enable_lora(2)
+    assert [w.name for w in dense.weights] == ["kernel", "bias", "lora_kernel_a", "lora_kernel_b"]
+    assert [w.name for w in dense.non_trainable_weights] == ["kernel"]
+    frozen = lamina.layers.Dense(2)
+    frozen.build((None, 3))
+    frozen.kernel.trainable = False
+    assert [w.name for w in frozen.weights] == ["kernel", "bias"]
+    assert [w.name for w in frozen.trainable_weights] == ["bias"]

@@ -106,9 +106,10 @@ def test_a_masking_output_carries_its_mask_one_hop():
     out = L.Maximum()([x64, -X2])
     assert backend.get_keras_mask(out) is None  # one input has no mask: neither has the output (Keras's rule)
     np.testing.assert_allclose(out, np.maximum(np.where([[[0], [1], [0], [1]]], X1, -X2), -X2))
-    # Only the layer that makes a mask and the merges it feeds see it: lamina does not pass masks on
-    # through other layers (Keras does), so a model runs the same in fit and in predict.
-    assert backend.get_keras_mask(L.Dense(3)(x)) is None
+    # As Keras, a layer that supports masking passes the mask on; one that does not drops it, with a warning.
+    np.testing.assert_array_equal(backend.get_keras_mask(L.Dense(3)(x)), [[False, True, False, True]])
+    with pytest.warns(UserWarning, match="does not support masking"):
+        assert backend.get_keras_mask(L.Flatten()(x)) is None
 
 
 def test_masks_ride_on_tape_tensors():

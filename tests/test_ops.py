@@ -209,3 +209,27 @@ def test_logsumexp_of_an_all_minus_inf_slice_is_minus_inf_without_warning():
         warnings.simplefilter("error")
         out = ops.logsumexp(x, axis=1)
     np.testing.assert_array_equal(out, [-np.inf, 0.0, np.inf])
+
+
+def test_take_gradient_with_a_negative_axis_and_matrix_indices_and_an_empty_batch():
+    """A negative axis with 2-D indices puts each gradient on its own column; no index gives zeros."""
+    v = lamina.Variable(np.arange(15, dtype="float32").reshape(5, 3))
+    with lamina.GradientTape() as tape:
+        y = ops.sum(ops.take(v, np.array([[0, 1], [2, 2]]), axis=-1))
+    np.testing.assert_array_equal(np.asarray(tape.gradient(y, v)), np.tile([1.0, 1.0, 2.0], (5, 1)))
+    with lamina.GradientTape() as tape:
+        y = ops.sum(ops.take(v, np.zeros((0, 4), "int64"), axis=0))
+    np.testing.assert_array_equal(np.asarray(tape.gradient(y, v)), np.zeros((5, 3)))
+
+
+def test_normalize_over_several_axes_sums_squares_over_all_of_them():
+    """Keras's L2 normalize divides by the root of the sum of squares over every given axis."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype("float32")
+    x[0] = 0.0
+    for axis in ((1, 2), (0, 1, 2)):
+        expected = x / np.maximum(np.sqrt(np.sum(x * x, axis=axis, keepdims=True)), 1e-7)
+        np.testing.assert_allclose(np.asarray(ops.normalize(x, axis=axis)), expected, rtol=1e-6, atol=1e-7)
+    v = lamina.Variable(x)
+    with lamina.GradientTape() as tape:
+        y = ops.sum(ops.normalize(v, axis=(1, 2)))
+    assert np.isfinite(np.asarray(tape.gradient(y, v))).all()

@@ -245,3 +245,38 @@ def test_wrong_rank_is_refused_by_input_spec():
         lamina.layers.MaxPooling2D()(np.zeros((1, 4, 4), "float32"))
     with pytest.raises(ValueError):
         lamina.layers.GlobalAveragePooling1D()(np.zeros((1, 4, 4, 1), "float32"))
+
+
+@pytest.mark.parametrize("pool,strides,padding", [(2, None, "valid"), (3, 2, "same"), (2, 3, "valid")])
+def test_max_pooling_with_nan_and_infinities_matches_keras(keras, pool, strides, padding):
+    """NaN wins its window and takes the gradient (the last NaN when several), as torch's kernels;
+    -inf and +inf windows route like any value. Covers the disjoint, overlapping and gapped paths."""
+    x = _input(2, "channels_last", ties=True, seed=7)
+    x[0, 0, 1, 0] = x[0, 1, 0, 0] = np.nan
+    x[0, 3, 3, 1] = np.nan
+    x[1, 2:4, 2:4, 2] = -np.inf
+    x[1, 5, 5, 0] = np.inf
+    kwargs = dict(pool_size=pool, strides=strides, padding=padding)
+    layer = lamina.layers.MaxPooling2D(**kwargs)
+    w = np.random.default_rng(8).standard_normal(layer.compute_output_shape(x.shape)).astype("float32")
+    y, g = _lamina_value_and_grad(layer, x, w)
+    ky, kg = _torch_value_and_grad(keras, keras.layers.MaxPooling2D(**kwargs), x, w)
+    np.testing.assert_allclose(y, ky, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(g, kg, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("mode", ["Max", "Average"])
+def test_float64_pooling_keeps_float64(mode):
+    x = np.random.default_rng(9).standard_normal((2, 6, 6, 3))
+    layer = getattr(lamina.layers, f"{mode}Pooling2D")(2, dtype="float64")
+    xv = lamina.Variable(x, dtype="float64")
+    with GradientTape() as tape:
+        y = layer(xv)
+        loss = lamina.ops.sum(y)
+    g = np.asarray(tape.gradient(loss, xv))
+    y = np.asarray(unwrap(y))
+    assert y.dtype == g.dtype == np.float64
+    np.testing.assert_allclose(g.sum(), y.size if mode == "Max" else x.size / 4, rtol=1e-12)
+    windows = x.reshape(2, 3, 2, 3, 2, 3)
+    expected = windows.max(axis=(2, 4)) if mode == "Max" else windows.mean(axis=(2, 4))
+    np.testing.assert_allclose(y, expected, rtol=1e-12)

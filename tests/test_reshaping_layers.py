@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import lamina
 from lamina.layers.flatten import Flatten
 from lamina.layers.reshape import Reshape
 from tests.helpers import check_gradients, random_inputs, run_layer_test
@@ -90,3 +91,17 @@ def test_matches_keras(keras, cls_name, kwargs, shape):
     assert {k: v for k, v in kcfg.items() if k != "name"} == {k: v for k, v in lcfg.items() if k != "name"}
     type(ours).from_config(kcfg)
     type(theirs).from_config(lcfg)
+
+
+def test_data_format_none_follows_the_global_image_data_format():
+    """``data_format=None`` reads ``keras.config.image_data_format()`` when the layer is made, as Keras."""
+    lamina.config.set_image_data_format("channels_first")
+    try:
+        layer = lamina.layers.MaxPooling2D(2)
+        flat = lamina.layers.Flatten()
+    finally:
+        lamina.config.set_image_data_format("channels_last")
+    assert layer.data_format == "channels_first"
+    assert flat.data_format == "channels_first"
+    x = np.arange(16, dtype="float32").reshape(1, 1, 4, 4)
+    assert layer(x).shape == (1, 1, 2, 2)

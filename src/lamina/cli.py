@@ -1,6 +1,7 @@
 """The ``lamina`` command.
 
 * ``lamina demo`` trains the seed model on Fashion-MNIST and reports test accuracy;
+  ``lamina demo --model convnet`` trains keras.io's simple convnet on it instead;
   ``lamina demo circles -o out/`` trains a linear and a relu stack on the circles and draws both
   decision boundaries side by side;
 * ``lamina plot activations [NAMES...] [--derivatives] -o chart.png`` draws the activation chart;
@@ -24,36 +25,71 @@ def _seed_model(lamina, input_dim: int, classes: int):
     ])
 
 
+def _convnet(lamina, classes: int):
+    """keras.io's simple MNIST convnet, for 28x28 grey images."""
+    layers = lamina.layers
+    return lamina.Sequential([
+        lamina.Input(shape=(28, 28, 1)),
+        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(classes, activation="softmax"),
+    ], name="convnet")
+
+
+# Per model: the builder, the input layout, and fit's defaults (epochs, batch size), as in each Keras tutorial.
+_DEMO_MODELS = {
+    "dense": (lambda lamina: _seed_model(lamina, 784, 10), (784,), 5, 32),
+    "convnet": (lambda lamina: _convnet(lamina, 10), (28, 28, 1), 3, 128),
+}
+
+
 def demo(args) -> int:
     import lamina  # lazy: `lamina --help` answers without importing the library
     from lamina.datasets import DatasetUnavailableError  # lazy: as above
 
     lamina.utils.set_random_seed(args.seed)
+    model_name = getattr(args, "model", None) or "dense"
     if getattr(args, "dataset", None) == "circles":
+        if model_name != "dense":
+            print(f"lamina demo circles trains Dense stacks on 2-D points; --model {model_name} needs images "
+                  "(drop `circles` to train it on Fashion-MNIST).", file=sys.stderr)
+            return 2
         return _demo_circles(lamina, args)
     try:
         (x_train, y_train), (x_test, y_test) = lamina.datasets.fashion_mnist.load_data()
     except DatasetUnavailableError as err:
-        print("Fashion-MNIST was not found, so this demo trains on the concentric-circles data instead.")
+        what = "this demo" if model_name == "dense" else f"the {model_name} demo needs its images, so this demo"
+        print(f"Fashion-MNIST was not found: {what} trains on the concentric-circles data instead.")
         print(f"  ({str(err).splitlines()[0]})")
         print("  To get Fashion-MNIST: `apt-get install dataset-fashion-mnist`, or set LAMINA_DATA.\n")
         return _demo_circles(lamina, args)
-    x_train = x_train.reshape(len(x_train), -1).astype("float32") / 255.0
-    x_test = x_test.reshape(len(x_test), -1).astype("float32") / 255.0
-    model = _seed_model(lamina, 784, 10)
+    build, shape, default_epochs, default_batch = _DEMO_MODELS[model_name]
+    epochs = args.epochs if args.epochs is not None else default_epochs
+    batch_size = args.batch_size if getattr(args, "batch_size", None) is not None else default_batch
+    if getattr(args, "train_samples", None) is not None:
+        x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
+    x_train = x_train.reshape((len(x_train),) + shape).astype("float32") / 255.0
+    x_test = x_test.reshape((len(x_test),) + shape).astype("float32") / 255.0
+    model = build(lamina)
     model.summary()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
-    model.fit(x_train, y_train, epochs=args.epochs, batch_size=32, verbose=1)
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=1)
     took = time.perf_counter() - start
     loss, acc = model.evaluate(x_test, y_test, verbose=0)
-    print(f"\nFashion-MNIST test accuracy after {args.epochs} epoch(s): {acc:.4f} (loss {loss:.4f}); "
+    label = "" if model_name == "dense" else f" ({model_name}, {len(x_train)} training images)"
+    print(f"\nFashion-MNIST test accuracy after {epochs} epoch(s){label}: {acc:.4f} (loss {loss:.4f}); "
           f"training took {took:.1f} s.")
     return 0
 
 
 def _demo_circles(lamina, args) -> int:
     x, y = lamina.datasets.make_circles(n_samples=2000, noise=0.05, factor=0.5, seed=args.seed)
+    epochs = args.epochs if args.epochs is not None else 5
     split = 1500
     results = []
     for label, act in (("no activation (a linear stack)", None), ("relu hidden layers", "relu")):
@@ -67,7 +103,7 @@ def _demo_circles(lamina, args) -> int:
                       lint=False)
         for finding in lamina.diagnostics.lint(model):
             print(f"  lint ({finding.severity}, {finding.rule}): {finding.message}")
-        model.fit(x[:split], y[:split], epochs=args.epochs * 6, batch_size=32, verbose=2 if act else 0)
+        model.fit(x[:split], y[:split], epochs=epochs * 6, batch_size=32, verbose=2 if act else 0)
         _, acc = model.evaluate(x[split:], y[split:], verbose=0)
         print(f"Circles, {label}: test accuracy {acc:.3f}")
         results.append((label, model, acc))
@@ -146,7 +182,13 @@ def main(argv=None) -> int:
     p_demo = sub.add_parser("demo", help="train the seed model on Fashion-MNIST and report test accuracy")
     p_demo.add_argument("dataset", nargs="?", choices=["circles"],
                         help="'circles': a linear and a relu stack on concentric circles instead")
-    p_demo.add_argument("--epochs", type=int, default=5)
+    p_demo.add_argument("--model", choices=sorted(_DEMO_MODELS), default="dense",
+                        help="'dense' (default): the seed model, 5 epochs, batch 32; 'convnet': keras.io's simple "
+                             "convnet (two Conv2D + MaxPooling2D blocks), 3 epochs, batch 128")
+    p_demo.add_argument("--epochs", type=int, default=None, help="default: 5 (dense), 3 (convnet)")
+    p_demo.add_argument("--batch-size", type=int, default=None, help="default: 32 (dense), 128 (convnet)")
+    p_demo.add_argument("--train-samples", type=int, default=None,
+                        help="train on the first N Fashion-MNIST training images only (a quicker run)")
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("-o", "--output", default=None, help="folder for the circles picture (circles.png)")
     p_demo.set_defaults(func=demo)

@@ -37,7 +37,7 @@ import inspect
 
 import numpy as np
 
-from lamina import activations, backend, special
+from lamina import activations, backend, conv_kernels, conv_variant_kernels, special
 from lamina.autodiff import Tensor, Variable, needs_gradient, record, stop_recording, unwrap
 
 # ----------------------------------------------------------------------------- conversion
@@ -482,6 +482,8 @@ def take(x, indices, axis=None):
     idx = np.asarray(unwrap(indices))
     out = np.take(xv, idx, axis=axis)
     shp = np.shape(xv)
+    if axis is not None:
+        axis = int(axis) % (len(shp) or 1)  # the vjp counts index axes from it
 
     def vjp(g):
         full = np.zeros(shp, dtype=g.dtype)
@@ -2354,7 +2356,11 @@ def normalize(x, axis=-1, order=2, epsilon=None):
     if ndim(x) == 0:
         x = expand_dims(x, 0)
     eps = backend.epsilon() if epsilon is None else epsilon
-    # The 2-norm's own gradient is 0 at a zero vector, so a zero row gives a zero gradient, not nan.
+    if order == 2:
+        # Keras's L2 case: x * min(rsqrt(sum of squares over every axis given), 1/eps). Flooring the sum
+        # at eps² first is the same value, and a zero row then gets a zero gradient rather than nan.
+        squares = sum(square(x), axis=axis, keepdims=True)
+        return multiply(x, rsqrt(maximum(squares, eps * eps)))
     return divide(x, maximum(norm(x, ord=order, axis=axis, keepdims=True), eps))
 
 
@@ -2414,6 +2420,92 @@ sparsemax = activations.sparsemax
 squareplus = activations.squareplus
 tanh_shrink = activations.tanh_shrink
 threshold = activations.threshold
+
+
+# ----------------------------------------------------------------------------- nn: depthwise and separable conv
+
+
+def _conv_variant_args(op: str, x, kernel, strides, padding, data_format, dilation_rate):
+    """Checked ``(channels-last x, strides, padding, dilation)`` for ``depthwise_conv``/``separable_conv``."""
+    xv, kv = unwrap(x), unwrap(kernel)
+    dims = np.ndim(xv) - 2
+    if dims < 1 or np.ndim(kv) != dims + 2:
+        raise ValueError(f"`{op}` needs inputs of rank 3 to 5 and a kernel of the same rank. "
+                         f"Received: inputs.shape={np.shape(xv)}, kernel.shape={np.shape(kv)}")
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"`{op}`: `padding` must be one of 'valid', 'same'. Received: padding={padding!r}")
+    data_format = backend.image_data_format() if data_format is None else str(data_format).lower()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"`{op}`: `data_format` must be one of 'channels_first', 'channels_last'. "
+                         f"Received: data_format={data_format!r}")
+
+    def spread(value, name):
+        values = (value,) * dims if isinstance(value, (int, np.integer)) else tuple(value)
+        if len(values) != dims or builtins.any(int(v) != v or v <= 0 for v in values):  # ops.any shadows it
+            raise ValueError(f"`{op}`: `{name}` must be a positive int or {dims} of them. Received: {name}={value}")
+        return tuple(int(v) for v in values)
+
+    if data_format == "channels_first":
+        x = transpose(x, (0, *range(2, dims + 2), 1))
+    return x, spread(strides, "strides"), padding.lower(), spread(dilation_rate, "dilation_rate"), data_format
+
+
+def _channels_back(y, data_format):
+    if data_format == "channels_first":
+        dims = np.ndim(unwrap(y)) - 2
+        return transpose(y, (0, dims + 1, *range(1, dims + 1)))
+    return y
+
+
+def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    """Depthwise convolution (``keras.ops.depthwise_conv``): ``kernel`` ``(*k, C, M)``; output channel
+    ``c * M + m`` is input channel ``c`` convolved with ``kernel[..., c, m]``."""
+    x, strides, padding, dilation, data_format = _conv_variant_args(
+        "depthwise_conv", inputs, kernel, strides, padding, data_format, dilation_rate)
+    return _channels_back(conv_variant_kernels.depthwise_conv(x, kernel, strides, padding, dilation), data_format)
+
+
+def separable_conv(inputs, depthwise_kernel, pointwise_kernel, strides=1, padding="valid", data_format=None,
+                   dilation_rate=1):
+    """Separable convolution (``keras.ops.separable_conv``): :func:`depthwise_conv`, then a 1x1
+    convolution with ``pointwise_kernel`` ``(1, ..., 1, C * M, filters)``."""
+    x, strides, padding, dilation, data_format = _conv_variant_args(
+        "separable_conv", inputs, depthwise_kernel, strides, padding, data_format, dilation_rate)
+    y = conv_variant_kernels.separable_conv(x, depthwise_kernel, pointwise_kernel, strides, padding, dilation)
+    return _channels_back(y, data_format)
+
+
+def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    """N-D convolution (``keras.ops.conv``, cross-correlation): ``kernel`` ``(*k, C / groups, filters)``,
+    ``groups = C / kernel.shape[-2]``; ``padding`` ``"same"`` pads ``max((out - 1) * s + d * (k - 1) + 1 - n, 0)``
+    zeros, the smaller half before (see :mod:`lamina.conv_kernels`)."""
+    x, strides, padding, dilation, data_format = _conv_variant_args(
+        "conv", inputs, kernel, strides, padding, data_format, dilation_rate)
+    shape, kshape = np.shape(unwrap(x)), np.shape(unwrap(kernel))
+    if kshape[-2] <= 0 or shape[-1] % kshape[-2] or kshape[-1] % (shape[-1] // kshape[-2] or 1):
+        raise ValueError(f"`conv`: the input's channels must be a multiple of the kernel's input channels (their "
+                         f"ratio is the number of groups, which must divide the kernel's filters). Received: input "
+                         f"channels={shape[-1]}, kernel.shape={kshape}")
+    pads = [conv_kernels.plan(n, k, s, d, padding)[1:] for n, k, s, d in zip(shape[1:-1], kshape, strides, dilation)]
+    y = conv_kernels.conv(x, kernel, strides, pads, dilation, shape[-1] // kshape[-2])
+    return _channels_back(y, data_format)
+
+
+def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None, data_format=None,
+                   dilation_rate=1):
+    """N-D transposed convolution (``keras.ops.conv_transpose``), the input-gradient of :func:`conv`:
+    ``kernel`` ``(*k, filters, C)``; output sizes as Keras's (see :mod:`lamina.conv_variant_kernels`)."""
+    x, strides, padding, dilation, data_format = _conv_variant_args(
+        "conv_transpose", inputs, kernel, strides, padding, data_format, dilation_rate)
+    if output_padding is not None:
+        extra = (output_padding,) * len(strides) if isinstance(output_padding, (int, np.integer)) else output_padding
+        extra = tuple(extra)
+        if len(extra) != len(strides) or builtins.any(int(v) != v or v < 0 for v in extra):
+            raise ValueError(f"`conv_transpose`: `output_padding` must be None, a non-negative int or "
+                             f"{len(strides)} of them. Received: output_padding={output_padding}")
+        output_padding = tuple(int(v) for v in extra)
+    y = conv_variant_kernels.conv_transpose(x, kernel, strides, padding, output_padding, dilation)
+    return _channels_back(y, data_format)
 
 
 # ----------------------------------------------------------------------------- nan-ignoring reductions

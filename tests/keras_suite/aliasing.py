@@ -41,6 +41,7 @@ STAND_IN = "tests.keras_suite.testing_stub"
 # Keras path prefix (after ``keras.src.``) → lamina path; the longest matching prefix wins.
 RENAMES = {
     "backend.common.keras_tensor": "layers.keras_tensor",
+    "backend.common.backend_utils": "conv_variant_kernels",  # the conv-transpose shape and padding rules
     "backend.common": "backend",
     "backend.config": "backend",
     "layers.core": "layers",
@@ -60,12 +61,21 @@ RENAMES = {
 }
 
 # Names the harness itself supplies on an alias, each only where lamina's module lacks it.
+def _conv_transpose_padding(*args, **kwargs):
+    """Keras's ``compute_conv_transpose_padding_args_for_jax`` is lamina's ``compute_conv_transpose_padding``
+    (the same per-axis (before, after) rule; lamina has no JAX, hence no such name)."""
+    from lamina.conv_variant_kernels import compute_conv_transpose_padding  # lazy: lamina loads after the finder
+
+    return compute_conv_transpose_padding(*args, **kwargs)
+
+
 HARNESS_NAMES = {
     "backend": {
         "SUPPORTS_SPARSE_TENSORS": False,
         "SUPPORTS_RAGGED_TENSORS": False,
         "backend": lambda: "numpy",
     },
+    "conv_variant_kernels": {"compute_conv_transpose_padding_args_for_jax": _conv_transpose_padding},
 }
 
 

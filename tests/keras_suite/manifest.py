@@ -2,7 +2,7 @@
 
 The rule: each module lamina implements, plus the files whose API the issue asks for (Adafactor, Ftrl,
 BackupAndRestore, TensorBoard) and what lamina has added since (LossScaleOptimizer, Lamb). Files for what
-neither has (quantizers, Muon, Orbax, einsum and convolution layers...) are left out rather than counted as
+neither has (quantizers, Muon, Orbax, einsum...) are left out rather than counted as
 failures; ``--scope dirs`` runs every test file in the same folders to see them too.
 """
 
@@ -12,7 +12,8 @@ KERAS_VERSION = "3.15.1"
 
 MODULES = {
     "activations": ["activations/activations_test.py"],
-    "layers/core": ["layers/core/dense_test.py", "layers/core/input_layer_test.py"],
+    "layers/core": ["layers/core/dense_test.py", "layers/core/input_layer_test.py", "layers/core/masking_test.py",
+                    "layers/core/embedding_test.py"],
     "layers/activations": [
         "layers/activations/activation_test.py", "layers/activations/elu_test.py",
         "layers/activations/leaky_relu_test.py", "layers/activations/prelu_test.py",
@@ -20,8 +21,13 @@ MODULES = {
     ],
     "layers/normalization": [
         "layers/normalization/batch_normalization_test.py", "layers/normalization/layer_normalization_test.py",
+        "layers/normalization/group_normalization_test.py", "layers/normalization/unit_normalization_test.py",
     ],
-    "layers/regularization": ["layers/regularization/dropout_test.py"],
+    "layers/regularization": ["layers/regularization/dropout_test.py", "layers/regularization/spatial_dropout_test.py"],
+    "layers/preprocessing": [
+        "layers/preprocessing/rescaling_test.py", "layers/preprocessing/image_preprocessing/resizing_test.py",
+        "layers/preprocessing/image_preprocessing/center_crop_test.py",
+    ],
     "layers/reshaping": [
         "layers/reshaping/cropping1d_test.py", "layers/reshaping/cropping2d_test.py",
         "layers/reshaping/cropping3d_test.py", "layers/reshaping/flatten_test.py", "layers/reshaping/permute_test.py",
@@ -35,6 +41,11 @@ MODULES = {
         "layers/pooling/global_max_pooling_test.py", "layers/pooling/max_pooling_test.py",
     ],
     "layers/merging": ["layers/merging/merging_test.py"],
+    "layers/convolutional": [
+        "layers/convolutional/conv_test.py", "layers/convolutional/conv_transpose_test.py",
+        "layers/convolutional/depthwise_conv_test.py", "layers/convolutional/separable_conv_test.py",
+    ],
+    "layers/rnn": ["layers/rnn/lstm_test.py", "layers/rnn/gru_test.py"],
     "losses": ["losses/loss_test.py", "losses/losses_test.py"],
     "metrics": [
         "metrics/accuracy_metrics_test.py", "metrics/confusion_metrics_test.py",
@@ -59,7 +70,7 @@ MODULES = {
     ],
     "models": ["models/sequential_test.py", "models/functional_test.py", "models/model_test.py"],
     "saving": ["saving/saving_api_test.py", "saving/saving_lib_test.py", "saving/serialization_lib_test.py"],
-    "utils": ["utils/sequence_utils_test.py"],
+    "utils": ["utils/sequence_utils_test.py", "utils/timeseries_dataset_utils_test.py"],
     "wrappers": ["wrappers/sklearn_test.py"],
 }
 
@@ -67,6 +78,10 @@ MODULES = {
 REQUIRES = {
     "callbacks/tensorboard_test.py": (
         "tensorflow", "TensorFlow-only: the test reads the event files back with tensorflow"),
+    # these import tensorflow.data (and grain) at module level, for their tf.data/grain pipeline tests
+    **{f"layers/preprocessing/{name}_test.py": (
+        "tensorflow", "TensorFlow-only: the file imports tensorflow.data and grain at module level")
+       for name in ("rescaling", "image_preprocessing/resizing", "image_preprocessing/center_crop")},
 }
 
 

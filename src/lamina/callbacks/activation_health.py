@@ -185,8 +185,8 @@ class ActivationHealth(Callback):
         for name, e in stats.items():
             if e.get("dead", 0.0) > self.dead_threshold:
                 self._warn(("dead", name),
-                           f"Layer '{name}': {e['dead']:.0%} of its {e['activation']} units never activated on the "
-                           "sample (dead units pass no gradient). Lower the learning rate, use "
+                           f"Layer '{name}': {e['dead']:.0%} of its {e['activation']} {e.get('units', 'units')} never "
+                           "activated on the sample (dead units pass no gradient). Lower the learning rate, use "
                            "kernel_initializer='he_normal' and a zero/small bias, or try LeakyReLU.")
             if e.get("saturated", 0.0) > self.saturation_threshold:
                 self._warn(("saturated", name),

@@ -11,15 +11,54 @@ from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
 
 # Roles of a layer, as far as linearity and activation go.
 TRANSPARENT = "transparent"  # passes values through unchanged at inference (Dropout, Flatten, ...)
-AFFINE = "affine"  # Dense with a linear activation
-AFFINE_ACT = "affine+act"  # Dense with a non-linear activation
+AFFINE = "affine"  # Dense or a convolution with a linear activation
+AFFINE_ACT = "affine+act"  # Dense or a convolution with a non-linear activation
 ACT = "act"  # an activation layer (Activation, ReLU, Softmax, ...)
 NORM = "norm"  # BatchNormalization: affine at inference
 LINEAR_MERGE = "linear-merge"  # Add, Subtract, Average, Concatenate
+LINEAR_OP = "linear-op"  # a linear map without weights: average pooling, padding, cropping, up-sampling, ...
 OTHER = "other"  # anything else, including unknown custom layers: treated as non-linear
 
 SATURATING = ("sigmoid", "tanh", "hard_sigmoid", "hard_tanh")
 RELU_FAMILY = ("relu", "relu6", "leaky_relu", "prelu", "elu", "selu")
+
+# Keras's convolution classes (matched by name on the class hierarchy, so the doctor needs no import of
+# each one, and a class lamina does not have yet is simply never matched).
+CONV_CLASSES = frozenset({
+    "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+    "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
+})
+PLAIN_CONV = ("Conv1D", "Conv2D", "Conv3D")  # kernel (*kernel_size, in_channels // groups, filters)
+# Weightless layers that are linear maps (identity at inference for SpatialDropout).
+_LINEAR_OP_CLASSES = tuple(
+    getattr(layers, name) for name in (
+        "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D", "GlobalAveragePooling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+        "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D", "Permute",
+        "RepeatVector",
+    ) if hasattr(layers, name)
+)
+_TRANSPARENT_CLASSES = (layers.Dropout, layers.Flatten, layers.Reshape, layers.InputLayer) + tuple(
+    getattr(layers, name) for name in ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
+    if hasattr(layers, name)
+)
+
+
+def conv_class(layer) -> str | None:
+    """The Keras convolution class ``layer`` is (``"Conv2D"``, ``"DepthwiseConv2D"``, ...), or None."""
+    for cls in type(layer).__mro__:
+        if cls.__name__ in CONV_CLASSES and cls.__module__.startswith("lamina."):
+            return cls.__name__
+    return None
+
+
+def is_conv(layer) -> bool:
+    return conv_class(layer) is not None
+
+
+def channel_axis(layer) -> int:
+    """The axis holding a layer's channels (units): 1 for ``data_format="channels_first"``, else -1."""
+    return 1 if getattr(layer, "data_format", None) == "channels_first" else -1
 
 
 def fn_name(fn) -> str | None:
@@ -33,7 +72,7 @@ def fn_name(fn) -> str | None:
 def activation_of(layer) -> str | None:
     """The name of the activation a layer applies last (``"linear"`` for none), or None when the
     layer does not apply one (or is unknown)."""
-    if isinstance(layer, (layers.Dense, layers.Activation)):
+    if isinstance(layer, (layers.Dense, layers.Activation)) or is_conv(layer):
         return fn_name(layer.activation)
     if isinstance(layer, layers.ReLU):
         return "relu" if not layer.negative_slope else "leaky_relu"
@@ -48,10 +87,15 @@ def activation_of(layer) -> str | None:
     return None
 
 
+def is_affine(layer) -> bool:
+    """A layer that applies an affine map, then its ``activation``: Dense or a convolution."""
+    return isinstance(layer, layers.Dense) or is_conv(layer)
+
+
 def role_of(layer) -> str:
-    if isinstance(layer, (layers.Dropout, layers.Flatten, layers.Reshape, layers.InputLayer)):
+    if isinstance(layer, _TRANSPARENT_CLASSES):
         return TRANSPARENT
-    if isinstance(layer, layers.Dense):
+    if is_affine(layer):
         return AFFINE if fn_name(layer.activation) == "linear" else AFFINE_ACT
     if isinstance(layer, layers.Activation):
         return TRANSPARENT if fn_name(layer.activation) == "linear" else ACT
@@ -61,6 +105,8 @@ def role_of(layer) -> str:
         return NORM
     if isinstance(layer, (layers.Add, layers.Subtract, layers.Average, layers.Concatenate)):
         return LINEAR_MERGE
+    if isinstance(layer, _LINEAR_OP_CLASSES):
+        return LINEAR_OP
     return OTHER
 
 
@@ -154,9 +200,9 @@ class Graph:
     def run(self, flat_inputs: list, training: bool = False, visit=None) -> list:
         """Evaluate the graph on arrays, node by node (plain NumPy outside a tape).
 
-        ``visit(gnode, args, outputs)`` is called after each node; for a Dense layer with an
-        activation the node runs as matmul + bias, then the activation, so ``visit`` receives
-        ``outputs`` as ``[z, a]`` (pre-activation, activation) with ``gnode.layer`` a Dense.
+        ``visit(gnode, args, outputs)`` is called after each node; for a Dense or convolution layer
+        with an activation (and a ``call_logits``) the node runs as matmul/convolution + bias, then the
+        activation, so ``visit`` receives ``outputs`` as ``[z, a]`` (pre-activation, activation).
         """
         values = {id(t): x for t, x in zip(self.inputs, flat_inputs)}
         for g in self.nodes:
@@ -174,7 +220,7 @@ class Graph:
                 out = layer(args, *more, **kwargs)
                 if visit is not None:
                     visit(g, args, [out])
-            elif isinstance(layer, layers.Dense) and role_of(layer) == AFFINE_ACT:
+            elif role_of(layer) == AFFINE_ACT and hasattr(layer, "call_logits"):
                 z = layer.call_logits(args)
                 a = layer.activation(z)
                 if visit is not None:
@@ -188,6 +234,30 @@ class Graph:
             for t, v in zip(g.outputs, outs):
                 values[id(t)] = v
         return [values[id(t)] for t in self.outputs]
+
+
+def unit_axis(graph: Graph, g: GNode) -> tuple[int, str]:
+    """``(axis, word)``: the axis of ``g``'s output that holds its units and what they are called.
+
+    A convolution's (or pooling layer's) channel axis (``"channels"``; axis 1 for
+    ``data_format="channels_first"``), a Dense layer's last axis (``"units"``); for an activation layer,
+    that of the nearest layer upstream that decides it (through dropout and other activations; a
+    BatchNormalization decides by its ``axis``)."""
+    cur = g
+    while cur is not None:
+        layer = cur.layer
+        if isinstance(layer, layers.BatchNormalization):
+            shape = cur.outputs[0].shape if cur.outputs else None
+            return layer.axis, "channels" if shape is not None and len(shape) > 2 else "units"
+        if is_conv(layer) or (hasattr(layer, "data_format") and not isinstance(layer, layers.Flatten)):
+            return channel_axis(layer), "channels"
+        if is_affine(layer) or isinstance(layer, (layers.Flatten, layers.Reshape)):
+            return -1, "units"
+        if role_of(layer) not in (TRANSPARENT, ACT):
+            break
+        parents = graph.parents(cur)
+        cur = parents[0] if len(parents) == 1 else None
+    return -1, "units"
 
 
 def flatten_inputs(model, x) -> list:

@@ -8,6 +8,12 @@ Walking the layers in order, every affine step is accumulated into one map ``x -
   beta``: ``W <- W * s``, ``b <- b * s + (beta - mean * s)`` with ``s = gamma / sqrt(var + eps)``;
 * Dropout (the identity at inference) and linear Activation layers: nothing.
 
+A Conv1D/2D/3D with no activation followed by BatchNormalization over its channel axis (the last
+axis, or axis 1 with ``data_format="channels_first"``) becomes one convolution: with
+``s_c = gamma_c / sqrt(var_c + eps)`` per output channel ``c``, ``kernel[..., c] <- kernel[..., c] * s_c``
+and ``bias_c <- beta_c + (bias_c - mean_c) * s_c`` (a convolution is linear in its kernel, and the
+normalisation scales each output channel). An activation layer right after it becomes its activation.
+
 The accumulated map is emitted as one Dense layer when it reaches a Dense layer with a non-linear
 activation (which absorbs it, keeping its activation), or a non-affine layer; an activation layer
 right after the emitted Dense becomes that Dense's activation. Other layers are copied with their
@@ -19,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from lamina.autodiff import unwrap
-from lamina.diagnostics._graph import Graph, activation_of, fn_name
+from lamina.diagnostics._graph import PLAIN_CONV, Graph, activation_of, channel_axis, conv_class, fn_name
 from lamina.layers import Activation, BatchNormalization, Dense, Dropout, Input, ReLU
 from lamina.models.sequential import Sequential
 
@@ -71,15 +77,20 @@ def _copy(layer):
 class _Plan:
     """The folded model's layers, built up one source layer at a time.
 
-    ``steps`` holds ``("dense", W, b, activation, name)`` or ``("copy", layer)``; ``pending`` is the
-    affine map not yet emitted, ``(W, b, [source layers])`` with W of shape (width, width') in float64.
+    ``steps`` holds ``("dense", W, b, activation, name)``, ``("conv", layer, kernel, bias, name)`` or
+    ``("copy", layer)``; ``pending`` is the affine map not yet emitted, ``(W, b, [source layers])`` with W
+    of shape (width, width') in float64; ``pending_conv`` a linear convolution waiting for a
+    BatchNormalization, ``[layer, kernel, bias, folded]`` in float64.
     """
 
     def __init__(self):
         self.steps: list = []
         self.pending = None
+        self.pending_conv = None
 
     def affine(self, W, b, source) -> None:
+        if self.pending_conv is not None:
+            self.flush_conv()
         if self.pending is None:
             self.pending = (W, b, [source])
         else:
@@ -87,7 +98,9 @@ class _Plan:
             self.pending = (W0 @ W, b0 @ W + b, src + [source])
 
     def flush(self, activation="linear") -> bool:
-        """Emit the pending map; True if it was emitted as a Dense."""
+        """Emit the pending map; True if it was emitted as a Dense (or a convolution)."""
+        if self.pending_conv is not None:
+            return self.flush_conv(activation)
         if self.pending is None:
             return False
         W, b, src = self.pending
@@ -111,24 +124,69 @@ class _Plan:
 
     def add_batch_norm(self, layer) -> None:
         """x ↦ gamma (x - mean) / sqrt(var + eps) + beta, an affine map on the last axis."""
-        var = layer.moving_variance.numpy().astype(np.float64)
-        mean = layer.moving_mean.numpy().astype(np.float64)
-        gamma = layer.gamma.numpy().astype(np.float64) if layer.gamma is not None else np.ones_like(var)
-        beta = layer.beta.numpy().astype(np.float64) if layer.beta is not None else np.zeros_like(var)
-        scale = gamma / np.sqrt(var + layer.epsilon)
-        if self.pending is None:  # start from the identity on the normalised axis (its size is var's)
-            self.pending = (np.eye(var.size), np.zeros(var.size), [])
+        if self.pending_conv is not None:  # a BatchNormalization that is not over the convolution's channels
+            self.flush_conv()
+        scale, shift = _batch_norm_affine(layer)
+        if self.pending is None:  # start from the identity on the normalised axis (its size is scale's)
+            self.pending = (np.eye(scale.size), np.zeros(scale.size), [])
         W0, b0, src = self.pending
-        self.pending = (W0 * scale, b0 * scale + (beta - mean * scale), src + [layer])
+        self.pending = (W0 * scale, b0 * scale + shift, src + [layer])
+
+    def add_conv(self, layer) -> None:
+        """A Conv1D/2D/3D: kept, and held back while linear so a BatchNormalization can join it."""
+        self.flush()
+        if fn_name(layer.activation) != "linear":
+            self.steps.append(("copy", layer))
+            return
+        kernel = np.array(unwrap(layer.kernel), dtype=np.float64)  # with LoRA on, the merged kernel
+        bias = layer.bias.numpy().astype(np.float64) if layer.bias is not None else np.zeros(kernel.shape[-1])
+        self.pending_conv = [layer, kernel, bias, []]
+
+    def takes_conv_batch_norm(self, layer) -> bool:
+        """Whether ``layer`` is a BatchNormalization over the channels of the pending convolution."""
+        if self.pending_conv is None or not isinstance(layer, BatchNormalization):
+            return False
+        shape = layer._build_shapes
+        if not isinstance(shape, tuple) or not shape:
+            return False
+        conv = self.pending_conv[0]
+        return layer.axis % len(shape) == channel_axis(conv) % len(shape)
+
+    def add_conv_batch_norm(self, layer) -> None:
+        """kernel[..., c] *= s_c and bias_c = beta_c + (bias_c - mean_c) s_c, s = gamma / sqrt(var + eps)."""
+        scale, shift = _batch_norm_affine(layer)
+        conv, kernel, bias, folded = self.pending_conv
+        self.pending_conv = [conv, kernel * scale, bias * scale + shift, folded + [layer]]
+
+    def flush_conv(self, activation="linear") -> bool:
+        conv, kernel, bias, folded = self.pending_conv
+        self.pending_conv = None
+        if not folded:  # nothing joined it: the layer as it was (an activation after it stays a layer)
+            self.steps.append(("copy", conv))
+            return False
+        self.steps.append(("conv", conv, kernel, bias, activation, f"{conv.name}_folded"))
+        return True
 
     def add_other(self, layer) -> None:
-        """A non-affine layer: an activation right after an emitted Dense becomes its activation."""
-        if self.pending is not None and _is_plain_activation(layer):
+        """A non-affine layer: an activation right after an emitted Dense (or folded convolution)
+        becomes its activation."""
+        if (self.pending is not None or self.pending_conv is not None) and _is_plain_activation(layer):
             if self.flush(layer.activation if isinstance(layer, Activation) else "relu"):
                 return
         else:
             self.flush()
         self.steps.append(("copy", layer))
+
+
+def _batch_norm_affine(layer) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNormalization at inference as ``x * scale + shift`` per channel, in float64:
+    ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale``."""
+    var = layer.moving_variance.numpy().astype(np.float64)
+    mean = layer.moving_mean.numpy().astype(np.float64)
+    gamma = layer.gamma.numpy().astype(np.float64) if layer.gamma is not None else np.ones_like(var)
+    beta = layer.beta.numpy().astype(np.float64) if layer.beta is not None else np.zeros_like(var)
+    scale = gamma / np.sqrt(var + layer.epsilon)
+    return scale, beta - mean * scale
 
 
 def _is_plain_activation(layer) -> bool:
@@ -146,7 +204,8 @@ def _is_identity(layer) -> bool:
 
 def fold(model):
     """An inference-only ``Sequential`` equal to ``model`` (to float32 rounding) with consecutive
-    linear layers merged and BatchNormalization folded into the adjacent Dense.
+    linear layers merged and BatchNormalization folded into the adjacent Dense or the convolution
+    before it.
 
     The result is not compiled. Raises ``ValueError`` for models that are not a single chain of
     layers (merges, several inputs or outputs, subclassed models).
@@ -160,6 +219,10 @@ def fold(model):
             continue
         if isinstance(layer, Dense):
             plan.add_dense(layer)
+        elif conv_class(layer) in PLAIN_CONV:
+            plan.add_conv(layer)
+        elif plan.takes_conv_batch_norm(layer):
+            plan.add_conv_batch_norm(layer)
         elif isinstance(layer, BatchNormalization) and _on_last_axis(layer):
             plan.add_batch_norm(layer)
         else:
@@ -177,6 +240,13 @@ def _build(model, steps: list):
             _, W, b, act, name = step
             new_layers.append(Dense(W.shape[1], activation=act, name=name))
             weights.append([W.astype(dtype), b.astype(dtype)])
+        elif step[0] == "conv":
+            _, conv, kernel, bias, act, name = step
+            config = dict(conv.get_config(), activation=act, use_bias=True, name=name)
+            config.pop("lora_rank", None)  # the folded kernel already holds the LoRA update
+            config.pop("lora_alpha", None)
+            new_layers.append(type(conv).from_config(config))
+            weights.append([kernel.astype(dtype), bias.astype(dtype)])
         else:
             layer = step[1]
             new_layers.append(_copy(layer))

@@ -5,8 +5,11 @@ Definitions (per layer with an activation, over a sample of rows):
 
 * **dead** (ReLU family: relu, relu6, leaky_relu, prelu, elu, selu): the fraction of units (last
   axis) whose activation was never > 0 on any sample row — they pass no gradient (leaky/elu units a
-  tiny one) and, for plain relu, cannot recover.
-* **saturated** (sigmoid, tanh, hard_sigmoid, hard_tanh): the fraction of pre-activations on the
+  tiny one) and, for plain relu, cannot recover. For a convolution (and an activation layer after
+  one) the units are its channels (the last axis, or axis 1 with ``data_format="channels_first"``):
+  a channel is dead when it is never > 0 at any sample row and any spatial position.
+* **saturated** (sigmoid, tanh, hard_sigmoid, hard_tanh): the fraction of pre-activations (every
+  unit, row and, for a convolution, spatial position) on the
   flat part of the curve, ``|z| > FLAT[name]``: 5 for sigmoid (slope < 0.0067, 2.7 % of its peak
   0.25), 2.5 for tanh (slope < 0.027, 2.7 % of its peak 1), 3 for hard_sigmoid and 1 for hard_tanh
   (slope exactly 0 beyond).
@@ -24,7 +27,17 @@ import math
 import numpy as np
 
 from lamina.autodiff import GradientTape, stop_recording, unwrap
-from lamina.diagnostics._graph import ACT, AFFINE_ACT, RELU_FAMILY, Graph, activation_of, flatten_inputs, role_of
+from lamina.diagnostics._graph import (
+    ACT,
+    AFFINE_ACT,
+    RELU_FAMILY,
+    Graph,
+    activation_of,
+    flatten_inputs,
+    is_conv,
+    role_of,
+    unit_axis,
+)
 from lamina.layers.keras_tensor import flatten
 from lamina.models import data as data_lib
 
@@ -63,7 +76,15 @@ def _prepare(model, x) -> list:
     return out
 
 
-def _stats_visitor(stats: dict, head=None, head_pre: dict | None = None):
+def _dead_fraction(a: np.ndarray, axis: int) -> float:
+    """The fraction of units along ``axis`` that are never > 0 over every other axis (rows, positions)."""
+    if a.ndim < 2:
+        return float(np.mean(a <= 0)) if a.size else 0.0
+    per_unit = np.moveaxis(a, axis, -1).reshape(-1, a.shape[axis])
+    return float(np.mean(per_unit.max(axis=0) <= 0))
+
+
+def _stats_visitor(stats: dict, graph: Graph, head=None, head_pre: dict | None = None):
     """A ``Graph.run`` visitor that records each activation layer's statistics into ``stats`` (and
     the pre-activation of the ``head`` node into ``head_pre["z"]``, as computed: possibly a Tensor)."""
     def visit(g, args, outs):
@@ -71,22 +92,26 @@ def _stats_visitor(stats: dict, head=None, head_pre: dict | None = None):
         r = role_of(layer)
         if r not in (ACT, AFFINE_ACT):
             return
-        pre = outs[0] if r == AFFINE_ACT else (args[0] if isinstance(args, list) else args)
-        if head_pre is not None and g is head:
+        if r == AFFINE_ACT:  # [z, a] when the graph split the layer; a layer without call_logits gives [a]
+            pre = outs[0] if len(outs) == 2 else None
+        else:
+            pre = args[0] if isinstance(args, list) else args
+        if head_pre is not None and g is head and pre is not None:
             head_pre["z"] = pre
         act = activation_of(layer)
         a = np.asarray(unwrap(outs[-1]))
-        z = np.asarray(unwrap(pre))
         if a.size == 0:
             return
         with np.errstate(all="ignore"):
             entry = {"activation": act, "mean": float(np.mean(a, dtype=np.float64)),
                      "std": float(np.std(a, dtype=np.float64))}
+            axis, word = unit_axis(graph, g)
+            if word != "units":
+                entry["units"] = word
             if act in RELU_FAMILY:
-                per_unit = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(-1, 1)
-                entry["dead"] = float(np.mean(per_unit.max(axis=0) <= 0))
-            if act in FLAT:
-                entry["saturated"] = float(np.mean(np.abs(z) > FLAT[act]))
+                entry["dead"] = _dead_fraction(a, axis)
+            if act in FLAT and pre is not None:
+                entry["saturated"] = float(np.mean(np.abs(np.asarray(unwrap(pre))) > FLAT[act]))
         name = layer.name if layer.name not in stats else f"{layer.name}:{len(stats)}"
         stats[name] = entry
 
@@ -101,7 +126,7 @@ def activation_stats(model, x, graph: Graph | None = None) -> dict:
         return {}
     stats: dict[str, dict] = {}
     with stop_recording(), np.errstate(all="ignore"):
-        graph.run(_prepare(model, x), training=False, visit=_stats_visitor(stats))
+        graph.run(_prepare(model, x), training=False, visit=_stats_visitor(stats, graph))
     return stats
 
 
@@ -169,7 +194,7 @@ def measure(model, x, y=None, graph: Graph | None = None) -> tuple[dict, dict]:
     model._clear_losses()
     try:
         with np.errstate(all="ignore"), GradientTape() as tape:
-            outs = graph.run(_prepare(model, x), training=False, visit=_stats_visitor(stats, head, head_pre))
+            outs = graph.run(_prepare(model, x), training=False, visit=_stats_visitor(stats, graph, head, head_pre))
             if logits and "z" in head_pre:
                 pred = head_pre["z"]
             else:
@@ -223,7 +248,8 @@ def locate_nonfinite(model, x, y=None, graph: Graph | None = None) -> dict | Non
         if found:
             return
         layer = g.layer
-        ops_ = ["matmul + bias", f"activation {activation_of(layer)}"] if len(outs) == 2 else [
+        affine_op = "convolution + bias" if is_conv(layer) else "matmul + bias"
+        ops_ = [affine_op, f"activation {activation_of(layer)}"] if len(outs) == 2 else [
             f"{type(layer).__name__}.call" + (f" ({activation_of(layer)})" if activation_of(layer) else "")]
         for op, value in zip(ops_, outs):
             bad = _bad(value)

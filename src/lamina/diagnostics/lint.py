@@ -10,11 +10,16 @@ categories ``LintWarning`` and ``LintHint``; ``lint=False`` skips everything. ``
 
 Rules (rule id — severity):
 
-* ``softmax-single-unit`` — error: softmax/log_softmax over an axis of size 1 is always 1 (0).
-* ``linear-chain`` — warning: Dense layers with no activation between them (through Dropout,
-  Flatten, Reshape, BatchNormalization) compose to a single linear map.
-* ``no-nonlinearity`` — warning: a classifier whose hidden layers have no non-linearity at all is a
-  linear classifier however deep it is (reported instead of ``linear-chain``).
+* ``softmax-single-unit`` — error: softmax/log_softmax over an axis of size 1 is always 1 (0); for a
+  convolution (``Conv2D(1, 3, activation="softmax")``), its channel axis with one filter.
+* ``softmax-channels-first`` — warning: a ``channels_first`` convolution with a softmax activation
+  normalises over its last (spatial) axis, not its channels.
+* ``linear-chain`` — warning: Dense or convolution layers with no activation between them (through
+  Dropout, Flatten, Reshape, BatchNormalization and the weightless linear layers: average pooling,
+  padding, cropping, up-sampling) compose to a single linear map.
+* ``no-nonlinearity`` — warning: a classifier whose hidden layers (Dense or convolutions) have no
+  non-linearity at all is a linear classifier however deep it is (reported instead of
+  ``linear-chain``).
 * ``from-logits-after-probability`` — error: ``from_logits=True`` after a sigmoid/softmax output.
 * ``linear-output-probabilistic-loss`` — error: a crossentropy with ``from_logits=False`` on an
   output with no activation (it would clip or renormalise raw scores).
@@ -23,7 +28,11 @@ Rules (rule id — severity):
 * ``categorical-loss-single-unit`` — error: a categorical crossentropy on one output unit is always 0.
 * ``nonnegative-output-crossentropy`` — warning: relu/softplus-style output into a crossentropy.
 * ``deep-sigmoid-stack`` — hint: ``DEEP_STACK`` or more consecutive sigmoid (or hard_sigmoid) hidden
-  layers with the default (Glorot) initialisation: gradients shrink layer by layer. Measured with
+  layers (Dense or convolutions, counted through Flatten, Dropout and pooling, so sigmoid convolutions
+  flattened into sigmoid Dense layers are one stack) with the default (Glorot) initialisation:
+  gradients shrink layer by layer. For a Conv2D(16, 3)-MaxPooling2D-Conv2D(16, 3)-Flatten-Dense(32)-Dense(32)
+  stack on 12x12 standard-normal images the first-conv/last-hidden gradient-norm ratio is 6e-3 to 1e-2 with
+  sigmoid against 0.35-0.8 with relu (3 seeds). Measured with
   32-unit layers on standard-normal inputs, the first/last gradient-norm ratio is 4e-3 at 4 sigmoid
   layers, 2e-4 at 6 and 1e-5 at 8. Tanh stacks are not flagged: with Glorot initialisation (designed
   for tanh) the ratio stays near 0.7-1 even at 10 layers; their saturation shows in ``ActivationHealth``.
@@ -49,12 +58,16 @@ from lamina.diagnostics._graph import (
     ACT,
     AFFINE,
     AFFINE_ACT,
+    LINEAR_OP,
     NORM,
     OTHER,
     SATURATING,
     TRANSPARENT,
     Graph,
     activation_of,
+    channel_axis,
+    conv_class,
+    is_affine,
     role_of,
 )
 from lamina.diagnostics.findings import Finding, LintHint, LintWarning, ModelError
@@ -168,21 +181,29 @@ def _softmax_axis(layer):
     return -1
 
 
-def _next_dense(graph: Graph, g, through=(TRANSPARENT, NORM), saturating_acts: bool = False):
-    """The Dense layer ``g`` feeds alone, through layers whose role is in ``through`` (and, with
-    ``saturating_acts``, sigmoid/tanh activation layers); else None."""
+def _next_affine(graph: Graph, g, through=(TRANSPARENT, NORM, LINEAR_OP), saturating_acts: bool = False,
+                 pools: bool = False):
+    """The Dense or convolution layer ``g`` feeds alone, through layers whose role is in ``through``
+    (and, with ``saturating_acts``, sigmoid/tanh activation layers; with ``pools``, pooling layers);
+    else None."""
     cur = g
     while True:
         kids = graph.children(cur)
         if len(kids) != 1 or graph.is_output(cur):
             return None
         k = kids[0]
-        if isinstance(k.layer, layers_lib.Dense):
+        if is_affine(k.layer):
             return k
-        if role_of(k.layer) in through or (saturating_acts and _effective_saturating_act(k.layer)):
+        if role_of(k.layer) in through or (saturating_acts and _effective_saturating_act(k.layer)) or (
+                pools and _is_pooling(k.layer)):
             cur = k
             continue
         return None
+
+
+def _is_pooling(layer) -> bool:
+    """Max or average pooling, local or global: they pass a shrunken gradient on, never a larger one."""
+    return "Pooling" in type(layer).__name__ and type(layer).__module__.startswith("lamina.")
 
 
 def _effective_saturating_act(layer) -> bool:
@@ -190,8 +211,8 @@ def _effective_saturating_act(layer) -> bool:
 
 
 def _dense_saturating(graph: Graph, g) -> str | None:
-    """The sigmoid/tanh-style activation a Dense node effectively applies (its own, or that of the
-    Activation layer it feeds alone), or None."""
+    """The sigmoid/tanh-style activation a Dense or convolution node effectively applies (its own, or
+    that of the Activation layer it feeds alone), or None."""
     act = activation_of(g.layer)
     if act in SATURATING:
         return act
@@ -224,13 +245,9 @@ def _structural(model, graph: Graph | None = None) -> list[Finding]:
         sizes = _axis_sizes(g.outputs[0].shape, _softmax_axis(g.layer))
         if sizes and all(s == 1 for s in sizes):
             value = "1.0" if act == "softmax" else "0.0"
-            out.append(Finding(
-                "softmax-single-unit", "error", (g.layer.name,),
-                f"Layer {_graph.layer_label(g.layer)} applies {act} over an axis of size 1, so its output "
-                f"is always {value} whatever the input: nothing can be learned through it.",
-                "For a yes/no output use one unit with activation='sigmoid' and binary_crossentropy; for k "
-                "classes use k units with softmax.",
-            ))
+            out.append(_softmax_single_unit(g.layer, act, value))
+        elif conv_class(g.layer) and channel_axis(g.layer) == 1 and len(g.outputs[0].shape) > 2:
+            out.append(_softmax_channels_first(g.layer, act, g.outputs[0].shape[1]))
     heads = {id(h) for h in (graph.head(i) for i in range(len(graph.outputs))) if h is not None}
     # a classifier with no non-linearity at all
     no_nonlin = _no_nonlinearity(model, graph, heads)
@@ -240,6 +257,38 @@ def _structural(model, graph: Graph | None = None) -> list[Finding]:
         out += _linear_chains(graph)
     out += _deep_saturating(graph, heads)
     return out
+
+
+def _softmax_single_unit(layer, act: str, value: str) -> Finding:
+    kind = conv_class(layer) if channel_axis(layer) == -1 else None
+    if kind:  # a channels_last convolution's activation runs over its channel axis: one channel
+        conv = kind if kind in _graph.PLAIN_CONV else "Conv2D"
+        return Finding(
+            "softmax-single-unit", "error", (layer.name,),
+            f"Layer {_graph.layer_label(layer)} applies {act} over its channel axis, which holds a single "
+            f"channel, so its output is always {value} at every position whatever the input: nothing can be "
+            "learned through it.",
+            f"For a per-position yes/no output (a mask) use {conv}(1, ..., activation='sigmoid') with "
+            f"binary_crossentropy; for k classes per position use {conv}(k, ..., activation='softmax').",
+        )
+    return Finding(
+        "softmax-single-unit", "error", (layer.name,),
+        f"Layer {_graph.layer_label(layer)} applies {act} over an axis of size 1, so its output "
+        f"is always {value} whatever the input: nothing can be learned through it.",
+        "For a yes/no output use one unit with activation='sigmoid' and binary_crossentropy; for k "
+        "classes use k units with softmax.",
+    )
+
+
+def _softmax_channels_first(layer, act: str, channels) -> Finding:
+    return Finding(
+        "softmax-channels-first", "warning", (layer.name,),
+        f"Layer {_graph.layer_label(layer)} has data_format='channels_first' and activation='{act}': "
+        f"the activation runs over the last axis, which is a spatial axis here, not the {channels} "
+        "channels, so it normalises each row of pixels instead of the class scores at each position.",
+        f"Use data_format='channels_last', or no activation on the {type(layer).__name__} followed by "
+        f"lamina.layers.Softmax(axis=1).",
+    )
 
 
 def _is_nonlinear(g) -> bool:
@@ -261,14 +310,16 @@ def _no_nonlinearity(model, graph: Graph, heads: set) -> Finding | None:
     classifier = head_act in ("sigmoid", "softmax", "log_softmax") or loss_kind is not None
     if not classifier:
         return None
-    dense = [g for g in graph.nodes if isinstance(g.layer, layers_lib.Dense)]
+    dense = [g for g in graph.nodes if is_affine(g.layer)]
     if len(dense) < 2:
         return None
     if any(_is_nonlinear(g) for g in graph.nodes if id(g) not in heads):
         return None
+    kinds = sorted({type(g.layer).__name__ for g in dense})
+    what = "Dense layers" if kinds == ["Dense"] else f"layers with weights ({', '.join(kinds)})"
     return Finding(
         "no-nonlinearity", "warning", _names(dense),
-        f"The classifier has {len(dense)} Dense layers but no non-linearity before its output, so it "
+        f"The classifier has {len(dense)} {what} but no non-linearity before its output, so it "
         "computes a single linear map followed by the output activation: a linear classifier, however "
         "many layers it has (it cannot separate, say, two concentric circles).",
         "Give the hidden layers a non-linear activation, e.g. Dense(64, activation='relu').",
@@ -276,8 +327,8 @@ def _no_nonlinearity(model, graph: Graph, heads: set) -> Finding | None:
 
 
 def _linear_chains(graph: Graph) -> list[Finding]:
-    affine = [g for g in graph.nodes if isinstance(g.layer, layers_lib.Dense) and role_of(g.layer) == AFFINE]
-    nxt = {id(g): _next_dense(graph, g) for g in affine}
+    affine = [g for g in graph.nodes if role_of(g.layer) == AFFINE]
+    nxt = {id(g): _next_affine(graph, g) for g in affine}
     targets = {id(n) for n in nxt.values() if n is not None}
     out = []
     for g in affine:
@@ -288,7 +339,9 @@ def _linear_chains(graph: Graph) -> list[Finding]:
         while id(cur) in nxt and nxt[id(cur)] is not None:
             cur = nxt[id(cur)]
             chain.append(cur)
-        if len(chain) >= 2:
+        if len(chain) >= 2 and any(conv_class(n.layer) for n in chain):
+            out.append(_linear_conv_chain(chain))
+        elif len(chain) >= 2:
             out.append(Finding(
                 "linear-chain", "warning", _names(chain),
                 f"Dense layers {', '.join(repr(n) for n in _names(chain))} follow one another with no "
@@ -300,18 +353,31 @@ def _linear_chains(graph: Graph) -> list[Finding]:
     return out
 
 
+def _linear_conv_chain(chain: list) -> Finding:
+    labels = ", ".join(_graph.layer_label(n.layer) for n in chain)
+    return Finding(
+        "linear-chain", "warning", _names(chain),
+        f"Layers {labels} follow one another with no activation in between (Dropout, Flatten, padding, "
+        "average pooling and BatchNormalization do not count): a convolution without an activation is a "
+        "linear map, so these compose to a single linear map (one larger convolution, or one Dense): the "
+        "extra layers add parameters, not power.",
+        "Give the hidden layers a non-linear activation, e.g. Conv2D(32, 3, activation='relu'), or put "
+        "an Activation('relu') (or MaxPooling) between them.",
+    )
+
+
 def _is_default_init(layer) -> bool:
     init = getattr(layer, "kernel_initializer", None)
     return isinstance(init, (initializers.GlorotUniform, initializers.GlorotNormal))
 
 
 def _deep_saturating(graph: Graph, heads: set) -> list[Finding]:
-    sat = [g for g in graph.nodes if isinstance(g.layer, layers_lib.Dense) and id(g) not in heads
+    sat = [g for g in graph.nodes if is_affine(g.layer) and id(g) not in heads
            and _dense_saturating(graph, g) in _SIGMOIDS]
     sat_ids = {id(g) for g in sat}
     nxt = {}
     for g in sat:
-        n = _next_dense(graph, g, through=(TRANSPARENT,), saturating_acts=True)
+        n = _next_affine(graph, g, through=(TRANSPARENT, LINEAR_OP), saturating_acts=True, pools=True)
         nxt[id(g)] = n if n is not None and id(n) in sat_ids else None
     targets = {id(n) for n in nxt.values() if n is not None}
     out = []
@@ -608,7 +674,7 @@ def _unscaled_inputs(graph: Graph, arr: np.ndarray, first: list, in_name: str) -
     """``inputs-unscaled``: a 99th percentile of ``|x|`` of ``UNSCALED`` or more reaching sigmoid/tanh."""
     hits = []
     for g in first:
-        if isinstance(g.layer, layers_lib.Dense):
+        if is_affine(g.layer):
             act = _dense_saturating(graph, g)
         else:
             act = activation_of(g.layer) if role_of(g.layer) == ACT else None

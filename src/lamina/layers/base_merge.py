@@ -34,11 +34,10 @@ def as_bool_mask(mask) -> np.ndarray:
 
 
 def attached_masks(inputs: list) -> list | None:
-    """The masks a ``Masking`` layer attached to ``inputs`` (one entry per input), or None if none has one.
+    """The masks attached to ``inputs`` (one entry per input), or None if none has one.
 
-    Masks travel one hop in lamina: from the layer that makes them (``Masking``, a merge of masked
-    inputs) to the merge layers that read them, the same whether a model runs through ``__call__`` or
-    calls ``call`` directly."""
+    Read in ``call``, so a merge sees the masks whether a model runs it through ``__call__`` or calls
+    ``call`` directly."""
     masks = [backend.get_keras_mask(x) for x in inputs]
     return masks if any(m is not None for m in masks) else None
 

@@ -6,15 +6,15 @@ import math
 
 import numpy as np
 
-from lamina import ops
+from lamina import backend, ops
 from lamina.autodiff import unwrap
 from lamina.layers.layer import InputSpec, Layer
 
 
 def standardize_data_format(data_format, owner: str) -> str:
-    """``None`` means Keras's default image layout, ``"channels_last"``."""
+    """``None`` means the global image layout, ``keras.config.image_data_format()``."""
     if data_format is None:
-        return "channels_last"
+        return backend.image_data_format()
     value = str(data_format).lower()
     if value not in ("channels_last", "channels_first"):
         raise ValueError(

@@ -90,7 +90,8 @@ class GlobalAveragePooling3D(_GlobalAverage):
 
 
 class GlobalMaxPooling1D(_GlobalMax):
-    """Maximum over the steps axis."""
+    """Maximum over the steps axis. As in Keras it does not support masking: masked steps count too, and a
+    masked input gets Keras's warning that the mask is dropped."""
 
     _dims = 1
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import warnings
 import weakref
 
 import numpy as np
@@ -42,24 +43,55 @@ class _CallEntry(threading.local):
 
 _CALL_ENTRY = _CallEntry()
 
-# A class's ``call`` function -> whether it takes ``training``: inspect.signature costs ~50 us, paid once
+# A class's ``call`` function -> the names of its parameters: inspect.signature costs ~50 us, paid once
 # per class instead of once per layer (rebuilding a 20,000-layer model spent a second on it).
-_TAKES_TRAINING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CALL_PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _call_takes_training(layer) -> bool:
+def _call_params(layer) -> frozenset:
     if "call" in layer.__dict__:  # an instance's own call
-        return "training" in inspect.signature(layer.call).parameters
+        return frozenset(inspect.signature(layer.call).parameters)
     fn = type(layer).call
     try:
-        return _TAKES_TRAINING[fn]
+        return _CALL_PARAMS[fn]
     except (KeyError, TypeError):  # TypeError: not weak-referenceable, computed each time
-        takes = "training" in inspect.signature(layer.call).parameters
+        params = frozenset(inspect.signature(layer.call).parameters)
     try:
-        _TAKES_TRAINING[fn] = takes
+        _CALL_PARAMS[fn] = params
     except TypeError:
         pass
-    return takes
+    return params
+
+
+def _input_mask(inputs):
+    """The mask attached to ``inputs`` (a list of masks for a list of inputs), None where there is none."""
+    if isinstance(inputs, (list, tuple)):
+        masks = [backend.get_keras_mask(x) for x in inputs]
+        return masks if any(m is not None for m in masks) else None
+    return None if isinstance(inputs, dict) else backend.get_keras_mask(inputs)
+
+
+def carry_mask(layer, inputs, out):
+    """``out`` (of a direct ``call_logits``) with the mask ``__call__`` would give it: ``compute_mask`` of the
+    inputs' mask, for a layer that supports masking. Returns ``out``."""
+    mask = _input_mask(inputs) if backend._MASKS else None
+    if mask is not None and layer.supports_masking and backend.get_keras_mask(out) is None:
+        backend.set_keras_mask(out, layer.compute_mask(inputs, mask))
+    return out
+
+
+def mask_work(layer, x=None) -> bool:
+    """Must calling ``layer`` go through ``__call__`` for masks (a model's fast path calls ``call`` directly)?
+
+    Without ``x`` (a Sequential plans its whole stack): yes for any layer with its own ``compute_mask``, which
+    may start a mask the layers after it must pass on. With ``x``: yes when ``x`` carries a mask, or for a
+    user's layer with its own ``compute_mask`` (lamina's mask makers attach their masks in ``call``)."""
+    own = type(layer).compute_mask is not Layer.compute_mask
+    if x is None:
+        return own
+    if backend._MASKS and _input_mask(x) is not None:
+        return True
+    return own and not type(layer).__module__.startswith("lamina.")
 
 
 class InputSpec:
@@ -84,6 +116,8 @@ def _shape_for_message(value):
 
 class Layer:
     """Base class of all layers; subclass it for custom layers (``build``, ``call``, ``add_weight``)."""
+
+    _drops_masks_quietly = False  # an op node (OpLayer): outside Keras's mask rules, as Keras's ops are
 
     def __new__(cls, *args, **kwargs):
         instance = super().__new__(cls)
@@ -137,9 +171,12 @@ class Layer:
         self._losses: list = []
         self._build_shapes = None
         self.input_spec: InputSpec | None = None
-        self.supports_masking = False
+        # As Keras: a layer that computes its own mask supports masking; others say so themselves.
+        self.supports_masking = type(self).compute_mask is not Layer.compute_mask
         self.activity_regularizer = regularizers.get(activity_regularizer)
-        self._call_has_training = _call_takes_training(self)
+        params = _call_params(self)
+        self._call_has_training = "training" in params
+        self._call_has_mask = "mask" in params
         self._tracking = True
 
     # ------------------------------------------------------------------ tracking
@@ -264,8 +301,10 @@ class Layer:
 
     def _flat_weights(self) -> list[Variable]:
         out, seen = [], set()
-        own_t = [v for v in self._variables if v.trainable]
-        own_n = [v for v in self._variables if not v.trainable]
+        # Keras files a weight by the trainability it was created with: a kernel frozen later (LoRA,
+        # `kernel.trainable = False`) keeps its place before the bias, so get_weights() orders as Keras's.
+        own_t = [v for v in self._variables if getattr(v, "_trainable_by_design", v.trainable)]
+        own_n = [v for v in self._variables if not getattr(v, "_trainable_by_design", v.trainable)]
         for v in own_t + own_n:
             if id(v) not in seen:
                 seen.add(id(v))
@@ -468,6 +507,7 @@ class Layer:
             self._check_input_spec(inputs.shape)
         if not self._call_has_training:
             kwargs.pop("training", None)
+        previous_mask = self._mask_argument(inputs, kwargs) if backend._MASKS or kwargs else None
         if _CALL_ENTRY.layer is None:
             out = self._top_level_call(inputs, args, kwargs)
         elif self._lowp_call or backend._AUTOCAST_SCOPES:
@@ -476,7 +516,41 @@ class Layer:
             out = self.call(inputs, *args, **kwargs)
         if self.activity_regularizer is not None and recording():
             self._losses.append(self.activity_regularizer(out) / max(1, shape_of(out)[0] if shape_of(out) else 1))
+        if previous_mask is not None or (self.supports_masking and type(self).compute_mask is not Layer.compute_mask):
+            self._set_output_mask(inputs, out, previous_mask)
         return out
+
+    def _mask_argument(self, inputs, kwargs):
+        """Keras's mask rules before ``call``: the mask given as ``mask=``, else the one attached to the
+        inputs, which is passed on as ``mask=`` when ``call`` takes it. Returns that mask (or None)."""
+        given = kwargs.get("mask")
+        if given is not None:
+            return given
+        mask = _input_mask(inputs) if backend._MASKS else None
+        if mask is not None and self._call_has_mask:
+            kwargs["mask"] = mask
+        return mask
+
+    def _set_output_mask(self, inputs, outputs, previous_mask) -> None:
+        """Attach ``compute_mask(inputs, previous_mask)`` to outputs that have no mask yet; a layer that
+        does not support masking drops the mask, with Keras's warning."""
+        flat = flatten(outputs)
+        if all(backend.get_keras_mask(o) is not None for o in flat):
+            return  # call attached them (Masking, the merge layers, a nested model's last layer)
+        if not self.supports_masking:
+            if self._drops_masks_quietly:
+                return
+            warnings.warn(
+                f"Layer '{self.name}' (of type {type(self).__name__}) was passed an input with a mask attached "
+                "to it. However, this layer does not support masking and will therefore destroy the mask "
+                "information. Downstream layers will not see the mask.", stacklevel=3)
+            return
+        masks = self.compute_mask(inputs, previous_mask)
+        if masks is None:
+            return
+        for o, m in zip(flat, flatten(masks) if isinstance(masks, (list, tuple)) else [masks]):
+            if m is not None and backend.get_keras_mask(o) is None:
+                backend.set_keras_mask(o, m)
 
     def _top_level_call(self, inputs, args, kwargs):
         """``call`` as the outermost layer call, as Keras's call context does: the losses of earlier
@@ -633,6 +707,11 @@ class Layer:
                 for i, s in enumerate(flat_shapes)]
         node = Node(self, inputs, flat_in, outs, dict(kwargs), call_args=args)
         self._inbound_nodes.append(node)
+        if backend._MASKS and self.supports_masking and type(self).compute_mask is Layer.compute_mask:
+            mask = backend.get_keras_mask(inputs)  # a pass-through layer's output carries its input's mask node
+            if mask is not None:
+                for o in outs:
+                    backend.set_keras_mask(o, mask)
         if single:
             return outs[0]
         return _pack_shapes(out_shapes_struct, outs)

@@ -15,9 +15,9 @@ class Masking(Layer):
     ``any(x[..., t, :] != mask_value)``; the output is ``x`` on kept timesteps and 0 on masked ones.
 
     ``compute_mask(x)`` returns that boolean mask (``x``'s shape without the last axis; True keeps); the
-    output carries it (``backend.get_keras_mask``) to the merge layers and the BatchNormalization it
-    feeds; on a symbolic input the mask is a graph node a model can return. lamina's masks travel that
-    one hop only: a layer in between (``Dense``) does not pass them on, unlike Keras.
+    output carries it (``backend.get_keras_mask``) through the layers that support masking (Dense,
+    Dropout, the activations...) to those that read it (merges, GlobalAveragePooling1D, BatchNormalization,
+    the losses and metrics); on a symbolic input the mask is a graph node a model can return.
     """
 
     def __init__(self, mask_value=0.0, **kwargs):

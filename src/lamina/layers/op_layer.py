@@ -60,6 +60,10 @@ _SPEC = {
     "nn": (
         "batch_normalization=BatchNorm(axis,epsilon) binary_crossentropy(from_logits) "
         "categorical_crossentropy(from_logits,axis) celu(alpha) elu(alpha) gelu(approximate) glu(axis) "
+        "conv(strides,padding,data_format,dilation_rate) "
+        "conv_transpose(strides,padding,output_padding,data_format,dilation_rate) "
+        "depthwise_conv(strides,padding,data_format,dilation_rate) "
+        "separable_conv(strides,padding,data_format,dilation_rate) "
         "hard_shrink(threshold) hard_sigmoid hard_silu hard_tanh "
         "layer_normalization=LayerNorm(axis,epsilon,rms_scaling) leaky_relu(negative_slope) log_sigmoid "
         "log_softmax(axis) moments(synchronized,axes,keepdims) multi_hot(num_classes,axis,dtype,sparse) "
@@ -107,6 +111,8 @@ OPS, _BY_CLASS = _parse_spec()
 class OpLayer(Layer):
     """One ``lamina.ops`` function as a layer: called on the list of the op's call arguments (tensors and
     constants), with ``op_kwargs`` (the constructor arguments of Keras's op class) passed by name."""
+
+    _drops_masks_quietly = True  # Keras's ops neither read nor pass on masks
 
     def __init__(self, op: str, op_kwargs: dict | None = None, name: str | None = None, **kwargs):
         if op not in OPS:

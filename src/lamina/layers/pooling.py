@@ -5,6 +5,14 @@ For one spatial axis of size ``n``, window ``k`` and stride ``s``: ``"valid"`` g
 ``floor((n - k) / s) + 1`` windows; ``"same"`` gives ``ceil(n / s)`` windows over an input padded by
 ``max((out - 1) * s + k - n, 0)`` in total, the smaller half before. Padded cells never win a max and
 never count in a mean (the mean divides by the number of real cells in the window).
+
+The kernels loop over the ``prod(pool_size)`` offsets of a window, not over positions: the cell at
+offset ``o`` of every window is one strided view ``xp[o :: strides]`` of the (padded) input, so
+``max = maximum(view_0, view_1, ...)`` and ``mean = (view_0 + view_1 + ...) / count`` are a few
+whole-array passes. The max's gradient goes to the first maximal cell of each window in row-major
+window order (Keras's and torch's tie rule): a running mask of windows still unclaimed, offset by
+offset. When windows do not overlap (``strides >= pool_size``) each input cell is in at most one
+window and the gradient is written in place, with no scatter-add.
 """
 
 from __future__ import annotations
@@ -27,30 +35,24 @@ def _plan(n: int, k: int, s: int, padding: str) -> tuple[int, int, int]:
     return out, total // 2, total - total // 2
 
 
-def _windows(xp: np.ndarray, pool: tuple, strides: tuple, out: tuple) -> np.ndarray:
-    """View of shape ``(batch, *out, channels, *pool)`` over the padded channels-last ``xp``."""
-    dims = len(pool)
-    view = np.lib.stride_tricks.sliding_window_view(xp, pool, axis=tuple(range(1, dims + 1)))
-    index = (slice(None),) + tuple(slice(0, o * s, s) for o, s in zip(out, strides))
-    return view[index]
+def _views(xp: np.ndarray, pool: tuple, strides: tuple, out: tuple) -> list:
+    """One strided view of shape ``(batch, *out, channels)`` per window offset, in row-major order:
+    view ``j`` holds the ``j``-th cell of every window."""
+    views = []
+    for offset in np.ndindex(*pool):
+        index = (slice(None),) + tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offset, out, strides))
+        views.append(xp[index])
+    return views
 
 
-def _offsets(pool: tuple):
-    """Each window offset with its flat index in the window."""
-    return enumerate(np.ndindex(*pool))
+class PoolContext:
+    """What :func:`pool_backward` needs from the forward pass of :func:`pool_forward`."""
+
+    __slots__ = ("xp", "y", "pool", "strides", "out", "crop", "count", "mode", "has_nan", "dtype")
 
 
-def _scatter(grad: np.ndarray, offset: tuple, strides: tuple, out: tuple, values: np.ndarray) -> None:
-    """``grad[:, offset + i * strides, :] += values[:, i, :]`` for all output positions ``i``."""
-    index = (slice(None),) + tuple(slice(o, o + n * s, s) for o, n, s in zip(offset, out, strides))
-    grad[index] += values
-
-
-def pool(x, pool_size: tuple, strides: tuple, padding: str, mode: str):
-    """Max or average pooling of a channels-last ``x``; the gradient is recorded on the tape."""
-    xv = np.asarray(unwrap(x))
-    if not np.issubdtype(xv.dtype, np.floating):
-        xv = xv.astype("float32")
+def pool_forward(xv: np.ndarray, pool_size: tuple, strides: tuple, padding: str, mode: str):
+    """``(y, context)``: max (``mode="max"``) or average pooling of a channels-last float array."""
     spatial = xv.shape[1:-1]
     plans = [_plan(n, k, s, padding) for n, k, s in zip(spatial, pool_size, strides)]
     out = tuple(p[0] for p in plans)
@@ -61,31 +63,105 @@ def pool(x, pool_size: tuple, strides: tuple, padding: str, mode: str):
         )
     widths = [(0, 0)] + [(p[1], p[2]) for p in plans] + [(0, 0)]
     padded = any(p[1] or p[2] for p in plans)
-    fill = -np.inf if mode == "max" else 0
-    xp = np.pad(xv, widths, constant_values=fill) if padded else xv
-    win = _windows(xp, pool_size, strides, out)
-    flat = win.reshape(win.shape[: xv.ndim] + (-1,))
+    xp = np.pad(xv, widths, constant_values=-np.inf if mode == "max" else 0) if padded else xv
+    views = _views(xp, pool_size, strides, out)
+    ctx = PoolContext()
+    ctx.xp, ctx.pool, ctx.strides, ctx.out, ctx.mode, ctx.dtype = xp, pool_size, strides, out, mode, xv.dtype
+    ctx.crop = (slice(None),) + tuple(slice(p[1], p[1] + n) for p, n in zip(plans, spatial)) if padded else None
+    y = views[0].copy() if len(views) == 1 else (np.maximum if mode == "max" else np.add)(views[0], views[1])
+    reduce = np.maximum if mode == "max" else np.add
+    for v in views[2:]:
+        reduce(y, v, out=y)
     if mode == "max":
-        arg = np.argmax(flat, axis=-1)  # the first maximal cell wins ties, as torch's kernels
-        result = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-        count = None
+        ctx.count = None
+        ctx.has_nan = bool(np.isnan(y).any())  # NaN windows route their gradient by torch's rule
     else:
-        ones = np.pad(np.ones((1, *spatial, 1), xv.dtype), widths) if padded else np.ones((1, *spatial, 1), xv.dtype)
-        count = _windows(ones, pool_size, strides, out).reshape(1, *out, 1, -1).sum(axis=-1)
-        result = flat.sum(axis=-1) / count
-        arg = None
-    result = result.astype(xv.dtype)
+        ctx.has_nan = False
+        if padded:
+            ones = np.pad(np.ones((1, *spatial, 1), xv.dtype), widths)
+            ctx.count = sum(_views(ones, pool_size, strides, out))
+        else:
+            ctx.count = xv.dtype.type(int(np.prod(pool_size)))
+        y /= ctx.count
+    ctx.y = y
+    return y, ctx
+
+
+def _disjoint(ctx: PoolContext) -> bool:
+    """Is every input cell in at most one window?"""
+    return all(s >= k for s, k in zip(ctx.strides, ctx.pool))
+
+
+def _covers(ctx: PoolContext) -> bool:
+    """Is every (padded) input cell in exactly one window (the gradient array needs no zeroing)?"""
+    return all(s == k and n * s == size for s, k, n, size in zip(ctx.strides, ctx.pool, ctx.out, ctx.xp.shape[1:-1]))
+
+
+def _max_winners(ctx: PoolContext, views: list):
+    """Yield ``(j, mask)``: the windows whose gradient goes to their cell at offset ``j`` (its first
+    maximal cell, in row-major window order; in a window holding NaN, its last NaN, as torch's kernels,
+    where each NaN met compares as the new maximum)."""
+    y = ctx.y
+    last = len(views) - 1
+    nan_masks = _last_nan_masks(y, views) if ctx.has_nan else None
+    unclaimed = None  # windows whose gradient no earlier cell took
+    for j, v in enumerate(views):
+        if j == last and nan_masks is None and unclaimed is not None:
+            yield j, unclaimed  # the max is in every window: the cells left unclaimed hold it
+            return
+        win = np.equal(v, y)
+        if unclaimed is None:
+            unclaimed = np.logical_not(win)
+        else:
+            win &= unclaimed
+            unclaimed ^= win
+        if nan_masks is not None:
+            win |= nan_masks[j]
+        yield j, win
+
+
+def _last_nan_masks(y: np.ndarray, views: list) -> list:
+    """Per offset, the NaN windows whose last NaN sits there."""
+    unclaimed = np.isnan(y)
+    masks = [None] * len(views)
+    for j in range(len(views) - 1, -1, -1):
+        masks[j] = np.isnan(views[j]) & unclaimed
+        unclaimed ^= masks[j]
+    return masks
+
+
+def pool_backward(g: np.ndarray, ctx: PoolContext) -> np.ndarray:
+    """The gradient with respect to the input of :func:`pool_forward`, given the output's gradient ``g``."""
+    g = np.asarray(g, dtype=ctx.dtype)
+    xp = ctx.xp
+    grad = np.empty(xp.shape, dtype=ctx.dtype) if _covers(ctx) else np.zeros(xp.shape, dtype=ctx.dtype)
+    grad_views = _views(grad, ctx.pool, ctx.strides, ctx.out)
+    disjoint = _disjoint(ctx)  # each input cell is in one window at most: write, do not add
+    if ctx.mode == "average":
+        share = g / ctx.count
+        for view in grad_views:
+            if disjoint:
+                np.copyto(view, share)
+            else:
+                view += share
+    else:
+        for j, win in _max_winners(ctx, _views(xp, ctx.pool, ctx.strides, ctx.out)):
+            if disjoint:
+                np.multiply(g, win, out=grad_views[j])
+            else:
+                grad_views[j] += g * win
+    return grad[ctx.crop] if ctx.crop is not None else grad
+
+
+def pool(x, pool_size: tuple, strides: tuple, padding: str, mode: str):
+    """Max or average pooling of a channels-last ``x``; the gradient is recorded on the tape."""
+    xv = np.asarray(unwrap(x))
+    if not np.issubdtype(xv.dtype, np.floating):
+        xv = xv.astype("float32")
+    result, ctx = pool_forward(xv, pool_size, strides, padding, mode)
 
     def vjp(g):
-        grad = np.zeros(xp.shape, dtype=xv.dtype)
-        g = np.asarray(g, dtype=xv.dtype)
-        share = g / count if mode == "average" else None
-        # one pass per window offset (k**d of them), each a strided add over all positions
-        for j, offset in _offsets(pool_size):
-            _scatter(grad, offset, strides, out, share if mode == "average" else np.where(arg == j, g, 0))
-        if padded:
-            grad = grad[(slice(None),) + tuple(slice(p[1], p[1] + n) for p, n in zip(plans, spatial))]
-        return (grad,)
+        return (pool_backward(g, ctx),)
 
     return record(result, (x,), vjp)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from lamina import ops
-from lamina.autodiff import record, unwrap
+from lamina.autodiff import unwrap
 from lamina.layers.flatten import standardize_data_format
+from lamina.layers.image_resize import RESIZE_INTERPOLATIONS, along_axis, resize_matrix
 from lamina.layers.layer import InputSpec, Layer
 from lamina.layers.spatial_arguments import spatial_axes, standardize_tuple
 
@@ -18,67 +19,6 @@ def _positive_factors(size, n: int) -> tuple:
         raise ValueError(f"The `size` argument must be a tuple of {n} integers. Received size={size}, "
                          f"including values {{0}} that do not satisfy `value > 0`")
     return tuple(int(f) for f in factors)
-
-
-def _bilinear_matrix(n: int, factor: int) -> np.ndarray:
-    """``W`` (``n * factor`` by ``n``) with ``out = W @ in`` along one axis: half-pixel centres,
-    ``src = (i + 0.5) / factor - 0.5`` clamped to ``[0, n - 1]``, linear between its two neighbours."""
-    src = np.clip((np.arange(n * factor) + 0.5) / factor - 0.5, 0.0, n - 1)
-    low = np.floor(src).astype(np.int64)
-    high = np.minimum(low + 1, n - 1)
-    frac = src - low
-    w = np.zeros((n * factor, n))
-    rows = np.arange(n * factor)
-    np.add.at(w, (rows, low), 1.0 - frac)
-    np.add.at(w, (rows, high), frac)
-    return w
-
-
-def _bicubic_matrix(n: int, factor: int) -> np.ndarray:
-    """Cubic convolution (``a = -0.75``) on the four neighbours of ``src = (i + 0.5) / factor - 0.5``,
-    indices past an edge clamped to it: the weights of torch's ``bicubic`` (``align_corners=False``),
-    which Keras's torch backend uses."""
-    a = -0.75
-    src = (np.arange(n * factor) + 0.5) / factor - 0.5
-    low = np.floor(src)
-    w = np.zeros((n * factor, n))
-    rows = np.arange(n * factor)
-    for offset in (-1, 0, 1, 2):
-        d = np.abs(src - (low + offset))
-        near = ((a + 2) * d - (a + 3)) * d * d + 1
-        far = a * (((d - 5) * d + 8) * d - 4)
-        weight = np.where(d <= 1, near, np.where(d < 2, far, 0.0))
-        np.add.at(w, (rows, np.clip(low + offset, 0, n - 1).astype(np.int64)), weight)
-    return w
-
-
-def _lanczos_matrix(n: int, factor: int, radius: float) -> np.ndarray:
-    """Lanczos weights ``radius * sin(pi x) sin(pi x / radius) / (pi x)^2`` (``|x| <= radius``) of each
-    input entry at distance ``x`` from ``src = (i + 0.5) / factor - 0.5``, each row normalised to sum 1:
-    Keras's ``scale_and_translate`` without antialiasing (its torch backend has no lanczos)."""
-    src = (np.arange(n * factor) + 0.5) / factor - 0.5
-    x = np.abs(src[:, None] - np.arange(n)[None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = radius * np.sin(np.pi * x) * np.sin(np.pi * x / radius) / (np.pi * x) ** 2
-    w = np.where(x > 1e-3, w, 1.0)
-    w = np.where(x > radius, 0.0, w)
-    return w / w.sum(axis=1, keepdims=True)
-
-
-_MATRICES = {
-    "bilinear": _bilinear_matrix,
-    "bicubic": _bicubic_matrix,
-    "lanczos3": lambda n, factor: _lanczos_matrix(n, factor, 3.0),
-    "lanczos5": lambda n, factor: _lanczos_matrix(n, factor, 5.0),
-}
-
-
-def _along_axis(x, w: np.ndarray, axis: int):
-    """``w`` applied to ``x``'s ``axis`` (a linear map; the gradient applies ``w.T``)."""
-    xv = np.asarray(unwrap(x))
-    w = w.astype(xv.dtype)
-    out = np.moveaxis(np.tensordot(w, xv, axes=([1], [axis])), 0, axis)
-    return record(out, (x,), lambda g: (np.moveaxis(np.tensordot(w.T, g, axes=([1], [axis])), 0, axis),))
 
 
 class _UpSampling(Layer):
@@ -134,7 +74,7 @@ class UpSampling1D(_UpSampling):
         return config
 
 
-_INTERPOLATIONS = ("nearest", *_MATRICES)
+_INTERPOLATIONS = RESIZE_INTERPOLATIONS
 
 
 class UpSampling2D(_UpSampling):
@@ -158,7 +98,7 @@ class UpSampling2D(_UpSampling):
             return super().call(inputs)
         shape = np.shape(unwrap(inputs))
         for axis, factor in zip(spatial_axes(self.data_format, 2), self.size):
-            inputs = _along_axis(inputs, _MATRICES[self.interpolation](shape[axis], factor), axis)
+            inputs = along_axis(inputs, resize_matrix(shape[axis], shape[axis] * factor, self.interpolation), axis)
         return inputs
 
     def get_config(self) -> dict:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lamina import backend
+from lamina.autodiff import unwrap
 from lamina.metrics import metrics_utils as mu
 from lamina.metrics.metric import Metric
 from lamina.saving.object_registry import builtin_objects
@@ -109,6 +111,14 @@ def _deserialize_fn(fn):
     )
 
 
+def _output_mask(y_pred):
+    """The mask a layer attached to the model output ``y_pred`` (or to the array behind it), else None."""
+    if not backend._MASKS:
+        return None
+    mask = backend.get_keras_mask(y_pred)
+    return mask if mask is not None else backend.get_keras_mask(unwrap(y_pred))
+
+
 class MeanMetricWrapper(Mean):
     """Average a per-sample function ``fn(y_true, y_pred, **kwargs)`` over all batches (a :class:`Mean`).
 
@@ -127,7 +137,16 @@ class MeanMetricWrapper(Mean):
         self._fn_kwargs = kwargs
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        mask = _output_mask(y_pred)
         values = self._fn(y_true, y_pred, **self._fn_kwargs)
+        if mask is not None:
+            # As Keras: the entries the model's output mask drops get weight 0.
+            m = np.asarray(mask, dtype=self.dtype)
+            if sample_weight is None:
+                sample_weight = m
+            else:
+                m, sw = mu.squeeze_or_expand_to_same_rank(m, mu.to_array(sample_weight, arg="sample_weight"))
+                sample_weight = sw.astype(self.dtype, copy=False) * m
         super().update_state(values, sample_weight=sample_weight)
 
     def get_config(self) -> dict:
@@ -152,8 +171,11 @@ class LossMetric(MeanMetricWrapper):
     _config_keys: tuple[str, ...] = ()
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
-        super().update_state(mu.to_array(y_true, arg="y_true"), mu.to_array(y_pred, arg="y_pred"),
-                             sample_weight=sample_weight)
+        mask = _output_mask(y_pred)
+        y_pred = mu.to_array(y_pred, arg="y_pred")
+        if mask is not None:
+            backend.set_keras_mask(y_pred, mask)  # the converted array keeps the output's mask
+        super().update_state(mu.to_array(y_true, arg="y_true"), y_pred, sample_weight=sample_weight)
 
     def get_config(self) -> dict:
         return {"name": self.name, "dtype": self.dtype, **{k: getattr(self, k) for k in self._config_keys}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import activations, tree
+from lamina import activations, backend, tree
 from lamina import losses as losses_lib
 from lamina import metrics as metrics_lib
 from lamina.autodiff import unwrap
@@ -496,7 +496,7 @@ class CompileMetrics:
                 sw = sample_weight if m._weighted else None
                 if isinstance(sw, (list, tuple, dict)):
                     sw = per_output(sw, names)[i]
-                m.update_state(ys[i], unwrap(preds[i]), sample_weight=sw)
+                m.update_state(ys[i], _with_mask(preds[i]), sample_weight=sw)
 
     def reset_state(self) -> None:
         for m in self.metrics:
@@ -505,3 +505,13 @@ class CompileMetrics:
     def result(self) -> dict:
         """Each metric's result by its display name."""
         return {m._display_name: m.result() for m in self.metrics}
+
+
+def _with_mask(pred):
+    """``unwrap(pred)``, keeping the mask a layer attached to the recorded output (the metrics weight by it)."""
+    value = unwrap(pred)
+    if backend._MASKS and value is not pred:
+        mask = backend.get_keras_mask(pred)
+        if mask is not None and backend.get_keras_mask(value) is None:
+            backend.set_keras_mask(value, mask)
+    return value

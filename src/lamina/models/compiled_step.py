@@ -10,6 +10,12 @@ a Functional graph) once and turns every layer call into a node that works on pl
   ``batch_norm_train_kernel`` and moving-statistics update). These are the same functions the tape
   step runs, so both steps compute the same numbers; Dense writes its weight gradients straight into
   the optimizer's :class:`~lamina.optimizers.flat_buffer.FlatBuffer`.
+- for convnets (channels_last): ``Conv1D/2D/3D`` with a fused activation (``conv_forward`` /
+  ``conv_backward`` of :mod:`lamina.conv_kernels` + bias + activation, weight gradients into the buffer
+  as Dense's), max and average pooling (``pool_forward`` / ``pool_backward``), ``Flatten`` and
+  ``Reshape`` (a view) and ``Activation`` with a fused function. A relu whose output only a max pooling
+  reads moves past it (``relu(max(z)) = max(relu(z))``, exact, ties included; :func:`_fuse_relu_pool`),
+  so the relu and its gradient mask run on the pooled, smaller array.
 - a *tape node* for every other layer: the layer is called on leaf Tensors under a tape of its own
   and its backward is the tape's, limited to that layer. Any layer a user writes is covered, with the
   eager step's numbers by construction.
@@ -32,6 +38,7 @@ trainer then runs the tape step (and warns when ``jit_compile=True`` was asked f
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import numpy as np
@@ -39,12 +46,20 @@ import numpy as np
 from lamina import activations
 from lamina import losses as losses_lib
 from lamina.autodiff import GradientTape, Tensor, backward, record, unwrap
+from lamina.conv_kernels import conv_backward, conv_forward
+from lamina.layers.activation import Activation
+from lamina.layers.average_pooling import AveragePooling1D, AveragePooling2D, AveragePooling3D
 from lamina.layers.batch_normalization import BatchNormalization, batch_norm_train_kernel
+from lamina.layers.conv import Conv1D, Conv2D, Conv3D
 from lamina.layers.dense import Dense, dense_backward, dense_forward
 from lamina.layers.dropout import Dropout
+from lamina.layers.flatten import Flatten
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
 from lamina.layers.masking import Masking
+from lamina.layers.max_pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
+from lamina.layers.pooling import pool_backward, pool_forward
+from lamina.layers.reshape import Reshape
 
 
 class NotCompilable(Exception):
@@ -169,6 +184,119 @@ class _BatchNormNode(_Node):
                 step.add_gradient(index, parts.pop(0))
         if dx is not None:
             _accumulate(grads, self.ins[0], dx)
+
+
+class _ConvNode(_Node):
+    """``act(conv(x, kernel) + bias)`` of a channels-last ``Conv1D/2D/3D`` with a fused activation, on
+    :mod:`lamina.conv_kernels`; the weight gradients go straight into the flat buffer, as Dense's."""
+
+    __slots__ = ("fused", "kernel", "bias", "k_index", "b_index", "x", "y", "geometry")
+
+    def __init__(self, layer, ins, outs, fused, step):
+        super().__init__(layer, ins, outs)
+        self.fused = fused
+        self.kernel = layer._kernel
+        self.bias = layer.bias
+        self.k_index = step.variable_index(layer._kernel)
+        self.b_index = None if layer.bias is None else step.variable_index(layer.bias)
+
+    def weight_indices(self) -> list[int]:
+        return [i for i in (self.k_index, self.b_index) if i is not None]
+
+    def forward(self, vals: list) -> None:
+        layer = self.layer
+        x = self.x = _autocast(vals[self.ins[0]])
+        # pads depend on the spatial size, which may change from batch to batch
+        self.geometry = (layer.strides, layer._pads(x.shape[1:-1]), layer.dilation_rate, layer.groups)
+        y = conv_forward(x, self.kernel._value, *self.geometry)
+        if self.bias is not None:
+            y += self.bias._value
+        self.y = vals[self.outs[0]] = self.fused[0](y)
+
+    def backward(self, grads: list, step) -> None:
+        g = grads[self.outs[0]]
+        dz = self.fused[1](self.y, g)
+        k_out = step.direct(self.k_index)
+        dx, dk = conv_backward(dz, self.x, self.kernel._value, *self.geometry, need_dx=self.need_in[0],
+                               dk_out=k_out)
+        if k_out is None:
+            step.add_gradient(self.k_index, dk)
+        if self.b_index is not None:
+            b_out = step.direct(self.b_index)
+            db = np.add.reduce(dz.reshape(-1, dz.shape[-1]), axis=0, out=b_out)
+            if b_out is None:
+                step.add_gradient(self.b_index, db)
+        if dx is not None:
+            _accumulate(grads, self.ins[0], dx)
+
+
+class _PoolNode(_Node):
+    """Channels-last max or average pooling (:func:`lamina.layers.pooling.pool_forward`).
+
+    ``relu``: the relu of the convolution before it, moved here (see :func:`_fuse_relu_pool`):
+    ``max(relu(z)) = relu(max(z))`` cell for cell, on a quarter of the cells for a 2x2 pool, and the
+    relu's gradient mask ``y > 0`` is taken on the pooled output."""
+
+    __slots__ = ("context", "relu", "y")
+
+    def __init__(self, layer, ins, outs):
+        super().__init__(layer, ins, outs)
+        self.relu = False
+
+    def forward(self, vals: list) -> None:
+        layer = self.layer
+        y, self.context = pool_forward(_autocast(vals[self.ins[0]]), layer.pool_size, layer.strides,
+                                       layer.padding.lower(), layer._mode)
+        if self.relu:
+            y = self.y = np.maximum(y, 0)  # a new array: the context keeps the pre-relu maxima for the winners
+        vals[self.outs[0]] = y
+
+    def backward(self, grads: list, step) -> None:
+        if self.need_in[0]:
+            g = grads[self.outs[0]]
+            if self.relu:
+                g = g * (self.y > 0)
+            _accumulate(grads, self.ins[0], pool_backward(g, self.context))
+
+
+class _ReshapeNode(_Node):
+    """A channels-last ``Flatten`` or a ``Reshape``: a view of its input; the gradient is reshaped back."""
+
+    __slots__ = ("shape",)
+
+    def forward(self, vals: list) -> None:
+        x = vals[self.ins[0]]
+        self.shape = x.shape
+        rest = (math.prod(x.shape[1:]),) if isinstance(self.layer, Flatten) else self.layer._resolve(x.shape[1:])
+        vals[self.outs[0]] = x.reshape((x.shape[0], *rest))
+
+    def backward(self, grads: list, step) -> None:
+        if self.need_in[0]:
+            _accumulate(grads, self.ins[0], grads[self.outs[0]].reshape(self.shape))
+
+
+class _ActivationNode(_Node):
+    """An ``Activation`` layer whose function is one of the fused pairs: ``y = f(x)``, ``dx = f'(y) g``.
+    ``fused`` None: a relu moved into the max pooling after it (:func:`_fuse_relu_pool`); the identity."""
+
+    __slots__ = ("fused", "y")
+
+    def __init__(self, layer, ins, outs, fused):
+        super().__init__(layer, ins, outs)
+        self.fused = fused
+
+    def forward(self, vals: list) -> None:
+        x = _autocast(vals[self.ins[0]])
+        if self.fused is None:
+            vals[self.outs[0]] = x
+            return
+        # the fused forward works in place: on a copy, the input slot is read again by its own backward
+        self.y = vals[self.outs[0]] = self.fused[0](np.array(x))
+
+    def backward(self, grads: list, step) -> None:
+        if self.need_in[0]:
+            g = grads[self.outs[0]]
+            _accumulate(grads, self.ins[0], g if self.fused is None else self.fused[1](self.y, g))
 
 
 class _TapeNode(_Node):
@@ -548,11 +676,11 @@ def trace(model, buffer, for_call: bool = False) -> CompiledStep:
             # The kernels and the buffer compute in float32; a mixed or 16-bit layer trains on the tape.
             raise NotCompilable(f"layer '{layer.name}' computes in {layer.compute_dtype} (dtype policy "
                                 f"'{layer.dtype_policy.name}'), the plan in float32")
-        if isinstance(layer, Masking):
-            # The plan passes plain arrays between nodes; the mask a Masking layer attaches to its output
-            # (read by BatchNormalization and the merge layers) would be lost.
-            raise NotCompilable(f"layer '{layer.name}' (Masking) attaches a mask to its output, which the "
-                                "plan's arrays cannot carry")
+        if isinstance(layer, Masking) or getattr(layer, "mask_zero", False):
+            # The plan passes plain arrays between nodes; the mask a Masking or Embedding(mask_zero=True) layer
+            # attaches to its output (read by the layers after it and the loss) would be lost.
+            raise NotCompilable(f"layer '{layer.name}' ({type(layer).__name__}) attaches a mask to its output, "
+                                "which the plan's arrays cannot carry")
     if not for_call and _scales_loss(model.optimizer):
         # The plan's backward starts from the unscaled loss, but such an optimizer divides the gradients.
         raise NotCompilable(f"optimizer '{model.optimizer.name}' scales the loss (loss scaling runs on the tape step)")
@@ -561,6 +689,7 @@ def trace(model, buffer, for_call: bool = False) -> CompiledStep:
         _trace_stack(step, list(stack))
     else:
         _trace_graph(step, model)
+    _fuse_relu_pool(step)
     if for_call:
         _check_callable(step)
     elif len(step.output_slots) != len(model._output_losses):
@@ -572,6 +701,25 @@ def trace(model, buffer, for_call: bool = False) -> CompiledStep:
     if unwritten or missing:
         raise NotCompilable(f"the trainable weights {unwritten + missing} are not reached by the traced layers")
     return step
+
+
+def _fuse_relu_pool(step: CompiledStep) -> None:
+    """Move the relu of a convolution or an ``Activation("relu")`` past the max pooling that alone reads
+    its output. Exact, ties included: where a window's maximum is positive, the cells holding it are the
+    same before and after the relu; where it is not, the relu's gradient is zero either way."""
+    readers = [0] * step.n_slots
+    for node in step.nodes:
+        for slot in node.ins:
+            readers[slot] += 1
+    for slot in step.output_slots:
+        readers[slot] += 1
+    relu = activations.FUSED[activations.relu]
+    for node, pool in zip(step.nodes, step.nodes[1:]):
+        if not (isinstance(node, (_ConvNode, _ActivationNode)) and node.fused is relu and isinstance(pool, _PoolNode)
+                and pool.layer._mode == "max" and pool.ins == node.outs and readers[node.outs[0]] == 1):
+            continue
+        node.fused = activations.FUSED[activations.linear] if isinstance(node, _ConvNode) else None
+        pool.relu = True
 
 
 def _check_callable(step: CompiledStep) -> None:
@@ -670,4 +818,33 @@ def _node_for(step: CompiledStep, layer, ins, outs, template, kwargs: dict, logi
             return _DropoutNode(layer, ins, outs)
         elif type(layer) is BatchNormalization and layer.trainable and not layer.synchronized and not layer.renorm:
             return _BatchNormNode(layer, ins, outs, step)  # batch renormalization runs on its tape node
+        else:
+            node = _spatial_node(step, layer, ins, outs, logits)
+            if node is not None:
+                return node
     return _TapeNode(layer, ins, outs, template, kwargs, logits, step)
+
+
+_CONVS = (Conv1D, Conv2D, Conv3D)
+_POOLS = (MaxPooling1D, MaxPooling2D, MaxPooling3D, AveragePooling1D, AveragePooling2D, AveragePooling3D)
+
+
+def _spatial_node(step: CompiledStep, layer, ins, outs, logits: bool):
+    """The kernel node of a convolution, pooling, Flatten/Reshape or Activation layer, or None when this
+    layer's call has none (channels_first, LoRA, an unfused activation, zero strides: its tape node)."""
+    kind = type(layer)
+    channels_last = getattr(layer, "data_format", "channels_last") == "channels_last"
+    if kind in _CONVS:
+        fused = activations.FUSED.get(activations.linear if logits else layer.activation)
+        if fused is not None and channels_last and layer.trainable and not layer.lora_enabled:
+            return _ConvNode(layer, ins, outs, fused, step)
+    elif kind in _POOLS:
+        if channels_last and 0 not in layer.strides:
+            return _PoolNode(layer, ins, outs)
+    elif kind is Flatten and channels_last or kind is Reshape:
+        return _ReshapeNode(layer, ins, outs)
+    elif kind is Activation and not logits:
+        fused = activations.FUSED.get(layer.activation)
+        if fused is not None:
+            return _ActivationNode(layer, ins, outs, fused)
+    return None

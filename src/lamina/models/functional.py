@@ -16,7 +16,7 @@ from lamina.autodiff import Tensor, Variable, recording, unwrap
 from lamina.layers import deserialize
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
-from lamina.layers.layer import Layer, shape_of
+from lamina.layers.layer import Layer, carry_mask, mask_work, shape_of
 from lamina.layers.op_layer import OpLayer, from_keras_entry, is_op_entry
 from lamina.models.model import Model
 
@@ -348,9 +348,9 @@ class Functional(Model):
             if layer._call_has_training and "training" not in kwargs:
                 kwargs["training"] = training
             if logits and any(id(t) in out_ids for t in node.output_tensors) and hasattr(layer, "call_logits"):
-                out = layer.call_logits(args)
+                out = carry_mask(layer, args, layer.call_logits(args))
             elif plain and layer.built and type(args) is np.ndarray and not layer._lowp_call and \
-                    (args.dtype.kind != "f" or args.dtype == layer._input_np_dtype):
+                    (args.dtype.kind != "f" or args.dtype == layer._input_np_dtype) and not mask_work(layer, args):
                 # Inference: the graph's shapes were checked at the inputs; skip __call__'s checks (not its
                 # dtype work: a mixed-precision layer, or a float input in another dtype, goes through it).
                 if not layer._call_has_training:

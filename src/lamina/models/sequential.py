@@ -10,7 +10,7 @@ from lamina.autodiff import Tensor, recording
 from lamina.layers import deserialize, serialize
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, is_symbolic
-from lamina.layers.layer import Layer, _to_shape_struct, shape_of
+from lamina.layers.layer import Layer, _to_shape_struct, carry_mask, mask_work, shape_of
 from lamina.models.functional import Functional
 from lamina.models.model import Model
 
@@ -329,8 +329,10 @@ class Sequential(Model):
         """Outside a tape: call each built layer's ``call`` directly (shapes were checked at the input)."""
         plan = self._plan
         if plan is None:
-            # A mixed-precision or 16-bit layer runs through __call__: it casts its weights and outputs.
-            plan = self._plan = [(layer if layer._lowp_call else layer.call, layer._call_has_training)
+            # A mixed-precision or 16-bit layer runs through __call__: it casts its weights and outputs; so do
+            # all layers of a stack that makes masks (Embedding(mask_zero=True)): __call__ passes them on.
+            masks = any(mask_work(layer) for layer in self._stack)
+            plan = self._plan = [(layer if layer._lowp_call or masks else layer.call, layer._call_has_training)
                                  for layer in self._stack]
         for call, has_training in plan:
             x = call(x, training=training) if has_training else call(x)
@@ -344,7 +346,7 @@ class Sequential(Model):
         last = len(self._stack) - 1
         for i, layer in enumerate(self._stack):
             if logits and i == last and hasattr(layer, "call_logits"):
-                return layer.call_logits(x)
+                return carry_mask(layer, x, layer.call_logits(x))
             x = layer(x, training=training) if layer._call_has_training else layer(x)
         return x
 

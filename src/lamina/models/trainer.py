@@ -463,7 +463,11 @@ class Trainer:
         if not logits:
             return y_pred
         act = self._output_activation()
-        return np.asarray(act(unwrap(y_pred))) if act is not None else ops.softmax(unwrap(y_pred))
+        out = np.asarray(act(unwrap(y_pred))) if act is not None else ops.softmax(unwrap(y_pred))
+        mask = backend.get_keras_mask(y_pred) if backend._MASKS else None
+        if mask is not None:
+            backend.set_keras_mask(out, mask)  # the metrics weight by the output's mask, as Keras's
+        return out
 
     def _update_metrics(self, y, y_pred, sample_weight, loss_value, per_output, batch_size) -> None:
         # The loss tracker is a Mean of batch losses weighted by batch size (Keras's rule); its two

@@ -10,7 +10,7 @@ shapes through lamina's built-in layers without allocating anything:
   ``input_shape`` / ``input_dim``, or a Sequential's ``build_input_shape``;
 * each layer counts at the shape it will be built with: its ``build_config`` when present (that is what
   ``build_from_config`` uses, first), else its first input;
-* Dense, BatchNormalization, LayerNormalization and PReLU create weights; the merges, Concatenate,
+* Dense, BatchNormalization, LayerNormalization, PReLU and Conv1D/2D/3D create weights; the merges, Concatenate,
   Reshape and Flatten only change shapes; the activation and dropout layers keep them; nested models
   recurse.
 
@@ -35,6 +35,7 @@ _MAX_LIST_DEPTH = 16  # nesting of shape lists (a merge of merges of ...) read f
 _IDENTITY = ("Activation", "Dropout", "ReLU", "LeakyReLU", "ELU", "Softmax")
 _MERGES = ("Add", "Subtract", "Multiply", "Average")
 _MODELS = ("Sequential", "Functional", "Model")
+_CONVS = {"Conv1D": 1, "Conv2D": 2, "Conv3D": 3}  # spatial rank of each convolution layer
 
 
 # ---------------------------------------------------------------------------------- values
@@ -71,8 +72,10 @@ class _Walk:
         builtins = {name: getattr(layers, name, None) for name in (*_IDENTITY, *_MERGES, "Dense", "Flatten",
                     "Reshape", "Concatenate", "BatchNormalization", "LayerNormalization", "PReLU", "InputLayer")}
         builtins.update({name: getattr(models, name, None) for name in _MODELS})
+        builtins.update({name: getattr(layers, name, None) for name in _CONVS})
         self.builtins = {name: cls for name, cls in builtins.items() if cls is not None}
-        self.rules = {"Dense": _dense, "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
+        self.rules = {**{name: _conv(rank) for name, rank in _CONVS.items()},
+                      "Dense": _dense, "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
                       "PReLU": _prelu, "Flatten": _flatten, "Reshape": _reshape, "Concatenate": _concatenate,
                       **{n: _merge for n in _MERGES}, **{n: _identity for n in _IDENTITY}}
 
@@ -366,6 +369,40 @@ def _dense(cfg, x):
         mode = str(dtype or "")
     kernel_units = (units + 1) // 2 if mode.startswith("int4") else units
     return x[-1] * kernel_units + (units if cfg.get("use_bias", True) else 0), out
+
+
+def _positive_ints(value, rank: int):
+    """An int or ``rank`` ints, each > 0, as a tuple; else None."""
+    values = [value] * rank if _int(value) is not None else value
+    if not isinstance(values, (list, tuple)) or len(values) != rank:  # a list from JSON, a tuple from get_config
+        return None
+    values = [_int(v) for v in values]
+    return None if any(v is None or v <= 0 for v in values) else tuple(values)
+
+
+def _conv(rank: int):
+    """Conv1D/2D/3D: ``prod(kernel_size) * channels / groups * filters`` (+ ``filters`` bias) weights."""
+
+    def rule(cfg, x):
+        filters, groups = _int(cfg.get("filters")), _int(cfg.get("groups", 1))
+        sizes = [_positive_ints(cfg.get(k, 1), rank) for k in ("kernel_size", "strides", "dilation_rate")]
+        if (filters is None or filters <= 0 or groups is None or groups <= 0 or None in sizes
+                or not _is_shape(x) or len(x) != rank + 2):
+            return 0, None
+        first = cfg.get("data_format") == "channels_first"
+        channels, spatial = (x[1], x[2:]) if first else (x[-1], x[1:-1])
+        params = 0
+        if channels is not None and channels % groups == 0:
+            bias = filters if cfg.get("use_bias", True) else 0
+            params = math.prod(sizes[0]) * (channels // groups) * filters + bias
+        valid = cfg.get("padding", "valid") == "valid"
+        out = []
+        for n, k, s, d in zip(spatial, *sizes):
+            size = None if n is None else ((n - d * (k - 1) - 1) // s + 1 if valid else -(-n // s))
+            out.append(size if size is None or size > 0 else None)
+        return params, ((x[0], filters, *out) if first else (x[0], *out, filters))
+
+    return rule
 
 
 def _axis_size(x, axis):

@@ -1,0 +1,259 @@
+"""``LSTMCell`` and ``LSTM`` (Hochreiter & Schmidhuber, 1997), Keras's gate order ``i, f, c, o``.
+
+    z = x_t @ kernel + h_{t-1} @ recurrent_kernel + bias          (batch, 4 * units)
+    i, f, o = recurrent_activation(z_i, z_f, z_o);  g = activation(z_c)
+    c_t = f * c_{t-1} + i * g;   h_t = o * activation(c_t)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lamina import activations, ops
+from lamina.layers import rnn_accel
+from lamina.layers.rnn import CellRNN, cell_kwargs, forward_cell_properties
+from lamina.layers.rnn_cells import CELL_PROPERTIES, BaseRNNCell
+
+
+class LSTMCell(BaseRNNCell):
+    """One LSTM step; states ``[h, c]``, output ``h``.
+
+    ``unit_forget_bias=True`` starts the forget gate's bias at 1 (the rest from ``bias_initializer``).
+    ``dropout`` masks ``x_t`` and ``recurrent_dropout`` masks ``h_{t-1}`` while training; with recurrent dropout
+    (or ``implementation=1``) each gate gets its own masks, as in Keras.
+    Weights: ``kernel (features, 4 units)``, ``recurrent_kernel (units, 4 units)``, ``bias (4 units,)``.
+    """
+
+    _gates = 4
+    _gate_order = (0, 1, 3, 2)  # the fused loop's layout: i, f, o, c
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, **kwargs):
+        implementation = kwargs.pop("implementation", 2)
+        super().__init__(units, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+                         bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                         recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint,
+                         dropout=dropout, recurrent_dropout=recurrent_dropout, seed=seed, **kwargs)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.implementation = 1 if self.recurrent_dropout else implementation
+        if self.implementation == 1:
+            self.dropout_mask_count = 4  # one mask per gate
+        self.state_size = [self.units, self.units]
+
+    def _bias_init(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        units, init = self.units, self.bias_initializer
+
+        def forget_ones(shape, dtype=None):
+            return np.concatenate([np.asarray(init((units,), dtype=dtype)), np.ones((units,), dtype=dtype),
+                                   np.asarray(init((2 * units,), dtype=dtype))])
+
+        return forget_ones
+
+    def call(self, inputs, states, training=False):
+        h_prev, c_prev = states[0], states[1]
+        dp = self.get_dropout_mask(inputs) if training and 0 < self.dropout < 1 else None
+        rec = self.get_recurrent_dropout_mask(h_prev) if training and 0 < self.recurrent_dropout < 1 else None
+        z = _gate_inputs(inputs, dp, self.kernel, 4)
+        z = ops.add(z, _gate_inputs(h_prev, rec, self.recurrent_kernel, 4))
+        if self.bias is not None:
+            z = ops.add(z, self.bias)
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+        i, f, o = self.recurrent_activation(z_i), self.recurrent_activation(z_f), self.recurrent_activation(z_o)
+        c = ops.add(ops.multiply(f, c_prev), ops.multiply(i, self.activation(z_c)))
+        h = ops.multiply(o, self.activation(c))
+        return h, [h, c]
+
+    def _fused_call_owner(self):
+        return LSTMCell
+
+    def _kernel(self, recurrent_kernel, recurrent_bias, steps, batch, dtype):
+        act, rec = self._fused_activations()
+        defaults = self.activation is activations.tanh and self.recurrent_activation is activations.sigmoid
+        compiled = rnn_accel.kernels(dtype) if defaults else None
+        if compiled is not None:
+            return CompiledLSTMKernel(recurrent_kernel, steps, batch, dtype, act, rec, compiled)
+        if defaults:
+            return TanhLSTMKernel(recurrent_kernel, steps, batch, dtype, act, rec)
+        return LSTMKernel(recurrent_kernel, steps, batch, dtype, act, rec)
+
+    def _config(self) -> dict:
+        config = super()._config()
+        config["recurrent_activation"] = activations.serialize(self.recurrent_activation)
+        config["unit_forget_bias"] = self.unit_forget_bias
+        return config
+
+
+def _gate_inputs(x, masks, kernel, gates: int):
+    """``x @ kernel``; with a list of per-gate masks, ``(x * mask_k) @ kernel_k`` for each gate block ``k``."""
+    if masks is None:
+        return ops.matmul(x, kernel)
+    if not isinstance(masks, (list, tuple)):
+        return ops.matmul(ops.multiply(x, masks), kernel)
+    blocks = ops.split(kernel, gates, axis=1)
+    return ops.concatenate([ops.matmul(ops.multiply(x, m), k) for m, k in zip(masks, blocks)], axis=-1)
+
+
+class LSTMKernel:
+    """The fused loop's step for ``LSTMCell`` (see ``rnn_scan``): keeps the gates, ``c_{t-1}``, ``h_{t-1}`` and
+    ``activation(c_t)`` of every step for the backward pass.
+
+    Its weights come with the gate blocks in the order ``i, f, o, c`` (``LSTMCell._gate_order``): the three
+    ``recurrent_activation`` gates are one contiguous block, activated (and differentiated) by one call each.
+    """
+
+    def __init__(self, recurrent_kernel, steps, batch, dtype, activation, recurrent_activation):
+        units = recurrent_kernel.shape[0]
+        self.rk, self.dtype, self.units = recurrent_kernel, dtype, units
+        self.act, self.act_d = activation
+        self.rec, self.rec_d = recurrent_activation
+        self.state_shapes = [(batch, units), (batch, units)]
+        self.gates = np.empty((steps, batch, 4 * units), dtype=dtype)
+        self.prev_h = np.empty((steps, batch, units), dtype=dtype)
+        self.prev_c = np.empty((steps, batch, units), dtype=dtype)
+        self.act_c = np.empty((steps, batch, units), dtype=dtype)
+        # column blocks of the gates: i, f, o, c, and the three sigmoid-like gates together
+        self.blocks = tuple(slice(k * units, (k + 1) * units) for k in range(4)) + (slice(0, 3 * units),)
+
+    def step(self, t, zx, states):
+        h, c = states
+        i, f, o, g, sig = self.blocks
+        self.prev_h[t] = h
+        self.prev_c[t] = c
+        z = self.gates[t]
+        np.matmul(h, self.rk, out=z)
+        z += zx
+        self.rec(z[:, sig])
+        self.act(z[:, g])
+        c_new = z[:, f] * c
+        c_new += z[:, i] * z[:, g]
+        ac = self.act(c_new, self.act_c[t])
+        return [z[:, o] * ac, c_new]
+
+    def begin_backward(self, dz):
+        """Every step's factors at once: ``dz`` gets, per gate block, what multiplies the step's ``dc`` (i, f, c)
+        or ``dh`` (o) to give the gate's pre-activation gradient; ``self.dc_from_dh = o * act'(c_t)``."""
+        i, f, o, g, sig = self.blocks
+        z = self.gates
+        self.rec_d(z[..., sig], out=dz[..., sig])
+        dz[..., i] *= z[..., g]
+        dz[..., f] *= self.prev_c
+        dz[..., o] *= self.act_c
+        self.act_d(z[..., g], out=dz[..., g])
+        dz[..., g] *= z[..., i]
+        self.dc_from_dh = self.act_d(self.act_c, out=np.empty_like(self.act_c))
+        self.dc_from_dh *= z[..., o]
+
+    def step_back(self, t, d_new, dz):
+        dh, dc = d_new
+        i, f, o, g, sig = self.blocks
+        dc = dc + dh * self.dc_from_dh[t]
+        dz[:, i] *= dc
+        dz[:, f] *= dc
+        dz[:, g] *= dc
+        dz[:, o] *= dh
+        return [dz @ self.rk.T, dc * self.gates[t][:, f]]
+
+    def recurrent_gradients(self, dxp):
+        return self.prev_h.reshape(-1, self.units).T @ dxp.reshape(-1, dxp.shape[-1]), None
+
+
+class TanhLSTMKernel(LSTMKernel):
+    """``LSTMKernel`` for ``activation=tanh``, ``recurrent_activation=sigmoid``, with all four gates activated by
+    one ``tanh`` over the whole, contiguous gate row: ``sigmoid(z) = 0.5 * tanh(z / 2) + 0.5``.
+
+    The halving is folded into the weights once per call (the sigmoid gates' columns of the recurrent kernel
+    and of the projected inputs), the affine ``0.5 * t + 0.5`` is one scale and one shift by per-column
+    vectors. Elementwise NumPy calls on a column block of a row-major (batch, 4 units) array are strided and
+    several times slower than on the whole array; the gate values are the same as ``LSTMKernel``'s (to rounding).
+    """
+
+    def __init__(self, recurrent_kernel, steps, batch, dtype, activation, recurrent_activation):
+        super().__init__(recurrent_kernel, steps, batch, dtype, activation, recurrent_activation)
+        units = self.units
+        self.scale = np.full(4 * units, 0.5, dtype=dtype)  # tanh's argument per column: z / 2 or z
+        self.scale[3 * units:] = 1
+        self.shift = np.full(4 * units, 0.5, dtype=dtype)
+        self.shift[3 * units:] = 0
+        self.rk_scaled = recurrent_kernel * self.scale
+
+    def begin_forward(self, xp):
+        xp *= self.scale  # the projected inputs are this call's own array, used by nothing else
+
+    def step(self, t, zx, states):
+        h, c = states
+        i, f, o, g, _ = self.blocks
+        self.prev_h[t] = h
+        self.prev_c[t] = c
+        z = self.gates[t]
+        np.matmul(h, self.rk_scaled, out=z)
+        z += zx
+        np.tanh(z, out=z)
+        z *= self.scale  # 0.5 * tanh(z / 2) + 0.5 on the sigmoid gates, tanh(z) on the candidate
+        z += self.shift
+        c_new = z[:, f] * c
+        c_new += z[:, i] * z[:, g]
+        ac = np.tanh(c_new, out=self.act_c[t])
+        return [z[:, o] * ac, c_new]
+
+
+class CompiledLSTMKernel(TanhLSTMKernel):
+    """``TanhLSTMKernel`` whose backward step's gate arithmetic is one compiled loop (``rnn_accel``)."""
+
+    def __init__(self, recurrent_kernel, steps, batch, dtype, activation, recurrent_activation, compiled):
+        super().__init__(recurrent_kernel, steps, batch, dtype, activation, recurrent_activation)
+        self.backward_gates = compiled["lstm_backward"]
+
+    def begin_backward(self, dz):
+        """Nothing to precompute: each compiled step does its own."""
+
+    def step_back(self, t, d_new, dz):
+        dh, dc = d_new
+        dc_prev = np.empty(self.state_shapes[1], dtype=self.dtype)
+        self.backward_gates(self.gates[t], self.prev_c[t], self.act_c[t], dh, dc, dz, dc_prev)
+        return [dz @ self.rk.T, dc_prev]
+
+
+class LSTM(CellRNN):
+    """Long Short-Term Memory layer (``LSTMCell`` over time); arguments as ``LSTMCell`` and ``RNN``.
+
+    Returns the last output ``(batch, units)``, or every output with ``return_sequences``; with
+    ``return_state`` also the final ``h`` and ``c``. ``use_cudnn`` is accepted for Keras's API (lamina runs
+    on the CPU).
+    """
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
+                 dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, use_cudnn="auto", **kwargs):
+        cell = LSTMCell(units, activation=activation, recurrent_activation=recurrent_activation, use_bias=use_bias,
+                        kernel_initializer=kernel_initializer, unit_forget_bias=unit_forget_bias,
+                        recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+                        kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+                        bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                        recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint, dropout=dropout,
+                        recurrent_dropout=recurrent_dropout, seed=seed,
+                        implementation=kwargs.pop("implementation", 2), **cell_kwargs(kwargs, "lstm_cell"))
+        super().__init__(cell, return_sequences=return_sequences, return_state=return_state,
+                         go_backwards=go_backwards, stateful=stateful, unroll=unroll,
+                         activity_regularizer=activity_regularizer, **kwargs)
+        self.use_cudnn = check_use_cudnn(use_cudnn)
+
+
+def check_use_cudnn(use_cudnn):
+    if use_cudnn not in ("auto", True, False):
+        raise ValueError("Invalid valid received for argument `use_cudnn`. Expected one of {'auto', True, False}. "
+                         f"Received: use_cudnn={use_cudnn}")
+    return use_cudnn
+
+
+forward_cell_properties(LSTM, CELL_PROPERTIES + ("recurrent_activation", "unit_forget_bias"))
