@@ -16,6 +16,7 @@ from lamina.autodiff import needs_gradient, record, recording, unwrap
 from lamina.conv_kernels import conv_backward, conv_forward, plan
 from lamina.layers.flatten import standardize_data_format
 from lamina.layers.layer import InputSpec, Layer
+from lamina.layers.lora import add_lora_factors, checked_lora_rank
 from lamina.layers.spatial_arguments import standardize_tuple
 
 
@@ -241,31 +242,11 @@ class BaseConv(Layer):
         """Freeze ``kernel`` and train ``lora_kernel_a`` ``(*kernel_size, in/groups, rank)`` and
         ``lora_kernel_b`` ``(rank, filters)`` instead; the kernel used is
         ``kernel + (lora_alpha / rank) * (a @ b)`` (``a`` flattened to ``(-1, rank)``)."""
-        owner = f"{type(self).__name__} '{self.name}'"
-        if self.kernel_constraint:
-            raise ValueError("Lora is incompatible with kernel constraints. In order to enable lora on this layer, "
-                             f"remove the `kernel_constraint` argument. Received: kernel_constraint="
-                             f"{self.kernel_constraint!r}")
-        if not self.built:
-            raise ValueError(f"Cannot enable lora on a layer that isn't yet built ({owner}). "
-                             "Call it on data or call `build(input_shape)` first.")
-        if self.lora_enabled:
-            raise ValueError(f"lora is already enabled. This can only be done once per layer ({owner}).")
-        if isinstance(rank, float) and rank.is_integer():
-            rank = int(rank)
-        if not isinstance(rank, (int, np.integer)) or isinstance(rank, bool) or rank <= 0:
-            raise ValueError(f"{owner}: the LoRA rank must be a positive integer. Received: rank={rank!r}")
-        # float32 factors whatever the layer's dtype, as Keras (low-precision factors under/overflow)
-        self.lora_kernel_a = self.add_weight(name="lora_kernel_a", shape=(*self._kernel.shape[:-1], rank),
-                                             initializer=initializers.get(a_initializer), dtype="float32",
-                                             regularizer=self.kernel_regularizer)
-        self.lora_kernel_b = self.add_weight(name="lora_kernel_b", shape=(rank, self.filters),
-                                             initializer=initializers.get(b_initializer), dtype="float32",
-                                             regularizer=self.kernel_regularizer)
-        self._kernel.trainable = False
-        self.lora_enabled = True
-        self.lora_rank = int(rank)
-        self.lora_alpha = lora_alpha if lora_alpha is not None else self.lora_rank
+        rank = checked_lora_rank(self, rank, self.kernel_constraint, "kernel", "kernel_constraint",
+                                 "build(input_shape)")
+        self.lora_kernel_a, self.lora_kernel_b = add_lora_factors(
+            self, self._kernel, "lora_kernel", (*self._kernel.shape[:-1], rank), (rank, self.filters), rank,
+            lora_alpha, a_initializer, b_initializer, self.kernel_regularizer)
 
     def _merged_kernel(self) -> np.ndarray:
         base = self._kernel._value

@@ -8,6 +8,7 @@ from lamina import activations, constraints, initializers, regularizers
 from lamina.autodiff import needs_gradient, record, recording, unwrap
 from lamina.layers.dense_quantize import DenseQuantization
 from lamina.layers.layer import InputSpec, Layer
+from lamina.layers.lora import add_lora_factors, checked_lora_rank
 from lamina.quantizers import deserialize as deserialize_quantization_config
 from lamina.quantizers import serialize as serialize_quantization_config
 
@@ -156,34 +157,15 @@ class Dense(DenseQuantization, Layer):
         ``lora_kernel_b`` ``(rank, units)``; the effective kernel is
         ``kernel + (lora_alpha / rank) * lora_kernel_a @ lora_kernel_b`` (``lora_alpha`` defaults to
         ``rank``). With ``b`` initialised to zeros the layer's output is unchanged at first."""
-        if self.kernel_constraint:
-            raise ValueError("Lora is incompatible with kernel constraints. In order to enable lora on this layer, "
-                             f"remove the `kernel_constraint` argument. Received: kernel_constraint="
-                             f"{self.kernel_constraint!r}")
-        if not self.built:
-            raise ValueError(f"Cannot enable lora on a layer that isn't yet built (Dense '{self.name}'). "
-                             "Call it on data or call `build(input_shape)` first.")
-        if self.lora_enabled:
-            raise ValueError(f"lora is already enabled. This can only be done once per layer (Dense '{self.name}').")
-        if isinstance(rank, float) and rank.is_integer():
-            rank = int(rank)
-        if not isinstance(rank, (int, np.integer)) or isinstance(rank, bool) or rank <= 0:
-            raise ValueError(f"Dense '{self.name}': the LoRA rank must be a positive integer. Received: rank={rank!r}")
+        rank = checked_lora_rank(self, rank, self.kernel_constraint, "kernel", "kernel_constraint",
+                                 "build(input_shape)")
         if self.quantization_mode == "int4":
             input_dim, units = self._orig_input_dim, self._orig_output_dim  # `_kernel` is packed
         else:
             input_dim, units = self._kernel.shape
-        # The factors are float32 whatever the layer's dtype (Keras: low-precision factors under/overflow).
-        self.lora_kernel_a = self.add_weight(name="lora_kernel_a", shape=(input_dim, rank),
-                                             initializer=initializers.get(a_initializer), dtype="float32",
-                                             regularizer=self.kernel_regularizer)
-        self.lora_kernel_b = self.add_weight(name="lora_kernel_b", shape=(rank, units),
-                                             initializer=initializers.get(b_initializer), dtype="float32",
-                                             regularizer=self.kernel_regularizer)
-        self._kernel.trainable = False
-        self.lora_enabled = True
-        self.lora_rank = int(rank)
-        self.lora_alpha = lora_alpha if lora_alpha is not None else self.lora_rank
+        self.lora_kernel_a, self.lora_kernel_b = add_lora_factors(
+            self, self._kernel, "lora_kernel", (input_dim, rank), (rank, units), rank, lora_alpha,
+            a_initializer, b_initializer, self.kernel_regularizer)
 
     def _lora_scale(self) -> float:
         return self.lora_alpha / self.lora_rank

@@ -11,6 +11,7 @@ from lamina.autodiff import record, unwrap
 from lamina.layers.embedding_quantize import EmbeddingQuantization
 from lamina.layers.keras_tensor import KerasTensor
 from lamina.layers.layer import Layer
+from lamina.layers.lora import add_lora_factors, checked_lora_rank
 from lamina.quantizers import deserialize as deserialize_quantization_config
 from lamina.quantizers import serialize as serialize_quantization_config
 
@@ -105,30 +106,11 @@ class Embedding(EmbeddingQuantization, Layer):
     def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros") -> None:
         """Freeze ``embeddings`` and add trainable float32 ``lora_embeddings_a`` ``(input_dim, rank)`` and
         ``lora_embeddings_b`` ``(rank, output_dim)`` (b starts at zero: the output is unchanged at first)."""
-        if self.embeddings_constraint:
-            raise ValueError("Lora is incompatible with embedding constraints. In order to enable lora on this "
-                             "layer, remove the `embeddings_constraint` argument. Received: embeddings_constraint="
-                             f"{self.embeddings_constraint!r}")
-        if not self.built:
-            raise ValueError(f"Cannot enable lora on a layer that isn't yet built (Embedding '{self.name}'). "
-                             "Call it on data or call `build()` first.")
-        if self.lora_enabled:
-            raise ValueError(f"lora is already enabled. This can only be done once per layer "
-                             f"(Embedding '{self.name}').")
-        if not isinstance(rank, (int, np.integer)) or isinstance(rank, bool) or rank <= 0:
-            raise ValueError(f"Embedding '{self.name}': the LoRA rank must be a positive integer. "
-                             f"Received: rank={rank!r}")
-        # float32 whatever the layer's dtype, as Keras: low-precision factors under/overflow
-        self.lora_embeddings_a = self.add_weight(name="lora_embeddings_a", shape=(self.input_dim, rank),
-                                                 initializer=initializers.get(a_initializer), dtype="float32",
-                                                 regularizer=self.embeddings_regularizer)
-        self.lora_embeddings_b = self.add_weight(name="lora_embeddings_b", shape=(rank, self.output_dim),
-                                                 initializer=initializers.get(b_initializer), dtype="float32",
-                                                 regularizer=self.embeddings_regularizer)
-        self._embeddings.trainable = False
-        self.lora_enabled = True
-        self.lora_rank = int(rank)
-        self.lora_alpha = lora_alpha if lora_alpha is not None else self.lora_rank
+        rank = checked_lora_rank(self, rank, self.embeddings_constraint, "embedding", "embeddings_constraint",
+                                 "build()")
+        self.lora_embeddings_a, self.lora_embeddings_b = add_lora_factors(
+            self, self._embeddings, "lora_embeddings", (self.input_dim, rank), (rank, self.output_dim), rank,
+            lora_alpha, a_initializer, b_initializer, self.embeddings_regularizer)
 
     def _merged_table(self, base=None) -> np.ndarray:
         base = unwrap(self._embeddings) if base is None else base
