@@ -16,7 +16,7 @@ from lamina.autodiff import needs_gradient, record, recording, unwrap
 from lamina.conv_kernels import conv_backward, conv_forward, plan
 from lamina.layers.flatten import standardize_data_format
 from lamina.layers.layer import InputSpec, Layer
-from lamina.layers.lora import add_lora_factors, checked_lora_rank
+from lamina.layers.lora import add_lora_factors, assign_saved_arrays, checked_lora_rank
 from lamina.layers.spatial_arguments import standardize_tuple
 
 
@@ -288,19 +288,7 @@ class BaseConv(Layer):
 
     def _load_merged(self, store) -> None:
         targets = [self._kernel] + ([self.bias] if self.bias is not None else [])
-        want = [str(i) for i in range(len(targets))]
-        if sorted(store) != want:
-            raise ValueError(f"{type(self).__name__} '{self.name}' expects {len(want)} saved arrays named {want} "
-                             f"for {[v.name for v in targets]}. Received: keys={sorted(store)}")
-        for key, var in zip(want, targets):
-            value = np.asarray(store[key])
-            if value.shape != tuple(var.shape):
-                raise ValueError(f"{type(self).__name__} '{self.name}': saved array '{key}' has the wrong shape "
-                                 f"for variable '{var.name}' {tuple(var.shape)}. Received: shape={value.shape}")
-        for key, var in zip(want, targets):
-            var.assign(np.asarray(store[key], dtype=var.dtype))
-        self.lora_kernel_a.assign(np.zeros(self.lora_kernel_a.shape, "float32"))
-        self.lora_kernel_b.assign(np.zeros(self.lora_kernel_b.shape, "float32"))
+        assign_saved_arrays(self, store, targets, (self.lora_kernel_a, self.lora_kernel_b))
 
     # ------------------------------------------------------------------ config
 

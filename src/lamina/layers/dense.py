@@ -8,7 +8,7 @@ from lamina import activations, constraints, initializers, regularizers
 from lamina.autodiff import needs_gradient, record, recording, unwrap
 from lamina.layers.dense_quantize import DenseQuantization
 from lamina.layers.layer import InputSpec, Layer
-from lamina.layers.lora import add_lora_factors, checked_lora_rank
+from lamina.layers.lora import add_lora_factors, assign_saved_arrays, checked_lora_rank
 from lamina.quantizers import deserialize as deserialize_quantization_config
 from lamina.quantizers import serialize as serialize_quantization_config
 
@@ -208,21 +208,8 @@ class Dense(DenseQuantization, Layer):
         """Assign ``store["0"]``, ``store["1"]``... to the variables of the layer's mode, in Keras's order."""
         if not self.built:
             return
-        targets = self._saved_targets()
-        want = [str(i) for i in range(len(targets))]
-        if sorted(store) != sorted(want):
-            raise ValueError(f"Dense '{self.name}' expects {len(want)} saved arrays named {want} for "
-                             f"{[v.name for v in targets]}. Received: keys={sorted(store)}")
-        for key, var in zip(want, targets):
-            value = np.asarray(store[key])
-            if value.shape != tuple(var.shape):
-                raise ValueError(f"Dense '{self.name}': saved array '{key}' has the wrong shape for variable "
-                                 f"'{var.name}' {tuple(var.shape)}. Received: shape={value.shape}")
-        for key, var in zip(want, targets):
-            var.assign(np.asarray(store[key], dtype=var.dtype))
-        if self.lora_enabled:
-            self.lora_kernel_a.assign(np.zeros(self.lora_kernel_a.shape, "float32"))
-            self.lora_kernel_b.assign(np.zeros(self.lora_kernel_b.shape, "float32"))
+        factors = (self.lora_kernel_a, self.lora_kernel_b) if self.lora_enabled else ()
+        assign_saved_arrays(self, store, self._saved_targets(), factors)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -44,3 +44,23 @@ def add_lora_factors(layer, frozen, prefix: str, a_shape: tuple, b_shape: tuple,
     layer.lora_rank = rank
     layer.lora_alpha = lora_alpha if lora_alpha is not None else rank
     return a, b
+
+
+def assign_saved_arrays(layer, store, targets: list, factors: tuple = ()) -> None:
+    """Assign ``store["0"]``, ``store["1"]``... to ``targets`` after checking every name and shape, then
+    zero the LoRA ``factors``: Keras saves a LoRA layer's merged kernel, so a loaded layer starts from it
+    with a zero update."""
+    owner = f"{type(layer).__name__} '{layer.name}'"
+    want = [str(i) for i in range(len(targets))]
+    if sorted(store) != sorted(want):
+        raise ValueError(f"{owner} expects {len(want)} saved arrays named {want} for "
+                         f"{[v.name for v in targets]}. Received: keys={sorted(store)}")
+    for key, var in zip(want, targets):
+        value = np.asarray(store[key])
+        if value.shape != tuple(var.shape):
+            raise ValueError(f"{owner}: saved array '{key}' has the wrong shape for variable "
+                             f"'{var.name}' {tuple(var.shape)}. Received: shape={value.shape}")
+    for key, var in zip(want, targets):
+        var.assign(np.asarray(store[key], dtype=var.dtype))
+    for factor in factors:
+        factor.assign(np.zeros(factor.shape, "float32"))
