@@ -451,3 +451,26 @@ def test_layer_norm_matches_keras(keras, kwargs, shape):
     with _warns_if_rms_scaling(kwargs):
         LayerNormalization.from_config(kcfg)
     keras.layers.LayerNormalization.from_config(lcfg)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_channels_last_fast_path_equals_the_general_kernel(affine):
+    """The BLAS path for contiguous channels-last maps gives the general kernel's values and gradients
+    (the general kernel run on the same data as a channels-first transpose)."""
+    from lamina.layers.batch_normalization import batch_norm_train_kernel
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 3.0, size=(6, 5, 4, 7))
+    g = rng.normal(size=x.shape)
+    gamma, beta = (rng.normal(size=7), rng.normal(size=7)) if affine else (None, None)
+    y, mean, var, vjp = batch_norm_train_kernel(x, gamma, beta, 3, 1e-3, None, True)
+    xt = np.ascontiguousarray(np.moveaxis(x, 3, 1))
+    y_ref, mean_ref, var_ref, vjp_ref = batch_norm_train_kernel(xt, gamma, beta, 1, 1e-3, None, True)
+    np.testing.assert_allclose(y, np.moveaxis(y_ref, 1, 3), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mean, mean_ref, rtol=1e-12)
+    np.testing.assert_allclose(var, var_ref, rtol=1e-12)
+    grads, grads_ref = vjp(g), vjp_ref(np.ascontiguousarray(np.moveaxis(g, 3, 1)))
+    assert len(grads) == len(grads_ref) == (3 if affine else 1)
+    np.testing.assert_allclose(grads[0], np.moveaxis(grads_ref[0], 1, 3), rtol=1e-10, atol=1e-12)
+    for a, b in zip(grads[1:], grads_ref[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
