@@ -430,3 +430,24 @@ def test_quantize_errors():
     sub.build()
     with pytest.raises(NotImplementedError, match="does not have a `quantize` method"):
         sub.quantize("int8")
+
+
+def test_sequential_inference_keeps_its_fast_path_unless_a_layer_can_start_a_mask():
+    """Global pooling only ends masks, so a convnet's stack still calls each layer's ``call`` directly in
+    predict; an ``Embedding(mask_zero=True)`` stack goes through ``__call__`` and its predictions honour
+    the mask (padded steps left out of the average)."""
+    conv = lamina.Sequential([lamina.Input((8, 8, 3)), lamina.layers.Conv2D(4, 3, activation="relu"),
+                              lamina.layers.GlobalAveragePooling2D(), lamina.layers.Dense(2)])
+    conv.predict(np.zeros((2, 8, 8, 3), "float32"), verbose=0)
+    assert all(call is not layer for (call, _), layer in zip(conv._plan, conv._stack))
+
+    for mask_zero, expected_fast in ((False, True), (True, False)):
+        model = lamina.Sequential([lamina.Input((5,), dtype="int32"),
+                                   lamina.layers.Embedding(6, 3, mask_zero=mask_zero),
+                                   lamina.layers.GlobalAveragePooling1D()])
+        x = np.array([[1, 2, 0, 0, 0]])
+        out = model.predict(x, verbose=0)
+        assert all(call is not layer for (call, _), layer in zip(model._plan, model._stack)) == expected_fast
+        table = model.layers[0].get_weights()[0]
+        rows = table[[1, 2]] if mask_zero else table[[1, 2, 0, 0, 0]]
+        np.testing.assert_allclose(out[0], rows.mean(axis=0), rtol=1e-6)

@@ -201,6 +201,9 @@ class Embedding(EmbeddingQuantization, Layer):
 
         return record(y, (table, a, b), vjp)
 
+    def _may_start_mask(self) -> bool:
+        return bool(self.mask_zero)
+
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:
             return None

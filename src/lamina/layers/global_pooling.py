@@ -76,6 +76,9 @@ class GlobalAveragePooling1D(_GlobalAverage):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
+    def _may_start_mask(self) -> bool:
+        return False  # the pooled output has no time axis left to mask
+
 
 class GlobalAveragePooling2D(_GlobalAverage):
     """Mean over both spatial axes."""

@@ -88,7 +88,7 @@ def mask_work(layer, x=None) -> bool:
     user's layer with its own ``compute_mask`` (lamina's mask makers attach their masks in ``call``)."""
     own = type(layer).compute_mask is not Layer.compute_mask
     if x is None:
-        return own
+        return own and layer._may_start_mask()
     if backend._MASKS and _input_mask(x) is not None:
         return True
     return own and not type(layer).__module__.startswith("lamina.")
@@ -519,6 +519,12 @@ class Layer:
         if previous_mask is not None or (self.supports_masking and type(self).compute_mask is not Layer.compute_mask):
             self._set_output_mask(inputs, out, previous_mask)
         return out
+
+    def _may_start_mask(self) -> bool:
+        """Can this layer's ``compute_mask`` make a mask where its input has none? Assumed for any layer
+        with its own ``compute_mask``; a layer whose ``compute_mask`` only ends masks says no, so a stack
+        holding it keeps the fast inference path."""
+        return True
 
     def _mask_argument(self, inputs, kwargs):
         """Keras's mask rules before ``call``: the mask given as ``mask=``, else the one attached to the
