@@ -474,3 +474,22 @@ def test_channels_last_fast_path_equals_the_general_kernel(affine):
     np.testing.assert_allclose(grads[0], np.moveaxis(grads_ref[0], 1, 3), rtol=1e-10, atol=1e-12)
     for a, b in zip(grads[1:], grads_ref[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_inference_without_a_tape_equals_the_taped_primitive():
+    """Outside a tape, inference BatchNormalization is one scale and one shift per feature; it gives the
+    taped primitive's values (which keep x̂ for the gradient) to float32 rounding."""
+    import lamina
+
+    rng = np.random.default_rng(5)
+    layer = BatchNormalization(axis=-1)
+    x = rng.normal(4.0, 3.0, size=(16, 6, 6, 5)).astype("float32")
+    layer.build(x.shape)
+    layer.set_weights([rng.random(5) + 0.5, rng.normal(size=5), rng.normal(4.0, 1.0, size=5), rng.random(5) + 0.3])
+    fast = np.asarray(layer(x, training=False))
+    with lamina.GradientTape():
+        taped = np.asarray(layer(lamina.Variable(x), training=False))
+    np.testing.assert_allclose(fast, taped, rtol=1e-5, atol=1e-5)
+    expected = (x - layer.moving_mean.numpy()) / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+    expected = expected * layer.gamma.numpy() + layer.beta.numpy()
+    np.testing.assert_allclose(fast, expected, rtol=1e-5, atol=1e-5)
