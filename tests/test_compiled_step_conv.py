@@ -177,3 +177,25 @@ def test_conv_plan_serves_a_new_spatial_size():
         results.append(model.get_weights())
     for wc, we in zip(*results, strict=True):
         np.testing.assert_allclose(wc, we, rtol=1e-6, atol=1e-7)
+
+
+def test_sequential_inference_runs_the_relu_after_the_max_pooling_with_the_same_values():
+    """predict's plan makes a relu convolution and the max pooling after it one step, the relu applied to
+    the pooled array; the values equal the layers called one by one (NaN and negative windows included),
+    and a later change of the activation is honoured."""
+    from lamina.models.sequential import _relu_after_max_pool
+
+    rng = np.random.default_rng(2)
+    model = lamina.Sequential([lamina.Input((9, 9, 2)), lamina.layers.Conv2D(3, 2, activation="relu"),
+                               lamina.layers.MaxPooling2D(2), lamina.layers.Flatten()])
+    x = rng.normal(size=(4, 9, 9, 2)).astype("float32")
+    x[0, :3, :3] = np.nan
+    x[1] = -np.abs(x[1]) * 10
+    conv, pool, flat = model.layers
+    expected = flat(pool(conv(x)))
+    got = model.predict(x, verbose=0)
+    assert isinstance(model._plan[0][0], type(_relu_after_max_pool(conv, pool)))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(np.asarray(expected)))
+    np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-6, atol=1e-7)
+    conv.activation = lamina.activations.tanh
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.asarray(flat(pool(conv(x)))), rtol=1e-6, atol=1e-7)

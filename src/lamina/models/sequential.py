@@ -6,11 +6,14 @@ import inspect
 
 import numpy as np
 
+from lamina import activations
 from lamina.autodiff import Tensor, recording
 from lamina.layers import deserialize, serialize
+from lamina.layers.base_conv import BaseConv
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, is_symbolic
 from lamina.layers.layer import Layer, _to_shape_struct, carry_mask, mask_work, shape_of
+from lamina.layers.max_pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
 from lamina.models.functional import Functional
 from lamina.models.model import Model
 
@@ -34,6 +37,41 @@ def _check_single_input(layer) -> None:
 def _fits(shape: tuple, configured: tuple) -> bool:
     """Whether ``shape`` agrees with the configured input shape (None matches any size)."""
     return len(shape) == len(configured) and all(a is None or b is None or a == b for a, b in zip(shape, configured))
+
+
+_MAX_POOLS = (MaxPooling1D, MaxPooling2D, MaxPooling3D)
+
+
+def _relu_after_max_pool(conv, pool):
+    """A relu convolution then a max pooling, with the relu run after the pooling on the smaller array:
+    max commutes with the monotone relu, so the values are the same (NaN included)."""
+
+    def run(x):
+        if conv.activation is not activations.relu:  # changed since the plan was made
+            return pool.call(conv.call(x))
+        y = pool.call(conv.call_logits(x))
+        return np.maximum(y, 0, out=y)
+
+    return run
+
+
+def _inference_plan(stack: list, masks: bool) -> list:
+    """``[(function, takes_training)]`` for the graph-free inference path: each layer's ``call``; its
+    ``__call__`` for a mixed-precision or 16-bit layer and for every layer of a stack that makes masks;
+    a relu convolution and the max pooling after it as one step."""
+    plan, i = [], 0
+    while i < len(stack):
+        layer = stack[i]
+        if layer._lowp_call or masks:
+            plan.append((layer, layer._call_has_training))
+        elif isinstance(layer, BaseConv) and layer.activation is activations.relu and i + 1 < len(stack) \
+                and isinstance(stack[i + 1], _MAX_POOLS) and not stack[i + 1]._lowp_call:
+            plan.append((_relu_after_max_pool(layer, stack[i + 1]), False))
+            i += 1
+        else:
+            plan.append((layer.call, layer._call_has_training))
+        i += 1
+    return plan
 
 
 class Sequential(Model):
@@ -332,8 +370,7 @@ class Sequential(Model):
             # A mixed-precision or 16-bit layer runs through __call__: it casts its weights and outputs; so do
             # all layers of a stack that makes masks (Embedding(mask_zero=True)): __call__ passes them on.
             masks = any(mask_work(layer) for layer in self._stack)
-            plan = self._plan = [(layer if layer._lowp_call or masks else layer.call, layer._call_has_training)
-                                 for layer in self._stack]
+            plan = self._plan = _inference_plan(self._stack, masks)
         for call, has_training in plan:
             x = call(x, training=training) if has_training else call(x)
         return x
