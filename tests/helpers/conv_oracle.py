@@ -4,10 +4,12 @@ backend), identical weights, then the output, the input gradient and every weigh
 from __future__ import annotations
 
 import contextlib
+import json
 
 import numpy as np
 
 import lamina
+from tests.helpers.keras_files import read_members
 from tests.helpers.layer_harness import keras_forward_and_grads, lamina_forward_and_grads
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -64,3 +66,31 @@ def spatial_input(rank: int, data_format: str, spatial: tuple, channels: int = 3
                   seed: int = 0) -> np.ndarray:
     shape = (batch, *spatial, channels) if data_format == "channels_last" else (batch, channels, *spatial)
     return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+
+
+def _conv_configs(model_config) -> list:
+    """The saved configs of the convolution layers, without the dtype (Keras tags a shared policy object)."""
+    return [{k: v for k, v in c["config"].items() if k != "dtype"} for c in model_config["config"]["layers"]
+            if "Conv" in c["class_name"]]
+
+
+def check_keras_file_round_trips(keras, km, x: np.ndarray, tmp_path) -> None:
+    """Keras model ``km`` saved as ``.keras`` loads in lamina with equal predictions; lamina's ``.keras``
+    re-save has Keras's conv configs and loads in Keras; lamina's ``.h5`` loads in Keras; Keras's legacy
+    ``.h5`` loads in lamina."""
+    km.save(tmp_path / "k.keras")
+    lm = lamina.saving.load_model(tmp_path / "k.keras")
+    expected = keras.ops.convert_to_numpy(km(x))
+    np.testing.assert_allclose(lm.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
+    lm.save(tmp_path / "l.keras")
+    ours = json.loads(read_members(tmp_path / "l.keras")["config.json"])
+    theirs = json.loads(read_members(tmp_path / "k.keras")["config.json"])
+    assert _conv_configs(ours) == _conv_configs(theirs)
+    k2 = keras.saving.load_model(tmp_path / "l.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(k2(x)), expected, rtol=1e-4, atol=1e-5)
+    lm.save(tmp_path / "l.h5")
+    k3 = keras.saving.load_model(tmp_path / "l.h5")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(k3(x)), expected, rtol=1e-4, atol=1e-5)
+    km.save(tmp_path / "k.h5")
+    np.testing.assert_allclose(lamina.saving.load_model(tmp_path / "k.h5").predict(x, verbose=0), expected,
+                               rtol=1e-4, atol=1e-5)
