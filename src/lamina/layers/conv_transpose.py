@@ -52,10 +52,7 @@ class BaseConvTranspose(ConvVariant):
         self.kernel = self.add_weight(name="kernel", shape=(*self.kernel_size, self.filters, channels),
                                       initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
                                       constraint=self.kernel_constraint)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
-                                        regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+        self._add_bias(self.filters)
         self._set_input_spec(channels)
         self.built = True
 

@@ -91,6 +91,13 @@ class ConvVariant(Layer):
                 f"Received: input_shape={tuple(input_shape)}"
             )
 
+    def _add_bias(self, units: int) -> None:
+        """``self.bias`` of shape ``(units,)`` with the layer's bias arguments, or None without ``use_bias``."""
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(units,), initializer=self.bias_initializer,
+                                        regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+
     def _set_input_spec(self, channels) -> None:
         axis = -1 if self.data_format == "channels_last" else 1
         self.input_spec = InputSpec(min_ndim=self._rank + 2, axes={axis: channels})

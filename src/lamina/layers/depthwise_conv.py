@@ -37,11 +37,7 @@ class BaseDepthwiseConv(ConvVariant):
         self.kernel = self.add_weight(name="kernel", shape=(*self.kernel_size, channels, self.depth_multiplier),
                                       initializer=self.depthwise_initializer,
                                       regularizer=self.depthwise_regularizer, constraint=self.depthwise_constraint)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(channels * self.depth_multiplier,),
-                                        initializer=self.bias_initializer, regularizer=self.bias_regularizer,
-                                        constraint=self.bias_constraint)
+        self._add_bias(channels * self.depth_multiplier)
         self._set_input_spec(channels)
         self.built = True
 

@@ -47,10 +47,7 @@ class BaseSeparableConv(ConvVariant):
             name="pointwise_kernel", shape=(1,) * self._rank + (channels * self.depth_multiplier, self.filters),
             initializer=self.pointwise_initializer, regularizer=self.pointwise_regularizer,
             constraint=self.pointwise_constraint)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer,
-                                        regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+        self._add_bias(self.filters)
         self._set_input_spec(channels)
         self.built = True
 
