@@ -78,6 +78,29 @@ def test_fit_calls_history_after_the_users_callbacks_and_before_the_progress_bar
 # ----------------------------------------------------------------------- LambdaCallback
 
 
+def _hook_events(lib, model):
+    """The order of fit's callback hooks with validation data, as (hook, sorted log keys)."""
+    events = []
+    hooks = ("on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end", "on_test_batch_begin")
+    callback = lib.callbacks.LambdaCallback(**{
+        hook: (lambda *args, logs=None, _hook=hook: events.append(
+            (_hook, sorted(logs or (args[-1] if args and isinstance(args[-1], dict) else {})))))
+        for hook in hooks})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.fit(X, Y, epochs=2, batch_size=8, verbose=0, validation_data=(X, Y), callbacks=[callback])
+    return events
+
+
+def test_fit_validation_runs_the_test_hooks_as_keras(keras):
+    """fit's validation is an evaluate for the callbacks: on_test_begin, test batches, on_test_end with
+    the unprefixed logs, before on_epoch_end (TensorBoard's evaluation_*_vs_iterations relies on it)."""
+    ours = _hook_events(lamina, _model(lamina))
+    theirs = _hook_events(keras, _model(keras))
+    assert ours == theirs
+    assert ("on_test_end", ["loss"]) in ours
+
+
 def test_lambda_callback_keeps_extra_keyword_arguments_as_attributes():
     def custom(logs):
         return "called"

@@ -74,14 +74,17 @@ MODULES = {
     "wrappers": ["wrappers/sklearn_test.py"],
 }
 
-# Files that need a package lamina's tests never install, with the allowed skip category as the reason.
+# Files that need packages lamina's tests never install ("a,b": all of them), with the allowed skip category as
+# the reason.
 REQUIRES = {
     "callbacks/tensorboard_test.py": (
         "tensorflow", "TensorFlow-only: the test reads the event files back with tensorflow"),
     # these import tensorflow.data (and grain) at module level, for their tf.data/grain pipeline tests
     **{f"layers/preprocessing/{name}_test.py": (
-        "tensorflow", "TensorFlow-only: the file imports tensorflow.data and grain at module level")
-       for name in ("rescaling", "image_preprocessing/resizing", "image_preprocessing/center_crop")},
+        "tensorflow,grain", "TensorFlow-only: the file imports tensorflow.data and grain at module level")
+       for name in ("rescaling", "image_preprocessing/resizing")},
+    "layers/preprocessing/image_preprocessing/center_crop_test.py": (
+        "tensorflow", "TensorFlow-only: the file imports tensorflow.data at module level"),
 }
 
 

@@ -96,8 +96,8 @@ def run(scope: str = "issue", only: list[str] | None = None, keep: bool = False,
     root = sdist.fetch()
     modules = manifest.select(scope, sdist.test_files(root), only)
     files = [f for fs in modules.values() for f in fs]
-    skipped_files = {f: reason for f, (package, reason) in manifest.REQUIRES.items()
-                     if f in files and importlib.util.find_spec(package) is None}
+    skipped_files = {f: reason for f, (packages, reason) in manifest.REQUIRES.items()
+                     if f in files and any(importlib.util.find_spec(p) is None for p in packages.split(","))}
     run_dir = prepare(root, files)
     try:
         expected = expected_counts(root, run_dir, files, timeout)

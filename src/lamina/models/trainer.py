@@ -927,7 +927,7 @@ class Trainer:
                 dist.reduce_metrics(self.metrics)
             logs = self._logs_of(step_logs)
             if val is not None and _validates_after(epoch, validation_freq):
-                val_logs = self._evaluate_data(val)
+                val_logs = self._evaluate_data(val, cbs)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -967,14 +967,21 @@ class Trainer:
             first = data_lib._leaves(x)[0]
             self._maybe_build((None,) + tuple(np.shape(first))[1:])
 
-    def _evaluate_data(self, batches) -> dict:
-        """fit's validation: the test steps over ``batches`` (an EpochIterator); returns the logs."""
+    def _evaluate_data(self, batches, cbs) -> dict:
+        """fit's validation: the test steps over ``batches`` (an EpochIterator); returns the logs.
+
+        As in Keras, fit's callbacks see it as an evaluate: ``on_test_begin``, the test batches and
+        ``on_test_end`` with the unprefixed logs (TensorBoard writes ``evaluation_*_vs_iterations`` there).
+        """
+        cbs.on_test_begin()
         self.reset_metrics()
         dist = self._distribution
-        _, step_logs = self._test_batches(batches)
+        _, step_logs = self._test_batches(batches, cbs)
         if dist is not None:
             dist.reduce_metrics(self.metrics)
-        return self._logs_of(step_logs)
+        logs = self._logs_of(step_logs)
+        cbs.on_test_end(logs)
+        return logs
 
     def _test_batches(self, batches, cbs=None) -> tuple:
         """Test steps over one epoch of ``batches`` (an EpochIterator); returns their count and the
