@@ -85,6 +85,26 @@ def test_saturated_sigmoid_from_unscaled_inputs():
     assert history.health["layers"][first]["saturated"][0] < 0.1
 
 
+def test_a_confident_output_paired_with_its_loss_is_not_called_saturated():
+    """A sigmoid output the crossentropy reads as logits has gradient p - y there, so its saturation is
+    confidence; the same saturation in a hidden layer, or with a loss that reads the probabilities, warns."""
+    lamina.utils.set_random_seed(0)
+    x, y = circles()
+    model = lamina.Sequential([L.Input((2,)), L.Dense(16, activation="relu"), L.Dense(1, activation="sigmoid")])
+    model.build((None, 2))
+    model.layers[0].set_weights([np.ones((2, 16), "float32"), np.full(16, 3.0, "float32")])  # every unit >= 1
+    model.layers[1].set_weights([np.full((16, 1), 20.0, "float32"), np.zeros(1, "float32")])  # so |z| >= 320
+    history, caught = fit_health(model, x, y, epochs=1, health=True)
+    out = model.layers[1].name
+    assert history.health["layers"][out]["saturated"][0] > 0.5
+    assert not any(f"Layer '{out}'" in str(w.message) and "flat part" in str(w.message) for w in caught)
+    stats, _ = H.measure(model, x[:64], y[:64])
+    assert stats[out]["paired_with_loss"] is True
+    model.compile(optimizer="sgd", loss="mse", lint=False)  # mse reads the probabilities: the flat part bites
+    stats, _ = H.measure(model, x[:64], y[:64])
+    assert stats[out]["saturated"] > 0.5 and "paired_with_loss" not in stats[out]
+
+
 def test_statistics_match_their_definitions():
     model = lamina.Sequential([L.Input((1,)), L.Dense(2, activation="relu"), L.Dense(1, activation="tanh")])
     model.layers[0].set_weights([np.array([[1.0, -1.0]], "float32"), np.array([0.0, -10.0], "float32")])
@@ -125,7 +145,8 @@ def test_history_health_layout_and_verbose_table(capsys):
     history = model.fit(x, y, epochs=3, verbose=2, health=ActivationHealth(every=2))
     health = history.health
     assert health["epochs"] == [1]  # every second epoch
-    assert set(health) == {"epochs", "layers", "grad_norm", "grad_ratio", "nan"}
+    assert set(health) == {"epochs", "layers", "grad_norm", "grad_ratio", "nan", "recurrent"}
+    assert health["recurrent"] == {}  # no recurrent layer
     act_name = model.layers[1].name
     assert health["layers"][act_name]["activation"] == "relu" and len(health["layers"][act_name]["dead"]) == 1
     assert list(health["grad_norm"]) == [model.layers[0].name, model.layers[2].name]
@@ -253,6 +274,9 @@ def test_one_pass_measure_equals_the_separate_passes(head, loss):
     model = lamina.Sequential([L.Input((2,)), L.Dense(8, activation="relu"), L.Dropout(0.5), *head()])
     model.compile(optimizer="sgd", loss=loss, lint=False)
     stats, norms = H.measure(model, x, y)
+    # measure also knows the loss: it marks an output the loss reads as logits (the separate pass can't)
+    paired = {name for name, e in stats.items() if e.pop("paired_with_loss", False)}
+    assert paired == ({model.layers[-1].name} if "crossentropy" in loss else set())
     assert stats == H.activation_stats(model, x)
     separate = H.gradient_norms(model, x, y)
     assert list(norms) == list(separate)

@@ -137,6 +137,7 @@ def test_constant_with_array_value_broadcasts_and_round_trips():
 def test_orthogonal_rows_or_columns_are_orthonormal(shape, gain):
     x = I.Orthogonal(gain=gain)(shape)
     assert x.shape == shape and x.dtype == np.float32
+    assert x.flags.c_contiguous  # a wide kernel comes from q.T: a strided view unless copied
     m = x.reshape(-1, shape[-1]).astype(np.float64)
     gram = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T
     np.testing.assert_allclose(gram, gain**2 * np.eye(len(gram)), atol=1e-5)

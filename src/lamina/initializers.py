@@ -446,7 +446,7 @@ class Orthogonal(RandomInitializer):
         q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
         if rows < cols:
             q = q.T
-        return (self.gain * q).reshape(shape).astype(dt)
+        return np.ascontiguousarray((self.gain * q).reshape(shape), dtype=dt)  # q.T is a strided view
 
     def get_config(self) -> dict:
         return {**super().get_config(), "gain": self.gain}

@@ -163,29 +163,75 @@ def _health_dict(obj) -> dict:
 
 def health(hist):
     """Activation health over the epochs: dead fraction (ReLU-family layers), saturated fraction
-    (sigmoid/tanh layers) and gradient norm (log scale) per layer."""
+    (sigmoid/tanh layers) and gradient norm (log scale) per layer.
+
+    With recurrent layers (``history.health["recurrent"]``) a second row shows, per recurrent layer, the
+    saturated fraction of each gate over the epochs, the gradient norm reaching each timestep (log scale, in
+    the order the layer reads the sequence; the first measured epoch dashed, the last solid) and its first/last
+    timestep ratio over the epochs (log scale)."""
     h = _health_dict(hist)
     epochs = np.asarray(h.get("epochs", []), dtype=float) + 1
-    fig, axes = _figure(1, 3, size=(15, 4.2))
+    recurrent = {n: r for n, r in (h.get("recurrent") or {}).items() if "skipped" not in r}
+    fig, axes = _figure(2 if recurrent else 1, 3, size=(15, 8.4 if recurrent else 4.2))
     panels = (("dead", "Dead units (ReLU family)"), ("saturated", "Saturated pre-activations"))
     for ax, (key, title) in zip(axes[:2], panels):
         for name, rec in h["layers"].items():
             values = rec.get(key)
             if values:
-                ax.plot(epochs[-len(values):], [np.nan if v is None else v for v in values], marker="o",
-                        markersize=3, label=f"{name} ({rec.get('activation')})")
+                ax.plot(epochs[-len(values):], _nan_none(values), marker="o", markersize=3,
+                        label=f"{name} ({rec.get('activation')})")
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("fraction")
         ax.set_title(title)
     for name, values in h.get("grad_norm", {}).items():
-        vals = np.array([np.nan if v is None else v for v in values], dtype=float)
-        vals[vals <= 0] = np.nan  # a zero norm has no place on a log axis
-        axes[2].plot(epochs[-len(vals):], vals, marker="o", markersize=3, label=name)
+        axes[2].plot(epochs[-len(values):], _positive(values), marker="o", markersize=3, label=name)
     axes[2].set_yscale("log")
     axes[2].set_title("Gradient norm per layer")
-    for ax in axes:
+    for ax in axes[:3]:
         ax.set_xlabel("epoch")
+    if recurrent:
+        _recurrent_panels(axes[3:], epochs, recurrent)
+    for ax in axes:
         ax.grid(True, alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="small")
     return fig
+
+
+def _nan_none(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _positive(values) -> np.ndarray:
+    vals = _nan_none(values)
+    vals[~(vals > 0)] = np.nan  # a zero norm has no place on a log axis
+    return vals
+
+
+def _recurrent_panels(axes, epochs, recurrent: dict) -> None:
+    """Gate saturation over epochs, the per-timestep gradient norm curve, its first/last ratio over epochs."""
+    sat, flow, ratio = axes
+    for name, rec in recurrent.items():
+        for gate, values in rec.get("saturated", {}).items():
+            sat.plot(epochs[-len(values):], _nan_none(values), marker="o", markersize=3, label=f"{name}: {gate}")
+        curves = [(e, c) for e, c in zip(epochs[-len(rec.get("grad_norm_t", [])):], rec.get("grad_norm_t", []))
+                  if c is not None]
+        chosen, styles = ([curves[0], curves[-1]], ["--", "-"]) if len(curves) > 1 else (curves, ["-"])
+        color = None  # both epochs of one layer in one colour
+        for (epoch, curve), style in zip(chosen, styles):
+            (line,) = flow.plot(np.arange(len(curve)), _positive(curve), style, color=color, linewidth=1.5,
+                                label=f"{name}, epoch {int(epoch)}")
+            color = line.get_color()
+        values = rec.get("grad_ratio_t")
+        if values:
+            ratio.plot(epochs[-len(values):], _positive(values), marker="o", markersize=3, label=name)
+    sat.set_ylim(-0.02, 1.02)
+    sat.set_ylabel("fraction")
+    sat.set_title("Saturated gate values (recurrent layers)")
+    sat.set_xlabel("epoch")
+    flow.set_yscale("log")
+    flow.set_title("Gradient norm reaching each timestep")
+    flow.set_xlabel("timestep (in the order the layer reads)")
+    ratio.set_yscale("log")
+    ratio.set_title("Gradient through time: first / last timestep")
+    ratio.set_xlabel("epoch")

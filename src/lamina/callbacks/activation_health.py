@@ -37,22 +37,41 @@ class ActivationHealth(Callback):
     activation is never > 0 on the sample; saturated = pre-activations with ``|z| > 5`` for sigmoid,
     ``> 2.5`` for tanh).
 
-    Results go to ``history.health`` (and ``self.health``)::
+    Recurrent layers (SimpleRNN, LSTM, GRU, a generic RNN over their cells, each half of a Bidirectional)
+    are replayed on the sample to see inside: the saturation of each gate (LSTM: input, forget and output
+    gates within 0.01 of 0 or 1, candidate and squashed cell state within 0.01 of -1 or +1; GRU: update,
+    reset, candidate; SimpleRNN: its activation) and the gradient norm reaching each timestep of the layer's
+    input, in reading order, with its first/last ratio (gradient flow through time). Definitions:
+    :mod:`lamina.diagnostics.recurrent_health`.
+
+    Results go to ``history.health`` (and ``self.health``); every list has one entry per measured epoch
+    (None where a layer was not measured that epoch)::
 
         {"epochs": [0, 1, ...],
          "layers": {name: {"activation": "relu", "dead": [...], "mean": [...], "std": [...]}},
-         "grad_norm": {name: [...]}, "grad_ratio": [...], "nan": None or {"layer", "op", ...}}
+         "grad_norm": {name: [...]}, "grad_ratio": [...], "nan": None or {"layer", "op", ...},
+         "recurrent": {name: {"cell": "LSTM", "go_backwards": False,
+                              "activations": {"input": "sigmoid", ..., "cell": "tanh"},
+                              "saturated": {"input": [...], "forget": [...], ...},
+                              "grad_norm_t": [[g_0, ..., g_{T-1}], ...], "grad_ratio_t": [...]}}}
+
+    A recurrent layer the doctor cannot replay (a user-written or stacked cell, ``stateful``, an
+    ``initial_state``) has ``{"cell", "go_backwards", "skipped": why}`` instead; a Bidirectional's halves are
+    named ``"bidirectional/forward_lstm"`` and ``"bidirectional/backward_lstm"``.
 
     A ``HealthWarning`` fires (once per layer and kind per ``fit``) when a layer's dead or saturated
-    fraction exceeds its threshold or the gradient ratio falls below ``ratio_threshold``; with
+    fraction (or a recurrent gate's saturated fraction) exceeds its threshold or the gradient ratio (or a
+    recurrent layer's first/last timestep ratio) falls below ``ratio_threshold``; with
     ``nan_check`` the first batch whose loss is NaN or inf is rerun layer by layer and the first
     layer and op that produced the bad value is named (``health["nan"]``).
 
-    Cost: one forward + backward pass over ``sample_size`` rows per measured epoch, and a check of
-    one small gradient per step (``nan_check``). ``budget`` caps the share of the training time the
-    measurements may take: an epoch is skipped while the time spent measuring exceeds ``budget``
-    times the time spent training (the first and last epochs are always measured), so very short
-    epochs are measured every few epochs; ``health["epochs"]`` lists the measured ones.
+    Cost: one forward + backward pass over ``sample_size`` rows per measured epoch (plus, per recurrent
+    layer, a replay of it on those rows with its backward pass, step by step on the tape: a few times the
+    layer's own fused pass), and a check of one small gradient per step (``nan_check``). ``budget`` caps the
+    share of the training time the measurements may take: an epoch is skipped while the time spent
+    measuring exceeds ``budget`` times the time spent training (the first and last epochs are always
+    measured), so very short epochs are measured every few epochs; ``health["epochs"]`` lists the
+    measured ones.
 
     Args:
         x_sample, y_sample: rows to measure on; None uses the sample ``fit`` keeps.
@@ -60,8 +79,10 @@ class ActivationHealth(Callback):
         every: measure every ``every`` epochs (at most).
         budget: the largest share of training time measuring may take (default 5 %); None
             measures every ``every`` epochs whatever it costs.
-        dead_threshold, saturation_threshold: fractions above which a layer is reported.
-        ratio_threshold: first/last gradient-norm ratio below which gradients count as vanishing.
+        dead_threshold, saturation_threshold: fractions above which a layer (or a recurrent layer's gate)
+            is reported.
+        ratio_threshold: first/last gradient-norm ratio (across layers, or across a recurrent layer's
+            timesteps) below which gradients count as vanishing.
         verbose: print a table per measured epoch; None follows ``fit``'s ``verbose``.
         nan_check: locate the source of a NaN/inf loss.
     """
@@ -101,7 +122,7 @@ class ActivationHealth(Callback):
 
     @staticmethod
     def _empty() -> dict:
-        return {"epochs": [], "layers": {}, "grad_norm": {}, "grad_ratio": [], "nan": None}
+        return {"epochs": [], "layers": {}, "grad_norm": {}, "grad_ratio": [], "nan": None, "recurrent": {}}
 
     # ------------------------------------------------------------------ fit hooks
 
@@ -158,7 +179,8 @@ class ActivationHealth(Callback):
         from lamina.diagnostics._graph import Graph
 
         model = self.model
-        stats, norms = health_lib.measure(model, self._xs, self._ys, Graph(model))
+        recurrent: dict = {}
+        stats, norms = health_lib.measure(model, self._xs, self._ys, Graph(model), recurrent=recurrent)
         ratio = health_lib.gradient_ratio(norms)
         n_before = len(self.health["epochs"])
         self.health["epochs"].append(epoch)
@@ -170,10 +192,40 @@ class ActivationHealth(Callback):
         for name, value in norms.items():
             self.health["grad_norm"].setdefault(name, [None] * n_before).append(value)
         self.health["grad_ratio"].append(ratio)
+        self._append_recurrent(recurrent, n_before + 1)
         self._check_thresholds(stats, norms, ratio)
+        self._check_recurrent(recurrent)
         if self._verbosity():
             self._print_table(epoch, stats, norms, ratio)
-        return {"layers": stats, "grad_norm": norms, "grad_ratio": ratio}
+            if recurrent:
+                print_msg(_recurrent_table(recurrent))
+        return {"layers": stats, "grad_norm": norms, "grad_ratio": ratio, "recurrent": recurrent}
+
+    def _append_recurrent(self, recurrent: dict, n: int) -> None:
+        """This epoch's recurrent entries into ``health["recurrent"]``: every list ends with ``n`` entries,
+        None for the epochs a layer (or a gate) was not measured."""
+
+        def put(values: list, value) -> None:
+            values.extend([None] * (n - 1 - len(values)))
+            values.append(value)
+
+        for name, entry in recurrent.items():
+            rec = self.health["recurrent"].setdefault(
+                name, {"cell": entry["cell"], "go_backwards": entry["go_backwards"]})
+            if "skipped" in entry:
+                rec["skipped"] = entry["skipped"]
+                continue
+            rec.pop("skipped", None)
+            rec["activations"] = entry["activations"]
+            for gate, value in entry["saturated"].items():
+                put(rec.setdefault("saturated", {}).setdefault(gate, []), value)
+            for key in ("grad_norm_t", "grad_ratio_t"):
+                if key in entry:
+                    put(rec.setdefault(key, []), entry[key])
+        for rec in self.health["recurrent"].values():
+            for values in list(rec.get("saturated", {}).values()) + [rec[k] for k in ("grad_norm_t", "grad_ratio_t")
+                                                                      if k in rec]:
+                values.extend([None] * (n - len(values)))
 
     def _verbosity(self) -> int:
         if self.verbose is not None:
@@ -188,7 +240,7 @@ class ActivationHealth(Callback):
                            f"Layer '{name}': {e['dead']:.0%} of its {e['activation']} {e.get('units', 'units')} never "
                            "activated on the sample (dead units pass no gradient). Lower the learning rate, use "
                            "kernel_initializer='he_normal' and a zero/small bias, or try LeakyReLU.")
-            if e.get("saturated", 0.0) > self.saturation_threshold:
+            if e.get("saturated", 0.0) > self.saturation_threshold and not e.get("paired_with_loss"):
                 self._warn(("saturated", name),
                            f"Layer '{name}': {e['saturated']:.0%} of its {e['activation']} pre-activations are on the "
                            "flat part of the curve, where the gradient is almost 0. Scale the inputs, add "
@@ -201,6 +253,35 @@ class ActivationHealth(Callback):
                        f"Vanishing gradients: the first layer '{names[0]}' gets {share}, so the early layers barely "
                        "learn. Use relu with kernel_initializer='he_normal', add BatchNormalization, or use fewer "
                        "layers.")
+
+    def _check_recurrent(self, recurrent: dict) -> None:
+        # lazy: import cost, as in measure()
+        from lamina.diagnostics.recurrent_health import saturation_words
+
+        for name, e in recurrent.items():
+            cell = e["cell"]
+            high = [(gate, v) for gate, v in e.get("saturated", {}).items()
+                    if v is not None and v > self.saturation_threshold]
+            if high:
+                acts = list(dict.fromkeys(e["activations"][gate] for gate, _ in high))
+                listing = ", ".join(f"{_GATE_WORDS[gate]} {v:.0%}" for gate, v in high)
+                rules = "; ".join(f"{act}: {saturation_words(act)}" for act in acts)
+                self._warn(("gates", name),
+                           f"Layer '{name}' ({cell}) is saturated: {listing} of the values lie on the flat part of "
+                           f"the activation ({rules}), where the slope is almost 0 and the weights feeding them "
+                           "barely learn. Scale or normalise the inputs, lower the learning rate, or clip gradients "
+                           "(clipnorm=1.0).")
+            ratio = e.get("grad_ratio_t")
+            if ratio is not None and math.isfinite(ratio) and ratio < self.ratio_threshold:
+                steps = len(e["grad_norm_t"])
+                share = "no gradient at all" if ratio == 0 else f"{ratio:.1e} of the gradient norm of the last one"
+                fix = "Use LSTM or GRU, whose gates carry the gradient across time, or shorter sequences." \
+                    if cell == "SimpleRNN" else (
+                        f"Look at its {'forget' if cell == 'LSTM' else 'update'} gate's saturation in "
+                        "history.health['recurrent'], or use shorter sequences.")
+                self._warn(("time", name),
+                           f"Vanishing gradients through time: in layer '{name}' ({cell}) the first of its {steps} "
+                           f"timesteps gets {share}, so it barely learns from the start of the sequence. {fix}")
 
     def _warn(self, key, message: str) -> None:
         from lamina.diagnostics.findings import HealthWarning  # lazy: import cost, as in measure()
@@ -268,6 +349,26 @@ class ActivationHealth(Callback):
         self.health["nan"] = report
         self._warn(("nan",), f"Training produced {report['value']} at epoch {self._epoch + 1}, batch "
                              f"{report['batch']}: {report['message']}.")
+
+
+_GATE_WORDS = {"input": "input gate", "forget": "forget gate", "output": "output gate", "update": "update gate",
+               "reset": "reset gate", "candidate": "candidate", "cell": "squashed cell state",
+               "activation": "activation"}
+
+
+def _recurrent_table(recurrent: dict) -> str:
+    """The verbose lines for the recurrent layers: saturation per gate, then the through-time ratio."""
+    lines = ["  recurrent layers: saturated values per gate; gradient norm at the first timestep over the last"]
+    for name, e in recurrent.items():
+        if "skipped" in e:
+            lines.append(f"  {name} ({e['cell'] or 'RNN'}): not measured: {e['skipped']}")
+            continue
+        gates = ", ".join(f"{gate} {v:.0%}" for gate, v in e["saturated"].items() if v is not None and v == v)
+        ratio = e.get("grad_ratio_t")
+        flow = "" if ratio is None or not math.isfinite(ratio) else \
+            f"; gradient first/last timestep {ratio:.2e} ({len(e['grad_norm_t'])} steps)"
+        lines.append(f"  {name} ({e['cell']}): {gates or 'no saturating activation'}{flow}")
+    return "\n".join(lines)
 
 
 class _NanProbe:

@@ -13,11 +13,17 @@ Definitions (per layer with an activation, over a sample of rows):
   flat part of the curve, ``|z| > FLAT[name]``: 5 for sigmoid (slope < 0.0067, 2.7 % of its peak
   0.25), 2.5 for tanh (slope < 0.027, 2.7 % of its peak 1), 3 for hard_sigmoid and 1 for hard_tanh
   (slope exactly 0 beyond).
+  An output layer whose sigmoid/softmax the loss reads as logits is marked ``paired_with_loss``: its
+  gradient at the logits is ``p - y`` (no flat part), so its saturation is confidence, not a warning.
 * **mean**, **std**: of the activations.
 * **gradient norm**: the L2 norm of the loss gradient over each layer's trainable weights, from one
   forward + backward pass with the model's compiled loss (inference mode: Dropout off, moving
   BatchNormalization statistics, nothing updated); **ratio**: first weighted layer's norm over the
   last's.
+
+Recurrent layers (SimpleRNN, LSTM, GRU, Bidirectional) are looked inside by
+:mod:`lamina.diagnostics.recurrent_health` (gate saturation, gradient flow through time), in the same pass
+(``measure(..., recurrent={})``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import math
 import numpy as np
 
 from lamina.autodiff import GradientTape, stop_recording, unwrap
+from lamina.diagnostics import recurrent_health as rh
 from lamina.diagnostics._graph import (
     ACT,
     AFFINE_ACT,
@@ -98,6 +105,7 @@ def _stats_visitor(stats: dict, graph: Graph, head=None, head_pre: dict | None =
             pre = args[0] if isinstance(args, list) else args
         if head_pre is not None and g is head and pre is not None:
             head_pre["z"] = pre
+            head_pre["name"] = layer.name if layer.name not in stats else f"{layer.name}:{len(stats)}"
         act = activation_of(layer)
         a = np.asarray(unwrap(outs[-1]))
         if a.size == 0:
@@ -118,15 +126,33 @@ def _stats_visitor(stats: dict, graph: Graph, head=None, head_pre: dict | None =
     return visit
 
 
-def activation_stats(model, x, graph: Graph | None = None) -> dict:
+def _visitors(*visits):
+    """One ``Graph.run`` visitor that calls each of ``visits`` (None entries skipped)."""
+    visits = [v for v in visits if v is not None]
+
+    def visit(g, args, outs):
+        for v in visits:
+            v(g, args, outs)
+
+    return visit
+
+
+def activation_stats(model, x, graph: Graph | None = None, recurrent: dict | None = None) -> dict:
     """``{layer name: {"activation", "mean", "std", ["dead"], ["saturated"]}}`` for every layer with a
-    non-linear activation, in model order, from one inference pass over ``x``."""
+    non-linear activation, in model order, from one inference pass over ``x``.
+
+    Given a dict, ``recurrent`` is filled with each recurrent layer's gate saturation (no gradient flow: that
+    needs labels; see :mod:`lamina.diagnostics.recurrent_health`)."""
     graph = graph or Graph(model)
     if not graph.known:
         return {}
     stats: dict[str, dict] = {}
+    nodes: list = []
     with stop_recording(), np.errstate(all="ignore"):
-        graph.run(_prepare(model, x), training=False, visit=_stats_visitor(stats, graph))
+        graph.run(_prepare(model, x), training=False,
+                  visit=_visitors(_stats_visitor(stats, graph), None if recurrent is None else rh.collector(nodes)))
+    if recurrent is not None:
+        recurrent.update(rh.report(nodes))
     return stats
 
 
@@ -178,34 +204,53 @@ def gradient_norms(model, x, y, graph: Graph | None = None) -> dict[str, float]:
     return _norms(layers, trainable, grads)
 
 
-def measure(model, x, y=None, graph: Graph | None = None) -> tuple[dict, dict]:
+def measure(model, x, y=None, graph: Graph | None = None, recurrent: dict | None = None) -> tuple[dict, dict]:
     """``(activation_stats, gradient_norms)`` from ONE forward + backward pass over ``x`` (what
     ``ActivationHealth`` runs per epoch): the statistics are read off the recorded forward pass,
-    whose output (the logits where ``fit`` uses them) feeds the compiled loss."""
+    whose output (the logits where ``fit`` uses them) feeds the compiled loss.
+
+    Given a dict, ``recurrent`` is filled with each recurrent layer's gate saturation and gradient flow
+    through time (:func:`lamina.diagnostics.recurrent_health.report`) from the same backward pass: the loss's
+    gradient at each recurrent layer's input (the layer's own backpropagation through time; the model's float
+    inputs are watched for a layer that reads one) and at its outputs (for a replay to carry back in time)."""
     graph = graph or Graph(model)
     layers = _weighted_layers(model, graph)
     if not graph.known or y is None or not layers or not getattr(model, "_output_losses", None):
-        return activation_stats(model, x, graph), gradient_norms(model, x, y, graph) if y is not None else {}
+        return activation_stats(model, x, graph, recurrent), gradient_norms(model, x, y, graph) if y is not None else {}
     logits = bool(model._decide_logits()) and len(graph.outputs) == 1
     head = graph.producer.get(id(graph.outputs[0]))
     stats: dict[str, dict] = {}
     head_pre: dict = {}
     trainable = [v for layer in layers for v in layer.trainable_weights]
+    nodes: list = []
+    visit = _visitors(_stats_visitor(stats, graph, head, head_pre),
+                      None if recurrent is None else rh.collector(nodes, graph))
+    flat = _prepare(model, x)
     model._clear_losses()
     try:
         with np.errstate(all="ignore"), GradientTape() as tape:
-            outs = graph.run(_prepare(model, x), training=False, visit=_stats_visitor(stats, graph, head, head_pre))
+            if recurrent is not None and any(rh.is_recurrent(g.layer) for g in graph.nodes):
+                # a recurrent layer may read a model input: its gradient there is the flow through time
+                tape.watch([a for a in flat if a.dtype.kind == "f"])
+            outs = graph.run(flat, training=False, visit=visit)
             if logits and "z" in head_pre:
                 pred = head_pre["z"]
+                # The loss reads the logits (sigmoid/softmax + crossentropy): its gradient there is p - y, so
+                # a saturated output is a confident one, not a vanishing gradient.
+                stats[head_pre["name"]]["paired_with_loss"] = True
             else:
                 logits, pred = False, outs[0] if len(outs) == 1 else outs
             loss, _ = model._compute_loss(y, pred, None, logits)
         if loss is None or not hasattr(loss, "parents"):
+            if recurrent is not None:
+                recurrent.update(rh.report(nodes))
             return stats, {}
-        grads = tape.gradient(loss, trainable)
+        grads = tape.gradient(loss, trainable + rh.gradient_sources(nodes))
     finally:
         model._clear_losses()
-    return stats, _norms(layers, trainable, grads)
+    if recurrent is not None:
+        recurrent.update(rh.report(nodes, grads[len(trainable):]))
+    return stats, _norms(layers, trainable, grads[:len(trainable)])
 
 
 def gradient_ratio(norms: dict[str, float]) -> float:
