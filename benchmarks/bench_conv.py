@@ -542,7 +542,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-keras", action="store_true", help="leave Keras/JAX out")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-memory processes")
     parser.add_argument("--profile", action="store_true",
-                        help="only lamina's compiled step of each model, node by node (in this process)")
+                        help="only lamina's compiled step of each model, node by node (in this process, "
+                             "with --threads N on N threads)")
     parser.add_argument("--serve", choices=("lamina", "torch", "keras"), help=argparse.SUPPRESS)
     parser.add_argument("--rss", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -557,6 +558,10 @@ def main(argv=None) -> int:
         parser.error(f"--models takes names from {', '.join(MODELS)}. Received: {args.models!r}")
     rounds = args.rounds or (1 if args.quick else 3)
     if args.profile:
+        if args.threads and os.environ.get("BENCH_CONV_THREADS") != str(args.threads):
+            # OpenBLAS sizes its pool when NumPy is imported: run again with the thread variables set
+            os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **thread_env(args.threads)})
+        pin()
         for m in models:
             profile_lamina(m, 5 if args.quick else 20)
         return 0

@@ -451,3 +451,24 @@ def test_sequential_inference_keeps_its_fast_path_unless_a_layer_can_start_a_mas
         table = model.layers[0].get_weights()[0]
         rows = table[[1, 2]] if mask_zero else table[[1, 2, 0, 0, 0]]
         np.testing.assert_allclose(out[0], rows.mean(axis=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("accelerate", ["1", "0"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_embedding_gradient_scatter_equals_add_at(accelerate, dtype, monkeypatch):
+    """The table's gradient (a scatter-add of the output gradient into the looked-up rows), compiled or sorted
+    and segment-summed, equals np.add.at's: repeated rows add up, a negative index is the row counted from
+    the end (one row with its positive spelling), no index gives zeros."""
+    from lamina.layers.embedding import scatter_rows
+
+    monkeypatch.setenv("LAMINA_ACCELERATE", accelerate)
+    rng = np.random.default_rng(3)
+    idx = rng.integers(-6, 6, size=(4, 9))
+    idx[0, :3] = [2, 2, -4]  # 2 three times with the -4
+    g = rng.normal(size=(4, 9, 5)).astype(dtype)
+    want = np.zeros((6, 5), dtype=dtype)
+    np.add.at(want, idx.reshape(-1), g.reshape(-1, 5))
+    got = scatter_rows(idx, g, 6)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == "float32" else 1e-13, atol=1e-6)
+    assert not scatter_rows(np.zeros((2, 0), dtype=int), np.zeros((2, 0, 5), dtype=dtype), 6).any()

@@ -34,11 +34,13 @@ RANKS = {
     # maths
     "lamina.activations": 10, "lamina.ops": 10,
     "lamina.conv_kernels": 10,  # im2col/col2im convolution kernels; ops.conv and the conv layers use them
+    "lamina.conv_accel": 10,  # optional numba max pooling (winner kept); pooling, the compiled step, Sequential
     "lamina.conv_variant_kernels": 10,  # transposed/depthwise/separable convolutions on conv_kernels; ops + layers
     # parameters
     "lamina.initializers": 20, "lamina.regularizers": 20, "lamina.constraints": 20,
     "lamina.quantizers": 20,  # abs-max / int4 / float8 formulas and configs; Dense quantizes with them
     "lamina.layers": 30, "lamina.layers.op_layer": 30,  # op nodes; wraps lamina.ops for KerasTensors
+    "lamina.layers.string_hash": 30,  # FarmHash Fingerprint64 and SipHash-2-4 on NumPy (the Hashing layer's)
     # objectives
     "lamina.losses": 40, "lamina.metrics": 40, "lamina.optimizers": 40,
     # whole-object configs (know every family above; models use them for compile configs) and the
@@ -46,6 +48,7 @@ RANKS = {
     "lamina.saving.serialization_lib": 45, "lamina.saving.compile_config": 45, "lamina.models.data": 45,
     # what training uses: callbacks and the activation doctor take a model, never import one
     "lamina.callbacks": 50, "lamina.diagnostics": 50,
+    "lamina.diagnostics.recurrent_health": 50,  # replays RNN/LSTM/GRU layers (layers, rank 30) for the doctor
     "lamina.models": 60, "lamina.models.cloning": 60,  # clone_model: rebuilds Sequential/Functional graphs
     # fold() rewrites a model into a new Sequential; the package namespace re-exports it
     "lamina.diagnostics.fold": 65, "lamina.diagnostics.__init__": 65,
@@ -54,6 +57,7 @@ RANKS = {
     "lamina.distribute": 70, "lamina.datasets": 70, "lamina.plot": 70, "lamina.utils": 75,
     "lamina.model_visualization": 75, "lamina.wrappers": 75,  # keras.utils.plot_model; keras.wrappers (sklearn)
     "lamina": 90, "lamina.cli": 95,
+    "lamina.playground": 92,  # the browser playground: builds on the public lamina; the cli starts it
 }
 
 # (importer, imported): imports that point up the ladder on purpose.

@@ -629,3 +629,112 @@ def test_compiled_gru_gates_equal_numpy_path(dtype, monkeypatch):
     for a, b in zip(*results):
         assert a.dtype == np.dtype(dtype)
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("flags", [dict(return_sequences=True, return_state=True), dict(go_backwards=True)])
+def test_compiled_lstm_whole_sequence_equals_numpy_path(dtype, flags, monkeypatch):
+    """Without a mask the compiled LSTM runs every step in one compiled call (its matmuls NumPy's own BLAS):
+    outputs, final states and gradients (inputs, initial states, weights) equal the NumPy path's, with a tape
+    (T step buffers) and without one (inference: two buffers used in turn)."""
+    pytest.importorskip("numba")
+    from lamina.layers import rnn_accel
+    from lamina.layers.lstm import CompiledLSTMKernel
+
+    if rnn_accel.blas_gemm(dtype) is None:
+        pytest.skip("this NumPy build's BLAS is not reachable from compiled code")
+    calls = []
+    whole = CompiledLSTMKernel.forward_sequence
+    monkeypatch.setattr(CompiledLSTMKernel, "forward_sequence",
+                        lambda self, *a: calls.append(1) or whole(self, *a))
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(3, 9, 3)).astype(dtype)
+    states = [rng.normal(size=(3, 4)).astype(dtype) for _ in range(2)]
+    results = []
+    for accelerate in ("1", "0"):
+        monkeypatch.setenv("LAMINA_ACCELERATE", accelerate)
+        layer = lamina.layers.LSTM(4, dtype=dtype, **flags)
+        layer(x)
+        layer.set_weights([np.random.default_rng(1).normal(scale=0.7, size=w.shape) for w in layer.weights])
+        inferred = [np.asarray(unwrap(o)) for o in _leaves(layer(x, initial_state=states))]
+        with lamina.GradientTape() as tape:
+            tape.watch([x] + states)
+            outs = _leaves(layer(x, initial_state=states))
+            loss = sum(lamina.ops.sum(lamina.ops.multiply(o, o)) for o in outs)
+        grads = tape.gradient(loss, [x] + states + layer.trainable_weights)
+        results.append(inferred + [np.asarray(unwrap(o)) for o in outs] + grads)
+    assert len(calls) == 3  # the compiled run's three calls (build, inference, training) took the whole-sequence loop
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for a, b in zip(*results):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_compiled_lstm_float32_gates_saturate_and_keep_nan(monkeypatch):
+    """The compiled float32 loop's tanh is a rational approximation clipped at |x| = 7.9: gates driven far into
+    saturation equal the float64 NumPy path's to 1e-6, and a NaN input stays NaN instead of being clipped."""
+    pytest.importorskip("numba")
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    from lamina.activations import sigmoid, tanh
+    from lamina.layers import rnn_accel
+    from lamina.layers.lstm import CompiledLSTMKernel, LSTMKernel
+    from lamina.layers.rnn_scan import activation_pair, scan_forward
+
+    steps, batch, units = 4, 3, 5
+    rng = np.random.default_rng(12)
+    rk = rng.normal(scale=0.5, size=(units, 4 * units))
+    xp = rng.normal(scale=30.0, size=(steps, batch, 4 * units))  # most pre-activations far beyond +-7.9
+    xp[2, 1, 3] = np.nan
+    s0 = [np.zeros((batch, units))] * 2
+    pairs = (activation_pair(tanh), activation_pair(sigmoid))
+    exact = LSTMKernel(rk, steps, batch, np.dtype("float64"), *pairs)
+    want, _, _ = scan_forward(exact, xp.copy(), s0, None, True, False)
+    f32 = np.dtype("float32")
+    fast = CompiledLSTMKernel(rk.astype(f32), steps, batch, f32, *pairs, rnn_accel.kernels(f32))
+    got, _, _ = scan_forward(fast, xp.astype(f32), [s.astype(f32) for s in s0], None, True, False)
+    nan = np.isnan(want)
+    assert nan.any() and np.array_equal(np.isnan(got), nan)
+    np.testing.assert_allclose(got[~nan], want[~nan], rtol=0, atol=1e-6)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru"])
+def test_cells_seed_generator_is_a_variable_not_a_weight(keras, kind):
+    """As in Keras, every built-in cell owns a SeedGenerator for its dropout masks, seeded or not: its state
+    counts among the layer's (non-trainable) variables, never among its weights, and the masks come from it,
+    so a seeded layer draws the same masks after lamina.utils.set_random_seed whatever ran before."""
+    klayer, llayer = _pair(keras, kind, units=3, dropout=0.5, recurrent_dropout=0.5)
+    for layer in (klayer, llayer):
+        layer.build((None, 2, 4))
+    for attr in ("weights", "non_trainable_weights", "variables", "non_trainable_variables"):
+        assert len(getattr(llayer, attr)) == len(getattr(klayer, attr)), attr
+    assert llayer.cell.seed_generator.state in llayer.non_trainable_variables
+    x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    runs = []
+    for noise in (0, 3):
+        lamina.utils.set_random_seed(1)
+        np.asarray(lamina.random.uniform((noise,)))  # unrelated draws in between
+        layer = getattr(lamina.layers, KINDS[kind][0])(3, **KINDS[kind][1], dropout=0.5, seed=5)
+        layer.build((None, 5, 4))
+        layer.set_weights([np.full(w.shape, 0.3, dtype="float32") for w in layer.weights])
+        runs.append(np.asarray(unwrap(layer(x, training=True))))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_user_cell_seed_generator_is_tracked():
+    """A SeedGenerator set as an attribute of a user's cell is tracked as Keras tracks it: its state is one of
+    the cell's and the RNN's non-trainable variables."""
+
+    class Cell(lamina.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.state_size = 2
+            self.seed_generator = lamina.random.SeedGenerator(3)
+
+        def call(self, inputs, states):
+            return states[0], states
+
+    cell = Cell()
+    assert cell.non_trainable_variables == [cell.seed_generator.state] and cell.weights == []
+    layer = lamina.layers.RNN(cell)
+    assert layer.non_trainable_variables == [cell.seed_generator.state] and layer.non_trainable_weights == []

@@ -90,6 +90,9 @@ def standardize_dtype(dtype) -> str:
     NumPy understands the name everywhere (``np.zeros(3, "bfloat16")``)."""
     if dtype is None:
         return _FLOATX
+    # Keras's name for text; lamina holds text in NumPy str/object arrays
+    if dtype is str or (isinstance(dtype, str) and dtype == "string"):
+        return "string"
     if hasattr(dtype, "name") and not isinstance(dtype, str):
         dtype = dtype.name
     if isinstance(dtype, str) and dtype in _ML_DTYPES:

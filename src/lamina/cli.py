@@ -5,7 +5,8 @@
   ``lamina demo circles -o out/`` trains a linear and a relu stack on the circles and draws both
   decision boundaries side by side;
 * ``lamina plot activations [NAMES...] [--derivatives] -o chart.png`` draws the activation chart;
-* ``lamina lint model.keras`` lints a saved model (exit status 1 when it has errors).
+* ``lamina lint model.keras`` lints a saved model (exit status 1 when it has errors);
+* ``lamina playground [--port N] [--no-browser]`` serves the activation playground on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -176,6 +177,16 @@ def lint_file(args) -> int:
     return 1 if counts["error"] else 0
 
 
+def playground(args) -> int:
+    if not 0 <= args.port <= 65535:
+        print(f"lamina playground: --port must be from 0 (any free port) to 65535. Received: {args.port}",
+              file=sys.stderr)
+        return 2
+    from lamina.playground import main as serve  # lazy: the server's extra loads only for this command
+
+    return serve(port=args.port, open_browser=not args.no_browser)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="lamina", description="lamina: Keras-compatible deep learning on NumPy.")
     sub = parser.add_subparsers(dest="command")
@@ -203,6 +214,10 @@ def main(argv=None) -> int:
     p_lint = sub.add_parser("lint", help="check a saved model for activation mistakes")
     p_lint.add_argument("path", help="a .keras (or .h5) model file")
     p_lint.set_defaults(func=lint_file)
+    p_play = sub.add_parser("playground", help="the activation playground in the browser (the `playground` extra)")
+    p_play.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p_play.add_argument("--no-browser", action="store_true", help="print the URL without opening a browser")
+    p_play.set_defaults(func=playground)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

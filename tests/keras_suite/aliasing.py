@@ -57,7 +57,9 @@ RENAMES = {
     "saving.object_registration": "saving.object_registry",
     "optimizers.schedules.learning_rate_schedule": "optimizers.schedules",
     "models.cloning": "models",
+    "layers.rnn.conv_lstm": "layers.conv_lstm",  # ConvLSTM and ConvLSTMCell (Keras's rnn folder)
     "ops.random": "random",  # keras.src.ops re-exports the backend's random module as ops.random
+    "backend.random": "random",  # ... and keras.src.backend holds it as backend.random (SeedGenerator...)
 }
 
 # Names the harness itself supplies on an alias, each only where lamina's module lacks it.

@@ -27,6 +27,9 @@ MODULES = {
     "layers/preprocessing": [
         "layers/preprocessing/rescaling_test.py", "layers/preprocessing/image_preprocessing/resizing_test.py",
         "layers/preprocessing/image_preprocessing/center_crop_test.py",
+        "layers/preprocessing/hashing_test.py",
+        "layers/preprocessing/integer_lookup_test.py", "layers/preprocessing/string_lookup_test.py",
+        "layers/preprocessing/text_vectorization_test.py",
     ],
     "layers/reshaping": [
         "layers/reshaping/cropping1d_test.py", "layers/reshaping/cropping2d_test.py",
@@ -45,7 +48,10 @@ MODULES = {
         "layers/convolutional/conv_test.py", "layers/convolutional/conv_transpose_test.py",
         "layers/convolutional/depthwise_conv_test.py", "layers/convolutional/separable_conv_test.py",
     ],
-    "layers/rnn": ["layers/rnn/lstm_test.py", "layers/rnn/gru_test.py"],
+    "layers/rnn": ["layers/rnn/lstm_test.py", "layers/rnn/gru_test.py", "layers/rnn/simple_rnn_test.py",
+                   "layers/rnn/stacked_rnn_cells_test.py", "layers/rnn/time_distributed_test.py",
+                   "layers/rnn/conv_lstm_test.py", "layers/rnn/conv_lstm1d_test.py",
+                   "layers/rnn/conv_lstm2d_test.py", "layers/rnn/conv_lstm3d_test.py"],
     "losses": ["losses/loss_test.py", "losses/losses_test.py"],
     "metrics": [
         "metrics/accuracy_metrics_test.py", "metrics/confusion_metrics_test.py",
@@ -82,8 +88,12 @@ REQUIRES = {
     # these import tensorflow.data (and grain) at module level, for their tf.data/grain pipeline tests
     **{f"layers/preprocessing/{name}_test.py": (
         "tensorflow,grain", "TensorFlow-only: the file imports tensorflow.data and grain at module level")
-       for name in ("rescaling", "image_preprocessing/resizing")},
+       for name in ("rescaling", "image_preprocessing/resizing", "string_lookup", "text_vectorization")},
     "layers/preprocessing/image_preprocessing/center_crop_test.py": (
+        "tensorflow", "TensorFlow-only: the file imports tensorflow.data at module level"),
+    "layers/preprocessing/hashing_test.py": (
+        "tensorflow", "TensorFlow-only: the file imports tensorflow at module level (for its tf.data test)"),
+    "layers/preprocessing/integer_lookup_test.py": (
         "tensorflow", "TensorFlow-only: the file imports tensorflow.data at module level"),
 }
 

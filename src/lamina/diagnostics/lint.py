@@ -43,6 +43,11 @@ Rules (rule id — severity):
   reported instead of ``inputs-unscaled``). Measured on a 16-unit relu network: at ``|x| ~ 1e4``
   SGD turns the loss NaN within 3 epochs (MSE and sparse crossentropy alike); Adam at 1e30 still
   reports a loss of 7e29.
+* sequences (:mod:`lamina.diagnostics.sequence_lint`): ``recurrent-unbounded-gates`` — warning,
+  ``recurrent-unbounded-state`` — hint (relu-style gates or state over long sequences);
+  ``mask-dropped`` — warning (a masked sequence reaching a layer that ignores the mask); with the
+  targets, ``time-axis-dropped`` / ``time-axis-kept`` — errors (per-step targets for a per-sequence
+  output, or the other way round).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ import numpy as np
 
 from lamina import config, initializers
 from lamina import layers as layers_lib
-from lamina.diagnostics import _graph, health
+from lamina.diagnostics import _graph, health, sequence_lint
 from lamina.diagnostics._graph import (
     ACT,
     AFFINE,
@@ -256,6 +261,7 @@ def _structural(model, graph: Graph | None = None) -> list[Finding]:
     else:
         out += _linear_chains(graph)
     out += _deep_saturating(graph, heads)
+    out += sequence_lint.recurrent_rules(graph) + sequence_lint.mask_rules(graph)
     return out
 
 
@@ -529,10 +535,37 @@ def _as_list(model, s) -> list:
 def _data_rules(model, x, y, graph: Graph | None = None) -> list[Finding]:
     graph = graph or Graph(model)
     out = []
+    xs = _flat_inputs(model, x) if x is not None and graph.known else None
+    timed = _time_axis_rules(model, y, graph, xs) if y is not None and graph.known else []
+    out += timed
     if y is not None:
-        out += _label_rules(model, y, graph)
-    if x is not None and graph.known:
-        out += _input_rules(model, x, graph)
+        out += _label_rules(model, y, graph, skip={f.details["output"] for f in timed})
+    if xs is not None:
+        out += _input_rules(model, xs, graph)
+        out += sequence_lint.recurrent_rules(graph, xs)
+    return out
+
+
+def _flat_inputs(model, x) -> list | None:
+    try:
+        return _graph.flatten_inputs(model, x)
+    except (ValueError, TypeError):
+        return None
+
+
+def _time_axis_rules(model, y, graph: Graph, xs: list | None) -> list[Finding]:
+    """``time-axis-dropped`` / ``time-axis-kept`` (see :mod:`lamina.diagnostics.sequence_lint`), each with
+    ``details["output"]``: the label rules skip that output (its labels are not wrong, its time axis is)."""
+    losses = getattr(model, "_output_losses", None) or []
+    ys = _as_list(model, y)
+    out = []
+    for i, output_loss in enumerate(losses):
+        if output_loss.loss is None or i >= len(ys) or i >= len(graph.outputs) or not hasattr(ys[i], "shape"):
+            continue
+        finding = sequence_lint.target_rules(graph, i, _loss_info(output_loss.loss)[0], ys[i], xs)
+        if finding is not None:
+            out.append(Finding(finding.rule, finding.severity, finding.layers, finding.message, finding.fix,
+                               details={"output": i}))
     return out
 
 
@@ -543,12 +576,12 @@ def _looks_one_hot(y: np.ndarray) -> bool:
     return bool(np.all((rows == 0) | (rows == 1)) and np.all(rows.sum(axis=-1) == 1))
 
 
-def _label_rules(model, y, graph: Graph) -> list[Finding]:
+def _label_rules(model, y, graph: Graph, skip=frozenset()) -> list[Finding]:
     losses = getattr(model, "_output_losses", None) or []
     ys = _as_list(model, y)
     out = []
     for i, output_loss in enumerate(losses):
-        if output_loss.loss is None or i >= len(ys) or i >= len(graph.outputs):
+        if output_loss.loss is None or i >= len(ys) or i >= len(graph.outputs) or i in skip:
             continue
         kind, _, fn = _loss_info(output_loss.loss)
         if kind is None:
@@ -633,11 +666,7 @@ def _first_consumers(graph: Graph, tensor) -> list:
     return out
 
 
-def _input_rules(model, x, graph: Graph) -> list[Finding]:
-    try:
-        xs = _graph.flatten_inputs(model, x)
-    except (ValueError, TypeError):
-        return []
+def _input_rules(model, xs: list, graph: Graph) -> list[Finding]:
     out = []
     for t, xi in zip(graph.inputs, xs):
         arr = np.asarray(xi)

@@ -18,6 +18,7 @@ from lamina.layers.bidirectional import Bidirectional
 from lamina.layers.center_crop import CenterCrop
 from lamina.layers.concatenate import Concatenate, concatenate
 from lamina.layers.conv import Conv1D, Conv2D, Conv3D, Convolution1D, Convolution2D, Convolution3D
+from lamina.layers.conv_lstm import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from lamina.layers.conv_transpose import (
     Conv1DTranspose,
     Conv2DTranspose,
@@ -50,8 +51,11 @@ from lamina.layers.global_pooling import (
 )
 from lamina.layers.group_normalization import GroupNormalization
 from lamina.layers.gru import GRU, GRUCell
+from lamina.layers.hashing import Hashing
 from lamina.layers.identity import Identity
+from lamina.layers.index_lookup import IndexLookup
 from lamina.layers.input_layer import Input, InputLayer
+from lamina.layers.integer_lookup import IntegerLookup
 from lamina.layers.keras_tensor import KerasTensor
 from lamina.layers.lambda_layer import Lambda
 from lamina.layers.layer import InputSpec, Layer
@@ -86,7 +90,9 @@ from lamina.layers.simple_rnn import SimpleRNN, SimpleRNNCell
 from lamina.layers.softmax import Softmax
 from lamina.layers.spatial_dropout import SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
 from lamina.layers.stacked_rnn_cells import StackedRNNCells
+from lamina.layers.string_lookup import StringLookup
 from lamina.layers.subtract import Subtract, subtract
+from lamina.layers.text_vectorization import TextVectorization
 from lamina.layers.time_distributed import TimeDistributed
 from lamina.layers.unit_normalization import UnitNormalization
 from lamina.layers.up_sampling import UpSampling1D, UpSampling2D, UpSampling3D
@@ -126,6 +132,12 @@ __all__ += [  # around convolutions: channel dropout, image preprocessing, group
     "CenterCrop", "GroupNormalization", "Rescaling", "Resizing", "SpatialDropout1D", "SpatialDropout2D",
     "SpatialDropout3D", "UnitNormalization",
 ]
+
+# text and vocabulary preprocessing; IndexLookup is their base (in keras.src.layers, not keras.layers)
+__all__ += ["IndexLookup", "IntegerLookup", "StringLookup", "TextVectorization"]
+
+__all__ += ["Hashing"]  # preprocessing: categorical values hashed into bins
+__all__ += ["ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"]  # LSTMs with convolutions for matmuls
 
 register_builtins("layers", {name: obj for name, obj in globals().items()
                              if isinstance(obj, type) and issubclass(obj, Layer)})

@@ -84,6 +84,7 @@ class BaseImagePreprocessingLayer(Layer):
     """
 
     _USE_BASE_FACTOR = True
+    _tf_data_inputs = "compute_dtype"  # runs inside tf.data, inputs cast as Keras's DataLayer (tf_data_bridge)
     _FACTOR_BOUNDS = (-1, 1)
     interpolation = "bilinear"
     backend = BACKEND  # on the class: it holds modules, which an instance's copies and pickles could not

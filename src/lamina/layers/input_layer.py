@@ -96,7 +96,8 @@ class InputLayer(Layer):
             if value:
                 raise ValueError(f"`{flag}=True` is not supported with lamina (NumPy arrays only, no {flag} "
                                  f"tensors). Received: {flag}={value}")
-        super().__init__(name=name, dtype=dtype, **kwargs)
+        # a text input keeps the default policy, as in Keras: "string" names its tensor's dtype only
+        super().__init__(name=name, dtype=None if dtype == "string" else dtype, **kwargs)
         self._batch_shape = batch_shape
         self.sparse = False
         self.ragged = False

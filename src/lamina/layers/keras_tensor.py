@@ -19,7 +19,9 @@ class KerasTensor:
 
     def __init__(self, shape, dtype="float32", name=None, history=None):
         self.shape = tuple(None if d is None else int(d) for d in shape)
-        self.dtype = np.dtype(dtype).name
+        # "string": text inputs (Input(dtype="string")), NumPy str/object arrays at run time
+        text = dtype is str or (isinstance(dtype, str) and dtype == "string")
+        self.dtype = "string" if text else np.dtype(dtype).name
         self.name = name or f"keras_tensor_{next(_COUNTER)}"
         # (layer, node_index, tensor_index) of the call that produced this tensor.
         self._keras_history = history

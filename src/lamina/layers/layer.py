@@ -25,7 +25,9 @@ from lamina import backend, constraints, dtype_policies, initializers, regulariz
 from lamina.autodiff import Tensor, Variable, record, recording, unwrap
 from lamina.dtype_policies import DTypePolicyMap
 from lamina.layers.keras_tensor import KerasTensor, Node, flatten, is_symbolic, map_structure
+from lamina.layers.tf_data_bridge import call_on_tf_tensors, holds_tf_tensor
 from lamina.naming import auto_name
+from lamina.random import SeedGenerator
 
 
 def shape_of(x) -> tuple:
@@ -189,6 +191,10 @@ class Layer:
                     self._layers.append(item)
                 elif isinstance(item, Variable) and all(item is not v for v in self._variables):
                     self._variables.append(item)
+                elif isinstance(item, SeedGenerator):
+                    tracked = self.__dict__.setdefault("_tracked_seed_generators", [])
+                    if all(item is not g for g in tracked):
+                        tracked.append(item)
         object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ dtypes
@@ -323,7 +329,35 @@ class Layer:
 
     @property
     def variables(self) -> list[Variable]:
-        return self._flat_weights()
+        """All state: the weights, then the states of the layer's (and its sublayers') SeedGenerators, which
+        are not weights (never saved, never trained) but are the layer's variables, as in Keras."""
+        out = self._flat_weights()
+        seen = {id(v) for v in out}
+        for layer in self._flatten_layers():
+            for generator in layer._seed_generators:
+                if id(generator.state) not in seen:
+                    seen.add(id(generator.state))
+                    out.append(generator.state)
+        return out
+
+    @property
+    def _seed_generators(self) -> list:
+        """The SeedGenerators set as attributes of this layer (Keras tracks them the same way)."""
+        return list(self.__dict__.get("_tracked_seed_generators", ()))
+
+    def _flatten_layers(self, include_self: bool = True, recursive: bool = True) -> list:
+        """This layer (``include_self``) and the layers it tracks, depth first, each once (Keras's name)."""
+        out, seen = [], set()
+        stack = [self] if include_self else list(reversed(self._layers))
+        while stack:
+            current = stack.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            out.append(current)
+            if recursive or current is self:
+                stack.extend(reversed(current._layers))
+        return out
 
     @property
     def trainable_weights(self) -> list[Variable]:
@@ -337,7 +371,12 @@ class Layer:
             return self._flat_weights()
         return [v for v in self._flat_weights() if not v.trainable]
 
-    non_trainable_variables = non_trainable_weights
+    @property
+    def non_trainable_variables(self) -> list[Variable]:
+        """``non_trainable_weights`` plus the SeedGenerator states (see ``variables``)."""
+        if not self.trainable:
+            return self.variables
+        return [v for v in self.variables if not v.trainable]
 
     def get_weights(self) -> list[np.ndarray]:
         return [v.numpy() for v in self.weights]
@@ -499,6 +538,8 @@ class Layer:
             raise TypeError(f"Layer '{self.name}' was called without inputs.")
         if is_symbolic(inputs) or (args and is_symbolic(args)):
             return self._symbolic_call(inputs, args, kwargs)
+        if not isinstance(inputs, (np.ndarray, Tensor)) and holds_tf_tensor(inputs):  # e.g. in tf.data's map
+            return call_on_tf_tensors(self, inputs, args, kwargs)
         inputs = self._convert_inputs(inputs)
         if not self.built:
             self._maybe_build(map_structure(shape_of, inputs) if not isinstance(inputs, (np.ndarray, Tensor))
@@ -630,7 +671,7 @@ class Layer:
                     x = x.astype(self._dtype)
                     if mask is not None:  # the cast copy keeps the mask, as in Keras
                         backend.set_keras_mask(x, mask)
-            elif kind in "iub":
+            elif kind in "iub" or (kind in "USO" and self._takes_text()):
                 pass
             else:
                 raise TypeError(
@@ -651,6 +692,18 @@ class Layer:
         if isinstance(inputs, dict):
             return {k: conv(v) for k, v in inputs.items()}
         return conv(inputs)
+
+    def _takes_text(self) -> bool:
+        """A model whose Input has dtype "string", or a Sequential starting with a text layer (TextVectorization,
+        StringLookup: ``_accepts_text``), is handed text arrays as they are; read only for non-numeric inputs."""
+        try:
+            inputs = flatten(getattr(self, "inputs", None) or [])
+        except (AttributeError, ValueError):  # a subclassed model without symbolic inputs
+            inputs = []
+        if any(getattr(t, "dtype", None) == "string" for t in inputs):
+            return True
+        first = getattr(self, "layers", None)
+        return isinstance(first, list) and bool(first) and getattr(first[0], "_accepts_text", False)
 
     def _cast_tensor(self, x):
         """A recorded float Tensor in another float dtype, cast to the compute dtype (a float32 layer
@@ -833,7 +886,7 @@ class Layer:
         return outs[0] if len(outs) == 1 else outs
 
 
-_MAY_TRACK = (Layer, Variable, list, tuple, dict)
+_MAY_TRACK = (Layer, Variable, SeedGenerator, list, tuple, dict)
 
 _PLAIN = (str, int, float, bool, type(None))
 

@@ -204,21 +204,66 @@ class TanhLSTMKernel(LSTMKernel):
         return [z[:, o] * ac, c_new]
 
 
-class CompiledLSTMKernel(TanhLSTMKernel):
-    """``TanhLSTMKernel`` whose backward step's gate arithmetic is one compiled loop (``rnn_accel``)."""
+class CompiledLSTMKernel(LSTMKernel):
+    """The default LSTM with its gate arithmetic compiled (``rnn_accel``).
+
+    Without a mask the whole sequence is one compiled call forward and one backward (``forward_sequence``,
+    ``backward_sequence``), their matmuls NumPy's own BLAS called from the compiled loop. With a mask (or where
+    that BLAS is not reachable) each step is one NumPy matmul and one compiled loop, the new states written into
+    two preallocated slots used in turn (a step reads the other slot's states), so a step allocates nothing."""
 
     def __init__(self, recurrent_kernel, steps, batch, dtype, activation, recurrent_activation, compiled):
         super().__init__(recurrent_kernel, steps, batch, dtype, activation, recurrent_activation)
+        self.forward_gates = compiled["lstm_forward"]
         self.backward_gates = compiled["lstm_backward"]
+        self.rk_t = np.ascontiguousarray(recurrent_kernel.T)  # BLAS is ~1.5x faster on it than on a transposed view
+        self.slots = np.empty((2, 2, batch, self.units), dtype=dtype)  # [slot][h, c]
+        self.gemm = rnn_accel.blas_gemm(dtype)
+        if self.gemm is None or "lstm_sequence" not in compiled:  # no whole-sequence loop: step by step
+            self.forward_sequence = self.backward_sequence = None
+        else:
+            self.rk = np.ascontiguousarray(recurrent_kernel)  # the compiled loop hands its pointer to BLAS
+            self.whole_forward, self.whole_backward = compiled["lstm_sequence"], compiled["lstm_sequence_backward"]
+
+    def step(self, t, zx, states):
+        h, c = states
+        z = self.gates[t]
+        np.matmul(h, self.rk, out=z)
+        h_new, c_new = self.slots[t & 1]
+        self.forward_gates(z, zx, h, c, self.prev_h[t], self.prev_c[t], self.act_c[t], h_new, c_new)
+        return [h_new, c_new]
+
+    def forward_sequence(self, xp, states, return_sequences: bool, keep: bool):
+        """Every step in one compiled call (``scan_forward`` without a mask); its ``(outputs, last, states)``."""
+        h, c = (np.array(s, dtype=self.dtype, order="C") for s in states)  # the loop's own, overwritten
+        outputs = np.empty((xp.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
+        h, c = self.whole_forward(*self.gemm, np.ascontiguousarray(xp), self.rk, h, c, self.gates, self.prev_h,
+                                  self.prev_c, self.act_c, outputs, keep)
+        return (outputs if return_sequences else None), h, [h, c]
+
+    def backward_sequence(self, xp_shape, d_outputs, d_last, d_states):
+        """Every step back in one compiled call (``scan_backward`` without a mask); its ``(dxp, d_states0)``."""
+        dh, dc = (np.zeros(shape, dtype=self.dtype) if d is None else np.array(d, dtype=self.dtype, order="C")
+                  for d, shape in zip(d_states, self.state_shapes))
+        if d_last is not None:
+            dh += d_last
+        d_outputs = np.empty((0,) + dh.shape, dtype=self.dtype) if d_outputs is None else \
+            np.ascontiguousarray(d_outputs, dtype=self.dtype)
+        dz = np.empty(xp_shape, dtype=self.dtype)
+        dh, dc = self.whole_backward(*self.gemm, self.rk_t, self.gates, self.prev_c, self.act_c, d_outputs, dh,
+                                     dc, dz)
+        return dz, [dh, dc]
 
     def begin_backward(self, dz):
         """Nothing to precompute: each compiled step does its own."""
+        self.slots = np.empty_like(self.slots)  # the forward's slots may be the outputs handed out
 
     def step_back(self, t, d_new, dz):
         dh, dc = d_new
-        dc_prev = np.empty(self.state_shapes[1], dtype=self.dtype)
+        dh_prev, dc_prev = self.slots[t & 1]
         self.backward_gates(self.gates[t], self.prev_c[t], self.act_c[t], dh, dc, dz, dc_prev)
-        return [dz @ self.rk.T, dc_prev]
+        np.matmul(dz, self.rk_t, out=dh_prev)
+        return [dh_prev, dc_prev]
 
 
 class LSTM(CellRNN):

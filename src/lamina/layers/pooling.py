@@ -13,13 +13,18 @@ whole-array passes. The max's gradient goes to the first maximal cell of each wi
 window order (Keras's and torch's tie rule): a running mask of windows still unclaimed, offset by
 offset. When windows do not overlap (``strides >= pool_size``) each input cell is in at most one
 window and the gradient is written in place, with no scatter-add.
+
+With numba (``lamina.conv_accel``), a "valid" 1D/2D max pooling runs compiled instead: the forward keeps
+each window's winner, the backward writes ``g`` there (the same winners, the same numbers). The compiled
+training step may also hand the pooling the bias and relu of the convolution before it (``bias``,
+``relu``): ``y = relu(max(z + bias))``, and :func:`pool_backward_bias` returns the bias gradient too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lamina import ops
+from lamina import conv_accel, ops
 from lamina.autodiff import record, unwrap
 from lamina.layers.flatten import standardize_data_format
 from lamina.layers.layer import InputSpec, Layer
@@ -48,11 +53,32 @@ def _views(xp: np.ndarray, pool: tuple, strides: tuple, out: tuple) -> list:
 class PoolContext:
     """What :func:`pool_backward` needs from the forward pass of :func:`pool_forward`."""
 
-    __slots__ = ("xp", "y", "pool", "strides", "out", "crop", "count", "mode", "has_nan", "dtype")
+    __slots__ = ("xp", "y", "pool", "strides", "out", "crop", "count", "mode", "has_nan", "dtype", "arg", "relu",
+                 "result", "in_shape")
 
 
-def pool_forward(xv: np.ndarray, pool_size: tuple, strides: tuple, padding: str, mode: str):
-    """``(y, context)``: max (``mode="max"``) or average pooling of a channels-last float array."""
+def pool_forward(xv: np.ndarray, pool_size: tuple, strides: tuple, padding: str, mode: str, bias=None,
+                 relu: bool = False):
+    """``(y, context)``: max (``mode="max"``) or average pooling of a channels-last float array; with
+    ``bias`` (per channel) and ``relu``, ``relu(pool(xv + bias))`` (the compiled step's fused form)."""
+    if mode == "max" and padding == "valid":
+        fast = conv_accel.max_pool(xv, pool_size, strides, bias, relu)
+        if fast is not None:
+            ctx = PoolContext()
+            ctx.result, ctx.arg = fast
+            ctx.relu, ctx.pool, ctx.strides, ctx.dtype, ctx.in_shape = relu, pool_size, strides, xv.dtype, xv.shape
+            return ctx.result, ctx
+    if bias is not None:
+        xv = xv + np.asarray(bias, dtype=xv.dtype)
+    y, ctx = _pool_numpy(xv, pool_size, strides, padding, mode)
+    ctx.arg, ctx.relu, ctx.in_shape = None, relu, xv.shape
+    # relu on a new array: the context keeps the pre-relu maxima for the winners
+    ctx.result = np.maximum(y, 0) if relu else y
+    return ctx.result, ctx
+
+
+def _pool_numpy(xv: np.ndarray, pool_size: tuple, strides: tuple, padding: str, mode: str):
+    """The NumPy path of :func:`pool_forward` (no bias, no relu)."""
     spatial = xv.shape[1:-1]
     plans = [_plan(n, k, s, padding) for n, k, s in zip(spatial, pool_size, strides)]
     out = tuple(p[0] for p in plans)
@@ -133,6 +159,25 @@ def _last_nan_masks(y: np.ndarray, views: list) -> list:
 def pool_backward(g: np.ndarray, ctx: PoolContext) -> np.ndarray:
     """The gradient with respect to the input of :func:`pool_forward`, given the output's gradient ``g``."""
     g = np.asarray(g, dtype=ctx.dtype)
+    if ctx.arg is not None:
+        return conv_accel.max_pool_backward(g, ctx.arg, ctx.result, ctx.in_shape, ctx.pool, ctx.strides, ctx.relu)[0]
+    return _backward_numpy(g * (ctx.result > 0) if ctx.relu else g, ctx)
+
+
+def pool_backward_bias(g: np.ndarray, ctx: PoolContext) -> tuple:
+    """``(dx, dbias)``: :func:`pool_backward` and the gradient of the ``bias`` given to :func:`pool_forward`
+    (``dbias = sum of g * relu'`` per channel, float64 on the compiled path)."""
+    g = np.asarray(g, dtype=ctx.dtype)
+    if ctx.arg is not None:
+        return conv_accel.max_pool_backward(g, ctx.arg, ctx.result, ctx.in_shape, ctx.pool, ctx.strides, ctx.relu)
+    if ctx.relu:
+        g = g * (ctx.result > 0)
+    db = np.add.reduce(g.reshape(-1, g.shape[-1]), axis=0)
+    return _backward_numpy(g, ctx), db
+
+
+def _backward_numpy(g: np.ndarray, ctx: PoolContext) -> np.ndarray:
+    """The NumPy path of :func:`pool_backward` (``g`` already masked by the relu)."""
     xp = ctx.xp
     grad = np.empty(xp.shape, dtype=ctx.dtype) if _covers(ctx) else np.zeros(xp.shape, dtype=ctx.dtype)
     grad_views = _views(grad, ctx.pool, ctx.strides, ctx.out)

@@ -26,6 +26,8 @@ class Rescaling(Layer):
     per-channel scale meets axis ``-3`` of ``(channels, height, width)`` images.
     """
 
+    _tf_data_inputs = "compute_dtype"  # runs inside tf.data, inputs cast as Keras's DataLayer (tf_data_bridge)
+
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
         for argument, value in (("scale", scale), ("offset", offset)):

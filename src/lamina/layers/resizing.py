@@ -11,6 +11,7 @@ from lamina.layers.bounding_boxes import clip_to_image_size, convert_format, den
 from lamina.layers.flatten import standardize_data_format
 from lamina.layers.image_resize import RESIZE_INTERPOLATIONS, resize_images
 from lamina.layers.layer import Layer
+from lamina.layers.tf_data_bridge import holds_tf_tensor
 
 
 def _positive_int(value, argument: str, owner: str) -> int:
@@ -25,6 +26,8 @@ class ImagePreprocessingLayer(Layer):
     inputs, and dict inputs ``{"images", "labels", "segmentation_masks"}`` (labels pass through, masks
     are transformed with ``nearest``). Subclasses give ``_transform(images, interpolation)`` for a batch and
     ``_output_size(height, width)``."""
+
+    _tf_data_inputs = "compute_dtype"  # runs inside tf.data, inputs cast as Keras's DataLayer (tf_data_bridge)
 
     def __init__(self, height, width, data_format=None, bounding_box_format=None, factor=None, **kwargs):
         super().__init__(**kwargs)
@@ -49,8 +52,8 @@ class ImagePreprocessingLayer(Layer):
         return ops.squeeze(self._transform(ops.expand_dims(images, 0), interpolation), axis=0)
 
     def __call__(self, inputs, *args, **kwargs):
-        if not (isinstance(inputs, dict) and "bounding_boxes" in inputs):
-            return super().__call__(inputs, *args, **kwargs)
+        if not (isinstance(inputs, dict) and "bounding_boxes" in inputs) or holds_tf_tensor(inputs):
+            return super().__call__(inputs, *args, **kwargs)  # TensorFlow tensors: Layer hands them to the bridge
         # Boxes are a nested dict of coordinates, not an image: they skip the layer's input conversion
         # and are transformed from the images' size before and the layer's size after.
         if not self.bounding_box_format:

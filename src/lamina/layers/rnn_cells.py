@@ -62,14 +62,11 @@ class BaseRNNCell(Layer, DropoutRNNCell):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"The `seed` of {cls_name} must be an integer or None. Received: seed={seed!r}")
         self.seed = seed
-        # As lamina's Dropout: a seed gives the cell its own stream; without one, masks come from the global
-        # generator (``lamina.utils.set_random_seed`` governs them).
-        self.seed_generator = None if seed is None else random.SeedGenerator(seed)
+        # The cell's own stream for its dropout masks, as Keras's: always one (without a seed its seed is drawn
+        # from the global generator, so ``lamina.utils.set_random_seed`` still governs it); its state is one of
+        # the cell's non-trainable variables, not a weight.
+        self.seed_generator = random.SeedGenerator(seed)
         self.output_size = units
-
-    @property
-    def _seed_generators(self) -> list:
-        return [] if self.seed_generator is None else [self.seed_generator]
 
     def build(self, input_shape) -> None:
         input_dim = input_shape[-1]

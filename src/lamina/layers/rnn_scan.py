@@ -17,7 +17,9 @@ A kernel object provides ``step(t, zx, states) -> new_states`` (the output is ``
 input into ``dzx_out``) and ``recurrent_gradients(dzx) -> (d_recurrent_kernel, d_recurrent_bias or None)``;
 optionally ``begin_forward(zx)``, run once before the loop, which may rewrite the projected inputs in place
 (they are the call's own array), and ``begin_backward(dzx)``, run once before the reverse loop, which may
-fill ``dzx`` with per-step factors that ``step_back`` then multiplies in place.
+fill ``dzx`` with per-step factors that ``step_back`` then multiplies in place; and ``forward_sequence(xp, states,
+return_sequences, keep)`` / ``backward_sequence(xp_shape, d_outputs, d_last, d_states)``, which (without a mask)
+replace the two loops by one compiled call each, with the loops' results (see ``CompiledLSTMKernel``).
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ def scan_forward(kernel, xp: np.ndarray, states0: list, mask, return_sequences: 
     prepare = getattr(kernel, "begin_forward", None)
     if prepare is not None:  # a kernel may rewrite the projected inputs in place once, vectorized over time
         prepare(xp)
+    whole = getattr(kernel, "forward_sequence", None)
+    if whole is not None and mask is None:  # a kernel may run every step in one compiled call
+        return whole(xp, states0, return_sequences, keep)
     states = list(states0)
     y = np.zeros_like(states[0])
     outputs = np.empty((steps,) + y.shape, dtype=y.dtype) if return_sequences else None
@@ -165,6 +170,9 @@ def scan_backward(kernel, xp_shape, d_outputs, d_last, d_states: list, mask, zer
     ``d_outputs`` (T, batch, units) or None, ``d_last`` (batch, units) or None, ``d_states`` one array or None
     per final state.
     """
+    whole = getattr(kernel, "backward_sequence", None)
+    if whole is not None and mask is None:  # the compiled counterpart of the kernel's ``forward_sequence``
+        return whole(xp_shape, d_outputs, d_last, d_states)
     steps = xp_shape[0]
     dxp = np.empty(xp_shape, dtype=kernel.dtype)
     prepare = getattr(kernel, "begin_backward", None)

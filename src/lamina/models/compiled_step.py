@@ -58,7 +58,7 @@ from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, flatten, pack_like
 from lamina.layers.masking import Masking
 from lamina.layers.max_pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
-from lamina.layers.pooling import pool_backward, pool_forward
+from lamina.layers.pooling import pool_backward, pool_backward_bias, pool_forward
 from lamina.layers.reshape import Reshape
 
 
@@ -190,7 +190,7 @@ class _ConvNode(_Node):
     """``act(conv(x, kernel) + bias)`` of a channels-last ``Conv1D/2D/3D`` with a fused activation, on
     :mod:`lamina.conv_kernels`; the weight gradients go straight into the flat buffer, as Dense's."""
 
-    __slots__ = ("fused", "kernel", "bias", "k_index", "b_index", "x", "y", "geometry")
+    __slots__ = ("fused", "kernel", "bias", "k_index", "b_index", "x", "y", "geometry", "bias_in_pool")
 
     def __init__(self, layer, ins, outs, fused, step):
         super().__init__(layer, ins, outs)
@@ -199,6 +199,7 @@ class _ConvNode(_Node):
         self.bias = layer.bias
         self.k_index = step.variable_index(layer._kernel)
         self.b_index = None if layer.bias is None else step.variable_index(layer.bias)
+        self.bias_in_pool = False  # the max pooling after it adds the bias and takes its gradient
 
     def weight_indices(self) -> list[int]:
         return [i for i in (self.k_index, self.b_index) if i is not None]
@@ -209,7 +210,7 @@ class _ConvNode(_Node):
         # pads depend on the spatial size, which may change from batch to batch
         self.geometry = (layer.strides, layer._pads(x.shape[1:-1]), layer.dilation_rate, layer.groups)
         y = conv_forward(x, self.kernel._value, *self.geometry)
-        if self.bias is not None:
+        if self.bias is not None and not self.bias_in_pool:
             y += self.bias._value
         self.y = vals[self.outs[0]] = self.fused[0](y)
 
@@ -221,7 +222,7 @@ class _ConvNode(_Node):
                                dk_out=k_out)
         if k_out is None:
             step.add_gradient(self.k_index, dk)
-        if self.b_index is not None:
+        if self.b_index is not None and not self.bias_in_pool:
             b_out = step.direct(self.b_index)
             db = np.add.reduce(dz.reshape(-1, dz.shape[-1]), axis=0, out=b_out)
             if b_out is None:
@@ -235,28 +236,39 @@ class _PoolNode(_Node):
 
     ``relu``: the relu of the convolution before it, moved here (see :func:`_fuse_relu_pool`):
     ``max(relu(z)) = relu(max(z))`` cell for cell, on a quarter of the cells for a 2x2 pool, and the
-    relu's gradient mask ``y > 0`` is taken on the pooled output."""
+    relu's gradient mask ``y > 0`` is taken on the pooled output. ``conv``: that convolution's node when
+    its bias moved here too (``max(z + b)`` is computed as the convolution would, the bias added cell by
+    cell before the comparison); this node then writes the bias gradient."""
 
-    __slots__ = ("context", "relu", "y")
+    __slots__ = ("context", "relu", "conv")
 
     def __init__(self, layer, ins, outs):
         super().__init__(layer, ins, outs)
         self.relu = False
+        self.conv = None
+
+    def weight_indices(self) -> list[int]:
+        return [] if self.conv is None else [self.conv.b_index]
 
     def forward(self, vals: list) -> None:
         layer = self.layer
-        y, self.context = pool_forward(_autocast(vals[self.ins[0]]), layer.pool_size, layer.strides,
-                                       layer.padding.lower(), layer._mode)
-        if self.relu:
-            y = self.y = np.maximum(y, 0)  # a new array: the context keeps the pre-relu maxima for the winners
-        vals[self.outs[0]] = y
+        bias = None if self.conv is None else self.conv.bias._value
+        vals[self.outs[0]], self.context = pool_forward(_autocast(vals[self.ins[0]]), layer.pool_size, layer.strides,
+                                                        layer.padding.lower(), layer._mode, bias, self.relu)
 
     def backward(self, grads: list, step) -> None:
-        if self.need_in[0]:
-            g = grads[self.outs[0]]
-            if self.relu:
-                g = g * (self.y > 0)
-            _accumulate(grads, self.ins[0], pool_backward(g, self.context))
+        g = grads[self.outs[0]]
+        if self.conv is None:
+            if self.need_in[0]:
+                _accumulate(grads, self.ins[0], pool_backward(g, self.context))
+            return
+        dx, db = pool_backward_bias(g, self.context)
+        b_out = step.direct(self.conv.b_index)
+        if b_out is None:
+            step.add_gradient(self.conv.b_index, db)
+        else:
+            np.copyto(b_out, db, casting="same_kind")
+        _accumulate(grads, self.ins[0], dx)
 
 
 class _ReshapeNode(_Node):
@@ -706,20 +718,25 @@ def trace(model, buffer, for_call: bool = False) -> CompiledStep:
 def _fuse_relu_pool(step: CompiledStep) -> None:
     """Move the relu of a convolution or an ``Activation("relu")`` past the max pooling that alone reads
     its output. Exact, ties included: where a window's maximum is positive, the cells holding it are the
-    same before and after the relu; where it is not, the relu's gradient is zero either way."""
+    same before and after the relu; where it is not, the relu's gradient is zero either way. A linear (or
+    relu) convolution's bias moves into the pooling as well (added cell by cell there, before the max)."""
     readers = [0] * step.n_slots
     for node in step.nodes:
         for slot in node.ins:
             readers[slot] += 1
     for slot in step.output_slots:
         readers[slot] += 1
-    relu = activations.FUSED[activations.relu]
+    relu, linear = activations.FUSED[activations.relu], activations.FUSED[activations.linear]
     for node, pool in zip(step.nodes, step.nodes[1:]):
-        if not (isinstance(node, (_ConvNode, _ActivationNode)) and node.fused is relu and isinstance(pool, _PoolNode)
+        if not (isinstance(node, (_ConvNode, _ActivationNode)) and isinstance(pool, _PoolNode)
                 and pool.layer._mode == "max" and pool.ins == node.outs and readers[node.outs[0]] == 1):
             continue
-        node.fused = activations.FUSED[activations.linear] if isinstance(node, _ConvNode) else None
-        pool.relu = True
+        if node.fused is relu:
+            node.fused = linear if isinstance(node, _ConvNode) else None
+            pool.relu = True
+        if isinstance(node, _ConvNode) and node.fused is linear and node.bias is not None:
+            # the bias too: max(z + b) = max(z) + b; one pass over z fewer each way on the compiled pooling
+            node.bias_in_pool, pool.conv = True, node
 
 
 def _check_callable(step: CompiledStep) -> None:

@@ -192,11 +192,22 @@ def check_positive_int(value, what: str, name: str = "batch_size") -> None:
         )
 
 
-def to_array(x, what: str, name: str = "x", float_cast: bool = True) -> np.ndarray:
-    """A NumPy array for one input; floats become floatx, non-numeric data is a TypeError."""
+def _is_text(arr: np.ndarray) -> bool:
+    """A str/bytes array, or an object array holding only str/bytes."""
+    if arr.dtype.kind in "US":
+        return True
+    return arr.dtype.kind == "O" and arr.size > 0 and all(isinstance(v, (str, bytes)) for v in arr.flat)
+
+
+def to_array(x, what: str, name: str = "x", float_cast: bool = True, text: bool = False) -> np.ndarray:
+    """A NumPy array for one input; floats become floatx, non-numeric data is a TypeError. With ``text`` (a
+    model whose first layer reads tokens: TextVectorization, StringLookup, IntegerLookup) text and integer
+    arrays pass as they are (integer ids keep their precision)."""
     arr = np.asarray(unwrap(x))
     if arr.dtype.kind == "V" and backend.is_float_dtype(arr.dtype):  # ml_dtypes' bfloat16 / float8
         return arr.astype(backend.floatx()) if float_cast else arr
+    if text and (arr.dtype.kind in "iu" or _is_text(arr)):
+        return arr
     if arr.dtype.kind in "OUSV":
         raise TypeError(
             f"`{name}` passed to {what} must be numeric (floats or integers). "

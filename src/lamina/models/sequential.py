@@ -6,10 +6,12 @@ import inspect
 
 import numpy as np
 
-from lamina import activations
+from lamina import activations, conv_accel
 from lamina.autodiff import Tensor, recording
+from lamina.conv_kernels import conv_forward
 from lamina.layers import deserialize, serialize
 from lamina.layers.base_conv import BaseConv
+from lamina.layers.conv import Conv1D, Conv2D
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, is_symbolic
 from lamina.layers.layer import Layer, _to_shape_struct, carry_mask, mask_work, shape_of
@@ -44,15 +46,36 @@ _MAX_POOLS = (MaxPooling1D, MaxPooling2D, MaxPooling3D)
 
 def _relu_after_max_pool(conv, pool):
     """A relu convolution then a max pooling, with the relu run after the pooling on the smaller array:
-    max commutes with the monotone relu, so the values are the same (NaN included)."""
+    max commutes with the monotone relu, so the values are the same (NaN included). With numba, the bias,
+    the max and the relu are one compiled pass over the convolution's output (:func:`_compiled_pool`)."""
 
     def run(x):
         if conv.activation is not activations.relu:  # changed since the plan was made
             return pool.call(conv.call(x))
+        y = _compiled_pool(conv, pool, x)
+        if y is not None:
+            return y
         y = pool.call(conv.call_logits(x))
         return np.maximum(y, 0, out=y)
 
     return run
+
+
+def _compiled_pool(conv, pool, x):
+    """``relu(max_pool(conv(x) + bias))`` through :func:`lamina.conv_accel.max_pool` for a plain channels-last
+    ``Conv1D``/``Conv2D`` and a "valid" pooling, or None (the layers' own calls then run)."""
+    if type(conv) not in (Conv1D, Conv2D) or conv.data_format != "channels_last" or conv.lora_enabled \
+            or pool.data_format != "channels_last" or pool.padding.lower() != "valid" or 0 in pool.strides \
+            or conv_accel.kernels() is None:
+        return None
+    kernel = conv._kernel._value
+    if x.dtype != kernel.dtype or x.dtype.kind != "f":
+        return None
+    conv.compute_output_shape(x.shape)  # Keras's message for a too-small input
+    z = conv_forward(x, kernel, conv.strides, conv._pads(x.shape[1:-1]), conv.dilation_rate, conv.groups)
+    out = conv_accel.max_pool(z, pool.pool_size, pool.strides, None if conv.bias is None else conv.bias._value,
+                              relu=True, keep_arg=False)
+    return None if out is None else out[0]
 
 
 def _inference_plan(stack: list, masks: bool) -> list:

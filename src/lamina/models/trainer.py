@@ -630,7 +630,7 @@ class Trainer:
     def _prepare_arrays(self, x, y, sample_weight, what: str, check_labels: bool = True):
         """Convert array data once and check it once: sample counts, NaN/inf in x, y and the sample
         weights, labels against the loss, input shapes."""
-        x, y, sample_weight = _as_arrays(x, y, sample_weight, what)
+        x, y, sample_weight = _as_arrays(x, y, sample_weight, what, self._takes_text())
         if hasattr(self, "_check_optional_inputs"):
             self._check_optional_inputs(x)
         data_lib.require_samples(x, y, sample_weight, what)
@@ -747,7 +747,8 @@ class Trainer:
     def _prepare_input_arrays(self, x, y, sample_weight, what: str):
         """Inputs for predict and predict_on_batch (no targets): converted and checked, the model built."""
         del y, sample_weight  # predict reads x only
-        x = data_lib._map(lambda a: data_lib.to_array(a, what, "x"), data_lib.require_arrays(x, what, "x"))
+        text = self._takes_text()  # a model reading strings (TextVectorization first) is given text as it is
+        x = data_lib._map(lambda a: data_lib.to_array(a, what, "x", text=text), data_lib.require_arrays(x, what, "x"))
         data_lib.check_batch_dims(x, what=what)
         self._ensure_built(x)
         self._check_input_shapes(x)
@@ -760,7 +761,7 @@ class Trainer:
 
     def _check_stream_batch(self, x_batch, y_batch, weight_batch, what: str):
         """One streamed batch, converted and checked as arrays are (one cheap pass each)."""
-        x_batch, y_batch, weight_batch = _as_arrays(x_batch, y_batch, weight_batch, what)
+        x_batch, y_batch, weight_batch = _as_arrays(x_batch, y_batch, weight_batch, what, self._takes_text())
         if what == "predict":
             data_lib.check_batch_dims(x_batch, what=what)
         else:
@@ -1290,10 +1291,11 @@ def _verbosity(verbose, what: str) -> int:
     raise ValueError(f"{what}(): `verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
 
 
-def _as_arrays(x, y, sample_weight, what: str):
+def _as_arrays(x, y, sample_weight, what: str, text: bool = False):
     """``x``, ``y`` and ``sample_weight`` (each an array, a nested list or a structure of them) as
-    NumPy arrays; floats in x and the weights cast to floatx, targets keep their dtype."""
-    x = data_lib._map(lambda a: data_lib.to_array(a, what, "x"), data_lib.require_arrays(x, what, "x"))
+    NumPy arrays; floats in x and the weights cast to floatx, targets keep their dtype; x may be text
+    where ``text`` (a model reading strings)."""
+    x = data_lib._map(lambda a: data_lib.to_array(a, what, "x", text=text), data_lib.require_arrays(x, what, "x"))
     if y is not None:
         y = data_lib._map(lambda a: data_lib.to_array(a, what, "y", float_cast=False),
                           data_lib.require_arrays(y, what, "y"))

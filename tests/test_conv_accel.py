@@ -1,0 +1,235 @@
+"""The compiled convnet kernels (lamina.conv_accel, numba: max pooling with the winner kept, Winograd's 3x3
+convolutions) give the NumPy path's outputs and gradients, and the NumPy path still runs, and is right, when
+numba is switched off or missing.
+
+The NumPy path is the reference: ``LAMINA_ACCELERATE=0`` selects it. Forward values are compared exactly
+(the same maxima of the same sums); input gradients exactly where windows do not overlap (each cell gets one
+value) and to rounding where they do (the order of the additions differs); bias gradients to rounding (the
+compiled path sums in float64).
+"""
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+import lamina
+from lamina import conv_accel, conv_kernels, layers
+from lamina.layers.pooling import pool_backward, pool_backward_bias, pool_forward
+from lamina.models import compiled_step
+
+# the comparisons need numba; the NumPy path's own test (no numba) runs without it
+needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba (the fast extra) absent")
+
+CASES = [  # (input shape, pool_size, strides)
+    ((3, 8, 8, 4), (2, 2), (2, 2)),  # the convnet's case: windows tile the input
+    ((2, 9, 7, 3), (2, 2), (2, 2)),  # a row and a column left out
+    ((2, 9, 9, 5), (3, 3), (2, 2)),  # overlapping windows: scatter-add
+    ((2, 10, 11, 2), (2, 3), (3, 2)),  # gaps along one axis, overlap along the other
+    ((3, 12, 4), (3,), (2,)),  # 1D, overlapping
+    ((3, 12, 4), (2,), (2,)),  # 1D, tiled
+]
+
+
+def _both(monkeypatch, fn):
+    """``fn()`` on the NumPy path, then on the compiled path."""
+    out = []
+    for accelerate in ("0", "1"):
+        monkeypatch.setenv("LAMINA_ACCELERATE", accelerate)
+        out.append(fn())
+    return out
+
+
+def _data(shape, dtype, ties: bool, seed=0):
+    rng = np.random.default_rng(seed)
+    if ties:  # few distinct values: most windows have a tie for their maximum, many a zero or negative one
+        return rng.integers(-2, 3, shape).astype(dtype)
+    return rng.normal(size=shape).astype(dtype)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("bias,relu", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("shape,pool,strides", CASES)
+def test_compiled_max_pool_equals_numpy_path(monkeypatch, shape, pool, strides, bias, relu, ties, dtype):
+    z = _data(shape, dtype, ties)
+    b = (np.arange(shape[-1]) % 3 - 1).astype(dtype) if bias else None  # -1, 0, 1: ties survive the bias
+
+    def run():
+        y, ctx = pool_forward(z, pool, strides, "valid", "max", b, relu)
+        g = np.random.default_rng(2).normal(size=y.shape).astype(dtype)
+        dz, db = pool_backward_bias(g, ctx)
+        return y, dz, db, ctx.arg is not None
+
+    (y0, dz0, db0, fast0), (y1, dz1, db1, fast1) = _both(monkeypatch, run)
+    assert not fast0 and fast1
+    assert y1.dtype == dz1.dtype == np.dtype(dtype) and dz1.shape == z.shape
+    np.testing.assert_array_equal(y1, y0)
+    if all(s >= k for s, k in zip(strides, pool)):
+        np.testing.assert_array_equal(dz1, dz0)
+    else:
+        np.testing.assert_allclose(dz1, dz0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(db1, db0, rtol=1e-5, atol=1e-5)
+
+
+@needs_numba
+def test_plain_pool_backward_is_the_bias_free_gradient(monkeypatch):
+    """``pool_backward`` (the layers' tape path) gives ``pool_backward_bias``'s input gradient on both paths."""
+    z = _data((2, 6, 6, 3), "float32", True)
+
+    def run():
+        y, ctx = pool_forward(z, (2, 2), (2, 2), "valid", "max", None, True)
+        g = np.ones_like(y)
+        return pool_backward(g, ctx), pool_backward_bias(g, ctx)[0]
+
+    for plain, with_bias in _both(monkeypatch, run):
+        np.testing.assert_array_equal(plain, with_bias)
+
+
+@needs_numba
+def test_a_nan_window_takes_the_numpy_path(monkeypatch):
+    """The compiled kernel does not copy torch's NaN rule: a NaN anywhere sends the batch to the NumPy path
+    (the same values and gradient as with numba switched off)."""
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    z = _data((2, 6, 6, 3), "float32", False)
+    z[1, 3, 2, 1] = np.nan
+    assert conv_accel.max_pool(z, (2, 2), (2, 2)) is None
+    (y0, g0), (y1, g1) = _both(monkeypatch, lambda: _pool_and_grad(z))
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(g1, g0)
+    assert np.isnan(y1[1, 1, 1, 1])
+
+
+def _pool_and_grad(z):
+    y, ctx = pool_forward(z, (2, 2), (2, 2), "valid", "max")
+    return y, pool_backward(np.ones_like(y), ctx)
+
+
+def test_kernels_switched_off_or_missing_numba(monkeypatch):
+    """``LAMINA_ACCELERATE=0`` or no numba: no kernels, and pooling runs (and is right) on NumPy alone."""
+    monkeypatch.setenv("LAMINA_ACCELERATE", "0")
+    assert conv_accel.kernels() is None and conv_accel.max_pool(np.zeros((1, 2, 2, 1), "float32"), (2, 2), (2, 2)) \
+        is None
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    monkeypatch.setattr(conv_accel, "_KERNELS", None)
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    assert conv_accel.kernels() is None
+    z = np.array([[1, 5, 2, 2], [3, 0, 2, 1], [-1, -2, 7, 7], [-3, -1, 7, 0]], "float32").reshape(1, 4, 4, 1)
+    y, ctx = pool_forward(z, (2, 2), (2, 2), "valid", "max", np.float32([1]), True)
+    assert ctx.arg is None
+    np.testing.assert_array_equal(y.ravel(), [6, 3, 0, 8])
+    dz, db = pool_backward_bias(np.ones_like(y), ctx)
+    # each window's first maximum (row-major) takes the gradient; the relu stops the all-negative window's
+    np.testing.assert_array_equal(dz[0, :, :, 0], [[0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(db, [3])
+
+
+def _train(build, accelerate: str, monkeypatch, run_eagerly=False):
+    monkeypatch.setenv("LAMINA_ACCELERATE", accelerate)
+    lamina.utils.set_random_seed(5)
+    model = build()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=run_eagerly)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, (48, 10, 10, 2)).astype("float32")  # integer images: tied windows
+    y = rng.integers(0, 4, 48)
+    lamina.utils.set_random_seed(9)
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=True, verbose=0)
+    return model, model.predict(x, verbose=0)
+
+
+def _convnet():
+    return lamina.Sequential([layers.Input((10, 10, 2)), layers.Conv2D(4, 3, activation="relu"),
+                              layers.MaxPooling2D(2), layers.Conv2D(6, 2), layers.MaxPooling2D(2, strides=1),
+                              layers.Flatten(), layers.Dropout(0.5), layers.Dense(4, activation="softmax")])
+
+
+@needs_numba
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_training_and_predict_equal_with_and_without_numba(monkeypatch, run_eagerly):
+    """The compiled step (bias and relu moved into the pooling) and the tape step train the convnet to the
+    same weights with the compiled pooling as without it; predict (Sequential's inference plan, whose relu
+    convolution + pooling runs through the compiled pooling) gives the same outputs."""
+    plain, p0 = _train(_convnet, "0", monkeypatch, run_eagerly)
+    fast, p1 = _train(_convnet, "1", monkeypatch, run_eagerly)
+    assert (fast._fast_step is None) == run_eagerly
+    for a, b in zip(fast.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p1, p0, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_step_moves_the_bias_into_the_pooling(monkeypatch):
+    """A relu or linear convolution read only by a max pooling hands its bias to the pooling node (which then
+    writes the bias gradient, on the compiled pooling or NumPy's); an average pooling does not take it."""
+
+    def build():
+        return lamina.Sequential([layers.Input((10, 10, 2)), layers.Conv2D(4, 3, activation="relu"),
+                                  layers.MaxPooling2D(2), layers.Conv2D(3, 2, activation="relu"),
+                                  layers.AveragePooling2D(2), layers.Flatten(), layers.Dense(4, activation="softmax")])
+
+    model, _ = _train(build, "1", monkeypatch)
+    convs = [n for n in model._fast_step.nodes if isinstance(n, compiled_step._ConvNode)]
+    pools = [n for n in model._fast_step.nodes if isinstance(n, compiled_step._PoolNode)]
+    assert [c.bias_in_pool for c in convs] == [True, False]
+    assert pools[0].conv is convs[0] and pools[1].conv is None
+    eager, _ = _train(build, "1", monkeypatch, run_eagerly=True)
+    for a, b in zip(model.get_weights(), eager.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+WINOGRAD_CASES = [  # (input shape, filters, padding): even and odd outputs, both paddings, a wide kernel
+    ((3, 8, 8, 8), 8, "valid"),
+    ((2, 9, 7, 12), 10, "valid"),
+    ((2, 7, 10, 8), 16, "same"),
+    ((1, 13, 13, 32), 64, "valid"),
+]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape,filters,padding", WINOGRAD_CASES)
+def test_winograd_convolution_equals_im2col(monkeypatch, shape, filters, padding, dtype):
+    """A 3x3 stride-1 convolution runs as Winograd's F(2x2, 3x3) with numba, its kernel gradient as
+    F(3x3, 2x2); output, input and kernel gradients equal im2col's to rounding (checked against float64)."""
+    monkeypatch.setattr(conv_kernels, "WINOGRAD_MIN_TILES", 1)  # small test shapes take it too
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 4096)  # and run one image per chunk
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=shape).astype(dtype)
+    k = (rng.normal(size=(3, 3, shape[-1], filters)) / np.sqrt(9 * shape[-1])).astype(dtype)
+    pads = [conv_kernels.plan(n, 3, 1, 1, padding)[1:] for n in shape[1:3]]
+    geometry = ((1, 1), pads, (1, 1), 1)
+    y64 = conv_kernels.conv_forward(x.astype("float64"), k.astype("float64"), *geometry)
+    dy = rng.normal(size=y64.shape).astype(dtype)
+    dx64, dk64 = conv_kernels.conv_backward(dy.astype("float64"), x.astype("float64"), k.astype("float64"), *geometry)
+
+    def run():
+        fits = conv_kernels._winograd_fits(x, k, (1, 1), (1, 1), 1, y64.shape[1:3])
+        return (conv_kernels.conv_forward(x, k, *geometry), *conv_kernels.conv_backward(dy, x, k, *geometry), fits)
+
+    (y0, dx0, dk0, fits0), (y1, dx1, dk1, fits1) = _both(monkeypatch, run)
+    assert not fits0 and fits1
+    assert y1.dtype == dx1.dtype == np.dtype(dtype) and y1.shape == y0.shape and dx1.shape == x.shape
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    assert dk1.dtype == np.dtype(dtype) and dk1.shape == k.shape
+    for got, im2col, exact in ((y1, y0, y64), (dx1, dx0, dx64), (dk1, dk0, dk64)):
+        scale = np.abs(exact).max()
+        np.testing.assert_allclose(got, exact, rtol=tol, atol=tol * scale)
+        # no further from the float64 result than im2col's own sum is, give or take a few roundings
+        assert np.abs(got - exact).max() <= 4 * np.abs(im2col - exact).max() + tol * 1e-3 * scale
+
+
+@needs_numba
+def test_winograd_is_kept_for_large_enough_3x3_convolutions(monkeypatch):
+    """Only 2D 3x3 stride-1 undilated ungrouped convolutions with enough channels and output tiles take it."""
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    fits = conv_kernels._winograd_fits
+    x, k = np.zeros((16, 13, 13, 32), "float32"), np.zeros((3, 3, 32, 64), "float32")
+    assert fits(x, k, (1, 1), (1, 1), 1, (11, 11))
+    assert not fits(x[:1], k, (1, 1), (1, 1), 1, (11, 11))  # 36 tiles: im2col is faster
+    assert not fits(x, k, (2, 2), (1, 1), 1, (6, 6)) and not fits(x, k, (1, 1), (2, 2), 1, (9, 9))
+    assert not fits(x, k[:, :, :16], (1, 1), (1, 1), 2, (11, 11))
+    assert not fits(x[..., :4], k[:, :, :4], (1, 1), (1, 1), 1, (11, 11))  # 4 channels: too thin
+    assert not fits(x, np.zeros((5, 5, 32, 64), "float32"), (1, 1), (1, 1), 1, (9, 9))
+    monkeypatch.setenv("LAMINA_ACCELERATE", "0")
+    assert not fits(x, k, (1, 1), (1, 1), 1, (11, 11))
