@@ -51,7 +51,8 @@ MODULES = {
     "layers/rnn": ["layers/rnn/lstm_test.py", "layers/rnn/gru_test.py", "layers/rnn/simple_rnn_test.py",
                    "layers/rnn/stacked_rnn_cells_test.py", "layers/rnn/time_distributed_test.py",
                    "layers/rnn/conv_lstm_test.py", "layers/rnn/conv_lstm1d_test.py",
-                   "layers/rnn/conv_lstm2d_test.py", "layers/rnn/conv_lstm3d_test.py"],
+                   "layers/rnn/conv_lstm2d_test.py", "layers/rnn/conv_lstm3d_test.py",
+                   "layers/rnn/bidirectional_test.py"],
     "losses": ["losses/loss_test.py", "losses/losses_test.py"],
     "metrics": [
         "metrics/accuracy_metrics_test.py", "metrics/confusion_metrics_test.py",
