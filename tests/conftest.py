@@ -20,6 +20,13 @@ def keras():
     return keras
 
 
+@pytest.fixture(scope="session")
+def kl(keras):
+    """Real Keras's layers where its text layers can run: they need TensorFlow (tests skip without it)."""
+    pytest.importorskip("tensorflow")
+    return keras.layers
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import lamina

@@ -10,34 +10,11 @@ import pytest
 
 import lamina
 from lamina import layers as L
+from tests.helpers.text_oracle import numpy_of as _np
+from tests.helpers.text_oracle import same_as_keras as _same
 
 ADAPT = np.array(["the", "cat", "a", "the", "dog", "cat", "b", "zz", "the", "Été", "été", "café"])
 WORDS = np.array([["the", "x", "café"], ["cat", "dog", "Été"]])
-
-
-@pytest.fixture(scope="module")
-def kl(keras):
-    pytest.importorskip("tensorflow")
-    return keras.layers
-
-
-def _np(x):
-    return np.asarray(x.detach().numpy() if hasattr(x, "detach") else x)
-
-
-def l_layer_mode(layer):
-    return getattr(layer, "output_mode", None) or layer.get_config()["output_mode"]
-
-
-def _same(k_layer, l_layer, x, rtol=1e-6):
-    k_out, l_out = _np(k_layer(x)), l_layer(x)
-    assert [str(t) for t in k_layer.get_vocabulary()] == [str(t) for t in l_layer.get_vocabulary()]
-    assert l_out.shape == k_out.shape
-    # Keras's eager lookups return int64 counts for one_hot/multi_hot/count; its compute_output_spec (and
-    # lamina, eager and symbolic) says floatx: equal values, float32 arrays.
-    assert l_out.dtype == (k_out.dtype if l_layer_mode(l_layer) == "int" else "float32")
-    np.testing.assert_allclose(l_out, k_out, rtol=rtol)
-    return l_out
 
 
 @pytest.mark.oracle

@@ -8,21 +8,6 @@ import warnings
 from lamina.quantizers.quantization_config import validate_and_resolve_config
 
 
-def flatten_layers(layer, include_self: bool = True, recursive: bool = True) -> list:
-    """``layer`` and the layers it tracks, depth first, each once (Keras's ``_flatten_layers``)."""
-    out, seen = [], set()
-    stack = [layer] if include_self else list(reversed(layer._layers))
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        out.append(current)
-        if recursive or current is layer:
-            stack.extend(reversed(current._layers))
-    return out
-
-
 def _matches(layer, filters) -> bool:
     """Whether ``filters`` (None, a regex string, a list of them, or a callable) selects ``layer``."""
     if filters is None:
@@ -36,9 +21,6 @@ def _matches(layer, filters) -> bool:
 
 class ModelQuantization:
     """The quantization methods of :class:`~lamina.models.model.Model` (a mixin)."""
-
-    def _flatten_layers(self, include_self: bool = True, recursive: bool = True) -> list:
-        return flatten_layers(self, include_self, recursive)
 
     def quantize(self, mode=None, config=None, filters=None, **kwargs) -> None:
         """Quantize the weights of every leaf layer that supports it (Dense), in place.
