@@ -9,6 +9,8 @@ compiled path sums in float64).
 """
 
 import importlib.util
+import os
+import signal
 import sys
 
 import numpy as np
@@ -233,3 +235,152 @@ def test_winograd_is_kept_for_large_enough_3x3_convolutions(monkeypatch):
     assert not fits(x, np.zeros((5, 5, 32, 64), "float32"), (1, 1), (1, 1), 1, (9, 9))
     monkeypatch.setenv("LAMINA_ACCELERATE", "0")
     assert not fits(x, k, (1, 1), (1, 1), 1, (11, 11))
+
+
+# ---------------------------------------------------------------- batch-parallel inference
+
+def _mnist_like(seed=0):
+    lamina.utils.set_random_seed(seed)
+    return lamina.Sequential([layers.Input((12, 12, 1)), layers.Conv2D(8, 3, activation="relu"),
+                              layers.MaxPooling2D(2), layers.Conv2D(16, 3, activation="relu"),
+                              layers.MaxPooling2D(2), layers.Flatten(), layers.Dropout(0.5),
+                              layers.Dense(5, activation="softmax")])
+
+
+def _deep_like(seed=0):
+    lamina.utils.set_random_seed(seed)
+    return lamina.Sequential([layers.Input((8, 8, 3)), layers.Conv2D(8, 3, padding="same"),
+                              layers.BatchNormalization(), layers.Activation("relu"), layers.MaxPooling2D(2),
+                              layers.Conv2D(8, 3, padding="same", use_bias=False), layers.ReLU(),
+                              layers.GlobalAveragePooling2D(), layers.Dense(3)])
+
+
+class _SplitSpy:
+    """Records each split_rows call's worker count and the threads its blocks ran on."""
+
+    def __init__(self, monkeypatch, workers):
+        self.calls, self.threads = [], set()
+        real = conv_accel.split_rows
+        monkeypatch.setattr(conv_accel, "inference_workers", lambda rows: workers)
+
+        def spy(fn, x, n):
+            self.calls.append(n)
+
+            def traced(block):
+                import threading  # lazy: only the spy needs it
+
+                self.threads.add(threading.current_thread().name)
+                return fn(block)
+
+            return real(traced, x, n)
+
+        monkeypatch.setattr(conv_accel, "split_rows", spy)
+
+
+@needs_numba
+@pytest.mark.parametrize("build", [_mnist_like, _deep_like])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_split_inference_equals_the_whole_batch(monkeypatch, build, workers):
+    """predict and model(x) over blocks of rows on threads give the serial plan's outputs (to float32
+    rounding: a block's products may take another summation order), rows in order; BLAS gets its thread
+    count back afterwards."""
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    model = build()
+    x = np.random.default_rng(1).standard_normal((203, *model.input_shape[1:])).astype("float32")
+    monkeypatch.setattr(conv_accel, "inference_workers", lambda rows: 0)  # never split: the reference
+    want, want_call = model.predict(x, verbose=0), model(x)
+    assert len(model._plan) == 1  # the whole stack is one split step
+    spy = _SplitSpy(monkeypatch, workers)
+    blas = [c.num_threads for c in conv_accel._blas_controllers()]
+    got, got_call = model.predict(x, verbose=0), model(x)
+    assert spy.calls == [workers, workers]
+    # blocks run on the pool's threads, or on this one when there is one worker
+    assert spy.threads == {"MainThread"} if workers == 1 else all(n.startswith("lamina-infer") for n in spy.threads)
+    assert [c.num_threads for c in conv_accel._blas_controllers()] == blas
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_call, want_call, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x, batch_size=16, verbose=0), want, rtol=1e-5, atol=1e-6)
+
+
+@needs_numba
+def test_split_skips_training_small_batches_and_other_layers(monkeypatch):
+    """No split in training mode (Dropout's draws and BatchNormalization's batch statistics see the whole
+    batch), for a batch below two blocks' worth on one thread, for a Dense-only stack (OpenBLAS threads it)
+    or a convolution with a custom activation (it may mix rows)."""
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    model = _mnist_like()
+    x = np.random.default_rng(2).standard_normal((130, 12, 12, 1)).astype("float32")
+    spy = _SplitSpy(monkeypatch, 2)
+    model(x, training=True)
+    assert spy.calls == []
+    spy = _SplitSpy(monkeypatch, 1)
+    model(x[:2 * conv_accel.BLOCK_ROWS])
+    assert spy.calls == []
+    dense = lamina.Sequential([layers.Input((4,)), layers.Dense(3, activation="relu"), layers.Dense(2)])
+    dense(np.zeros((300, 4), "float32"))
+    assert len(dense._plan) == 2
+    odd = lamina.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(2, 3, activation=lambda t: t - t.mean(0)),
+                             layers.Conv2D(2, 3), layers.Flatten()])
+    odd(np.zeros((300, 8, 8, 1), "float32"))
+    assert len(odd._plan) == 2  # the odd convolution, then the rest as one split step
+
+
+@needs_numba
+def test_split_workers_follow_blas_threads_and_cores(monkeypatch):
+    """The thread count is BLAS's (OPENBLAS_NUM_THREADS, threadpoolctl limits), capped by the usable cores
+    and by MIN_ROWS_PER_WORKER rows each; without threadpoolctl one thread (blocks run serially); with
+    numba off no split at all."""
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+
+    class Blas:
+        num_threads = 4
+
+    monkeypatch.setitem(conv_accel._SPLIT, "blas", [Blas()])
+    monkeypatch.setattr(conv_accel, "_usable_cores", lambda: 3)
+    rows = conv_accel.MIN_ROWS_PER_WORKER
+    assert conv_accel.inference_workers(100 * rows) == 3
+    assert conv_accel.inference_workers(2 * rows) == 2
+    assert conv_accel.inference_workers(2 * rows - 1) == 1
+    Blas.num_threads = 1
+    assert conv_accel.inference_workers(100 * rows) == 1
+    monkeypatch.setitem(conv_accel._SPLIT, "blas", None)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # `import threadpoolctl` raises ImportError
+    assert conv_accel.inference_workers(100 * rows) == 1 and conv_accel._SPLIT["blas"] == []
+    monkeypatch.setenv("LAMINA_ACCELERATE", "0")
+    assert conv_accel.inference_workers(100 * rows) == 0
+
+
+@needs_numba
+def test_split_rows_passes_a_block_error_and_restores_blas():
+    """A block that raises: the error reaches the caller, after every block has finished, and BLAS has its
+    threads back; the blocks' results come back in row order."""
+    blas = [c.num_threads for c in conv_accel._blas_controllers()]
+    x = np.arange(300, dtype="float32")[:, None]
+
+    def fn(block):
+        if block[0, 0] >= 150:
+            raise ValueError("block failed")
+        return block * 2
+
+    with pytest.raises(ValueError, match="block failed"):
+        conv_accel.split_rows(fn, x, 2)
+    assert [c.num_threads for c in conv_accel._blas_controllers()] == blas
+    np.testing.assert_array_equal(conv_accel.split_rows(lambda b: b * 2, x, 2), x * 2)
+    np.testing.assert_array_equal(conv_accel.split_rows(lambda b: b * 2, x, 1), x * 2)
+    np.testing.assert_array_equal(conv_accel.split_rows(lambda b: b * 2, x[:1], 2), x[:1] * 2)  # no empty block
+
+
+@needs_numba
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_split_rows_in_a_forked_child():
+    """A child forked after a split makes its own thread pool (the parent's threads do not exist in it)
+    instead of waiting forever on the inherited one."""
+    x = np.arange(300, dtype="float32")[:, None]
+    conv_accel.split_rows(lambda b: b * 2, x, 2)  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        signal.alarm(20)  # a hang ends the child with SIGALRM, which the parent sees
+        ok = np.array_equal(conv_accel.split_rows(lambda b: b * 2, x, 2), x * 2)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

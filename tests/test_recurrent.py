@@ -632,28 +632,31 @@ def test_compiled_gru_gates_equal_numpy_path(dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("flags", [dict(return_sequences=True, return_state=True), dict(go_backwards=True)])
-def test_compiled_lstm_whole_sequence_equals_numpy_path(dtype, flags, monkeypatch):
-    """Without a mask the compiled LSTM runs every step in one compiled call (its matmuls NumPy's own BLAS):
-    outputs, final states and gradients (inputs, initial states, weights) equal the NumPy path's, with a tape
-    (T step buffers) and without one (inference: two buffers used in turn)."""
+@pytest.mark.parametrize("flags", [dict(return_sequences=True, return_state=True), dict(go_backwards=True),
+                                   dict(return_sequences=True, use_bias=False)])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_compiled_whole_sequence_equals_numpy_path(kind, dtype, flags, monkeypatch):
+    """Without a mask the compiled LSTM and GRU run every step in one compiled call (their matmuls NumPy's own
+    BLAS): outputs, final states and gradients (inputs, initial states, weights) equal the NumPy path's, with a
+    tape (T step buffers) and without one (inference: two buffers used in turn)."""
     pytest.importorskip("numba")
     from lamina.layers import rnn_accel
+    from lamina.layers.gru import CompiledGRUKernel
     from lamina.layers.lstm import CompiledLSTMKernel
 
     if rnn_accel.blas_gemm(dtype) is None:
         pytest.skip("this NumPy build's BLAS is not reachable from compiled code")
+    compiled_kernel = {"LSTM": CompiledLSTMKernel, "GRU": CompiledGRUKernel}[kind]
     calls = []
-    whole = CompiledLSTMKernel.forward_sequence
-    monkeypatch.setattr(CompiledLSTMKernel, "forward_sequence",
-                        lambda self, *a: calls.append(1) or whole(self, *a))
+    whole = compiled_kernel.forward_sequence
+    monkeypatch.setattr(compiled_kernel, "forward_sequence", lambda self, *a: calls.append(1) or whole(self, *a))
     rng = np.random.default_rng(8)
     x = rng.normal(size=(3, 9, 3)).astype(dtype)
-    states = [rng.normal(size=(3, 4)).astype(dtype) for _ in range(2)]
+    states = [rng.normal(size=(3, 4)).astype(dtype) for _ in range(2 if kind == "LSTM" else 1)]
     results = []
     for accelerate in ("1", "0"):
         monkeypatch.setenv("LAMINA_ACCELERATE", accelerate)
-        layer = lamina.layers.LSTM(4, dtype=dtype, **flags)
+        layer = getattr(lamina.layers, kind)(4, dtype=dtype, **flags)
         layer(x)
         layer.set_weights([np.random.default_rng(1).normal(scale=0.7, size=w.shape) for w in layer.weights])
         inferred = [np.asarray(unwrap(o)) for o in _leaves(layer(x, initial_state=states))]
@@ -738,3 +741,23 @@ def test_user_cell_seed_generator_is_tracked():
     assert cell.non_trainable_variables == [cell.seed_generator.state] and cell.weights == []
     layer = lamina.layers.RNN(cell)
     assert layer.non_trainable_variables == [cell.seed_generator.state] and layer.non_trainable_weights == []
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matmul_bias_equals_numpy(dtype, monkeypatch):
+    """The recurrent layers' input projection ``x @ W + b`` as one BLAS call equals NumPy's matmul and add to
+    rounding; it declines (None) where it does not apply: strided input, mixed dtypes, LAMINA_ACCELERATE=0."""
+    from lamina.layers import rnn_accel
+
+    if rnn_accel.blas_gemm(dtype) is None:
+        pytest.skip("this NumPy build's BLAS is not reachable")
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    rng = np.random.default_rng(3)
+    x, w, b = (rng.normal(size=s).astype(dtype) for s in ((37, 5), (5, 12), (12,)))
+    tol = 1e-5 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(rnn_accel.matmul_bias(x, w, b), x @ w + b, rtol=tol, atol=tol)
+    assert rnn_accel.matmul_bias(x, w, b).dtype == np.dtype(dtype)
+    assert rnn_accel.matmul_bias(np.asfortranarray(x), w, b) is None
+    assert rnn_accel.matmul_bias(x, w.astype("float16"), b) is None
+    monkeypatch.setenv("LAMINA_ACCELERATE", "0")
+    assert rnn_accel.matmul_bias(x, w, b) is None

@@ -170,12 +170,52 @@ class GRUKernel:
 
 
 class CompiledGRUKernel(GRUKernel):
-    """``GRUKernel`` whose backward step's gate arithmetic is one compiled loop (``rnn_accel``; tanh, sigmoid)."""
+    """``GRUKernel`` with its gate arithmetic compiled (``rnn_accel``; tanh, sigmoid).
+
+    Without a mask the whole sequence is one compiled call forward and one backward (``forward_sequence``,
+    ``backward_sequence``, as ``CompiledLSTMKernel``'s), their matmuls NumPy's own BLAS called from the compiled
+    loop. With a mask (or where that BLAS is not reachable) the steps are ``GRUKernel``'s forward and one compiled
+    loop per step backward."""
 
     def __init__(self, recurrent_kernel, recurrent_bias, steps, batch, dtype, activation, recurrent_activation,
                  compiled):
         super().__init__(recurrent_kernel, recurrent_bias, steps, batch, dtype, activation, recurrent_activation)
         self.backward_gates = compiled["gru_backward"]
+        self.gemm = rnn_accel.blas_gemm(dtype)
+        if self.gemm is None or "gru_sequence" not in compiled:  # no whole-sequence loop: step by step
+            self.forward_sequence = self.backward_sequence = None
+        else:
+            self.rk_c = np.ascontiguousarray(recurrent_kernel, dtype=dtype)  # its pointer goes to BLAS
+            self.rk_t = np.ascontiguousarray(self.rk_c.T)  # BLAS is faster on it than on a transposed view
+            self.rb_c = np.zeros(3 * self.units, dtype=dtype) if recurrent_bias is None else \
+                np.ascontiguousarray(recurrent_bias, dtype=dtype)
+            self.whole_forward, self.whole_backward = compiled["gru_sequence"], compiled["gru_sequence_backward"]
+            self.whole_infer = compiled["gru_sequence_infer"]
+
+    def forward_sequence(self, xp, states, return_sequences: bool, keep: bool):
+        """Every step in one compiled call (``scan_forward`` without a mask); its ``(outputs, last, states)``."""
+        h = np.array(states[0], dtype=self.dtype, order="C")  # the loop's own, overwritten
+        outputs = np.empty((xp.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
+        if not keep:  # inference: nothing saved for a backward pass
+            self.whole_infer(*self.gemm, np.ascontiguousarray(xp, dtype=self.dtype), self.rk_c, self.rb_c, h,
+                             outputs)
+            return (outputs if return_sequences else None), h, [h]
+        h = self.whole_forward(*self.gemm, np.ascontiguousarray(xp, dtype=self.dtype), self.rk_c, self.rb_c, h,
+                               self.zr, self.hh, self.inner_h, self.prev, outputs, keep)
+        return (outputs if return_sequences else None), h, [h]
+
+    def backward_sequence(self, xp_shape, d_outputs, d_last, d_states):
+        """Every step back in one compiled call (``scan_backward`` without a mask); its ``(dxp, d_states0)``."""
+        dh = np.zeros(self.state_shapes[0], dtype=self.dtype) if d_states[0] is None else \
+            np.array(d_states[0], dtype=self.dtype, order="C")
+        if d_last is not None:
+            dh += d_last
+        d_outputs = np.empty((0,) + dh.shape, dtype=self.dtype) if d_outputs is None else \
+            np.ascontiguousarray(d_outputs, dtype=self.dtype)
+        dz = np.empty(xp_shape, dtype=self.dtype)
+        dh = self.whole_backward(*self.gemm, self.rk_t, self.zr, self.hh, self.inner_h, self.prev, d_outputs, dh,
+                                 dz, self.d_inner)
+        return dz, [dh]
 
     def step_back(self, t, d_new, dz):
         d_prev = np.empty(self.state_shapes[0], dtype=self.dtype)

@@ -224,6 +224,7 @@ class CompiledLSTMKernel(LSTMKernel):
         else:
             self.rk = np.ascontiguousarray(recurrent_kernel)  # the compiled loop hands its pointer to BLAS
             self.whole_forward, self.whole_backward = compiled["lstm_sequence"], compiled["lstm_sequence_backward"]
+            self.whole_infer = compiled["lstm_sequence_infer"]
 
     def step(self, t, zx, states):
         h, c = states
@@ -237,6 +238,9 @@ class CompiledLSTMKernel(LSTMKernel):
         """Every step in one compiled call (``scan_forward`` without a mask); its ``(outputs, last, states)``."""
         h, c = (np.array(s, dtype=self.dtype, order="C") for s in states)  # the loop's own, overwritten
         outputs = np.empty((xp.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
+        if not keep:  # inference: nothing saved for a backward pass
+            self.whole_infer(*self.gemm, np.ascontiguousarray(xp), self.rk, h, c, outputs)
+            return (outputs if return_sequences else None), h, [h, c]
         h, c = self.whole_forward(*self.gemm, np.ascontiguousarray(xp), self.rk, h, c, self.gates, self.prev_h,
                                   self.prev_c, self.act_c, outputs, keep)
         return (outputs if return_sequences else None), h, [h, c]

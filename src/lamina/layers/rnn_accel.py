@@ -4,9 +4,12 @@ One LSTM step is a matmul and about a dozen small elementwise NumPy calls; on a 
 call costs more in overhead than in arithmetic. ``lstm_forward`` and ``lstm_backward`` do a step's gate
 arithmetic (forward: the sigmoid and tanh gates, the cell and the output; backward: the gates' pre-activation
 gradients) in one compiled loop each; the matmuls stay NumPy's (its BLAS, under its thread settings).
-``lstm_sequence`` / ``lstm_sequence_backward`` run every step of a sequence in one call, calling that same BLAS
-(``blas_gemm``) from the compiled loop, so no Python runs between steps. ``gru_backward`` does the backward
-gate arithmetic of a ``reset_after`` GRU step; ``scatter_add_rows`` is ``Embedding``'s gradient.
+``lstm_sequence`` / ``lstm_sequence_backward`` (and ``gru_sequence`` / ``gru_sequence_backward`` for a
+``reset_after`` GRU) run every step of a sequence in one call, calling that same BLAS (``blas_gemm``) from the
+compiled loop, so no Python runs between steps; their ``*_sequence_infer`` twins (no tape: inference) keep
+nothing for a backward pass. ``gru_backward`` does the backward gate arithmetic of one ``reset_after`` GRU step;
+``scatter_add_rows`` is ``Embedding``'s gradient; ``matmul_bias`` is the input projection ``x @ W + b`` as one
+BLAS call.
 
 The compiled loops vectorize (SIMD) only on arithmetic: ``math.tanh`` is a scalar libm call, many times
 slower than NumPy's vectorized ``tanh``. So in float32 ``tanh`` is a rational function, odd degree-13 over
@@ -51,6 +54,8 @@ def _compile() -> dict:
     for dtype, tanh in _tanh_functions(numba).items():
         kernels = _lstm_steps(numba, tanh)
         kernels.update(_lstm_sequences(numba, kernels["lstm_forward"], kernels["lstm_backward"]))
+        kernels["lstm_sequence_infer"] = _lstm_inference(numba, tanh)
+        kernels.update(_gru_sequences(numba, tanh, shared["gru_backward"]))
         out[dtype] = {**kernels, **shared}
     return out
 
@@ -188,6 +193,142 @@ def _lstm_sequences(numba, lstm_forward, lstm_backward) -> dict:
     return {"lstm_sequence": lstm_sequence, "lstm_sequence_backward": lstm_sequence_backward}
 
 
+def _lstm_inference(numba, tanh):
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def lstm_infer_step(z, zx, c, h):  # pragma: no cover - compiled
+        """``lstm_forward``'s arithmetic with nothing kept for a backward pass: ``c`` and ``h`` overwritten with
+        the new states (``z = h @ rk`` is already computed, so ``h`` is free)."""
+        units = c.shape[1]
+        for b in range(z.shape[0]):  # loops over few arrays each, as in lstm_forward
+            zb, xb, cb, hb = z[b], zx[b], c[b], h[b]
+            for k in range(3 * units):
+                zb[k] = _HALF * tanh(_HALF * (zb[k] + xb[k])) + _HALF  # sigmoid
+            zg, xg = zb[3 * units:], xb[3 * units:]
+            for k in range(units):
+                zg[k] = tanh(zg[k] + xg[k])
+            zi, zf, zo = zb[:units], zb[units:2 * units], zb[2 * units:3 * units]
+            for k in range(units):
+                cb[k] = zf[k] * cb[k] + zi[k] * zg[k]
+            for k in range(units):
+                hb[k] = zo[k] * tanh(cb[k])
+
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def lstm_sequence_infer(gemm, one, zero, xp, rk, h, c, outputs):  # pragma: no cover - compiled
+        """``lstm_sequence`` for inference: the same steps, no step buffers; ``h`` and ``c`` (the kernel's own
+        copies of the initial states) end as the final states."""
+        batch, units = h.shape
+        width = 4 * units
+        z = np.empty((batch, width), dtype=h.dtype)
+        for t in range(xp.shape[0]):
+            gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
+                 z.ctypes.data, width)  # row-major z = h @ rk
+            lstm_infer_step(z, xp[t], c, h)
+            if outputs.shape[0]:
+                outputs[t] = h
+
+    return lstm_sequence_infer
+
+
+def _gru_sequences(numba, tanh, gru_backward) -> dict:
+    # As ``_lstm_sequences``, for a ``reset_after`` GRU (gate blocks z, r, hh; the recurrent bias ``rb`` added
+    # to ``h @ rk`` before the reset gate multiplies its hh block).
+
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def gru_forward(inner, zx, rb, h, zr, hh, inner_h, prev, h_new):  # pragma: no cover - compiled
+        """One step after ``inner = h @ rk``: ``zr = sigmoid(zx + (inner + rb))`` on the z, r blocks,
+        ``inner_h = inner + rb`` on the hh block, ``hh = tanh(r * inner_h + zx)``, ``h_new = (h - hh) * z + hh``;
+        ``h`` copied to ``prev`` for the backward pass."""
+        units = h.shape[1]
+        for b in range(h.shape[0]):  # short loops over few arrays each (see lstm_forward)
+            ib, xb, zrb, hb, ihb, hhb = inner[b], zx[b], zr[b], h[b], inner_h[b], hh[b]
+            for k in range(units):
+                prev[b, k] = hb[k]
+            for k in range(2 * units):
+                zrb[k] = _HALF * tanh(_HALF * (xb[k] + (ib[k] + rb[k]))) + _HALF  # sigmoid
+            for k in range(units):
+                ihb[k] = ib[2 * units + k] + rb[2 * units + k]
+            for k in range(units):
+                hhb[k] = tanh(zrb[units + k] * ihb[k] + xb[2 * units + k])
+            hn = h_new[b]
+            for k in range(units):
+                hn[k] = (hb[k] - hhb[k]) * zrb[k] + hhb[k]
+
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def gru_sequence(gemm, one, zero, xp, rk, rb, h, zr, hh, inner_h, prev, outputs,
+                     keep):  # pragma: no cover - compiled
+        """Every step of ``gru_forward`` after its ``inner = h @ rk``; ``h`` (the initial state, the kernel's own
+        copy) ends as the final state. ``outputs`` (T or 0, batch, units) gets every ``h``; the step buffers have
+        T slots with ``keep``, else 2 used in turn."""
+        batch, units = h.shape
+        width = 3 * units
+        inner = np.empty((batch, width), dtype=h.dtype)
+        h_new = np.empty_like(h)
+        for t in range(xp.shape[0]):
+            s = t if keep else t & 1
+            gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
+                 inner.ctypes.data, width)  # row-major inner = h @ rk
+            gru_forward(inner, xp[t], rb, h, zr[s], hh[s], inner_h[s], prev[s], h_new)
+            if outputs.shape[0]:
+                outputs[t] = h_new
+            h, h_new = h_new, h
+        return h
+
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def gru_sequence_backward(gemm, one, zero, rk_t, zr, hh, inner_h, prev, d_outputs, dh, dz,
+                              d_inner):  # pragma: no cover - compiled
+        """Backpropagation through every step of ``gru_sequence``: ``dz`` (T, batch, 3 units) gets the gates'
+        pre-activation gradients, ``d_inner`` those of every ``h @ rk + rb``; ``dh`` (the final state's gradient,
+        the kernel's own copy) ends as the initial state's. ``rk_t``: the recurrent kernel transposed, C-contiguous."""
+        batch, units = dh.shape
+        width = 3 * units
+        dh_prev = np.empty_like(dh)
+        for t in range(dz.shape[0] - 1, -1, -1):
+            if d_outputs.shape[0]:
+                dh += d_outputs[t]
+            gru_backward(zr[t], hh[t], prev[t], inner_h[t], dh, dz[t], d_inner[t], dh_prev)
+            gemm(101, 111, 111, batch, units, width, one, d_inner[t].ctypes.data, width, rk_t.ctypes.data, units,
+                 one, dh_prev.ctypes.data, units)  # row-major dh_prev += d_inner_t @ rk_t
+            dh, dh_prev = dh_prev, dh
+        return dh
+
+    return {"gru_sequence": gru_sequence, "gru_sequence_backward": gru_sequence_backward,
+            "gru_sequence_infer": _gru_inference(numba, tanh)}
+
+
+def _gru_inference(numba, tanh):
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def gru_infer_step(inner, zx, rb, h):  # pragma: no cover - compiled
+        """``gru_forward``'s arithmetic with nothing kept for a backward pass: the gates overwrite ``inner``
+        (z, r, then hh), the new state ``h``."""
+        units = h.shape[1]
+        for b in range(h.shape[0]):  # short loops over few arrays each (see lstm_forward)
+            ib, xb, hb = inner[b], zx[b], h[b]
+            for k in range(2 * units):
+                ib[k] = _HALF * tanh(_HALF * (xb[k] + (ib[k] + rb[k]))) + _HALF  # sigmoid
+            ir, ihh, xh = ib[units:2 * units], ib[2 * units:], xb[2 * units:]
+            rh = rb[2 * units:]
+            for k in range(units):
+                ihh[k] = tanh(ir[k] * (ihh[k] + rh[k]) + xh[k])
+            for k in range(units):
+                hb[k] = (hb[k] - ihh[k]) * ib[k] + ihh[k]
+
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def gru_sequence_infer(gemm, one, zero, xp, rk, rb, h, outputs):  # pragma: no cover - compiled
+        """``gru_sequence`` for inference: the same steps, no step buffers; ``h`` (the kernel's own copy of the
+        initial state) ends as the final state."""
+        batch, units = h.shape
+        width = 3 * units
+        inner = np.empty((batch, width), dtype=h.dtype)
+        for t in range(xp.shape[0]):
+            gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
+                 inner.ctypes.data, width)  # row-major inner = h @ rk
+            gru_infer_step(inner, xp[t], rb, h)
+            if outputs.shape[0]:
+                outputs[t] = h
+
+    return gru_sequence_infer
+
+
 def _others(numba) -> dict:
     @numba.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
     def gru_backward(zr, hh, prev, inner_h, dh, dz, di, d_prev):  # pragma: no cover - compiled
@@ -256,12 +397,35 @@ def _find_gemm(dtype):
     return None
 
 
+def enabled() -> bool:
+    """Whether the accelerated paths may run: ``LAMINA_ACCELERATE`` is not ``0`` (``false``, ``no``, ``off``)."""
+    return os.environ.get("LAMINA_ACCELERATE", "1").lower() not in ("0", "false", "no", "off")
+
+
+def matmul_bias(x, w, bias):
+    """``x @ w + bias`` for C-contiguous 2-D ``x``, ``w`` and 1-D ``bias`` of one float dtype, as one BLAS call
+    (the bias broadcast into the output first, then ``gemm`` with beta 1): one pass over the (often large)
+    output fewer than a matmul and an add. None where that BLAS is not reachable or the arrays don't fit."""
+    dtype = x.dtype
+    if not (enabled() and dtype in (np.float32, np.float64) and w.dtype == dtype and bias.dtype == dtype
+            and x.ndim == 2 and w.ndim == 2 and bias.shape == (w.shape[1],) and x.shape[1] == w.shape[0]
+            and x.flags.c_contiguous and w.flags.c_contiguous and 0 not in x.shape + w.shape):
+        return None
+    gemm = blas_gemm(dtype)
+    if gemm is None:
+        return None
+    gemm, one, _ = gemm
+    (m, k), n = x.shape, w.shape[1]
+    out = np.empty((m, n), dtype=dtype)
+    out[...] = bias
+    gemm(101, 111, 111, m, n, k, one, x.ctypes.data, k, w.ctypes.data, n, one, out.ctypes.data, n)
+    return out
+
+
 def kernels(dtype) -> dict | None:
     """The compiled LSTM and GRU kernels for arrays of ``dtype``, or None (numba absent, switched off, other dtype)."""
     global _KERNELS
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        return None
-    if os.environ.get("LAMINA_ACCELERATE", "1").lower() in ("0", "false", "no", "off"):
+    if np.dtype(dtype) not in (np.float32, np.float64) or not enabled():
         return None
     if _KERNELS is None:
         try:

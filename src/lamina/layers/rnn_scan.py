@@ -28,6 +28,7 @@ import numpy as np
 
 from lamina import activations
 from lamina.autodiff import Tensor, record, unwrap
+from lamina.layers import rnn_accel
 
 
 def _sigmoid_into(x, out):
@@ -97,6 +98,10 @@ def _matmul_3d(x, w):
 
 def project(xt: np.ndarray, kernel: np.ndarray, bias, drop) -> np.ndarray:
     """``x_t @ kernel + bias`` for every timestep in one matmul (per gate block with per-gate dropout masks)."""
+    if drop is None and bias is not None:
+        fused = rnn_accel.matmul_bias(xt.reshape(-1, xt.shape[-1]), kernel, bias)  # None: not applicable here
+        if fused is not None:
+            return fused.reshape(xt.shape[:-1] + (kernel.shape[-1],))
     if drop is None:
         xp = _matmul_3d(xt, kernel)
     elif all(m is drop[0] for m in drop):

@@ -10,12 +10,27 @@ from lamina import activations, conv_accel
 from lamina.autodiff import Tensor, recording
 from lamina.conv_kernels import conv_forward
 from lamina.layers import deserialize, serialize
+from lamina.layers.activation import Activation
+from lamina.layers.average_pooling import AveragePooling1D, AveragePooling2D, AveragePooling3D
 from lamina.layers.base_conv import BaseConv
-from lamina.layers.conv import Conv1D, Conv2D
+from lamina.layers.batch_normalization import BatchNormalization
+from lamina.layers.conv import Conv1D, Conv2D, Conv3D
+from lamina.layers.dense import Dense
+from lamina.layers.dropout import Dropout
+from lamina.layers.flatten import Flatten
+from lamina.layers.global_pooling import (
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
+)
 from lamina.layers.input_layer import InputLayer
 from lamina.layers.keras_tensor import KerasTensor, is_symbolic
 from lamina.layers.layer import Layer, _to_shape_struct, carry_mask, mask_work, shape_of
 from lamina.layers.max_pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
+from lamina.layers.relu import ReLU
 from lamina.models.functional import Functional
 from lamina.models.model import Model
 
@@ -78,23 +93,82 @@ def _compiled_pool(conv, pool, x):
     return None if out is None else out[0]
 
 
+# Layers whose inference ``call`` treats the batch's rows independently and changes no state, so that
+# blocks of rows may run on threads at once (exact types: a subclass may override ``call``).
+_ROW_WISE = (Conv1D, Conv2D, Conv3D, *_MAX_POOLS, AveragePooling1D, AveragePooling2D, AveragePooling3D,
+             GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D,
+             GlobalMaxPooling2D, GlobalMaxPooling3D, Flatten, Dropout, Dense, BatchNormalization, Activation, ReLU)
+
+
+def _row_wise(layer) -> bool:
+    """May ``layer`` run on blocks of rows on several threads at inference? Its type is in :data:`_ROW_WISE`,
+    full precision, no LoRA or quantization, and a built-in activation (lamina's are all row-wise)."""
+    activation = getattr(layer, "activation", None)
+    return type(layer) in _ROW_WISE and not layer._lowp_call and not getattr(layer, "lora_enabled", False) \
+        and getattr(layer, "quantization_mode", None) is None \
+        and (activation is None or getattr(activation, "__module__", None) == activations.__name__)
+
+
+def _split_over_threads(steps: list):
+    """The plan's ``steps`` (row-wise, see :func:`_row_wise`) as one step that, at inference on a batch
+    large enough, runs them on blocks of rows on several threads (:func:`lamina.conv_accel.split_rows`);
+    in training mode (Dropout's draws, BatchNormalization's batch statistics) on the whole batch."""
+
+    def serial(x, training=None):
+        for call, has_training in steps:
+            x = call(x, training=training) if has_training else call(x)
+        return x
+
+    def run(x, training=None):
+        workers = 0 if training else conv_accel.inference_workers(len(x))
+        if workers == 0 or workers == 1 and len(x) <= 2 * conv_accel.BLOCK_ROWS:
+            return serial(x, training)
+        return conv_accel.split_rows(serial, x, workers)
+
+    return run
+
+
 def _inference_plan(stack: list, masks: bool) -> list:
     """``[(function, takes_training)]`` for the graph-free inference path: each layer's ``call``; its
     ``__call__`` for a mixed-precision or 16-bit layer and for every layer of a stack that makes masks;
-    a relu convolution and the max pooling after it as one step."""
+    a relu convolution and the max pooling after it as one step; runs of row-wise layers as one step
+    split over threads (:func:`_split_over_threads`)."""
     plan, i = [], 0
     while i < len(stack):
         layer = stack[i]
         if layer._lowp_call or masks:
-            plan.append((layer, layer._call_has_training))
+            plan.append((layer, layer._call_has_training, 0))
         elif isinstance(layer, BaseConv) and layer.activation is activations.relu and i + 1 < len(stack) \
                 and isinstance(stack[i + 1], _MAX_POOLS) and not stack[i + 1]._lowp_call:
-            plan.append((_relu_after_max_pool(layer, stack[i + 1]), False))
+            fused = _relu_after_max_pool(layer, stack[i + 1])
+            plan.append((fused, False, 2 if _row_wise(layer) and _row_wise(stack[i + 1]) else 0))
             i += 1
         else:
-            plan.append((layer.call, layer._call_has_training))
+            kind = (2 if isinstance(layer, BaseConv) else 1) if _row_wise(layer) else 0
+            plan.append((layer.call, layer._call_has_training, kind))
         i += 1
-    return plan
+    return _group_row_wise(plan)
+
+
+def _group_row_wise(plan: list) -> list:
+    """``plan`` of ``(function, takes_training, row_wise)`` (0: not row-wise, 1: row-wise, 2: a row-wise
+    convolution) with each run of row-wise steps holding a convolution merged into one
+    :func:`_split_over_threads` step (a stack of Dense layers keeps OpenBLAS's own threads);
+    ``[(function, takes_training)]``."""
+    out, run, conv = [], [], False
+    for call, has_training, row_wise in [*plan, (None, False, 0)]:
+        if row_wise:
+            run.append((call, has_training))
+            conv = conv or row_wise == 2
+            continue
+        if conv:
+            out.append((_split_over_threads(run), True))
+        else:
+            out.extend(run)
+        run, conv = [], False
+        if call is not None:
+            out.append((call, has_training))
+    return out
 
 
 class Sequential(Model):
