@@ -115,7 +115,7 @@ def test_kernels_switched_off_or_missing_numba(monkeypatch):
     assert conv_accel.kernels() is None and conv_accel.max_pool(np.zeros((1, 2, 2, 1), "float32"), (2, 2), (2, 2)) \
         is None
     monkeypatch.setenv("LAMINA_ACCELERATE", "1")
-    monkeypatch.setattr(conv_accel, "_KERNELS", None)
+    monkeypatch.setattr(conv_accel._COMPILED, "kernels", None)
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
     assert conv_accel.kernels() is None
     z = np.array([[1, 5, 2, 2], [3, 0, 2, 1], [-1, -2, 7, 7], [-3, -1, 7, 0]], "float32").reshape(1, 4, 4, 1)

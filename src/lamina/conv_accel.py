@@ -29,7 +29,7 @@ import threading
 
 import numpy as np
 
-_KERNELS: dict | None = None
+from lamina.accel import CompiledOnce
 
 
 def _compile() -> dict:
@@ -234,17 +234,12 @@ def _winograd_grad_tiles_py():
     return winograd_grad_tiles
 
 
+_COMPILED = CompiledOnce(_compile)
+
+
 def kernels() -> dict | None:
     """The compiled kernels, or None (numba absent, or ``LAMINA_ACCELERATE=0``)."""
-    global _KERNELS
-    if os.environ.get("LAMINA_ACCELERATE", "1").lower() in ("0", "false", "no", "off"):
-        return None
-    if _KERNELS is None:
-        try:
-            _KERNELS = _compile()
-        except ImportError:
-            _KERNELS = {}
-    return _KERNELS or None
+    return _COMPILED.get() or None
 
 
 def _as_2d(a: np.ndarray) -> np.ndarray:

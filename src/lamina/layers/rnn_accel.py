@@ -30,8 +30,7 @@ import os
 
 import numpy as np
 
-_KERNELS: dict | None = None
-
+from lamina.accel import CompiledOnce, enabled
 
 # Exact float32 constants: with a float32 array, a Python float in the arithmetic would make it float64.
 _ONE, _HALF = np.float32(1.0), np.float32(0.5)
@@ -397,11 +396,6 @@ def _find_gemm(dtype):
     return None
 
 
-def enabled() -> bool:
-    """Whether the accelerated paths may run: ``LAMINA_ACCELERATE`` is not ``0`` (``false``, ``no``, ``off``)."""
-    return os.environ.get("LAMINA_ACCELERATE", "1").lower() not in ("0", "false", "no", "off")
-
-
 def matmul_bias(x, w, bias):
     """``x @ w + bias`` for C-contiguous 2-D ``x``, ``w`` and 1-D ``bias`` of one float dtype, as one BLAS call
     (the bias broadcast into the output first, then ``gemm`` with beta 1): one pass over the (often large)
@@ -422,14 +416,10 @@ def matmul_bias(x, w, bias):
     return out
 
 
+_COMPILED = CompiledOnce(_compile)
+
+
 def kernels(dtype) -> dict | None:
     """The compiled LSTM and GRU kernels for arrays of ``dtype``, or None (numba absent, switched off, other dtype)."""
-    global _KERNELS
-    if np.dtype(dtype) not in (np.float32, np.float64) or not enabled():
-        return None
-    if _KERNELS is None:
-        try:
-            _KERNELS = _compile()
-        except ImportError:
-            _KERNELS = {}
-    return _KERNELS.get(np.dtype(dtype))
+    compiled = _COMPILED.get() if np.dtype(dtype) in (np.float32, np.float64) else None
+    return compiled.get(np.dtype(dtype)) if compiled else None

@@ -13,13 +13,12 @@ compiling cost about a second once per process; ``cache=True`` keeps the compile
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from lamina.accel import CompiledOnce
 
 MIN_SIZE = 16384
 
-_KERNELS: dict | None = None
 
 
 def _compile() -> dict:
@@ -45,14 +44,10 @@ def _compile() -> dict:
     return {"adam": adam, "flush": flush}
 
 
+_COMPILED = CompiledOnce(_compile)
+
+
 def kernel(name: str):
     """The compiled kernel ``name``, or None where numba is absent or acceleration is switched off."""
-    global _KERNELS
-    if os.environ.get("LAMINA_ACCELERATE", "1").lower() in ("0", "false", "no", "off"):
-        return None
-    if _KERNELS is None:
-        try:
-            _KERNELS = _compile()
-        except ImportError:
-            _KERNELS = {}
-    return _KERNELS.get(name)
+    compiled = _COMPILED.get()
+    return compiled.get(name) if compiled else None
