@@ -256,8 +256,8 @@ def test_serialize_deserialize_keras_object():
     keras_path = {"module": "keras.src.optimizers.adam", "class_name": "Adam", "config": {}}
     assert de(keras_path).learning_rate == pytest.approx(1e-3)
     assert de(ser(scaled_tanh)) is scaled_tanh
-    with pytest.raises(ValueError, match="lambda"):
-        ser(lambda x: x)
+    with pytest.warns(UserWarning, match="lambda"):  # written as Keras writes it; read back only unsafely
+        assert ser(lambda x: x)["class_name"] == "__lambda__"
 
 
 # ----------------------------------------------------------------------------------------- checkpoints

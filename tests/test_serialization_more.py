@@ -5,6 +5,7 @@ with Keras 3 as the oracle for the config format."""
 import json
 import logging
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -227,9 +228,21 @@ def test_nested_deserialization_inside_from_config_inherits_safe_mode(safe_mode_
     assert back.activation(3.0) == 6.0
 
 
-def test_lambda_is_still_not_written_into_a_config():
-    with pytest.raises(ValueError, match="does not write code into files"):
-        sl.serialize_keras_object({"activation": lambda x: x})
+def test_a_bare_lambda_round_trips_only_with_safe_mode_off(safe_mode_reset, keras):
+    """As Keras: serializing a lambda writes its bytecode with a warning; loading needs safe_mode=False, and
+    Keras reads lamina's entry (and lamina Keras's)."""
+    with pytest.warns(UserWarning, match="lambda is being serialized"):
+        config = json.loads(json.dumps(sl.serialize_keras_object({"activation": lambda x: x ** 2})))
+    assert config["activation"]["class_name"] == "__lambda__"
+    with pytest.raises(ValueError, match="arbitrary code execution"):
+        sl.deserialize_keras_object(config)
+    assert sl.deserialize_keras_object(config, safe_mode=False)["activation"](3) == 9
+    theirs = keras.saving.deserialize_keras_object(config, safe_mode=False)
+    assert theirs["activation"](3) == 9
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras's own warning about the lambda
+        keras_config = json.loads(json.dumps(keras.saving.serialize_keras_object({"loss": lambda y, p: y - p})))
+    assert sl.deserialize_keras_object(keras_config, safe_mode=False)["loss"](5, 2) == 3
 
 
 # ------------------------------------------------------------------------------------- config checks

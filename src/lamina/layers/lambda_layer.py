@@ -116,15 +116,20 @@ class Lambda(Layer):
         return cls(**config)
 
 
+def dump_lambda(fn: types.FunctionType) -> tuple:
+    """``(code, defaults, closure)`` as Keras's ``python_utils.func_dump`` writes them: base64 of the marshalled
+    code object, the default values, the closure cells' values (None where there are none)."""
+    code = base64.encodebytes(marshal.dumps(fn.__code__)).decode("ascii")
+    closure = tuple(c.cell_contents for c in fn.__closure__) if fn.__closure__ else None
+    return code, fn.__defaults__, closure
+
+
 def _serialize_function(fn) -> dict:
     """Keras's layouts: a Python lambda as ``{"class_name": "__lambda__", "config": {"code", "defaults",
-    "closure"}}`` (base64 of the marshalled code object, as ``python_utils.func_dump`` writes it), a
-    named function by its (registered) name."""
+    "closure"}}`` (:func:`dump_lambda`), a named function by its (registered) name."""
     if isinstance(fn, types.LambdaType) and fn.__name__ == "<lambda>":
-        code = base64.encodebytes(marshal.dumps(fn.__code__)).decode("ascii")
-        closure = tuple(c.cell_contents for c in fn.__closure__) if fn.__closure__ else None
-        return {"class_name": "__lambda__", "config": {"code": code, "defaults": fn.__defaults__,
-                                                       "closure": closure}}
+        code, defaults, closure = dump_lambda(fn)
+        return {"class_name": "__lambda__", "config": {"code": code, "defaults": defaults, "closure": closure}}
     if inspect.isfunction(fn) or inspect.isbuiltin(fn):
         return object_config.serialize_function(fn)
     if callable(fn):

@@ -37,12 +37,14 @@ import importlib
 import inspect
 import marshal
 import types
+import warnings
 
 import numpy as np
 
 from lamina import activations, backend, constraints, initializers, losses, metrics, optimizers, regularizers
 from lamina.layers import Layer, serialize
 from lamina.layers import deserialize as deserialize_layer
+from lamina.layers.lambda_layer import dump_lambda
 from lamina.optimizers import schedules
 from lamina.saving import object_registry
 from lamina.saving.errors import FileFormatError
@@ -170,12 +172,17 @@ def _serialize_object(obj):
 
 def _serialize_function(fn: types.FunctionType):
     if fn.__name__ == "<lambda>":
-        raise ValueError(
-            "Cannot serialize a lambda: it has no name to load it back by, and lamina does not write code "
-            "into files (loading it back would mean running code stored in the file, i.e. arbitrary code "
-            "execution). Define it with `def` and register it with "
-            f"@lamina.saving.register_keras_serializable(). Received: {fn!r}"
-        )
+        # As Keras: the bytecode goes into the config (with a warning); reading it back needs safe_mode=False
+        try:
+            source = inspect.getsource(fn).strip()
+        except (OSError, TypeError):  # defined at a prompt: no source file to quote
+            source = repr(fn)
+        warnings.warn(
+            "A Python lambda is being serialized: its bytecode is written into the config, and loading it back "
+            "runs that code, so it needs `safe_mode=False` (and the same Python version). A named function "
+            f"registered with @keras.saving.register_keras_serializable() needs neither. The lambda: {source}",
+            UserWarning, stacklevel=4)
+        return {"class_name": "__lambda__", "config": {"value": list(dump_lambda(fn))}}
     for module in (losses, metrics):
         if getattr(module, fn.__name__, None) is fn:
             return module.serialize(fn)
