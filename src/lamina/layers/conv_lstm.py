@@ -114,10 +114,6 @@ class ConvLSTMCell(Layer, DropoutRNNCell):
         self.input_dim = None
 
     @property
-    def _seed_generators(self) -> list:
-        return [] if self.seed_generator is None else [self.seed_generator]
-
-    @property
     def _channel_axis(self) -> int:
         return 1 if self.data_format == "channels_first" else -1
 

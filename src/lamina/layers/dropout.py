@@ -98,11 +98,6 @@ class Dropout(Layer):
         # bool times the scale: the same 0 / (1 / keep) values as np.where, about 20x faster
         return np.multiply(kept, dtype.type(1.0 / keep), dtype=dtype)
 
-    @property
-    def _seed_generators(self) -> list:
-        """The random state this layer owns (Keras's tracked list; weights exclude it)."""
-        return [] if self.seed_generator is None else [self.seed_generator]
-
     def compute_output_shape(self, input_shape):
         return input_shape
 

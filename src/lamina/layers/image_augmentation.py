@@ -108,10 +108,12 @@ class BaseImagePreprocessingLayer(Layer):
         self.seed = seed
         self.generator = None if seed is None else random.SeedGenerator(seed)
 
-    @property
-    def _seed_generators(self) -> list:
-        """The random state this layer owns (Keras's tracked list; weights exclude it)."""
-        return [] if self.generator is None else [self.generator]
+    def _set_affine_options(self, fill_mode, interpolation, fill_value) -> None:
+        """How ``affine_transform`` samples and fills (RandomRotation, RandomTranslation, RandomZoom), checked."""
+        owner = type(self).__name__
+        self.fill_mode = check_choice(fill_mode, FILL_MODES, "fill_mode", owner)
+        self.interpolation = check_choice(interpolation, INTERPOLATIONS, "interpolation", owner)
+        self.fill_value = fill_value
 
     def _set_factor(self, factor) -> None:
         low, high = self._FACTOR_BOUNDS

@@ -7,10 +7,7 @@ import numpy as np
 from lamina.layers.affine_transform import affine_transform
 from lamina.layers.bounding_boxes import clip_to_image_size, convert_format
 from lamina.layers.image_augmentation import (
-    FILL_MODES,
-    INTERPOLATIONS,
     BaseImagePreprocessingLayer,
-    check_choice,
     spatial_size,
 )
 
@@ -33,9 +30,7 @@ class RandomRotation(BaseImagePreprocessingLayer):
                  data_format=None, **kwargs):
         super().__init__(factor=factor, data_format=data_format, **kwargs)
         self._seeded(seed)
-        self.fill_mode = check_choice(fill_mode, FILL_MODES, "fill_mode", "RandomRotation")
-        self.interpolation = check_choice(interpolation, INTERPOLATIONS, "interpolation", "RandomRotation")
-        self.fill_value = fill_value
+        self._set_affine_options(fill_mode, interpolation, fill_value)
 
     def get_random_transformation(self, data, training=True, seed=None):
         if not training:

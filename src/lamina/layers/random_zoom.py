@@ -8,10 +8,7 @@ from lamina import ops
 from lamina.layers.affine_transform import affine_transform
 from lamina.layers.bounding_boxes import clip_to_image_size, convert_format
 from lamina.layers.image_augmentation import (
-    FILL_MODES,
-    INTERPOLATIONS,
     BaseImagePreprocessingLayer,
-    check_choice,
     factor_range,
     spatial_size,
 )
@@ -41,9 +38,7 @@ class RandomZoom(BaseImagePreprocessingLayer):
         self.width_factor = width_factor
         if width_factor is not None:
             self.width_lower, self.width_upper = factor_range(width_factor, "width_factor", "RandomZoom", -1.0, True)
-        self.fill_mode = check_choice(fill_mode, FILL_MODES, "fill_mode", "RandomZoom")
-        self.interpolation = check_choice(interpolation, INTERPOLATIONS, "interpolation", "RandomZoom")
-        self.fill_value = fill_value
+        self._set_affine_options(fill_mode, interpolation, fill_value)
         self._seeded(seed)
 
     def get_random_transformation(self, data, training=True, seed=None):
