@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import lamina
-from lamina import conv_accel, conv_kernels, layers
+from lamina import conv_accel, conv_kernels, layers, row_split
 from lamina.layers.pooling import pool_backward, pool_backward_bias, pool_forward
 from lamina.models import compiled_step
 
@@ -260,7 +260,7 @@ class _SplitSpy:
 
     def __init__(self, monkeypatch, workers):
         self.calls, self.threads = [], set()
-        real = conv_accel.split_rows
+        real = row_split.split_rows
         monkeypatch.setattr(conv_accel, "inference_workers", lambda rows: workers)
 
         def spy(fn, x, n):
@@ -274,7 +274,7 @@ class _SplitSpy:
 
             return real(traced, x, n)
 
-        monkeypatch.setattr(conv_accel, "split_rows", spy)
+        monkeypatch.setattr(row_split, "split_rows", spy)
 
 
 @needs_numba
@@ -291,12 +291,12 @@ def test_split_inference_equals_the_whole_batch(monkeypatch, build, workers):
     want, want_call = model.predict(x, verbose=0), model(x)
     assert len(model._plan) == 1  # the whole stack is one split step
     spy = _SplitSpy(monkeypatch, workers)
-    blas = [c.num_threads for c in conv_accel._blas_controllers()]
+    blas = [c.num_threads for c in row_split.blas_controllers()]
     got, got_call = model.predict(x, verbose=0), model(x)
     assert spy.calls == [workers, workers]
     # blocks run on the pool's threads, or on this one when there is one worker
-    assert spy.threads == {"MainThread"} if workers == 1 else all(n.startswith("lamina-infer") for n in spy.threads)
-    assert [c.num_threads for c in conv_accel._blas_controllers()] == blas
+    assert spy.threads == {"MainThread"} if workers == 1 else all(n.startswith(row_split.THREAD_PREFIX) for n in spy.threads)
+    assert [c.num_threads for c in row_split.blas_controllers()] == blas
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_call, want_call, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.predict(x, batch_size=16, verbose=0), want, rtol=1e-5, atol=1e-6)
@@ -314,7 +314,7 @@ def test_split_skips_training_small_batches_and_other_layers(monkeypatch):
     model(x, training=True)
     assert spy.calls == []
     spy = _SplitSpy(monkeypatch, 1)
-    model(x[:2 * conv_accel.BLOCK_ROWS])
+    model(x[:2 * row_split.BLOCK_ROWS])
     assert spy.calls == []
     dense = lamina.Sequential([layers.Input((4,)), layers.Dense(3, activation="relu"), layers.Dense(2)])
     dense(np.zeros((300, 4), "float32"))
@@ -335,17 +335,17 @@ def test_split_workers_follow_blas_threads_and_cores(monkeypatch):
     class Blas:
         num_threads = 4
 
-    monkeypatch.setitem(conv_accel._SPLIT, "blas", [Blas()])
-    monkeypatch.setattr(conv_accel, "_usable_cores", lambda: 3)
-    rows = conv_accel.MIN_ROWS_PER_WORKER
+    monkeypatch.setitem(row_split._STATE, "blas", [Blas()])
+    monkeypatch.setattr(row_split, "usable_cores", lambda: 3)
+    rows = row_split.MIN_ROWS_PER_WORKER
     assert conv_accel.inference_workers(100 * rows) == 3
     assert conv_accel.inference_workers(2 * rows) == 2
     assert conv_accel.inference_workers(2 * rows - 1) == 1
     Blas.num_threads = 1
     assert conv_accel.inference_workers(100 * rows) == 1
-    monkeypatch.setitem(conv_accel._SPLIT, "blas", None)
+    monkeypatch.setitem(row_split._STATE, "blas", None)
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # `import threadpoolctl` raises ImportError
-    assert conv_accel.inference_workers(100 * rows) == 1 and conv_accel._SPLIT["blas"] == []
+    assert conv_accel.inference_workers(100 * rows) == 1 and row_split._STATE["blas"] == []
     monkeypatch.setenv("LAMINA_ACCELERATE", "0")
     assert conv_accel.inference_workers(100 * rows) == 0
 
@@ -354,7 +354,7 @@ def test_split_workers_follow_blas_threads_and_cores(monkeypatch):
 def test_split_rows_passes_a_block_error_and_restores_blas():
     """A block that raises: the error reaches the caller, after every block has finished, and BLAS has its
     threads back; the blocks' results come back in row order."""
-    blas = [c.num_threads for c in conv_accel._blas_controllers()]
+    blas = [c.num_threads for c in row_split.blas_controllers()]
     x = np.arange(300, dtype="float32")[:, None]
 
     def fn(block):
@@ -363,11 +363,11 @@ def test_split_rows_passes_a_block_error_and_restores_blas():
         return block * 2
 
     with pytest.raises(ValueError, match="block failed"):
-        conv_accel.split_rows(fn, x, 2)
-    assert [c.num_threads for c in conv_accel._blas_controllers()] == blas
-    np.testing.assert_array_equal(conv_accel.split_rows(lambda b: b * 2, x, 2), x * 2)
-    np.testing.assert_array_equal(conv_accel.split_rows(lambda b: b * 2, x, 1), x * 2)
-    np.testing.assert_array_equal(conv_accel.split_rows(lambda b: b * 2, x[:1], 2), x[:1] * 2)  # no empty block
+        row_split.split_rows(fn, x, 2)
+    assert [c.num_threads for c in row_split.blas_controllers()] == blas
+    np.testing.assert_array_equal(row_split.split_rows(lambda b: b * 2, x, 2), x * 2)
+    np.testing.assert_array_equal(row_split.split_rows(lambda b: b * 2, x, 1), x * 2)
+    np.testing.assert_array_equal(row_split.split_rows(lambda b: b * 2, x[:1], 2), x[:1] * 2)  # no empty block
 
 
 @needs_numba
@@ -376,11 +376,11 @@ def test_split_rows_in_a_forked_child():
     """A child forked after a split makes its own thread pool (the parent's threads do not exist in it)
     instead of waiting forever on the inherited one."""
     x = np.arange(300, dtype="float32")[:, None]
-    conv_accel.split_rows(lambda b: b * 2, x, 2)  # the parent's pool exists
+    row_split.split_rows(lambda b: b * 2, x, 2)  # the parent's pool exists
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         signal.alarm(20)  # a hang ends the child with SIGALRM, which the parent sees
-        ok = np.array_equal(conv_accel.split_rows(lambda b: b * 2, x, 2), x * 2)
+        ok = np.array_equal(row_split.split_rows(lambda b: b * 2, x, 2), x * 2)
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

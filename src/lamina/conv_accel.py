@@ -17,18 +17,17 @@ Used for "valid" max pooling on float32 or float64 when numba is installed (the 
 runs the NumPy path, whose NaN rule (torch's) this kernel does not copy. ``tests/test_conv_accel.py``
 checks both paths against each other.
 
-Also here: Winograd's transforms (used by ``lamina.conv_kernels``) and the batch-parallel inference of
-Sequential's convolution stacks (:func:`split_rows`, the last section).
+Also here: Winograd's transforms (used by ``lamina.conv_kernels``) and the gate of the batch-parallel
+inference of Sequential's convolution stacks (:func:`inference_workers`; the split is :mod:`lamina.row_split`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import threading
 
 import numpy as np
 
+from lamina import row_split
 from lamina.accel import CompiledOnce
 
 
@@ -291,126 +290,8 @@ def max_pool_backward(g: np.ndarray, arg: np.ndarray, y: np.ndarray, z_shape: tu
     return dz.reshape(z_shape), db
 
 
-
 # ---------------------------------------------------------------- batch-parallel inference
-# Only the matrix products run on OpenBLAS's threads; im2col copies, the Winograd transforms and the pooling
-# are serial, so two cores gave a convnet's predict little over one. Inference rows are independent: the
-# batch is cut into blocks of rows that a pool of threads takes in turn, each block through the whole stack
-# (NumPy's copies, the numba kernels (nogil) and BLAS release the GIL), with BLAS held at one thread
-# meanwhile so that the threads do not oversubscribe the cores (OpenBLAS's spinning threads, on a loaded
-# machine, made the MNIST convnet's predict 5x slower). Needs threadpoolctl to hold BLAS at one thread;
-# without it blocks run one after another on the caller's thread.
-
-# Fewest rows per thread: below, a block's fixed Python steps weigh more than the work shared out.
-MIN_ROWS_PER_WORKER = 32
-# Rows per block: a block's feature maps stay in cache (the MNIST convnet's first map is 5.5 MB at 64 rows,
-# 88 MB at predict's 1024-row share: predict of 10,000 images 0.47 s in 64-row blocks, 0.86 s in 1024-row
-# ones, on a loaded machine).
-BLOCK_ROWS = 64
-
-_SPLIT = {"blas": None, "pool": None, "workers": 0, "pid": None}
-_SPLIT_LOCK = threading.Lock()
-_HELD = [0, {}]  # blocks in flight; each BLAS library's thread count before the first took it to one
-
-
-def _blas_controllers() -> list:
-    """threadpoolctl's controllers of the loaded BLAS libraries ([] without threadpoolctl)."""
-    if _SPLIT["blas"] is None:
-        try:
-            from threadpoolctl import ThreadpoolController  # optional extra, as numba
-        except ImportError:
-            _SPLIT["blas"] = []
-        else:
-            _SPLIT["blas"] = list(ThreadpoolController().select(user_api="blas").lib_controllers)
-    return _SPLIT["blas"]
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def inference_workers(rows: int) -> int:
-    """Threads to split ``rows`` inference rows over (:func:`split_rows`): the BLAS library's thread count
-    (which follows ``OPENBLAS_NUM_THREADS`` and threadpoolctl's limits), capped by the usable cores and by
-    :data:`MIN_ROWS_PER_WORKER`; 1 without threadpoolctl; 0 (do not split, not even serially in blocks)
-    when numba's kernels are off or absent."""
-    if kernels() is None:
-        return 0
-    blas = _blas_controllers()
-    if rows < 2 * MIN_ROWS_PER_WORKER or not blas or threading.current_thread().name.startswith(_PREFIX):
-        return 1  # a block's own split stays on its thread: the pool's threads never wait on the pool
-    held = _HELD[1]
-    threads = max(held.get(id(c), c.num_threads) for c in blas)
-    return max(1, min(threads, _usable_cores(), rows // MIN_ROWS_PER_WORKER))
-
-
-def _hold_blas(enter: bool) -> None:
-    """BLAS at one thread while any split runs (nested and concurrent splits counted), then as before."""
-    with _SPLIT_LOCK:
-        if enter:
-            _HELD[0] += 1
-            if _HELD[0] == 1:
-                for c in _blas_controllers():
-                    _HELD[1][id(c)] = c.num_threads
-                    c.set_num_threads(1)
-            return
-        _HELD[0] -= 1
-        if _HELD[0] == 0:
-            for c in _blas_controllers():
-                c.set_num_threads(_HELD[1].pop(id(c), c.num_threads))
-
-
-_PREFIX = "lamina-infer"
-
-
-def _pool(workers: int):
-    """The shared thread pool, with at least ``workers`` threads."""
-    from concurrent.futures import ThreadPoolExecutor  # lazy: only the split uses it
-
-    with _SPLIT_LOCK:
-        if _SPLIT["pool"] is None or _SPLIT["workers"] < workers or _SPLIT["pid"] != os.getpid():
-            if _SPLIT["pid"] != os.getpid():  # a forked child: the parent's pool threads do not exist here
-                _SPLIT["pool"] = None
-            _SPLIT["pid"] = os.getpid()
-            if _SPLIT["pool"] is not None:
-                _SPLIT["pool"].shutdown(wait=False)  # its queued blocks still run
-            _SPLIT["pool"] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=_PREFIX)
-            _SPLIT["workers"] = workers
-        return _SPLIT["pool"]
-
-
-def split_rows(fn, x: np.ndarray, workers: int) -> np.ndarray:
-    """``fn(x)`` computed block by block: ``x``'s rows cut into blocks of about :data:`BLOCK_ROWS` (at least
-    ``workers`` blocks), which ``workers`` threads take in turn while BLAS is held at one thread, and the
-    results written in order into one array (``workers <= 1``: the blocks in turn on this thread). ``fn``
-    must treat rows independently and return one array with a row per input row. Small blocks keep each
-    block's feature maps in cache, and a thread slowed by other work on the machine takes fewer of them."""
-    blocks = max(1, min(len(x), max(workers, -(-len(x) // BLOCK_ROWS))))
-    bounds = [len(x) * i // blocks for i in range(blocks + 1)]
-    spans = list(zip(bounds[:-1], bounds[1:]))
-    if workers <= 1:
-        return _gather([fn(x[a:b]) for a, b in spans], spans, len(x))
-    futures = []
-    _hold_blas(True)
-    try:
-        pool = _pool(workers)
-        futures = [pool.submit(fn, x[a:b]) for a, b in spans]
-        outs = [f.result() for f in futures]
-    finally:
-        for f in futures:  # every block done (or failed) before BLAS gets its threads back
-            f.exception()
-        _hold_blas(False)
-    return _gather(outs, spans, len(x))
-
-
-def _gather(outs: list, spans: list, rows: int) -> np.ndarray:
-    """The blocks' results ``outs`` (rows ``spans``) as one array."""
-    if len(outs) == 1:
-        return outs[0]
-    out = np.empty((rows, *outs[0].shape[1:]), np.result_type(*outs))
-    for (a, b), part in zip(spans, outs):
-        out[a:b] = part
-    return out
+    """Threads to split ``rows`` inference rows of a convolution stack over (:func:`lamina.row_split.workers`),
+    or 0 (do not split, not even serially in blocks) when numba's kernels are off or absent."""
+    return 0 if kernels() is None else row_split.workers(rows)

@@ -6,7 +6,7 @@ import inspect
 
 import numpy as np
 
-from lamina import activations, conv_accel
+from lamina import activations, conv_accel, row_split
 from lamina.autodiff import Tensor, recording
 from lamina.conv_kernels import conv_forward
 from lamina.layers import deserialize, serialize
@@ -111,7 +111,7 @@ def _row_wise(layer) -> bool:
 
 def _split_over_threads(steps: list):
     """The plan's ``steps`` (row-wise, see :func:`_row_wise`) as one step that, at inference on a batch
-    large enough, runs them on blocks of rows on several threads (:func:`lamina.conv_accel.split_rows`);
+    large enough, runs them on blocks of rows on several threads (:func:`lamina.row_split.split_rows`);
     in training mode (Dropout's draws, BatchNormalization's batch statistics) on the whole batch."""
 
     def serial(x, training=None):
@@ -121,9 +121,9 @@ def _split_over_threads(steps: list):
 
     def run(x, training=None):
         workers = 0 if training else conv_accel.inference_workers(len(x))
-        if workers == 0 or workers == 1 and len(x) <= 2 * conv_accel.BLOCK_ROWS:
+        if workers == 0 or workers == 1 and len(x) <= 2 * row_split.BLOCK_ROWS:
             return serial(x, training)
-        return conv_accel.split_rows(serial, x, workers)
+        return row_split.split_rows(serial, x, workers)
 
     return run
 
