@@ -246,6 +246,7 @@ def profile_lamina(name: str, steps: int) -> None:
     """Where lamina's compiled training step goes: each plan node's forward and backward (median over
     ``steps`` steps, wall and this process's CPU time), the loss and optimizer, and the whole step."""
     import lamina  # lazy: only this mode profiles
+    from lamina.models import compiled_step  # lazy: as above
 
     batch = MODELS[name][0]
     (x, y), _, _ = load_data(name, batch * (steps + 2))
@@ -269,7 +270,13 @@ def profile_lamina(name: str, steps: int) -> None:
 
         def __init__(self, i, node):
             self.node = node
-            label = f"{i:2d} {type(node).__name__[1:-4]:10} {node.layer.name}"
+            if node.layer is None:  # a segment: its nodes, block by block on threads, or one after another
+                inner = node.nodes
+                label = f"{i:>2} {'Segment':10} {inner[0].layer.name}..{inner[-1].layer.name}"
+                if compiled_step._segment_workers(batch) <= 1:  # not split: each of its nodes clocked too
+                    node.nodes = [Timed(f"{i}.{j}", n) for j, n in enumerate(inner)]
+            else:
+                label = f"{i:>2} {type(node).__name__[1:-4]:10} {node.layer.name}"
             self.forward = timed(label + " fwd", node.forward)
             self.backward = timed(label + " bwd", node.backward)
 

@@ -15,6 +15,7 @@ pooling nodes, and the compiled recurrent loops (:func:`run`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -83,6 +84,17 @@ def _hold_blas(enter: bool) -> None:
         if _HELD[0] == 0:
             for c in blas_controllers():
                 c.set_num_threads(_HELD[1].pop(id(c), c.num_threads))
+
+
+@contextlib.contextmanager
+def blas_held():
+    """BLAS at one thread inside the block (a whole training step whose convolutions split, say: OpenBLAS's
+    threads woken for a small product between two splits would spin against the block threads)."""
+    _hold_blas(True)
+    try:
+        yield
+    finally:
+        _hold_blas(False)
 
 
 def _pool(n: int):

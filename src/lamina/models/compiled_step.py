@@ -38,12 +38,13 @@ trainer then runs the tape step (and warns when ``jit_compile=True`` was asked f
 
 from __future__ import annotations
 
+import copy
 import math
 import weakref
 
 import numpy as np
 
-from lamina import activations
+from lamina import activations, conv_accel, row_split
 from lamina import losses as losses_lib
 from lamina.autodiff import GradientTape, Tensor, backward, record, unwrap
 from lamina.conv_kernels import conv_backward, conv_forward
@@ -363,6 +364,101 @@ class _TapeNode(_Node):
 # ----------------------------------------------------------------------------- the plan
 
 
+class _Segment(_Node):
+    """A chain of row-wise nodes holding a convolution (:func:`_group_segments`) that, on a batch large enough,
+    runs block by block of rows on several threads (:mod:`lamina.row_split`): each block forward through the
+    whole chain, and back, on its own copies of the nodes (each keeps its block's state); the blocks' weight
+    gradients are summed in block order, so the result does not depend on which thread took which block. The
+    chain's inner maps never exist for the whole batch, and a block's stay in cache. On a small batch, or
+    without numba, the chain's own nodes run on the whole batch as if ungrouped."""
+
+    __slots__ = ("nodes", "copies", "n_slots", "indices", "parts", "workers")
+
+    def __init__(self, nodes: list, n_slots: int):
+        super().__init__(None, list(nodes[0].ins), list(nodes[-1].outs))
+        self.nodes = nodes
+        self.copies: list = []  # per block: copies of the nodes, made on first need
+        self.n_slots = n_slots
+        self.indices = sorted({i for node in nodes for i in node.weight_indices()})
+        self.need_in = nodes[0].need_in
+        self.parts = None  # this step's blocks ((start, stop) rows), or None: the whole batch
+
+    def weight_indices(self) -> list[int]:
+        return self.indices
+
+    def forward(self, vals: list) -> None:
+        x = vals[self.ins[0]]
+        self.workers = _segment_workers(len(x))
+        if self.workers <= 1:
+            self.parts = None
+            for node in self.nodes:
+                node.forward(vals)
+            return
+        self.parts = row_split.spans(len(x), max(self.workers, -(-len(x) // row_split.BLOCK_ROWS)))
+        while len(self.copies) < len(self.parts):
+            self.copies.append([copy.copy(node) for node in self.nodes])
+
+        def block(nodes, a, b):
+            local = [None] * self.n_slots
+            local[self.ins[0]] = x[a:b]
+            for node in nodes:
+                node.forward(local)
+            return local[self.outs[0]]
+
+        outs = row_split.run([lambda n=n, a=a, b=b: block(n, a, b) for n, (a, b) in zip(self.copies, self.parts)],
+                             self.workers)
+        vals[self.outs[0]] = np.concatenate(outs)
+
+    def backward(self, grads: list, step) -> None:
+        if self.parts is None:
+            for node in reversed(self.nodes):
+                if grads[node.outs[0]] is not None:
+                    node.backward(grads, step)
+            return
+        g = grads[self.outs[0]]
+
+        def block(nodes, a, b):
+            local, sink = [None] * self.n_slots, _BlockGradients()
+            local[self.outs[0]] = g[a:b]
+            for node in reversed(nodes):
+                if local[node.outs[0]] is not None:
+                    node.backward(local, sink)
+            return sink.grads, local[self.ins[0]]
+
+        results = row_split.run([lambda n=n, a=a, b=b: block(n, a, b) for n, (a, b) in zip(self.copies, self.parts)],
+                                self.workers)
+        for index in self.indices:
+            parts = [found[index] for found, _ in results if index in found]
+            if parts:
+                total = parts[0]
+                for part in parts[1:]:
+                    total = total + part
+                step.add_gradient(index, total)
+        if self.need_in[0] and all(dx is not None for _, dx in results):
+            _accumulate(grads, self.ins[0], np.concatenate([dx for _, dx in results]))
+
+
+def _segment_workers(rows: int) -> int:
+    """Threads for a segment's blocks (1: the whole batch on this thread); tests replace it."""
+    return conv_accel.split_workers(rows)
+
+
+class _BlockGradients:
+    """The ``step`` a block's nodes write their weight gradients to: kept per block, summed by the segment."""
+
+    __slots__ = ("grads",)
+
+    def __init__(self):
+        self.grads: dict = {}
+
+    def direct(self, index):
+        return None  # no block owns the buffer's view
+
+    def add_gradient(self, index: int, g) -> None:
+        have = self.grads.get(index)
+        self.grads[index] = g if have is None else have + g
+
+
 class CompiledStep:
     """A traced training step for one model; :meth:`step` runs forward, loss, backward and update."""
 
@@ -383,6 +479,7 @@ class CompiledStep:
         self.output_slots: list[int] = []
         self.regularized: list = []  # (variable, index) pairs whose penalty the loss includes
         self.fused_loss = None  # a CrossentropyFromLogits when the one loss is one of the three
+        self.splits = False  # does any node split the batch over threads (a _Segment)?
 
     # -- building
 
@@ -458,7 +555,14 @@ class CompiledStep:
 
     def step(self, flat: list, y, sw) -> tuple:
         """Forward, loss, backward and optimizer update; returns ``(loss, per_output, y_pred, logits)``
-        where ``logits`` says whether ``y_pred`` still lacks its output activation."""
+        where ``logits`` says whether ``y_pred`` still lacks its output activation. When segments split over
+        threads, BLAS stays at one thread for the whole step."""
+        if self.splits and _segment_workers(len(flat[0])) > 1:
+            with row_split.blas_held():
+                return self._step(flat, y, sw)
+        return self._step(flat, y, sw)
+
+    def _step(self, flat: list, y, sw) -> tuple:
         vals = self._forward(flat)
         preds = [vals[s] for s in self.output_slots]
         self._written[:] = self._unwritten
@@ -707,6 +811,7 @@ def trace(model, buffer, for_call: bool = False) -> CompiledStep:
     elif len(step.output_slots) != len(model._output_losses):
         raise NotCompilable("the model's outputs and its compiled losses do not pair up")
     step.finish()
+    _group_segments(step)
     unwritten = [v.path for v, n in zip(step.variables, step._writers, strict=True) if n == 0]
     covered = {id(v) for v in step.variables}
     missing = [v.path for v in model.trainable_weights if id(v) not in covered]
@@ -747,6 +852,41 @@ def _check_callable(step: CompiledStep) -> None:
             for layer in _all_layers(node.layer):
                 if not type(layer).__module__.startswith("lamina.") or layer.activity_regularizer is not None:
                     raise NotCompilable(f"layer '{layer.name}' may add losses of its own")
+
+
+_ROW_NODES = (_ConvNode, _PoolNode, _ReshapeNode, _ActivationNode)  # each output row from its input row alone
+
+
+def _group_segments(step: CompiledStep) -> None:
+    """Replace each chain of row-wise nodes (:data:`_ROW_NODES`) that holds a convolution by a :class:`_Segment`:
+    consecutive nodes of one input and one output, each inner output read by the next node alone."""
+    readers = [0] * step.n_slots
+    for node in step.nodes:
+        for slot in node.ins:
+            readers[slot] += 1
+    for slot in step.output_slots:
+        readers[slot] += 1
+    grouped, chain = [], []
+
+    def close():
+        if any(isinstance(node, _ConvNode) for node in chain):
+            grouped.append(_Segment(list(chain), step.n_slots))
+        else:
+            grouped.extend(chain)
+        chain.clear()
+
+    for node in step.nodes:
+        if not (isinstance(node, _ROW_NODES) and len(node.ins) == 1 and len(node.outs) == 1):
+            close()
+            grouped.append(node)
+            continue
+        if chain and not (node.ins == chain[-1].outs and readers[node.ins[0]] == 1):
+            close()
+        chain.append(node)
+    close()
+    step.nodes = grouped
+    step._reversed = grouped[::-1]
+    step.splits = any(isinstance(node, _Segment) for node in grouped)
 
 
 def _all_layers(layer) -> list:
