@@ -7,6 +7,7 @@ import numpy as np
 
 from lamina import backend, constraints, initializers, ops, regularizers
 from lamina.autodiff import needs_gradient, record, recording, unwrap
+from lamina.layers import batch_norm_accel
 from lamina.layers.layer import InputSpec, Layer
 
 # The dtypes the BLAS fast path takes: a float16 product would also sum in float16.
@@ -108,6 +109,16 @@ def _train_channels_last(xv: np.ndarray, gamma, beta, epsilon: float, need_x: bo
     ``dx = gamma * s * (g - sum(g) / n - xhat * sum(g * xhat) / n)`` in four in-place passes."""
     shape, channels = xv.shape, xv.shape[-1]
     x2 = xv.reshape(-1, channels)
+    fast = batch_norm_accel.train_channels_last(x2, gamma, beta, epsilon, need_x)
+    if fast is not None:  # numba: two passes each way, xhat never stored
+        y2, mean, var, vjp2 = fast
+
+        def vjp_fast(g):
+            dx2, dgamma, dbeta = vjp2(g)
+            dx = None if dx2 is None else dx2.reshape(shape)
+            return (dx,) + ((dgamma,) if gamma is not None else ()) + ((dbeta,) if beta is not None else ())
+
+        return y2.reshape(shape), mean, var, vjp_fast
     n = x2.shape[0]
     ones = np.ones(n, xv.dtype)
     mean = (ones @ x2) / n
