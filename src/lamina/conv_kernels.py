@@ -30,7 +30,7 @@ import threading
 
 import numpy as np
 
-from lamina import conv_accel
+from lamina import conv_accel, winograd_accel
 from lamina.autodiff import needs_gradient, record, unwrap
 
 # Largest ``cols`` buffer (bytes) built at once; bigger batches are processed in chunks of samples. Small
@@ -230,8 +230,11 @@ def _winograd(x: np.ndarray, kernel: np.ndarray, pads, y: np.ndarray) -> None:
     and ``U = G k G^T``; the 16 products ``U . V`` summed over channels are 16 matrix products
     ``(tiles, C) @ (C, F)``. Chunks of images keep the padded tiles, ``V`` and the products near
     :data:`CHUNK_BYTES`."""
-    fns = conv_accel.kernels()
     nb_all, oh, ow = y.shape[:3]
+    if WINOGRAD_4X4 and _f4_wins(oh, ow) and winograd_accel.kernels() is not None:
+        _winograd_f4(x, kernel, pads, y)
+        return
+    fns = conv_accel.kernels()
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     channels, filters = kernel.shape[2:]
     g = _WINOGRAD_G.astype(x.dtype)
@@ -254,6 +257,46 @@ def _winograd(x: np.ndarray, kernel: np.ndarray, pads, y: np.ndarray) -> None:
         for i in range(16):
             np.dot(v[i], u[i], out=m[i])
         fns["winograd_output"](m, 0, nb, th, tw, y[b0:b0 + nb])
+
+
+# F(4x4, 3x3) (:mod:`lamina.winograd_accel`) where its 36 products per 4x4 tile are fewer than this share of
+# F(2x2, 3x3)'s 16 per 2x2 tile (its transforms cost more per tile): an 11x11 map 324 against 576 (taken), a
+# 13x13 one 576 against 784 (not: measured even).
+WINOGRAD_4X4 = True
+F4_PRODUCT_SHARE = 0.7
+
+
+def _f4_wins(oh: int, ow: int) -> bool:
+    return 36 * -(-oh // 4) * -(-ow // 4) <= F4_PRODUCT_SHARE * 16 * -(-oh // 2) * -(-ow // 2)
+
+
+def _winograd_f4(x: np.ndarray, kernel: np.ndarray, pads, y: np.ndarray) -> None:
+    """:func:`_winograd` by F(4x4, 3x3): 6x6 input tiles at a stride of 4, 36 products ``(tiles, C) @ (C, F)``;
+    the kernel's transform ``U = G k G^T`` in float64 (G holds sixths and 24ths), then cast."""
+    fns = winograd_accel.kernels()
+    nb_all, oh, ow = y.shape[:3]
+    th, tw = -(-oh // 4), -(-ow // 4)
+    channels, filters = kernel.shape[2:]
+    g = winograd_accel.WINOGRAD_G
+    gk = np.tensordot(g, kernel.astype(np.float64), axes=(1, 0))  # (6, 3, C, F)
+    u = np.tensordot(gk, g, axes=(1, 1)).transpose(0, 3, 1, 2).reshape(36, channels, filters)
+    u = np.ascontiguousarray(u, dtype=x.dtype)
+    (top, _), (left, _) = pads
+    tile_rows, tile_cols = 4 * th + 2, 4 * tw + 2
+    per_image = (36 * th * tw * (channels + filters) + tile_rows * tile_cols * channels) * x.itemsize
+    step = max(1, min(nb_all, CHUNK_BYTES // per_image))
+    for b0 in range(0, nb_all, step):
+        nb = min(step, nb_all - b0)
+        xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), x.dtype)
+        xp.fill(0)
+        h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
+        xp[:, top:top + h, left:left + w] = x[b0:b0 + nb, :h, :w]
+        v = _workspace("wv", (36, nb * th * tw, channels), x.dtype)
+        m = _workspace("wm", (36, nb * th * tw, filters), x.dtype)
+        fns["input"](xp, 0, nb, th, tw, v)
+        for i in range(36):
+            np.dot(v[i], u[i], out=m[i])
+        fns["output"](m, 0, nb, th, tw, y[b0:b0 + nb])
 
 
 def _winograd_input_grad(dy: np.ndarray, kernel: np.ndarray, x_shape: tuple, pads) -> np.ndarray:
