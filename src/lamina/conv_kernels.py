@@ -299,6 +299,57 @@ def _winograd_f4(x: np.ndarray, kernel: np.ndarray, pads, y: np.ndarray) -> None
         fns["output"](m, 0, nb, th, tw, y[b0:b0 + nb])
 
 
+def _winograd_f4_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pads, need_dx: bool):
+    """``(dx or None, dkernel)`` of a :func:`_winograd_f4` convolution, by the transposed algorithm: ``D = A g A^T``
+    per 4x4 tile of ``dy``; ``dk = G^T [sum over tiles of V . D] G`` on the forward's input tiles ``V``;
+    ``dx`` from ``B [D @ U^T] B^T`` added into the padded input's 6x6 windows, then cropped."""
+    fns = winograd_accel.kernels()
+    nb_all, oh, ow, filters = dy.shape
+    th, tw = -(-oh // 4), -(-ow // 4)
+    channels = x.shape[-1]
+    dtype = dy.dtype
+    g = winograd_accel.WINOGRAD_G
+    (top, _), (left, _) = pads
+    tile_rows, tile_cols = 4 * th + 2, 4 * tw + 2
+    if need_dx:
+        gk = np.tensordot(g, kernel.astype(np.float64), axes=(1, 0))
+        ut = np.ascontiguousarray(np.tensordot(gk, g, axes=(1, 1)).transpose(0, 3, 2, 1).reshape(36, filters, channels),
+                                  dtype=dtype)  # U^T per position: (F, C)
+        dx = np.zeros(x.shape, dtype)
+    per_image = (36 * th * tw * (2 * channels + filters) + 2 * tile_rows * tile_cols * channels
+                 + 16 * th * tw * filters) * x.itemsize
+    step = max(1, min(nb_all, CHUNK_BYTES // per_image))
+    acc = np.zeros((36, channels, filters), dtype)
+    part = np.empty((channels, filters), dtype)
+    h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
+    for b0 in range(0, nb_all, step):
+        nb = min(step, nb_all - b0)
+        xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), dtype)
+        xp.fill(0)
+        xp[:, top:top + h, left:left + w] = x[b0:b0 + nb, :h, :w]
+        dyp = _workspace("wdy", (nb, 4 * th, 4 * tw, filters), dtype)
+        if (4 * th, 4 * tw) != (oh, ow):
+            dyp.fill(0)
+        dyp[:, :oh, :ow] = dy[b0:b0 + nb]
+        v = _workspace("wv", (36, nb * th * tw, channels), dtype)
+        d = _workspace("wm", (36, nb * th * tw, filters), dtype)
+        fns["input"](xp, 0, nb, th, tw, v)
+        fns["grad_tiles"](dyp, th, tw, d)
+        for i in range(36):
+            np.dot(v[i].T, d[i], out=part)
+            acc[i] += part
+        if need_dx:
+            dv = v  # the input tiles are no longer needed: their buffer takes the tiles' gradients
+            for i in range(36):
+                np.dot(d[i], ut[i], out=dv[i])
+            xp.fill(0)
+            fns["input_grad"](dv, 0, nb, th, tw, xp)
+            dx[b0:b0 + nb, :h, :w] = xp[:, top:top + h, left:left + w]
+    m = acc.astype(np.float64).reshape(6, 6, channels, filters)
+    dk = np.tensordot(np.tensordot(g.T, m, axes=(1, 0)), g.T, axes=(1, 1)).transpose(0, 3, 1, 2)
+    return (dx if need_dx else None), np.ascontiguousarray(dk, dtype=dtype)
+
+
 def _winograd_input_grad(dy: np.ndarray, kernel: np.ndarray, x_shape: tuple, pads) -> np.ndarray:
     """``dx`` of a :func:`_winograd` convolution: the convolution of ``dy`` padded by 2 with the kernel turned
     180 degrees, channels and filters swapped, which is the gradient of the padded input; then cropped."""
@@ -429,8 +480,11 @@ def conv_backward(dy, x, kernel, strides, pads, dilation, groups: int = 1, need_
     dkt = np.zeros((groups, filters // groups, k2.shape[-2]) if groups > 1 else k2.shape, dtype)
     if _winograd_fits(x, kernel, strides, dilation, groups, outs):
         dyv = dy2.reshape(x.shape[0], *outs, filters)
-        dx = _winograd_input_grad(dyv, kernel, x.shape, pads) if need_dx else None
-        dk = _winograd_kernel_grad(dyv, x, pads, dtype)
+        if WINOGRAD_4X4 and _f4_wins(*outs) and winograd_accel.kernels() is not None:
+            dx, dk = _winograd_f4_backward(dyv, x, kernel, pads, need_dx)
+        else:
+            dx = _winograd_input_grad(dyv, kernel, x.shape, pads) if need_dx else None
+            dk = _winograd_kernel_grad(dyv, x, pads, dtype)
         if dk_out is not None:
             np.copyto(dk_out.reshape(dk.shape), dk)
             return dx, dk_out

@@ -10,8 +10,12 @@ F(2x2, 3x3)'s is im2col's). With the interpolation points 0, 1, -1, 2, -2 and in
     G   = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]]
     A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
 
-A tile ``Y = A^T [U . V] A`` with ``V = B^T d B`` for its 6x6 input tile ``d`` and ``U = G k G^T``
-(``tests/test_conv_accel.py`` checks the result against float64 im2col).
+A tile ``Y = A^T [U . V] A`` with ``V = B^T d B`` for its 6x6 input tile ``d`` and ``U = G k G^T``. The
+backward is that algorithm transposed: with ``D = A dY A^T`` per 4x4 tile of the output gradient, the kernel's
+gradient is ``G^T [sum over tiles of V . D] G`` (36 products ``(C, tiles) @ (tiles, F)``) and the input tile's
+``B [sum over filters of U . D] B^T`` (36 products ``(tiles, F) @ (F, C)``), added into overlapping 6x6 windows:
+no 2x2-tile pass over the padded gradient as the input gradient of F(2x2, 3x3) takes. ``tests/test_conv_accel.py``
+checks all three against float64 im2col.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ def _compile() -> dict:
     import numba  # optional extra (lamina[fast]), imported on first use only
 
     jit = numba.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
-    return {"input": jit(_input_py()), "output": jit(_output_py())}
+    return {"input": jit(_input_py()), "output": jit(_output_py()), "grad_tiles": jit(_grad_tiles_py()),
+            "input_grad": jit(_input_grad_py())}
 
 
 def _input_py():
@@ -123,6 +128,93 @@ def _output_py():
                     t += 1
 
     return output_tiles
+
+
+def _grad_tiles_py():
+    def grad_tiles(dyp, th, tw, d):  # pragma: no cover - compiled
+        """``d[6 i + k, t, f] = (A g A^T)[i, k]`` for the 4x4 tile ``g`` of the output gradient ``dyp`` (zero-padded
+        to whole tiles) at rows ``4 ty``, columns ``4 tx``: the gradient reaching ``U . V`` in the forward."""
+        nf = dyp.shape[3]
+        tmp = np.empty((6, 4, nf), dyp.dtype)
+        t = 0
+        for b in range(dyp.shape[0]):
+            for ty in range(th):
+                r = 4 * ty
+                for tx in range(tw):
+                    q = 4 * tx
+                    for k in range(4):  # rows: A g
+                        for f in range(nf):
+                            g0 = dyp[b, r, q + k, f]
+                            g1 = dyp[b, r + 1, q + k, f]
+                            g2 = dyp[b, r + 2, q + k, f]
+                            g3 = dyp[b, r + 3, q + k, f]
+                            tmp[0, k, f] = g0
+                            tmp[1, k, f] = g0 + g1 + g2 + g3
+                            tmp[2, k, f] = g0 - g1 + g2 - g3
+                            tmp[3, k, f] = g0 + _F2 * g1 + _F4 * g2 + _F8 * g3
+                            tmp[4, k, f] = g0 - _F2 * g1 + _F4 * g2 - _F8 * g3
+                            tmp[5, k, f] = g3
+                    for i in range(6):  # columns: (A g) A^T
+                        for f in range(nf):
+                            a0 = tmp[i, 0, f]
+                            a1 = tmp[i, 1, f]
+                            a2 = tmp[i, 2, f]
+                            a3 = tmp[i, 3, f]
+                            d[6 * i, t, f] = a0
+                            d[6 * i + 1, t, f] = a0 + a1 + a2 + a3
+                            d[6 * i + 2, t, f] = a0 - a1 + a2 - a3
+                            d[6 * i + 3, t, f] = a0 + _F2 * a1 + _F4 * a2 + _F8 * a3
+                            d[6 * i + 4, t, f] = a0 - _F2 * a1 + _F4 * a2 - _F8 * a3
+                            d[6 * i + 5, t, f] = a3
+                    t += 1
+
+    return grad_tiles
+
+
+def _input_grad_py():
+    def input_grad(dv, b0, nb, th, tw, dxp):  # pragma: no cover - compiled
+        """Adds ``B dv_t B^T`` (6x6) for every tile ``t`` and channel into the padded input's gradient ``dxp`` at
+        rows ``4 ty ..``, columns ``4 tx ..`` (neighbouring tiles overlap by two rows or columns)."""
+        nc = dxp.shape[3]
+        tmp = np.empty((6, 6, nc), dv.dtype)
+        t = 0
+        for b in range(b0, b0 + nb):
+            for ty in range(th):
+                r = 4 * ty
+                for tx in range(tw):
+                    q = 4 * tx
+                    for k in range(6):  # rows: B dv
+                        for c in range(nc):
+                            a0 = dv[k, t, c]
+                            a1 = dv[6 + k, t, c]
+                            a2 = dv[12 + k, t, c]
+                            a3 = dv[18 + k, t, c]
+                            a4 = dv[24 + k, t, c]
+                            a5 = dv[30 + k, t, c]
+                            tmp[0, k, c] = _F4 * a0
+                            tmp[1, k, c] = _F4 * (a2 - a1 + a5) + _F2 * (a4 - a3)
+                            tmp[2, k, c] = -_F5 * a0 - _F4 * (a1 + a2) - a3 - a4
+                            tmp[3, k, c] = a1 - a2 + _F2 * (a3 - a4) - _F5 * a5
+                            tmp[4, k, c] = a0 + a1 + a2 + a3 + a4
+                            tmp[5, k, c] = a5
+                    for i in range(6):  # columns: (B dv) B^T, added in place
+                        row = dxp[b - b0, r + i]
+                        for c in range(nc):
+                            a0 = tmp[i, 0, c]
+                            a1 = tmp[i, 1, c]
+                            a2 = tmp[i, 2, c]
+                            a3 = tmp[i, 3, c]
+                            a4 = tmp[i, 4, c]
+                            a5 = tmp[i, 5, c]
+                            row[q, c] += _F4 * a0
+                            row[q + 1, c] += _F4 * (a2 - a1 + a5) + _F2 * (a4 - a3)
+                            row[q + 2, c] += -_F5 * a0 - _F4 * (a1 + a2) - a3 - a4
+                            row[q + 3, c] += a1 - a2 + _F2 * (a3 - a4) - _F5 * a5
+                            row[q + 4, c] += a0 + a1 + a2 + a3 + a4
+                            row[q + 5, c] += a5
+                    t += 1
+
+    return input_grad
 
 
 _COMPILED = CompiledOnce(_compile)
