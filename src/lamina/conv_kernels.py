@@ -320,7 +320,9 @@ def _winograd_f4_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pad
         dx = np.zeros(x.shape, dtype)
     per_image = (36 * th * tw * (2 * channels + filters) + 2 * tile_rows * tile_cols * channels
                  + 16 * th * tw * filters) * x.itemsize
-    step = max(1, min(nb_all, CHUNK_BYTES // per_image))
+    # twice the forward's budget: its 72 products gain more from long ones than from cache (a 64-image block
+    # of 13x13x32 -> 64: 2.4 ms in 4 MB chunks, 2.1 ms in 8 MB)
+    step = max(1, min(nb_all, 2 * CHUNK_BYTES // per_image))
     acc = np.zeros((36, channels, filters), dtype)
     part = np.empty((channels, filters), dtype)
     h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
