@@ -92,7 +92,7 @@ def train(build, x, *, run_eagerly):
 
 
 def node_kinds(model) -> list[str]:
-    return [type(n).__name__[1:-4] for n in model._fast_step.nodes]
+    return [type(n).__name__[1:-4] for n in model._fast_step.flat_nodes()]
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -113,7 +113,7 @@ def test_compiled_conv_step_equals_tape_step(name):
 
 def test_simple_convnet_plan_has_no_tape_node():
     model, _ = train(simple_convnet, X2, run_eagerly=False)
-    assert not [n for n in model._fast_step.nodes if isinstance(n, compiled_step._TapeNode)]
+    assert not [n for n in model._fast_step.flat_nodes() if isinstance(n, compiled_step._TapeNode)]
 
 
 def test_relu_moves_past_max_pooling_only_when_the_pool_alone_reads_it():
@@ -121,15 +121,15 @@ def test_relu_moves_past_max_pooling_only_when_the_pool_alone_reads_it():
     tests above pin the numbers); a feature map with a second reader, or average pooling, keeps its relu."""
     relu = lamina.activations.FUSED[lamina.activations.relu]
     simple, _ = train(simple_convnet, X2, run_eagerly=False)
-    convs = [n for n in simple._fast_step.nodes if isinstance(n, compiled_step._ConvNode)]
-    pools = [n for n in simple._fast_step.nodes if isinstance(n, compiled_step._PoolNode)]
+    convs = [n for n in simple._fast_step.flat_nodes() if isinstance(n, compiled_step._ConvNode)]
+    pools = [n for n in simple._fast_step.flat_nodes() if isinstance(n, compiled_step._PoolNode)]
     assert [c.fused is relu for c in convs] == [False, False] and [p.relu for p in pools] == [True, True]
     shared, _ = train(fan_out, X2, run_eagerly=False)
-    first = shared._fast_step.nodes[0]
-    assert first.fused is relu and not any(getattr(n, "relu", False) for n in shared._fast_step.nodes)
+    first = shared._fast_step.flat_nodes()[0]
+    assert first.fused is relu and not any(getattr(n, "relu", False) for n in shared._fast_step.flat_nodes())
     blocks, _ = train(bn_blocks, X2, run_eagerly=False)
-    acts = [n for n in blocks._fast_step.nodes if isinstance(n, compiled_step._ActivationNode)]
-    pools = [n for n in blocks._fast_step.nodes if isinstance(n, compiled_step._PoolNode)]
+    acts = [n for n in blocks._fast_step.flat_nodes() if isinstance(n, compiled_step._ActivationNode)]
+    pools = [n for n in blocks._fast_step.flat_nodes() if isinstance(n, compiled_step._PoolNode)]
     assert [a.fused is relu for a in acts] == [True, False]  # average pooling, then max pooling
     assert [p.relu for p in pools] == [False, True]
 
@@ -150,7 +150,7 @@ def test_fused_relu_pool_gradient_with_tied_and_negative_windows():
     eager.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", run_eagerly=True)
     model.fit(x, y, batch_size=3, epochs=2, shuffle=False, verbose=0)
     eager.fit(x, y, batch_size=3, epochs=2, shuffle=False, verbose=0)
-    assert model._fast_step.nodes[1].relu
+    assert model._fast_step.flat_nodes()[1].relu
     for wc, we in zip(model.get_weights(), eager.get_weights(), strict=True):
         np.testing.assert_array_equal(wc, we)
 

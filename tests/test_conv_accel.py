@@ -163,16 +163,17 @@ def test_training_and_predict_equal_with_and_without_numba(monkeypatch, run_eage
 
 def test_compiled_step_moves_the_bias_into_the_pooling(monkeypatch):
     """A relu or linear convolution read only by a max pooling hands its bias to the pooling node (which then
-    writes the bias gradient, on the compiled pooling or NumPy's); an average pooling does not take it."""
+    writes the bias gradient, on the compiled pooling or NumPy's); an average pooling does not take it. (A 2x2
+    kernel: a 3x3 one would run whole in the pooling, tests/test_conv_pool_fused.py.)"""
 
     def build():
-        return lamina.Sequential([layers.Input((10, 10, 2)), layers.Conv2D(4, 3, activation="relu"),
+        return lamina.Sequential([layers.Input((10, 10, 2)), layers.Conv2D(4, 2, activation="relu"),
                                   layers.MaxPooling2D(2), layers.Conv2D(3, 2, activation="relu"),
                                   layers.AveragePooling2D(2), layers.Flatten(), layers.Dense(4, activation="softmax")])
 
     model, _ = _train(build, "1", monkeypatch)
-    convs = [n for n in model._fast_step.nodes if isinstance(n, compiled_step._ConvNode)]
-    pools = [n for n in model._fast_step.nodes if isinstance(n, compiled_step._PoolNode)]
+    convs = [n for n in model._fast_step.flat_nodes() if isinstance(n, compiled_step._ConvNode)]
+    pools = [n for n in model._fast_step.flat_nodes() if isinstance(n, compiled_step._PoolNode)]
     assert [c.bias_in_pool for c in convs] == [True, False]
     assert pools[0].conv is convs[0] and pools[1].conv is None
     eager, _ = _train(build, "1", monkeypatch, run_eagerly=True)
@@ -196,6 +197,7 @@ def test_winograd_convolution_equals_im2col(monkeypatch, shape, filters, padding
     F(3x3, 2x2); output, input and kernel gradients equal im2col's to rounding (checked against float64)."""
     monkeypatch.setattr(conv_kernels, "WINOGRAD_MIN_TILES", 1)  # small test shapes take it too
     monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 4096)  # and run one image per chunk
+    monkeypatch.setattr(conv_kernels, "WINOGRAD_4X4", False)  # F(4x4, 3x3) has its own test below
     rng = np.random.default_rng(4)
     x = rng.normal(size=shape).astype(dtype)
     k = (rng.normal(size=(3, 3, shape[-1], filters)) / np.sqrt(9 * shape[-1])).astype(dtype)
@@ -219,6 +221,58 @@ def test_winograd_convolution_equals_im2col(monkeypatch, shape, filters, padding
         np.testing.assert_allclose(got, exact, rtol=tol, atol=tol * scale)
         # no further from the float64 result than im2col's own sum is, give or take a few roundings
         assert np.abs(got - exact).max() <= 4 * np.abs(im2col - exact).max() + tol * 1e-3 * scale
+
+
+F4_CASES = [  # (input shape, filters, padding): maps of 4k, 4k + 1..3 outputs, both paddings, wide channels
+    ((2, 10, 10, 8), 8, "valid"),
+    ((2, 13, 13, 32), 64, "valid"),
+    ((1, 12, 9, 16), 12, "same"),
+    ((1, 16, 16, 128), 16, "same"),
+]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape,filters,padding", F4_CASES)
+def test_winograd_4x4_convolution_against_float64(monkeypatch, shape, filters, padding, dtype):
+    """Where its products are fewest, a 3x3 convolution runs as F(4x4, 3x3), forward and (transposed) backward:
+    output, input and kernel gradients within 2e-5 of the largest value of float64 im2col in float32 (measured
+    about 6x im2col's own float32 error), to rounding in float64."""
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    monkeypatch.setattr(conv_kernels, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 20000)  # a few images per chunk
+    used = []
+    real = conv_kernels._winograd_f4
+    monkeypatch.setattr(conv_kernels, "_winograd_f4", lambda *a: used.append(a[3].shape) or real(*a))
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=shape).astype(dtype)
+    k = (rng.normal(size=(3, 3, shape[-1], filters)) / np.sqrt(9 * shape[-1])).astype(dtype)
+    pads = [conv_kernels.plan(n, 3, 1, 1, padding)[1:] for n in shape[1:3]]
+    geometry = ((1, 1), pads, (1, 1), 1)
+    y64 = conv_kernels.conv_forward(x.astype("float64"), k.astype("float64"), *geometry)
+    dy = rng.normal(size=y64.shape).astype(dtype)
+    dx64, dk64 = conv_kernels.conv_backward(dy.astype("float64"), x.astype("float64"), k.astype("float64"), *geometry)
+    y = conv_kernels.conv_forward(x, k, *geometry)
+    dx, dk = conv_kernels.conv_backward(dy, x, k, *geometry)
+    none, dk_alone = conv_kernels.conv_backward(dy, x, k, *geometry, need_dx=False)
+    assert none is None
+    np.testing.assert_array_equal(dk_alone, dk)
+    assert y.dtype == dx.dtype == dk.dtype == np.dtype(dtype) and dx.shape == x.shape and dk.shape == k.shape
+    assert used and used[0] == y.shape and all(conv_kernels._f4_wins(*s[1:3]) for s in used)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for got, exact in ((y, y64), (dx, dx64), (dk, dk64)):
+        assert np.abs(got - exact).max() <= tol * np.abs(exact).max()
+    monkeypatch.setattr(conv_kernels, "WINOGRAD_4X4", False)
+    np.testing.assert_allclose(conv_kernels.conv_forward(x, k, *geometry), y, rtol=1e-4,
+                               atol=tol * np.abs(y64).max())
+
+
+def test_winograd_4x4_only_where_its_products_are_fewest():
+    """11x11 and 32x32 maps: 36 products per 4x4 tile against 16 per 2x2 tile, 56 % (taken); 13x13: 73 % (not);
+    2x2 maps (one tile either way): not."""
+    wins = conv_kernels._f4_wins
+    assert wins(11, 11) and wins(32, 32) and wins(8, 8)
+    assert not wins(13, 13) and not wins(2, 2) and not wins(5, 5)
 
 
 @needs_numba
@@ -261,7 +315,7 @@ class _SplitSpy:
     def __init__(self, monkeypatch, workers):
         self.calls, self.threads = [], set()
         real = row_split.split_rows
-        monkeypatch.setattr(conv_accel, "inference_workers", lambda rows: workers)
+        monkeypatch.setattr(conv_accel, "split_workers", lambda rows: workers)
 
         def spy(fn, x, n):
             self.calls.append(n)
@@ -287,7 +341,7 @@ def test_split_inference_equals_the_whole_batch(monkeypatch, build, workers):
     monkeypatch.setenv("LAMINA_ACCELERATE", "1")
     model = build()
     x = np.random.default_rng(1).standard_normal((203, *model.input_shape[1:])).astype("float32")
-    monkeypatch.setattr(conv_accel, "inference_workers", lambda rows: 0)  # never split: the reference
+    monkeypatch.setattr(conv_accel, "split_workers", lambda rows: 0)  # never split: the reference
     want, want_call = model.predict(x, verbose=0), model(x)
     assert len(model._plan) == 1  # the whole stack is one split step
     spy = _SplitSpy(monkeypatch, workers)
@@ -300,6 +354,75 @@ def test_split_inference_equals_the_whole_batch(monkeypatch, build, workers):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_call, want_call, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.predict(x, batch_size=16, verbose=0), want, rtol=1e-5, atol=1e-6)
+
+
+@needs_numba
+def test_small_inference_calls_hold_blas_at_one_thread(monkeypatch):
+    """A call too small to split (one image) runs with BLAS at one thread when its input holds at most
+    SMALL_CALL values, and with BLAS's own threads when it is larger; afterwards BLAS has its count back."""
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    blas = row_split.blas_controllers()
+    if not blas:
+        pytest.skip("threadpoolctl absent")
+    monkeypatch.setattr(conv_accel, "split_workers", lambda rows: 1)
+    seen = []
+    real = layers.Conv2D.call
+
+    def spy(self, *args, **kwargs):
+        seen.append(max(c.num_threads for c in blas))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(layers.Conv2D, "call", spy)
+    model = lamina.Sequential([layers.Input((None, None, 1)), layers.Conv2D(2, 3), layers.Flatten()])
+    before = [c.num_threads for c in blas]
+    with threadpool_limits_2(blas):
+        model(np.zeros((1, 12, 12, 1), "float32"))
+        side = int(np.sqrt(row_split.SMALL_CALL)) + 8
+        model(np.zeros((1, side, side, 1), "float32"))
+        assert seen == [1, 2]
+    assert [c.num_threads for c in blas] == before
+
+
+class threadpool_limits_2:
+    """BLAS at two threads inside the block (whatever the machine's default), restored after."""
+
+    def __init__(self, blas):
+        self.blas, self.saved = blas, [c.num_threads for c in blas]
+
+    def __enter__(self):
+        for c in self.blas:
+            c.set_num_threads(2)
+
+    def __exit__(self, *exc):
+        for c, n in zip(self.blas, self.saved):
+            c.set_num_threads(n)
+
+
+@needs_numba
+def test_quiet_predict_hands_the_split_stack_whole_chunks(monkeypatch):
+    """With no progress bar or callback watching the batches, predict gives a stack that works in blocks of
+    rows chunks of PREDICT_CHUNK rows whatever ``batch_size`` says: the batch-by-batch outputs (a callback
+    attached), to float32 rounding. A stack that is not one split step still gets batch_size rows."""
+    from lamina.models.trainer import PREDICT_CHUNK
+
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    model = _mnist_like()
+    x = np.random.default_rng(4).standard_normal((PREDICT_CHUNK + 300, 12, 12, 1)).astype("float32")
+    rows = []
+    real = row_split.split_rows
+    monkeypatch.setattr(row_split, "split_rows", lambda fn, xb, n: rows.append(len(xb)) or real(fn, xb, n))
+    want = model.predict(x, batch_size=128, verbose=0, callbacks=[lamina.callbacks.Callback()])
+    assert set(rows) <= {128, len(x) % 128}
+    rows.clear()
+    got = model.predict(x, batch_size=128, verbose=0)
+    assert rows == [PREDICT_CHUNK, 300]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    odd = lamina.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(2, 3, activation=lambda t: t - t.mean(0)),
+                             layers.Flatten()])
+    calls = []
+    monkeypatch.setattr(odd, "_predict_batch", lambda xb: calls.append(len(xb)) or np.zeros((len(xb), 72), "float32"))
+    odd.predict(np.zeros((300, 8, 8, 1), "float32"), batch_size=128, verbose=0)
+    assert calls == [128, 128, 44]
 
 
 @needs_numba
@@ -338,16 +461,16 @@ def test_split_workers_follow_blas_threads_and_cores(monkeypatch):
     monkeypatch.setitem(row_split._STATE, "blas", [Blas()])
     monkeypatch.setattr(row_split, "usable_cores", lambda: 3)
     rows = row_split.MIN_ROWS_PER_WORKER
-    assert conv_accel.inference_workers(100 * rows) == 3
-    assert conv_accel.inference_workers(2 * rows) == 2
-    assert conv_accel.inference_workers(2 * rows - 1) == 1
+    assert conv_accel.split_workers(100 * rows) == 3
+    assert conv_accel.split_workers(2 * rows) == 2
+    assert conv_accel.split_workers(2 * rows - 1) == 1
     Blas.num_threads = 1
-    assert conv_accel.inference_workers(100 * rows) == 1
+    assert conv_accel.split_workers(100 * rows) == 1
     monkeypatch.setitem(row_split._STATE, "blas", None)
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # `import threadpoolctl` raises ImportError
-    assert conv_accel.inference_workers(100 * rows) == 1 and row_split._STATE["blas"] == []
+    assert conv_accel.split_workers(100 * rows) == 1 and row_split._STATE["blas"] == []
     monkeypatch.setenv("LAMINA_ACCELERATE", "0")
-    assert conv_accel.inference_workers(100 * rows) == 0
+    assert conv_accel.split_workers(100 * rows) == 0
 
 
 @needs_numba

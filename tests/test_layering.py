@@ -35,6 +35,7 @@ RANKS = {
     "lamina.activations": 10, "lamina.ops": 10,
     "lamina.conv_kernels": 10,  # im2col/col2im convolution kernels; ops.conv and the conv layers use them
     "lamina.accel": 0,  # the LAMINA_ACCELERATE switch and the compile-once cache of the numba kernels
+    "lamina.scratch": 0,  # reused large arrays, handed out again once only the pool refers to them
     "lamina.row_split": 0,  # batch rows in blocks on threads, BLAS held at one thread (threadpoolctl)
     "lamina.winograd_accel": 10,  # optional numba transforms of Winograd's F(4x4, 3x3); conv_kernels uses them
     "lamina.conv_accel": 10,  # optional numba max pooling (winner kept); pooling, the compiled step, Sequential

@@ -30,7 +30,7 @@ import threading
 
 import numpy as np
 
-from lamina import conv_accel, winograd_accel
+from lamina import conv_accel, scratch, winograd_accel
 from lamina.autodiff import needs_gradient, record, unwrap
 
 # Largest ``cols`` buffer (bytes) built at once; bigger batches are processed in chunks of samples. Small
@@ -317,7 +317,7 @@ def _winograd_f4_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pad
     tile_rows, tile_cols = 4 * th + 2, 4 * tw + 2
     if need_dx:
         ut = np.ascontiguousarray(_tile_transform(g, kernel, dtype).transpose(0, 2, 1))  # U^T per position: (F, C)
-        dx = np.zeros(x.shape, dtype)
+        dx = scratch.empty(x.shape, dtype)
     per_image = (36 * th * tw * (2 * channels + filters) + 2 * tile_rows * tile_cols * channels
                  + 16 * th * tw * filters) * x.itemsize
     # twice the forward's budget: its 72 products gain more from long ones than from cache (a 64-image block
@@ -326,6 +326,8 @@ def _winograd_f4_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pad
     acc = np.zeros((36, channels, filters), dtype)
     part = np.empty((channels, filters), dtype)
     h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
+    if need_dx and (h, w) != x.shape[1:3]:
+        dx.fill(0)  # rows or columns no tile reaches
     for b0 in range(0, nb_all, step):
         nb = min(step, nb_all - b0)
         xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), dtype)
@@ -359,7 +361,7 @@ def _winograd_input_grad(dy: np.ndarray, kernel: np.ndarray, x_shape: tuple, pad
     (top, bottom), (left, right) = pads
     padded = (x_shape[0], x_shape[1] + top + bottom, x_shape[2] + left + right, x_shape[3])
     flipped = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))
-    dxp = np.empty(padded, dy.dtype)
+    dxp = scratch.empty(padded, dy.dtype)
     _winograd(dy, flipped, ((2, 2), (2, 2)), dxp)
     if top or bottom or left or right:
         return np.ascontiguousarray(dxp[:, top:top + x_shape[1], left:left + x_shape[2]])
@@ -416,7 +418,7 @@ def conv_forward(x, kernel, strides, pads, dilation, groups: int = 1, out: np.nd
     padded, outs = _geometry(x, kernel, strides, pads, dilation, groups)
     ksize = kernel.shape[:-2]
     kprod, filters = math.prod(ksize), kernel.shape[-1]
-    y = np.empty((x.shape[0], *outs, filters), dtype) if out is None else out
+    y = scratch.empty((x.shape[0], *outs, filters), dtype) if out is None else out
     if _winograd_fits(x, kernel, strides, dilation, groups, outs) and y.flags.c_contiguous:
         _winograd(x, kernel, pads, y)
         return y
@@ -491,7 +493,7 @@ def conv_backward(dy, x, kernel, strides, pads, dilation, groups: int = 1, need_
             np.copyto(dk_out.reshape(dk.shape), dk)
             return dx, dk_out
         return dx, dk
-    dx = np.empty(x.shape, dtype) if need_dx else None
+    dx = scratch.empty(x.shape, dtype) if need_dx else None
     unpadded = not any(b or a for b, a in pads)
     crop = (slice(None),) + tuple(slice(b, b + n) for (b, _), n in zip(pads, x.shape[1:-1])) + (slice(None),)
     for start in range(0, x.shape[0], step):

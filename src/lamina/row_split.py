@@ -101,36 +101,12 @@ def blas_held():
         _hold_blas(False)
 
 
-# Bytes of freed memory glibc keeps at the top of each heap (M_TOP_PAD) once blocks run on threads. A block
-# thread's allocator arena gives freed maps back to the system and faults them in again on the next block
-# (46,000 page faults per 10,000-image predict of the MNIST convnet on two threads, none on one); keeping
-# 32 MB stops that, for 6 MB more peak RSS there.
-TOP_PAD = 32 << 20
-_M_TOP_PAD = -2  # glibc's mallopt parameter number
-
-
-def _keep_freed_memory() -> None:
-    """``mallopt(M_TOP_PAD, TOP_PAD)`` where the C library is glibc (elsewhere nothing). Process-wide: it raises
-    only what the heaps keep in reserve, never what they take."""
-    import ctypes  # lazy: once, when the first pool starts
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return
-    try:
-        ctypes.CDLL(None).mallopt(_M_TOP_PAD, TOP_PAD)
-    except (OSError, AttributeError):  # pragma: no cover - a glibc without mallopt
-        pass
-
-
 def _pool(n: int):
     """The shared thread pool, with at least ``n`` threads."""
     from concurrent.futures import ThreadPoolExecutor  # lazy: only a split uses it
 
     with _LOCK:
         if _STATE["pool"] is None or _STATE["workers"] < n or _STATE["pid"] != os.getpid():
-            if _STATE["pool"] is None:
-                _keep_freed_memory()
             if _STATE["pid"] != os.getpid():  # a forked child: the parent's pool threads do not exist here
                 _STATE["pool"] = None
             _STATE["pid"] = os.getpid()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import activations, ops
+from lamina import activations, ops, scratch
 from lamina.autodiff import unwrap
 from lamina.layers import rnn_accel
 from lamina.layers.lstm import _gate_inputs, check_use_cudnn
@@ -124,11 +124,11 @@ class GRUKernel:
         self.state_shapes = [(batch, units)]
         # z and r side by side, hh apart: each block contiguous, so the activations run on whole arrays (several
         # times faster than on a strided column block of one (batch, 3 units) array)
-        self.zr = np.empty((steps, batch, 2 * units), dtype=dtype)
-        self.hh = np.empty((steps, batch, units), dtype=dtype)
-        self.inner_h = np.empty((steps, batch, units), dtype=dtype)  # h_{t-1} @ U_h + b'_h
-        self.prev = np.empty((steps, batch, units), dtype=dtype)
-        self.d_inner = np.empty((steps, batch, 3 * units), dtype=dtype)
+        self.zr = scratch.empty((steps, batch, 2 * units), dtype=dtype)
+        self.hh = scratch.empty((steps, batch, units), dtype=dtype)
+        self.inner_h = scratch.empty((steps, batch, units), dtype=dtype)  # h_{t-1} @ U_h + b'_h
+        self.prev = scratch.empty((steps, batch, units), dtype=dtype)
+        self.d_inner = scratch.empty((steps, batch, 3 * units), dtype=dtype)
 
     def step(self, t, zx, states):
         h = states[0]
@@ -163,10 +163,11 @@ class GRUKernel:
         di[:, 2 * self.units:] *= r
         return [dh * z + di @ self.rk.T]
 
-    def recurrent_gradients(self, dxp):
-        flat = self.d_inner.reshape(-1, 3 * self.units)
+    def recurrent_gradients(self, dxp, steps=slice(None)):
+        """``(d_recurrent_kernel, d_recurrent_bias or None)`` from the steps ``steps`` alone."""
+        flat = self.d_inner[steps].reshape(-1, 3 * self.units)
         d_rb = flat.sum(axis=0) if self.rb is not None else None
-        return self.prev.reshape(-1, self.units).T @ flat, d_rb
+        return self.prev[steps].reshape(-1, self.units).T @ flat, d_rb
 
 
 class CompiledGRUKernel(GRUKernel):
@@ -183,38 +184,55 @@ class CompiledGRUKernel(GRUKernel):
         self.backward_gates = compiled["gru_backward"]
         self.gemm = rnn_accel.blas_gemm(dtype)
         if self.gemm is None or "gru_sequence" not in compiled:  # no whole-sequence loop: step by step
-            self.forward_sequence = self.backward_sequence = None
+            self.forward_sequence = self.backward_sequence = self.infer_from_table = None
         else:
             self.rk_c = np.ascontiguousarray(recurrent_kernel, dtype=dtype)  # its pointer goes to BLAS
             self.rk_t = np.ascontiguousarray(self.rk_c.T)  # BLAS is faster on it than on a transposed view
             self.rb_c = np.zeros(3 * self.units, dtype=dtype) if recurrent_bias is None else \
                 np.ascontiguousarray(recurrent_bias, dtype=dtype)
             self.whole_forward, self.whole_backward = compiled["gru_sequence"], compiled["gru_sequence_backward"]
-            self.whole_infer = compiled["gru_sequence_infer"]
+            self.whole_infer, self.whole_infer_table = compiled["gru_sequence_infer"], \
+                compiled["gru_sequence_infer_table"]
 
     def forward_sequence(self, xp, states, return_sequences: bool, keep: bool):
-        """Every step in one compiled call (``scan_forward`` without a mask); its ``(outputs, last, states)``."""
+        """Every step in one compiled call (``scan_forward`` without a mask), on blocks of the batch rows on
+        threads (``rnn_accel.in_row_blocks``); its ``(outputs, last, states)``."""
         h = np.array(states[0], dtype=self.dtype, order="C")  # the loop's own, overwritten
         outputs = np.empty((xp.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
-        if not keep:  # inference: nothing saved for a backward pass
-            self.whole_infer(*self.gemm, np.ascontiguousarray(xp, dtype=self.dtype), self.rk_c, self.rb_c, h,
-                             outputs)
+        xp = np.ascontiguousarray(xp, dtype=self.dtype)
+        if not keep:  # inference: nothing saved for a backward pass; each block's h overwritten in place
+            rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer(
+                *self.gemm, xp, self.rk_c, self.rb_c, h[a:b], outputs, a, b))
             return (outputs if return_sequences else None), h, [h]
-        h = self.whole_forward(*self.gemm, np.ascontiguousarray(xp, dtype=self.dtype), self.rk_c, self.rb_c, h,
-                               self.zr, self.hh, self.inner_h, self.prev, outputs, keep)
+        for (a, b), h_b in rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_forward(
+                *self.gemm, xp, self.rk_c, self.rb_c, h[a:b], self.zr, self.hh, self.inner_h, self.prev, outputs,
+                keep, a, b)):
+            h[a:b] = h_b  # a block's final state may be the loop's other buffer
+        return (outputs if return_sequences else None), h, [h]
+
+    def infer_from_table(self, table, ids, states, return_sequences: bool):
+        """``forward_sequence(table[ids], states, return_sequences, keep=False)`` without making that (T, batch,
+        3 units) array (see ``CompiledLSTMKernel.infer_from_table``)."""
+        h = np.array(states[0], dtype=self.dtype, order="C")  # the loop's own, overwritten
+        outputs = np.empty((ids.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
+        rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer_table(
+            *self.gemm, table, ids, self.rk_c, self.rb_c, h[a:b], outputs, a, b))
         return (outputs if return_sequences else None), h, [h]
 
     def backward_sequence(self, xp_shape, d_outputs, d_last, d_states):
-        """Every step back in one compiled call (``scan_backward`` without a mask); its ``(dxp, d_states0)``."""
+        """Every step back in one compiled call (``scan_backward`` without a mask), on blocks of rows as
+        ``forward_sequence``; its ``(dxp, d_states0)``."""
         dh = np.zeros(self.state_shapes[0], dtype=self.dtype) if d_states[0] is None else \
             np.array(d_states[0], dtype=self.dtype, order="C")
         if d_last is not None:
             dh += d_last
         d_outputs = np.empty((0,) + dh.shape, dtype=self.dtype) if d_outputs is None else \
             np.ascontiguousarray(d_outputs, dtype=self.dtype)
-        dz = np.empty(xp_shape, dtype=self.dtype)
-        dh = self.whole_backward(*self.gemm, self.rk_t, self.zr, self.hh, self.inner_h, self.prev, d_outputs, dh,
-                                 dz, self.d_inner)
+        dz = scratch.empty(xp_shape, self.dtype)
+        for (a, b), dh_b in rnn_accel.in_row_blocks(dh.shape[0], lambda a, b: self.whole_backward(
+                *self.gemm, self.rk_t, self.zr, self.hh, self.inner_h, self.prev, d_outputs, dh[a:b], dz,
+                self.d_inner, a, b)):
+            dh[a:b] = dh_b
         return dz, [dh]
 
     def step_back(self, t, d_new, dz):
@@ -235,9 +253,9 @@ class GRUResetBeforeKernel:
         self.act, self.act_d = activation
         self.rec, self.rec_d = recurrent_activation
         self.state_shapes = [(batch, units)]
-        self.gates = np.empty((steps, batch, 3 * units), dtype=dtype)  # z, r, hh
-        self.reset_h = np.empty((steps, batch, units), dtype=dtype)  # r * h_{t-1}
-        self.prev = np.empty((steps, batch, units), dtype=dtype)
+        self.gates = scratch.empty((steps, batch, 3 * units), dtype=dtype)  # z, r, hh
+        self.reset_h = scratch.empty((steps, batch, units), dtype=dtype)  # r * h_{t-1}
+        self.prev = scratch.empty((steps, batch, units), dtype=dtype)
 
     def step(self, t, zx, states):
         h = states[0]
@@ -264,11 +282,12 @@ class GRUResetBeforeKernel:
         np.multiply(d_rh * h, self.rec_d(r), out=d_r)
         return [dh * z + d_rh * r + dz[:, :2 * self.units] @ self.rk_zr.T]
 
-    def recurrent_gradients(self, dxp):
+    def recurrent_gradients(self, dxp, steps=slice(None)):
+        """``(d_recurrent_kernel, None)`` from the steps ``steps`` alone (``dxp`` holds those steps' gradients)."""
         u = self.units
-        prev = self.prev.reshape(-1, u)
+        prev = self.prev[steps].reshape(-1, u)
         d_zr = prev.T @ dxp[..., :2 * u].reshape(-1, 2 * u)
-        d_h = self.reset_h.reshape(-1, u).T @ dxp[..., 2 * u:].reshape(-1, u)
+        d_h = self.reset_h[steps].reshape(-1, u).T @ dxp[..., 2 * u:].reshape(-1, u)
         return np.concatenate([d_zr, d_h], axis=1), None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import activations, ops
+from lamina import activations, ops, scratch
 from lamina.layers import rnn_accel
 from lamina.layers.rnn import CellRNN, cell_kwargs, forward_cell_properties
 from lamina.layers.rnn_cells import CELL_PROPERTIES, BaseRNNCell
@@ -115,10 +115,10 @@ class LSTMKernel:
         self.act, self.act_d = activation
         self.rec, self.rec_d = recurrent_activation
         self.state_shapes = [(batch, units), (batch, units)]
-        self.gates = np.empty((steps, batch, 4 * units), dtype=dtype)
-        self.prev_h = np.empty((steps, batch, units), dtype=dtype)
-        self.prev_c = np.empty((steps, batch, units), dtype=dtype)
-        self.act_c = np.empty((steps, batch, units), dtype=dtype)
+        self.gates = scratch.empty((steps, batch, 4 * units), dtype=dtype)
+        self.prev_h = scratch.empty((steps, batch, units), dtype=dtype)
+        self.prev_c = scratch.empty((steps, batch, units), dtype=dtype)
+        self.act_c = scratch.empty((steps, batch, units), dtype=dtype)
         # column blocks of the gates: i, f, o, c, and the three sigmoid-like gates together
         self.blocks = tuple(slice(k * units, (k + 1) * units) for k in range(4)) + (slice(0, 3 * units),)
 
@@ -161,8 +161,9 @@ class LSTMKernel:
         dz[:, o] *= dh
         return [dz @ self.rk.T, dc * self.gates[t][:, f]]
 
-    def recurrent_gradients(self, dxp):
-        return self.prev_h.reshape(-1, self.units).T @ dxp.reshape(-1, dxp.shape[-1]), None
+    def recurrent_gradients(self, dxp, steps=slice(None)):
+        """``(d_recurrent_kernel, None)`` from the steps ``steps`` alone (``dxp`` holds those steps' gradients)."""
+        return self.prev_h[steps].reshape(-1, self.units).T @ dxp.reshape(-1, dxp.shape[-1]), None
 
 
 class TanhLSTMKernel(LSTMKernel):
@@ -220,11 +221,13 @@ class CompiledLSTMKernel(LSTMKernel):
         self.slots = np.empty((2, 2, batch, self.units), dtype=dtype)  # [slot][h, c]
         self.gemm = rnn_accel.blas_gemm(dtype)
         if self.gemm is None or "lstm_sequence" not in compiled:  # no whole-sequence loop: step by step
-            self.forward_sequence = self.backward_sequence = None
+            self.forward_sequence = self.backward_sequence = self.infer_from_table = self.forward_from_inputs = None
         else:
             self.rk = np.ascontiguousarray(recurrent_kernel)  # the compiled loop hands its pointer to BLAS
             self.whole_forward, self.whole_backward = compiled["lstm_sequence"], compiled["lstm_sequence_backward"]
-            self.whole_infer = compiled["lstm_sequence_infer"]
+            self.whole_infer, self.whole_infer_table = compiled["lstm_sequence_infer"], \
+                compiled["lstm_sequence_infer_table"]
+            self.whole_forward_x, self.whole_infer_x = compiled["lstm_sequence_x"], compiled["lstm_sequence_infer_x"]
 
     def step(self, t, zx, states):
         h, c = states
@@ -235,27 +238,61 @@ class CompiledLSTMKernel(LSTMKernel):
         return [h_new, c_new]
 
     def forward_sequence(self, xp, states, return_sequences: bool, keep: bool):
-        """Every step in one compiled call (``scan_forward`` without a mask); its ``(outputs, last, states)``."""
+        """Every step in one compiled call (``scan_forward`` without a mask), on blocks of the batch rows on
+        threads (``rnn_accel.in_row_blocks``); its ``(outputs, last, states)``."""
         h, c = (np.array(s, dtype=self.dtype, order="C") for s in states)  # the loop's own, overwritten
         outputs = np.empty((xp.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
-        if not keep:  # inference: nothing saved for a backward pass
-            self.whole_infer(*self.gemm, np.ascontiguousarray(xp), self.rk, h, c, outputs)
+        xp = np.ascontiguousarray(xp)
+        if not keep:  # inference: nothing saved for a backward pass; each block's h, c overwritten in place
+            rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer(
+                *self.gemm, xp, self.rk, h[a:b], c[a:b], outputs, a, b))
             return (outputs if return_sequences else None), h, [h, c]
-        h, c = self.whole_forward(*self.gemm, np.ascontiguousarray(xp), self.rk, h, c, self.gates, self.prev_h,
-                                  self.prev_c, self.act_c, outputs, keep)
+        for (a, b), (h_b, c_b) in rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_forward(
+                *self.gemm, xp, self.rk, h[a:b], c[a:b], self.gates, self.prev_h, self.prev_c, self.act_c,
+                outputs, keep, a, b)):
+            h[a:b], c[a:b] = h_b, c_b  # a block's final states may be the loop's other buffers
+        return (outputs if return_sequences else None), h, [h, c]
+
+    def forward_from_inputs(self, xt, kernel, bias, states, return_sequences: bool, keep: bool):
+        """``forward_sequence(xt @ kernel + bias, ...)`` with each step's projection made inside the compiled loop,
+        per block of rows (``lstm_sequence_x``): no (T, batch, 4 units) array of projected inputs. ``xt``: the
+        time-major inputs (T, batch, features), C-contiguous; ``bias`` a vector (zeros without one)."""
+        h, c = (np.array(s, dtype=self.dtype, order="C") for s in states)  # the loop's own, overwritten
+        outputs = np.empty((xt.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
+        kernel, bias = np.ascontiguousarray(kernel), np.ascontiguousarray(bias)
+        if not keep:
+            rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer_x(
+                *self.gemm, xt, kernel, bias, self.rk, h[a:b], c[a:b], outputs, a, b))
+            return (outputs if return_sequences else None), h, [h, c]
+        for (a, b), (h_b, c_b) in rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_forward_x(
+                *self.gemm, xt, kernel, bias, self.rk, h[a:b], c[a:b], self.gates, self.prev_h, self.prev_c,
+                self.act_c, outputs, keep, a, b)):
+            h[a:b], c[a:b] = h_b, c_b  # a block's final states may be the loop's other buffers
+        return (outputs if return_sequences else None), h, [h, c]
+
+    def infer_from_table(self, table, ids, states, return_sequences: bool):
+        """``forward_sequence(table[ids], states, return_sequences, keep=False)`` without making that (T, batch,
+        4 units) array: each step reads row ``ids[t, b]`` of ``table`` (vocabulary, 4 units; an Embedding's
+        table times the kernel, plus the bias). ``ids``: (T, batch) indices into ``table``, C-contiguous."""
+        h, c = (np.array(s, dtype=self.dtype, order="C") for s in states)  # the loop's own, overwritten
+        outputs = np.empty((ids.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
+        rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer_table(
+            *self.gemm, table, ids, self.rk, h[a:b], c[a:b], outputs, a, b))
         return (outputs if return_sequences else None), h, [h, c]
 
     def backward_sequence(self, xp_shape, d_outputs, d_last, d_states):
-        """Every step back in one compiled call (``scan_backward`` without a mask); its ``(dxp, d_states0)``."""
+        """Every step back in one compiled call (``scan_backward`` without a mask), on blocks of rows as
+        ``forward_sequence``; its ``(dxp, d_states0)``."""
         dh, dc = (np.zeros(shape, dtype=self.dtype) if d is None else np.array(d, dtype=self.dtype, order="C")
                   for d, shape in zip(d_states, self.state_shapes))
         if d_last is not None:
             dh += d_last
         d_outputs = np.empty((0,) + dh.shape, dtype=self.dtype) if d_outputs is None else \
             np.ascontiguousarray(d_outputs, dtype=self.dtype)
-        dz = np.empty(xp_shape, dtype=self.dtype)
-        dh, dc = self.whole_backward(*self.gemm, self.rk_t, self.gates, self.prev_c, self.act_c, d_outputs, dh,
-                                     dc, dz)
+        dz = scratch.empty(xp_shape, self.dtype)
+        for (a, b), (dh_b, dc_b) in rnn_accel.in_row_blocks(dh.shape[0], lambda a, b: self.whole_backward(
+                *self.gemm, self.rk_t, self.gates, self.prev_c, self.act_c, d_outputs, dh[a:b], dc[a:b], dz, a, b)):
+            dh[a:b], dc[a:b] = dh_b, dc_b
         return dz, [dh, dc]
 
     def begin_backward(self, dz):

@@ -14,17 +14,19 @@ import numpy as np
 
 from lamina import backend, ops, regularizers, tree
 from lamina.autodiff import Tensor, Variable, needs_gradient, recording, unwrap
+from lamina.layers import rnn_accel
 from lamina.layers.dropout_rnn_cell import DropoutRNNCell
+from lamina.layers.embedding import Embedding
 from lamina.layers.keras_tensor import KerasTensor
 from lamina.layers.layer import InputSpec, Layer
 from lamina.layers.rnn_cells import BaseRNNCell
 from lamina.layers.rnn_scan import (
     project,
-    project_backward,
     record_outputs,
     scan_backward,
     scan_forward,
     time_slices,
+    weight_gradients,
 )
 from lamina.layers.stacked_rnn_cells import StackedRNNCells
 from lamina.saving.object_config import deserialize_layer, serialize_layer
@@ -97,6 +99,10 @@ class RNN(Layer):
             raise ValueError(f"output_size must be an integer. Received: output_size={output_size!r}")
         output = (batch, length, output_size) if self.return_sequences else (batch, output_size)
         return (output, *states) if self.return_state else output
+
+    def _may_start_mask(self) -> bool:
+        # lamina's recurrent layers pass the input's mask on (or drop it), never make one; a user's may
+        return not type(self).compute_mask.__module__.startswith("lamina.")
 
     def compute_mask(self, inputs, mask=None):
         mask = tree.flatten(mask)[0] if mask is not None else None
@@ -220,7 +226,6 @@ class RNN(Layer):
             xt = xt[::-1]
         xt = np.ascontiguousarray(xt)  # one copy, so that every (T * batch, features) reshape below is a view
         drop = cell._input_dropout_masks(xv[:, 0], training)
-        xp = project(xt, kernel, input_bias, drop)
         s0 = [np.asarray(unwrap(s), dtype=dtype) for s in states]
         weights = (cell.kernel, cell.recurrent_kernel) + (() if cell.bias is None else (cell.bias,))
         parents = (sequences,) + weights + tuple(states)
@@ -228,7 +233,7 @@ class RNN(Layer):
         loop = cell._kernel(recurrent_kernel, recurrent_bias, xt.shape[0] if keep else 2, xt.shape[1], dtype)
         mask_tm = None if mask is None else (mask.T[::-1] if self.go_backwards else mask.T)[..., None]
         seq = self.return_sequences
-        outputs, last, final = scan_forward(loop, xp, s0, mask_tm, seq, self.zero_output_for_mask, keep)
+        outputs, last, final, xp_shape = self._scan(loop, xt, (kernel, input_bias), drop, s0, mask_tm, keep)
         output = outputs.transpose(1, 0, 2) if seq else last
         results = [output] + (final if self.return_state else [])
         if not keep:
@@ -239,15 +244,28 @@ class RNN(Layer):
             g_states = list(grads[1:]) + [None] * (len(final) - len(grads) + 1)
             d_outputs = None if g_out is None or not seq else np.asarray(g_out).transpose(1, 0, 2)
             d_last = None if g_out is None or seq else g_out
-            dxp, d_s0 = scan_backward(loop, xp.shape, d_outputs, d_last, g_states, mask_tm,
+            dxp, d_s0 = scan_backward(loop, xp_shape, d_outputs, d_last, g_states, mask_tm,
                                       self.zero_output_for_mask)
-            d_rk, d_rb = loop.recurrent_gradients(dxp)
-            dxt, d_kernel, d_bias = project_backward(xt, kernel, drop, dxp, input_bias is not None)
+            dxt, d_kernel, d_bias, d_rk, d_rb = weight_gradients(loop, xt, kernel, drop, dxp, input_bias is not None)
             if self.go_backwards:
                 dxt = dxt[::-1]
             return tuple([dxt.transpose(1, 0, 2)] + cell._weight_gradients(d_kernel, d_rk, d_bias, d_rb) + d_s0)
 
         return record_outputs(results, parents, vjp) + ([] if self.return_state else final)
+
+    def _scan(self, loop, xt, weights, drop, s0, mask_tm, keep):
+        """:func:`scan_forward` over the projected inputs ``xt @ kernel + bias``; returns its ``(outputs, last,
+        states)`` and the projected inputs' shape. A kernel that projects inside its compiled loop
+        (``forward_from_inputs``: the compiled LSTM) does so without a mask or input dropout."""
+        kernel, input_bias = weights
+        direct = getattr(loop, "forward_from_inputs", None)
+        if direct is not None and mask_tm is None and drop is None and kernel.dtype == xt.dtype == loop.dtype \
+                and (input_bias is None or input_bias.dtype == xt.dtype):
+            bias = np.zeros(kernel.shape[1], dtype=xt.dtype) if input_bias is None else input_bias
+            return (*direct(xt, kernel, bias, s0, self.return_sequences, keep), xt.shape[:2] + (kernel.shape[1],))
+        xp = project(xt, kernel, input_bias, drop)
+        return (*scan_forward(loop, xp, s0, mask_tm, self.return_sequences, self.zero_output_for_mask, keep),
+                xp.shape)
 
     def _stepwise_call(self, sequences, states, mask, training) -> list:
         """The cell's own ``call`` at every step, recorded on the tape; returns [output, *final states]."""
@@ -389,6 +407,91 @@ def cell_kwargs(kwargs: dict, name: str) -> dict:
     """The arguments a layer passes on to the cell it makes: its dtype and trainable flag, the cell's name."""
     return {"dtype": kwargs.get("dtype"), "trainable": kwargs.get("trainable", True), "name": name}
 
+
+
+def embedding_fed_step(embedding, layer):
+    """An :class:`EmbeddingFedRNN` for an ``Embedding`` followed by a recurrent layer whose calls are the
+    built-in ones (a subclass overriding ``call`` keeps its own), else None."""
+    if type(embedding).call is not Embedding.call or not isinstance(embedding, Embedding) \
+            or not isinstance(layer, RNN) or type(layer).call is not RNN.call \
+            or type(layer)._fused_call is not RNN._fused_call:
+        return None
+    return EmbeddingFedRNN(embedding, layer)
+
+
+class EmbeddingFedRNN:
+    """``layer.call(embedding.call(ids))`` at inference as one step that never makes the embedded or projected
+    sequence: the input projection of a looked-up row is a row of the table ``embeddings @ kernel + bias``
+    (vocabulary, gates x units), so the compiled loop reads its gate pre-activations straight from that table
+    by token id (``infer_from_table`` of the compiled LSTM and GRU kernels).
+
+    Used by Sequential's inference plan for an ``Embedding`` followed by a recurrent layer. It applies when the
+    meaning is exactly the two calls': a plain Embedding (no ``mask_zero``, LoRA or quantization), a layer that
+    runs the compiled whole-sequence loop (built-in LSTM, ``reset_after`` GRU, default activations), not
+    stateful, no ``return_state``, float32/float64 throughout, not training. Elsewhere the two calls run.
+
+    The table is made when it costs no more than the projection it replaces (vocabulary <= tokens in the
+    call) and kept with copies of the weights it came from: a later call compares them (a read of the
+    embeddings, far cheaper than the product) and makes it again once any changed (training, ``set_weights``).
+    """
+
+    def __init__(self, embedding, layer):
+        self.embedding, self.layer = embedding, layer
+        self._table = None
+        self._sources = ()
+
+    def __call__(self, x, training=None):
+        ids = None if training else self._token_ids(x)
+        table = None if ids is None else self._current_table(ids.size)
+        if table is None:
+            return self.layer.call(self.embedding.call(x), training=training)
+        layer, cell = self.layer, self.layer.cell
+        dtype = table.dtype
+        _, recurrent_kernel, _, recurrent_bias = cell._fused_weights()
+        loop = cell._kernel(recurrent_kernel, recurrent_bias, 2, ids.shape[0], dtype)
+        if getattr(loop, "infer_from_table", None) is None:
+            return self.layer.call(self.embedding.call(x), training=training)
+        ids_tm = ids.T[::-1] if layer.go_backwards else ids.T
+        states = [np.asarray(unwrap(s), dtype=dtype) for s in layer.get_initial_state(ids.shape[0])]
+        outputs, last, _ = loop.infer_from_table(table, np.ascontiguousarray(ids_tm, dtype=np.intp), states,
+                                                 layer.return_sequences)
+        return outputs.transpose(1, 0, 2) if layer.return_sequences else last
+
+    def _token_ids(self, x):
+        """``x`` as (batch, timesteps) indices in [0, vocabulary), or None where the fused step does not apply."""
+        emb, layer = self.embedding, self.layer
+        cell = layer.cell
+        dtype = layer._compute_np_dtype
+        if emb.mask_zero or emb.lora_enabled or emb.quantization_mode is not None or layer.stateful \
+                or layer.return_state or not isinstance(cell, BaseRNNCell) or not cell._can_fuse(False) \
+                or dtype not in (np.float32, np.float64) or emb._compute_np_dtype != dtype \
+                or emb._embeddings.dtype != dtype or cell.kernel.dtype != dtype or rnn_accel.kernels(dtype) is None:
+            return None
+        ids = emb._indices(x)  # the Embedding's own checks and messages
+        if ids.ndim != 2 or 0 in ids.shape:
+            return None
+        return np.where(ids < 0, ids + emb.input_dim, ids) if ids.min() < 0 else ids
+
+    def _current_table(self, tokens: int):
+        """``embeddings @ kernel + bias`` (gate blocks in the loop's order) for the weights as they are now,
+        the kept one if they have not changed; None when making it would cost more than the projection."""
+        cell = self.layer.cell
+        sources = [unwrap(self.embedding._embeddings), unwrap(cell.kernel)] + \
+            ([] if cell.bias is None else [unwrap(cell.bias)])
+        if self._table is not None and len(sources) == len(self._sources) and all(
+                np.array_equal(a, b) for a, b in zip(sources, self._sources)):
+            return self._table
+        if self.embedding.input_dim > tokens:
+            return None
+        kernel, _, input_bias, _ = cell._fused_weights()
+        table = sources[0]
+        if input_bias is None:
+            input_bias = np.zeros(kernel.shape[1], dtype=kernel.dtype)
+        kernel, input_bias = np.ascontiguousarray(kernel), np.ascontiguousarray(input_bias)
+        product = rnn_accel.matmul_bias(np.ascontiguousarray(table), kernel, input_bias)
+        self._table = table @ kernel + input_bias if product is None else product
+        self._sources = [np.array(a, copy=True) for a in sources]
+        return self._table
 
 
 def sequence_call_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict]:

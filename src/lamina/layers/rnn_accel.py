@@ -7,9 +7,12 @@ gradients) in one compiled loop each; the matmuls stay NumPy's (its BLAS, under 
 ``lstm_sequence`` / ``lstm_sequence_backward`` (and ``gru_sequence`` / ``gru_sequence_backward`` for a
 ``reset_after`` GRU) run every step of a sequence in one call, calling that same BLAS (``blas_gemm``) from the
 compiled loop, so no Python runs between steps; their ``*_sequence_infer`` twins (no tape: inference) keep
-nothing for a backward pass. ``gru_backward`` does the backward gate arithmetic of one ``reset_after`` GRU step;
-``scatter_add_rows`` is ``Embedding``'s gradient; ``matmul_bias`` is the input projection ``x @ W + b`` as one
-BLAS call.
+nothing for a backward pass, and the ``*_sequence_infer_table`` ones read each step's projected inputs as rows
+of a table by token id (an Embedding's table times the kernel: ``layers.rnn.EmbeddingFedRNN``). The sequence
+loops work on a block ``lo:hi`` of the batch rows, so that blocks run on threads at once (``in_row_blocks``,
+:mod:`lamina.row_split`): a recurrence never mixes rows. ``gru_backward`` does the backward gate arithmetic of
+one ``reset_after`` GRU step; ``scatter_add_rows`` is ``Embedding``'s gradient; ``matmul_bias`` is the input
+projection ``x @ W + b`` as one BLAS call (per block of rows).
 
 The compiled loops vectorize (SIMD) only on arithmetic: ``math.tanh`` is a scalar libm call, many times
 slower than NumPy's vectorized ``tanh``. So in float32 ``tanh`` is a rational function, odd degree-13 over
@@ -30,6 +33,7 @@ import os
 
 import numpy as np
 
+from lamina import row_split, scratch
 from lamina.accel import CompiledOnce, enabled
 
 # Exact float32 constants: with a float32 array, a Python float in the arithmetic would make it float64.
@@ -53,7 +57,7 @@ def _compile() -> dict:
     for dtype, tanh in _tanh_functions(numba).items():
         kernels = _lstm_steps(numba, tanh)
         kernels.update(_lstm_sequences(numba, kernels["lstm_forward"], kernels["lstm_backward"]))
-        kernels["lstm_sequence_infer"] = _lstm_inference(numba, tanh)
+        kernels.update(_lstm_inference(numba, tanh))
         kernels.update(_gru_sequences(numba, tanh, shared["gru_backward"]))
         out[dtype] = {**kernels, **shared}
     return out
@@ -85,29 +89,26 @@ def _lstm_steps(numba, tanh) -> dict:
         """One step after ``z = h @ recurrent_kernel``: ``z += zx`` activated in place (gate blocks i, f, o
         sigmoid, c tanh), ``c_new = f * c + i * g``, ``act_c = tanh(c_new)``, ``h_new = o * act_c``; ``h`` and
         ``c`` copied to ``prev_h`` and ``prev_c`` for the backward pass."""
-        # Short loops over one row and few arrays each, from index 0: LLVM vectorizes (SIMD) a loop only when
-        # it can check at run time that its arrays do not overlap, and gives up beyond a handful of them or on
-        # some offset ranges (2-6x slower here when it did).
+        # Short loops over one row and few arrays each: LLVM vectorizes (SIMD) a loop only when it can check at
+        # run time that its arrays do not overlap, and gives up beyond a handful of them (2-6x slower here when
+        # it did; all gates in one loop, 9x). 2-D indices (``z[b, k]``), no row views (``zb = z[b]``): each view
+        # made in compiled code counts a reference up and down (atomic), which cost a third of this function.
         units = c.shape[1]
         for b in range(z.shape[0]):
-            zb, xb, cb, cn, ac = z[b], zx[b], c[b], c_new[b], act_c[b]
             for k in range(units):
                 prev_h[b, k] = h[b, k]
             for k in range(units):
-                prev_c[b, k] = cb[k]
+                prev_c[b, k] = c[b, k]
             for k in range(3 * units):
-                zb[k] = _HALF * tanh(_HALF * (zb[k] + xb[k])) + _HALF  # sigmoid
-            zg, xg = zb[3 * units:], xb[3 * units:]
+                z[b, k] = _HALF * tanh(_HALF * (z[b, k] + zx[b, k])) + _HALF  # sigmoid
             for k in range(units):
-                zg[k] = tanh(zg[k] + xg[k])
-            zi, zf, zo = zb[:units], zb[units:2 * units], zb[2 * units:3 * units]
+                z[b, 3 * units + k] = tanh(z[b, 3 * units + k] + zx[b, 3 * units + k])
             for k in range(units):
-                cn[k] = zf[k] * cb[k] + zi[k] * zg[k]
+                c_new[b, k] = z[b, units + k] * c[b, k] + z[b, k] * z[b, 3 * units + k]
             for k in range(units):
-                ac[k] = tanh(cn[k])
-            hb = h_new[b]
+                act_c[b, k] = tanh(c_new[b, k])
             for k in range(units):
-                hb[k] = zo[k] * ac[k]
+                h_new[b, k] = z[b, 2 * units + k] * act_c[b, k]
 
     return {"lstm_forward": lstm_forward, "lstm_backward": _lstm_backward(numba)}
 
@@ -117,115 +118,194 @@ def _lstm_backward(numba):
     def lstm_backward(z, prev_c, act_c, dh, dc_in, dz, dc_out):  # pragma: no cover - compiled
         """Gradients of one step: ``dz`` for the gates' pre-activations, ``dc_out`` for ``c_{t-1}``."""
         units = prev_c.shape[1]
-        for b in range(z.shape[0]):  # loops over few arrays each, as in lstm_forward
-            zb, dzb, dc, ac, dhb = z[b], dz[b], dc_out[b], act_c[b], dh[b]
-            zi, zf, zo, zg = zb[:units], zb[units:2 * units], zb[2 * units:3 * units], zb[3 * units:]
+        for b in range(z.shape[0]):  # loops over few arrays each, 2-D indices, as in lstm_forward
             for k in range(units):
-                dc[k] = dhb[k] * zo[k] * (_ONE - ac[k] * ac[k])
-            dcb = dc_in[b]
+                dc_out[b, k] = dh[b, k] * z[b, 2 * units + k] * (_ONE - act_c[b, k] * act_c[b, k])
             for k in range(units):
-                dc[k] += dcb[k]
-            dzo = dzb[2 * units:3 * units]
+                dc_out[b, k] += dc_in[b, k]
             for k in range(units):
-                dzo[k] = dhb[k] * ac[k] * (zo[k] * (_ONE - zo[k]))
-            dzi = dzb[:units]
+                o = z[b, 2 * units + k]
+                dz[b, 2 * units + k] = dh[b, k] * act_c[b, k] * (o * (_ONE - o))
             for k in range(units):
-                dzi[k] = dc[k] * zg[k] * (zi[k] * (_ONE - zi[k]))
-            dzf, pc = dzb[units:2 * units], prev_c[b]
+                i = z[b, k]
+                dz[b, k] = dc_out[b, k] * z[b, 3 * units + k] * (i * (_ONE - i))
             for k in range(units):
-                dzf[k] = dc[k] * pc[k] * (zf[k] * (_ONE - zf[k]))
-            dzg = dzb[3 * units:]
+                f = z[b, units + k]
+                dz[b, units + k] = dc_out[b, k] * prev_c[b, k] * (f * (_ONE - f))
             for k in range(units):
-                dzg[k] = dc[k] * zi[k] * (_ONE - zg[k] * zg[k])
+                g = z[b, 3 * units + k]
+                dz[b, 3 * units + k] = dc_out[b, k] * z[b, k] * (_ONE - g * g)
             for k in range(units):
-                dc[k] *= zf[k]
+                dc_out[b, k] *= z[b, units + k]
 
     return lstm_backward
+
+
+def _project_rows(numba):
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def project_rows(gemm, one, x, w, bias, out):  # pragma: no cover - compiled
+        """``out = x @ w + bias`` for C-contiguous 2-D ``x``, ``w``, ``out``: the bias broadcast, then one gemm
+        with beta 1 (``matmul_bias`` for one step's rows, inside a compiled loop)."""
+        rows, width = out.shape
+        for b in range(rows):
+            for k in range(width):
+                out[b, k] = bias[k]
+        if x.shape[1]:
+            gemm(101, 111, 111, rows, width, x.shape[1], one, x.ctypes.data, x.shape[1], w.ctypes.data, width, one,
+                 out.ctypes.data, width)
+
+    return project_rows
 
 
 def _lstm_sequences(numba, lstm_forward, lstm_backward) -> dict:
     # The whole sequence in one compiled call, when NumPy's own BLAS is reachable (``blas_gemm``): no Python
     # between steps. ``gemm`` is its ``cblas_?gemm`` (row-major; ``one``/``zero`` its alpha/beta, typed as the
     # arrays), passed as an argument so that the compiled code holds no address and can be cached.
+    project_rows = _project_rows(numba)
 
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
-    def lstm_sequence(gemm, one, zero, xp, rk, h, c, gates, prev_h, prev_c, act_c, outputs,
-                      keep):  # pragma: no cover - compiled
-        """Every step of ``lstm_forward`` after its ``z = h @ rk``; ``h`` and ``c`` (the initial states, the
-        kernel's own copies) end as the final states. ``outputs`` (T or 0, batch, units) gets every ``h``; the
-        step buffers have T slots with ``keep``, else 2 used in turn."""
-        batch, units = h.shape
-        width = 4 * units
+    def lstm_sequence(gemm, one, zero, xp, rk, h, c, gates, prev_h, prev_c, act_c, outputs, keep, lo,
+                      hi):  # pragma: no cover - compiled
+        """Every step of ``lstm_forward`` after its ``z = h @ rk``, for the batch rows ``lo:hi`` of ``xp`` and of
+        the step buffers (rows are independent: blocks of rows may run on threads at once); ``h`` and ``c``
+        (that block's initial states, the kernel's own copies) end as its final states. ``outputs`` (T or 0,
+        batch, units) gets every ``h``; the step buffers have T slots with ``keep``, else 2 used in turn."""
+        units = h.shape[1]
+        batch, width = hi - lo, 4 * units
         h_new, c_new = np.empty_like(h), np.empty_like(c)
         for t in range(xp.shape[0]):
             s = t if keep else t & 1
-            z = gates[s]
+            z = gates[s, lo:hi]  # a row block of a C-contiguous slot: C-contiguous too
             gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
                  z.ctypes.data, width)  # row-major z = h @ rk
-            lstm_forward(z, xp[t], h, c, prev_h[s], prev_c[s], act_c[s], h_new, c_new)
+            lstm_forward(z, xp[t, lo:hi], h, c, prev_h[s, lo:hi], prev_c[s, lo:hi], act_c[s, lo:hi], h_new, c_new)
             if outputs.shape[0]:
-                outputs[t] = h_new
+                outputs[t, lo:hi] = h_new
             h, h_new = h_new, h
             c, c_new = c_new, c
         return h, c
 
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
-    def lstm_sequence_backward(gemm, one, zero, rk_t, gates, prev_c, act_c, d_outputs, dh, dc,
-                               dz):  # pragma: no cover - compiled
-        """Backpropagation through every step of ``lstm_sequence``: ``dz`` (T, batch, 4 units) gets the gates'
-        pre-activation gradients; ``dh``, ``dc`` (the final states' gradients, the kernel's own copies) end as
-        the initial states'. ``d_outputs`` (T or 0, batch, units): the gradients of every ``h``. ``rk_t``: the
-        recurrent kernel transposed, C-contiguous (BLAS is ~1.5x faster on it than on ``rk`` read transposed)."""
-        batch, units = dh.shape
-        width = 4 * units
+    def lstm_sequence_x(gemm, one, zero, xt, w, bias, rk, h, c, gates, prev_h, prev_c, act_c, outputs, keep, lo,
+                        hi):  # pragma: no cover - compiled
+        """``lstm_sequence`` with each step's input projection ``x_t @ w + bias`` made in the loop for the block's
+        rows (``project_rows``, on data in cache) rather than read from a (T, batch, 4 units) array made before:
+        no pass over that array, and the projection shares the block's thread."""
+        units = h.shape[1]
+        batch, width = hi - lo, 4 * units
+        h_new, c_new = np.empty_like(h), np.empty_like(c)
+        zx = np.empty((batch, width), dtype=h.dtype)
+        for t in range(xt.shape[0]):
+            s = t if keep else t & 1
+            z = gates[s, lo:hi]
+            project_rows(gemm, one, xt[t, lo:hi], w, bias, zx)
+            gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
+                 z.ctypes.data, width)  # row-major z = h @ rk
+            lstm_forward(z, zx, h, c, prev_h[s, lo:hi], prev_c[s, lo:hi], act_c[s, lo:hi], h_new, c_new)
+            if outputs.shape[0]:
+                outputs[t, lo:hi] = h_new
+            h, h_new = h_new, h
+            c, c_new = c_new, c
+        return h, c
+
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def lstm_sequence_backward(gemm, one, zero, rk_t, gates, prev_c, act_c, d_outputs, dh, dc, dz, lo,
+                               hi):  # pragma: no cover - compiled
+        """Backpropagation through every step of ``lstm_sequence`` for the batch rows ``lo:hi``: ``dz`` (T,
+        batch, 4 units) gets the gates' pre-activation gradients; ``dh``, ``dc`` (that block's final states'
+        gradients, the kernel's own copies) end as its initial states'. ``d_outputs`` (T or 0, batch, units):
+        the gradients of every ``h``. ``rk_t``: the recurrent kernel transposed, C-contiguous (BLAS is ~1.5x
+        faster on it than on ``rk`` read transposed)."""
+        units = dh.shape[1]
+        batch, width = hi - lo, 4 * units
         dh_prev, dc_prev = np.empty_like(dh), np.empty_like(dc)
         for t in range(dz.shape[0] - 1, -1, -1):
             if d_outputs.shape[0]:
-                dh += d_outputs[t]
-            lstm_backward(gates[t], prev_c[t], act_c[t], dh, dc, dz[t], dc_prev)
-            gemm(101, 111, 111, batch, units, width, one, dz[t].ctypes.data, width, rk_t.ctypes.data, units, zero,
+                dh += d_outputs[t, lo:hi]
+            dzt = dz[t, lo:hi]
+            lstm_backward(gates[t, lo:hi], prev_c[t, lo:hi], act_c[t, lo:hi], dh, dc, dzt, dc_prev)
+            gemm(101, 111, 111, batch, units, width, one, dzt.ctypes.data, width, rk_t.ctypes.data, units, zero,
                  dh_prev.ctypes.data, units)  # row-major dh_prev = dz_t @ rk_t
             dh, dh_prev = dh_prev, dh
             dc, dc_prev = dc_prev, dc
         return dh, dc
 
-    return {"lstm_sequence": lstm_sequence, "lstm_sequence_backward": lstm_sequence_backward}
+    return {"lstm_sequence": lstm_sequence, "lstm_sequence_x": lstm_sequence_x,
+            "lstm_sequence_backward": lstm_sequence_backward}
 
 
-def _lstm_inference(numba, tanh):
+def _lstm_inference(numba, tanh) -> dict:
+    project_rows = _project_rows(numba)
+
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
-    def lstm_infer_step(z, zx, c, h):  # pragma: no cover - compiled
-        """``lstm_forward``'s arithmetic with nothing kept for a backward pass: ``c`` and ``h`` overwritten with
-        the new states (``z = h @ rk`` is already computed, so ``h`` is free)."""
+    def lstm_infer_rows(z, src, rows, c, h):  # pragma: no cover - compiled
+        """``lstm_forward``'s arithmetic with nothing kept for a backward pass, row b's projected input being
+        ``src[rows[b]]``: ``c`` and ``h`` overwritten with the new states (``z = h @ rk`` is already computed,
+        so ``h`` is free)."""
+        # One loop per row over the units, all four gates in it, on 2-D indices: row views (``z[b]``) made in
+        # compiled code count a reference up and down (atomic) each, which cost a third of this arithmetic at
+        # 64 units; this loop writes only c and h, so LLVM's run-time overlap checks stay few and it vectorizes.
         units = c.shape[1]
-        for b in range(z.shape[0]):  # loops over few arrays each, as in lstm_forward
-            zb, xb, cb, hb = z[b], zx[b], c[b], h[b]
-            for k in range(3 * units):
-                zb[k] = _HALF * tanh(_HALF * (zb[k] + xb[k])) + _HALF  # sigmoid
-            zg, xg = zb[3 * units:], xb[3 * units:]
+        for b in range(z.shape[0]):
+            x = rows[b]
             for k in range(units):
-                zg[k] = tanh(zg[k] + xg[k])
-            zi, zf, zo = zb[:units], zb[units:2 * units], zb[2 * units:3 * units]
-            for k in range(units):
-                cb[k] = zf[k] * cb[k] + zi[k] * zg[k]
-            for k in range(units):
-                hb[k] = zo[k] * tanh(cb[k])
+                i = _HALF * tanh(_HALF * (z[b, k] + src[x, k])) + _HALF  # sigmoid
+                f = _HALF * tanh(_HALF * (z[b, units + k] + src[x, units + k])) + _HALF
+                o = _HALF * tanh(_HALF * (z[b, 2 * units + k] + src[x, 2 * units + k])) + _HALF
+                g = tanh(z[b, 3 * units + k] + src[x, 3 * units + k])
+                cn = f * c[b, k] + i * g
+                c[b, k] = cn
+                h[b, k] = o * tanh(cn)
 
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
-    def lstm_sequence_infer(gemm, one, zero, xp, rk, h, c, outputs):  # pragma: no cover - compiled
-        """``lstm_sequence`` for inference: the same steps, no step buffers; ``h`` and ``c`` (the kernel's own
-        copies of the initial states) end as the final states."""
-        batch, units = h.shape
-        width = 4 * units
+    def lstm_sequence_infer(gemm, one, zero, xp, rk, h, c, outputs, lo, hi):  # pragma: no cover - compiled
+        """``lstm_sequence`` for inference on the batch rows ``lo:hi``: the same steps, no step buffers; ``h``
+        and ``c`` (the kernel's own copies of that block's initial states) end as its final states."""
+        units = h.shape[1]
+        batch, width = hi - lo, 4 * units
         z = np.empty((batch, width), dtype=h.dtype)
+        rows = np.arange(batch)
         for t in range(xp.shape[0]):
             gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
                  z.ctypes.data, width)  # row-major z = h @ rk
-            lstm_infer_step(z, xp[t], c, h)
+            lstm_infer_rows(z, xp[t, lo:hi], rows, c, h)
             if outputs.shape[0]:
-                outputs[t] = h
+                outputs[t, lo:hi] = h
 
-    return lstm_sequence_infer
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def lstm_sequence_infer_x(gemm, one, zero, xt, w, bias, rk, h, c, outputs, lo,
+                              hi):  # pragma: no cover - compiled
+        """``lstm_sequence_infer`` with each step's input projection made in the loop (see ``lstm_sequence_x``)."""
+        units = h.shape[1]
+        batch, width = hi - lo, 4 * units
+        z = np.empty((batch, width), dtype=h.dtype)
+        zx = np.empty((batch, width), dtype=h.dtype)
+        rows = np.arange(batch)
+        for t in range(xt.shape[0]):
+            project_rows(gemm, one, xt[t, lo:hi], w, bias, zx)
+            gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
+                 z.ctypes.data, width)  # row-major z = h @ rk
+            lstm_infer_rows(z, zx, rows, c, h)
+            if outputs.shape[0]:
+                outputs[t, lo:hi] = h
+
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def lstm_sequence_infer_table(gemm, one, zero, table, ids, rk, h, c, outputs, lo,
+                                  hi):  # pragma: no cover - compiled
+        """``lstm_sequence_infer`` with step t's projected input of row b read as ``table[ids[t, b]]``: an
+        Embedding's table already multiplied by the kernel (``embeddings @ kernel + bias``, rows in range)."""
+        units = h.shape[1]
+        batch, width = hi - lo, 4 * units
+        z = np.empty((batch, width), dtype=h.dtype)
+        for t in range(ids.shape[0]):
+            gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
+                 z.ctypes.data, width)  # row-major z = h @ rk
+            lstm_infer_rows(z, table, ids[t, lo:hi], c, h)
+            if outputs.shape[0]:
+                outputs[t, lo:hi] = h
+
+    return {"lstm_sequence_infer": lstm_sequence_infer, "lstm_sequence_infer_x": lstm_sequence_infer_x,
+            "lstm_sequence_infer_table": lstm_sequence_infer_table}
 
 
 def _gru_sequences(numba, tanh, gru_backward) -> dict:
@@ -238,94 +318,110 @@ def _gru_sequences(numba, tanh, gru_backward) -> dict:
         ``inner_h = inner + rb`` on the hh block, ``hh = tanh(r * inner_h + zx)``, ``h_new = (h - hh) * z + hh``;
         ``h`` copied to ``prev`` for the backward pass."""
         units = h.shape[1]
-        for b in range(h.shape[0]):  # short loops over few arrays each (see lstm_forward)
-            ib, xb, zrb, hb, ihb, hhb = inner[b], zx[b], zr[b], h[b], inner_h[b], hh[b]
+        for b in range(h.shape[0]):  # short loops over few arrays each, 2-D indices (see lstm_forward)
             for k in range(units):
-                prev[b, k] = hb[k]
+                prev[b, k] = h[b, k]
             for k in range(2 * units):
-                zrb[k] = _HALF * tanh(_HALF * (xb[k] + (ib[k] + rb[k]))) + _HALF  # sigmoid
+                zr[b, k] = _HALF * tanh(_HALF * (zx[b, k] + (inner[b, k] + rb[k]))) + _HALF  # sigmoid
             for k in range(units):
-                ihb[k] = ib[2 * units + k] + rb[2 * units + k]
+                inner_h[b, k] = inner[b, 2 * units + k] + rb[2 * units + k]
             for k in range(units):
-                hhb[k] = tanh(zrb[units + k] * ihb[k] + xb[2 * units + k])
-            hn = h_new[b]
+                hh[b, k] = tanh(zr[b, units + k] * inner_h[b, k] + zx[b, 2 * units + k])
             for k in range(units):
-                hn[k] = (hb[k] - hhb[k]) * zrb[k] + hhb[k]
+                h_new[b, k] = (h[b, k] - hh[b, k]) * zr[b, k] + hh[b, k]
 
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
-    def gru_sequence(gemm, one, zero, xp, rk, rb, h, zr, hh, inner_h, prev, outputs,
-                     keep):  # pragma: no cover - compiled
-        """Every step of ``gru_forward`` after its ``inner = h @ rk``; ``h`` (the initial state, the kernel's own
-        copy) ends as the final state. ``outputs`` (T or 0, batch, units) gets every ``h``; the step buffers have
-        T slots with ``keep``, else 2 used in turn."""
-        batch, units = h.shape
-        width = 3 * units
+    def gru_sequence(gemm, one, zero, xp, rk, rb, h, zr, hh, inner_h, prev, outputs, keep, lo,
+                     hi):  # pragma: no cover - compiled
+        """Every step of ``gru_forward`` after its ``inner = h @ rk``, for the batch rows ``lo:hi`` of ``xp`` and
+        of the step buffers; ``h`` (that block's initial state, the kernel's own copy) ends as its final state.
+        ``outputs`` (T or 0, batch, units) gets every ``h``; the step buffers have T slots with ``keep``, else 2
+        used in turn."""
+        units = h.shape[1]
+        batch, width = hi - lo, 3 * units
         inner = np.empty((batch, width), dtype=h.dtype)
         h_new = np.empty_like(h)
         for t in range(xp.shape[0]):
             s = t if keep else t & 1
             gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
                  inner.ctypes.data, width)  # row-major inner = h @ rk
-            gru_forward(inner, xp[t], rb, h, zr[s], hh[s], inner_h[s], prev[s], h_new)
+            gru_forward(inner, xp[t, lo:hi], rb, h, zr[s, lo:hi], hh[s, lo:hi], inner_h[s, lo:hi], prev[s, lo:hi],
+                        h_new)
             if outputs.shape[0]:
-                outputs[t] = h_new
+                outputs[t, lo:hi] = h_new
             h, h_new = h_new, h
         return h
 
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
-    def gru_sequence_backward(gemm, one, zero, rk_t, zr, hh, inner_h, prev, d_outputs, dh, dz,
-                              d_inner):  # pragma: no cover - compiled
-        """Backpropagation through every step of ``gru_sequence``: ``dz`` (T, batch, 3 units) gets the gates'
-        pre-activation gradients, ``d_inner`` those of every ``h @ rk + rb``; ``dh`` (the final state's gradient,
-        the kernel's own copy) ends as the initial state's. ``rk_t``: the recurrent kernel transposed, C-contiguous."""
-        batch, units = dh.shape
-        width = 3 * units
+    def gru_sequence_backward(gemm, one, zero, rk_t, zr, hh, inner_h, prev, d_outputs, dh, dz, d_inner, lo,
+                              hi):  # pragma: no cover - compiled
+        """Backpropagation through every step of ``gru_sequence`` for the batch rows ``lo:hi``: ``dz`` (T, batch,
+        3 units) gets the gates' pre-activation gradients, ``d_inner`` those of every ``h @ rk + rb``; ``dh``
+        (that block's final state's gradient, the kernel's own copy) ends as its initial state's. ``rk_t``: the
+        recurrent kernel transposed, C-contiguous."""
+        units = dh.shape[1]
+        batch, width = hi - lo, 3 * units
         dh_prev = np.empty_like(dh)
         for t in range(dz.shape[0] - 1, -1, -1):
             if d_outputs.shape[0]:
-                dh += d_outputs[t]
-            gru_backward(zr[t], hh[t], prev[t], inner_h[t], dh, dz[t], d_inner[t], dh_prev)
-            gemm(101, 111, 111, batch, units, width, one, d_inner[t].ctypes.data, width, rk_t.ctypes.data, units,
+                dh += d_outputs[t, lo:hi]
+            dit = d_inner[t, lo:hi]
+            gru_backward(zr[t, lo:hi], hh[t, lo:hi], prev[t, lo:hi], inner_h[t, lo:hi], dh, dz[t, lo:hi], dit,
+                         dh_prev)
+            gemm(101, 111, 111, batch, units, width, one, dit.ctypes.data, width, rk_t.ctypes.data, units,
                  one, dh_prev.ctypes.data, units)  # row-major dh_prev += d_inner_t @ rk_t
             dh, dh_prev = dh_prev, dh
         return dh
 
     return {"gru_sequence": gru_sequence, "gru_sequence_backward": gru_sequence_backward,
-            "gru_sequence_infer": _gru_inference(numba, tanh)}
+            **_gru_inference(numba, tanh)}
 
 
-def _gru_inference(numba, tanh):
+def _gru_inference(numba, tanh) -> dict:
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
-    def gru_infer_step(inner, zx, rb, h):  # pragma: no cover - compiled
-        """``gru_forward``'s arithmetic with nothing kept for a backward pass: the gates overwrite ``inner``
-        (z, r, then hh), the new state ``h``."""
+    def gru_infer_rows(inner, src, rows, rb, h):  # pragma: no cover - compiled
+        """``gru_forward``'s arithmetic with nothing kept for a backward pass, row b's projected input being
+        ``src[rows[b]]``: the new state overwrites ``h`` (2-D indices, no row views: see ``lstm_infer_rows``)."""
         units = h.shape[1]
-        for b in range(h.shape[0]):  # short loops over few arrays each (see lstm_forward)
-            ib, xb, hb = inner[b], zx[b], h[b]
-            for k in range(2 * units):
-                ib[k] = _HALF * tanh(_HALF * (xb[k] + (ib[k] + rb[k]))) + _HALF  # sigmoid
-            ir, ihh, xh = ib[units:2 * units], ib[2 * units:], xb[2 * units:]
-            rh = rb[2 * units:]
+        for b in range(h.shape[0]):
+            x = rows[b]
             for k in range(units):
-                ihh[k] = tanh(ir[k] * (ihh[k] + rh[k]) + xh[k])
-            for k in range(units):
-                hb[k] = (hb[k] - ihh[k]) * ib[k] + ihh[k]
+                z = _HALF * tanh(_HALF * (src[x, k] + (inner[b, k] + rb[k]))) + _HALF  # sigmoid
+                r = _HALF * tanh(_HALF * (src[x, units + k] + (inner[b, units + k] + rb[units + k]))) + _HALF
+                hh = tanh(r * (inner[b, 2 * units + k] + rb[2 * units + k]) + src[x, 2 * units + k])
+                h[b, k] = (h[b, k] - hh) * z + hh
 
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
-    def gru_sequence_infer(gemm, one, zero, xp, rk, rb, h, outputs):  # pragma: no cover - compiled
-        """``gru_sequence`` for inference: the same steps, no step buffers; ``h`` (the kernel's own copy of the
-        initial state) ends as the final state."""
-        batch, units = h.shape
-        width = 3 * units
+    def gru_sequence_infer(gemm, one, zero, xp, rk, rb, h, outputs, lo, hi):  # pragma: no cover - compiled
+        """``gru_sequence`` for inference on the batch rows ``lo:hi``: the same steps, no step buffers; ``h`` (the
+        kernel's own copy of that block's initial state) ends as its final state."""
+        units = h.shape[1]
+        batch, width = hi - lo, 3 * units
         inner = np.empty((batch, width), dtype=h.dtype)
+        rows = np.arange(batch)
         for t in range(xp.shape[0]):
             gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
                  inner.ctypes.data, width)  # row-major inner = h @ rk
-            gru_infer_step(inner, xp[t], rb, h)
+            gru_infer_rows(inner, xp[t, lo:hi], rows, rb, h)
             if outputs.shape[0]:
-                outputs[t] = h
+                outputs[t, lo:hi] = h
 
-    return gru_sequence_infer
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def gru_sequence_infer_table(gemm, one, zero, table, ids, rk, rb, h, outputs, lo,
+                                 hi):  # pragma: no cover - compiled
+        """``gru_sequence_infer`` with step t's projected input of row b read as ``table[ids[t, b]]`` (see
+        ``lstm_sequence_infer_table``)."""
+        units = h.shape[1]
+        batch, width = hi - lo, 3 * units
+        inner = np.empty((batch, width), dtype=h.dtype)
+        for t in range(ids.shape[0]):
+            gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
+                 inner.ctypes.data, width)  # row-major inner = h @ rk
+            gru_infer_rows(inner, table, ids[t, lo:hi], rb, h)
+            if outputs.shape[0]:
+                outputs[t, lo:hi] = h
+
+    return {"gru_sequence_infer": gru_sequence_infer, "gru_sequence_infer_table": gru_sequence_infer_table}
 
 
 def _others(numba) -> dict:
@@ -399,7 +495,8 @@ def _find_gemm(dtype):
 def matmul_bias(x, w, bias):
     """``x @ w + bias`` for C-contiguous 2-D ``x``, ``w`` and 1-D ``bias`` of one float dtype, as one BLAS call
     (the bias broadcast into the output first, then ``gemm`` with beta 1): one pass over the (often large)
-    output fewer than a matmul and an add. None where that BLAS is not reachable or the arrays don't fit."""
+    output fewer than a matmul and an add; on blocks of rows on threads where a split pays
+    (:func:`in_row_blocks`). None where that BLAS is not reachable or the arrays don't fit."""
     dtype = x.dtype
     if not (enabled() and dtype in (np.float32, np.float64) and w.dtype == dtype and bias.dtype == dtype
             and x.ndim == 2 and w.ndim == 2 and bias.shape == (w.shape[1],) and x.shape[1] == w.shape[0]
@@ -410,10 +507,24 @@ def matmul_bias(x, w, bias):
         return None
     gemm, one, _ = gemm
     (m, k), n = x.shape, w.shape[1]
-    out = np.empty((m, n), dtype=dtype)
-    out[...] = bias
-    gemm(101, 111, 111, m, n, k, one, x.ctypes.data, k, w.ctypes.data, n, one, out.ctypes.data, n)
+    out = scratch.empty((m, n), dtype)  # reused once free: no page faults on a fresh large array
+
+    def rows(a, b):  # rows a:b of the product: bias first, then gemm with beta 1
+        out[a:b] = bias
+        gemm(101, 111, 111, b - a, n, k, one, x[a:b].ctypes.data, k, w.ctypes.data, n, one, out[a:b].ctypes.data, n)
+
+    in_row_blocks(m, rows)  # on threads where it pays, as the recurrent loops that read it
     return out
+
+
+def in_row_blocks(batch: int, task) -> list:
+    """``[((lo, hi), task(lo, hi))]`` over blocks of the ``batch`` rows that together cover them, run on
+    threads by :mod:`lamina.row_split` (one block, on this thread, where a split does not pay: fewer than
+    2 x ``MIN_ROWS_PER_WORKER`` rows, BLAS at one thread, no threadpoolctl). The whole-sequence kernels run on
+    row blocks: a recurrence mixes no rows, so each block's loop is the whole batch's restricted to it."""
+    workers = row_split.workers(batch)
+    parts = row_split.spans(batch, workers)
+    return list(zip(parts, row_split.run([lambda a=a, b=b: task(a, b) for a, b in parts], workers)))
 
 
 _COMPILED = CompiledOnce(_compile)

@@ -14,19 +14,23 @@ repeats the previous output (zeros before the first kept step, or zeros througho
 
 A kernel object provides ``step(t, zx, states) -> new_states`` (the output is ``new_states[0]``),
 ``step_back(t, d_new_states, dzx_out) -> d_prev_states`` (writing the gradient of the step's projected
-input into ``dzx_out``) and ``recurrent_gradients(dzx) -> (d_recurrent_kernel, d_recurrent_bias or None)``;
+input into ``dzx_out``) and ``recurrent_gradients(dzx, steps=slice(None)) -> (d_recurrent_kernel, d_recurrent_bias
+or None)`` (from the steps ``steps`` alone, ``dzx`` holding theirs);
 optionally ``begin_forward(zx)``, run once before the loop, which may rewrite the projected inputs in place
 (they are the call's own array), and ``begin_backward(dzx)``, run once before the reverse loop, which may
 fill ``dzx`` with per-step factors that ``step_back`` then multiplies in place; and ``forward_sequence(xp, states,
 return_sequences, keep)`` / ``backward_sequence(xp_shape, d_outputs, d_last, d_states)``, which (without a mask)
-replace the two loops by one compiled call each, with the loops' results (see ``CompiledLSTMKernel``).
+replace the two loops by one compiled call each, with the loops' results (see ``CompiledLSTMKernel``; its
+``forward_from_inputs`` also makes each step's input projection inside that call, which ``RNN`` uses without
+a mask or input dropout). After the backward loop, :func:`weight_gradients` gives the weights' and inputs'
+gradients, on blocks of timesteps on threads where that pays.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lamina import activations
+from lamina import activations, row_split
 from lamina.autodiff import Tensor, record, unwrap
 from lamina.layers import rnn_accel
 
@@ -134,6 +138,27 @@ def project_backward(xt, kernel, drop, dxp, with_bias: bool):
                                   axis=1)
         dx = sum(np.matmul(dxp[..., b], kernel[:, b].T) * m for m, b in zip(drop, blocks))
     return dx, d_kernel, d_bias
+
+
+def weight_gradients(kernel, xt, weights, drop, dxp, with_bias: bool):
+    """``(dxt, d_kernel, d_bias, d_recurrent_kernel, d_recurrent_bias)`` after the backward loop:
+    :func:`project_backward` and the kernel's ``recurrent_gradients``. Where a split pays
+    (:func:`lamina.row_split.workers` on the T x batch rows) they run on blocks of timesteps on threads, BLAS held
+    at one thread, the weight gradients summed over the blocks: the recurrent loops split the same way, so
+    OpenBLAS's own threads stay asleep instead of spinning against the blocks' between the calls."""
+    steps = dxp.shape[0]
+    workers = min(row_split.workers(steps * dxp.shape[1]), steps) if drop is None else 1
+
+    def block(a, b):
+        d_rk, d_rb = kernel.recurrent_gradients(dxp[a:b], slice(a, b))
+        return project_backward(xt[a:b], weights, drop, dxp[a:b], with_bias) + (d_rk, d_rb)
+
+    parts = row_split.spans(steps, workers)
+    results = row_split.run([lambda a=a, b=b: block(a, b) for a, b in parts], workers)
+    if len(results) == 1:
+        return results[0]
+    summed = [None if r[0] is None else sum(r[1:], r[0]) for r in zip(*[p[1:] for p in results])]
+    return (np.concatenate([p[0] for p in results]), *summed)
 
 
 def scan_forward(kernel, xp: np.ndarray, states0: list, mask, return_sequences: bool, zero_output_for_mask: bool,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina import ops
+from lamina import ops, scratch
 from lamina.layers.rnn import CellRNN, cell_kwargs, forward_cell_properties
 from lamina.layers.rnn_cells import CELL_PROPERTIES, BaseRNNCell
 
@@ -59,8 +59,8 @@ class SimpleRNNKernel:
         self.rk, self.dtype = recurrent_kernel, dtype
         self.apply, self.derivative = activation
         self.state_shapes = [(batch, units)]
-        self.prev = np.empty((steps, batch, units), dtype=dtype)
-        self.new = np.empty((steps, batch, units), dtype=dtype)
+        self.prev = scratch.empty((steps, batch, units), dtype=dtype)
+        self.new = scratch.empty((steps, batch, units), dtype=dtype)
 
     def step(self, t, zx, states):
         h = states[0]
@@ -74,9 +74,10 @@ class SimpleRNNKernel:
         np.multiply(d_new[0], self.derivative(self.new[t]), out=dzx)
         return [dzx @ self.rk.T]
 
-    def recurrent_gradients(self, dxp):
+    def recurrent_gradients(self, dxp, steps=slice(None)):
+        """``(d_recurrent_kernel, None)`` from the steps ``steps`` alone (``dxp`` holds those steps' gradients)."""
         units = self.rk.shape[0]
-        return self.prev.reshape(-1, units).T @ dxp.reshape(-1, units), None
+        return self.prev[steps].reshape(-1, units).T @ dxp.reshape(-1, units), None
 
 
 class SimpleRNN(CellRNN):

@@ -15,7 +15,8 @@ a Functional graph) once and turns every layer call into a node that works on pl
   as Dense's), max and average pooling (``pool_forward`` / ``pool_backward``), ``Flatten`` and
   ``Reshape`` (a view) and ``Activation`` with a fused function. A relu whose output only a max pooling
   reads moves past it (``relu(max(z)) = max(relu(z))``, exact, ties included; :func:`_fuse_relu_pool`),
-  so the relu and its gradient mask run on the pooled, smaller array.
+  so the relu and its gradient mask run on the pooled, smaller array. A 3x3 convolution on few channels
+  and a 2x2 max pooling run as one compiled pass (:func:`lamina.conv_accel.conv_max_pool`) in the pooling node.
 - a *tape node* for every other layer: the layer is called on leaf Tensors under a tape of its own
   and its backward is the tape's, limited to that layer. Any layer a user writes is covered, with the
   eager step's numbers by construction.
@@ -47,7 +48,7 @@ import numpy as np
 from lamina import activations, conv_accel, row_split
 from lamina import losses as losses_lib
 from lamina.autodiff import GradientTape, Tensor, backward, record, unwrap
-from lamina.conv_kernels import conv_backward, conv_forward
+from lamina.conv_kernels import conv_backward, conv_forward, pad_input
 from lamina.layers.activation import Activation
 from lamina.layers.average_pooling import AveragePooling1D, AveragePooling2D, AveragePooling3D
 from lamina.layers.batch_normalization import BatchNormalization, batch_norm_train_kernel
@@ -189,9 +190,11 @@ class _BatchNormNode(_Node):
 
 class _ConvNode(_Node):
     """``act(conv(x, kernel) + bias)`` of a channels-last ``Conv1D/2D/3D`` with a fused activation, on
-    :mod:`lamina.conv_kernels`; the weight gradients go straight into the flat buffer, as Dense's."""
+    :mod:`lamina.conv_kernels`; the weight gradients go straight into the flat buffer, as Dense's. ``in_pool``:
+    the max pooling after it runs the whole convolution (:func:`_fuse_relu_pool`); this node passes its input
+    on, and the input's gradient back."""
 
-    __slots__ = ("fused", "kernel", "bias", "k_index", "b_index", "x", "y", "geometry", "bias_in_pool")
+    __slots__ = ("fused", "kernel", "bias", "k_index", "b_index", "x", "y", "geometry", "bias_in_pool", "in_pool")
 
     def __init__(self, layer, ins, outs, fused, step):
         super().__init__(layer, ins, outs)
@@ -201,11 +204,15 @@ class _ConvNode(_Node):
         self.k_index = step.variable_index(layer._kernel)
         self.b_index = None if layer.bias is None else step.variable_index(layer.bias)
         self.bias_in_pool = False  # the max pooling after it adds the bias and takes its gradient
+        self.in_pool = False
 
     def weight_indices(self) -> list[int]:
         return [i for i in (self.k_index, self.b_index) if i is not None]
 
     def forward(self, vals: list) -> None:
+        if self.in_pool:
+            vals[self.outs[0]] = vals[self.ins[0]]
+            return
         layer = self.layer
         x = self.x = _autocast(vals[self.ins[0]])
         # pads depend on the spatial size, which may change from batch to batch
@@ -217,6 +224,10 @@ class _ConvNode(_Node):
 
     def backward(self, grads: list, step) -> None:
         g = grads[self.outs[0]]
+        if self.in_pool:  # the pooling wrote the weights' gradients, and the input's as this node's output's
+            if self.need_in[0]:
+                _accumulate(grads, self.ins[0], g)
+            return
         dz = self.fused[1](self.y, g)
         k_out = step.direct(self.k_index)
         dx, dk = conv_backward(dz, self.x, self.kernel._value, *self.geometry, need_dx=self.need_in[0],
@@ -239,19 +250,30 @@ class _PoolNode(_Node):
     ``max(relu(z)) = relu(max(z))`` cell for cell, on a quarter of the cells for a 2x2 pool, and the
     relu's gradient mask ``y > 0`` is taken on the pooled output. ``conv``: that convolution's node when
     its bias moved here too (``max(z + b)`` is computed as the convolution would, the bias added cell by
-    cell before the comparison); this node then writes the bias gradient."""
+    cell before the comparison); this node then writes the bias gradient.
 
-    __slots__ = ("context", "relu", "conv")
+    ``whole``: that convolution's node when the whole convolution runs here, a 3x3 one on few channels before
+    a 2x2 pooling (:func:`lamina.conv_accel.conv_max_pool`, window by window: its full-size map is never
+    made). This node then writes the kernel's and the bias's gradients, and the input's when the
+    convolution's input needs one (through the unfused backward, from the winners kept)."""
+
+    __slots__ = ("context", "relu", "conv", "whole", "x", "xp", "y", "arg", "geometry")
 
     def __init__(self, layer, ins, outs):
         super().__init__(layer, ins, outs)
         self.relu = False
         self.conv = None
+        self.whole = None
 
     def weight_indices(self) -> list[int]:
+        if self.whole is not None:
+            return self.whole.weight_indices()
         return [] if self.conv is None else [self.conv.b_index]
 
     def forward(self, vals: list) -> None:
+        if self.whole is not None:
+            vals[self.outs[0]] = self._forward_whole(_autocast(vals[self.ins[0]]))
+            return
         layer = self.layer
         bias = None if self.conv is None else self.conv.bias._value
         vals[self.outs[0]], self.context = pool_forward(_autocast(vals[self.ins[0]]), layer.pool_size, layer.strides,
@@ -259,17 +281,65 @@ class _PoolNode(_Node):
 
     def backward(self, grads: list, step) -> None:
         g = grads[self.outs[0]]
+        if self.whole is not None:
+            self._backward_whole(g, grads, step)
+            return
         if self.conv is None:
             if self.need_in[0]:
                 _accumulate(grads, self.ins[0], pool_backward(g, self.context))
             return
         dx, db = pool_backward_bias(g, self.context)
-        b_out = step.direct(self.conv.b_index)
-        if b_out is None:
-            step.add_gradient(self.conv.b_index, db)
-        else:
-            np.copyto(b_out, db, casting="same_kind")
+        _put_bias_gradient(step, self.conv.b_index, db)
         _accumulate(grads, self.ins[0], dx)
+
+    def _forward_whole(self, x: np.ndarray) -> np.ndarray:
+        """``relu?(max_pool(conv(x) + bias))``: fused, or (kernels off, a NaN) the convolution's map, then the
+        pooling with the bias and relu, as without ``whole``."""
+        conv, layer = self.whole.layer, self.layer
+        kernel = self.whole.kernel._value
+        bias = None if self.whole.bias is None else self.whole.bias._value
+        self.x = x
+        # pads depend on the spatial size, which may change from batch to batch
+        self.geometry = (conv.strides, conv._pads(x.shape[1:-1]), conv.dilation_rate, conv.groups)
+        self.xp = pad_input(x, self.geometry[1])
+        fast = conv_accel.conv_max_pool(self.xp, kernel, bias, self.relu)
+        if fast is not None:
+            self.context = None
+            self.y, self.arg = fast
+            return self.y
+        z = conv_forward(x, kernel, *self.geometry)
+        y, self.context = pool_forward(z, layer.pool_size, layer.strides, "valid", "max", bias, self.relu)
+        return y
+
+    def _backward_whole(self, g: np.ndarray, grads: list, step) -> None:
+        """The kernel's and the bias's gradients (fused when the input needs none), and the input's."""
+        conv = self.whole
+        k_out = step.direct(conv.k_index)
+        need_dx = conv.need_in[0]
+        if self.context is None and not need_dx:
+            dk, db = conv_accel.conv_max_pool_backward(g, self.arg, self.xp, dk_out=k_out)
+        else:
+            if self.context is None:  # the convolution's output gradient, from the winners kept
+                z_shape = (len(self.xp), self.xp.shape[1] - 2, self.xp.shape[2] - 2, self.y.shape[-1])
+                dz, db = conv_accel.max_pool_backward(g, self.arg, self.y, z_shape, (2, 2), (2, 2), self.relu)
+            else:
+                dz, db = pool_backward_bias(g, self.context)
+            dx, dk = conv_backward(dz, self.x, conv.kernel._value, *self.geometry, need_dx=need_dx, dk_out=k_out)
+            if dx is not None:
+                _accumulate(grads, self.ins[0], dx)
+        if k_out is None:
+            step.add_gradient(conv.k_index, dk.astype(conv.kernel._value.dtype, copy=False))
+        if conv.b_index is not None:
+            _put_bias_gradient(step, conv.b_index, db)
+
+
+def _put_bias_gradient(step, index: int, db: np.ndarray) -> None:
+    """``db`` (float64 from the compiled pooling) into the buffer's view, or added as ``index``'s gradient."""
+    b_out = step.direct(index)
+    if b_out is None:
+        step.add_gradient(index, db)
+    else:
+        np.copyto(b_out, db, casting="same_kind")
 
 
 class _ReshapeNode(_Node):
@@ -517,6 +587,10 @@ class CompiledStep:
         if not self.regularized and len(self.output_slots) == 1:
             self.fused_loss = CrossentropyFromLogits.make(self.model) if self.logits else None
 
+    def flat_nodes(self) -> list:
+        """The plan's nodes in order, each segment's own nodes in its place."""
+        return [inner for node in self.nodes for inner in (node.nodes if isinstance(node, _Segment) else [node])]
+
     # -- replay helpers used by the nodes
 
     def direct(self, index):
@@ -556,8 +630,9 @@ class CompiledStep:
     def step(self, flat: list, y, sw) -> tuple:
         """Forward, loss, backward and optimizer update; returns ``(loss, per_output, y_pred, logits)``
         where ``logits`` says whether ``y_pred`` still lacks its output activation. When segments split over
-        threads, BLAS stays at one thread for the whole step."""
-        if self.splits and _segment_workers(len(flat[0])) > 1:
+        threads, or the batch is small (:data:`lamina.row_split.SMALL_CALL`), BLAS stays at one thread for the
+        whole step."""
+        if self.splits and (_segment_workers(len(flat[0])) > 1 or flat[0].size <= row_split.SMALL_CALL):
             with row_split.blas_held():
                 return self._step(flat, y, sw)
         return self._step(flat, y, sw)
@@ -824,7 +899,8 @@ def _fuse_relu_pool(step: CompiledStep) -> None:
     """Move the relu of a convolution or an ``Activation("relu")`` past the max pooling that alone reads
     its output. Exact, ties included: where a window's maximum is positive, the cells holding it are the
     same before and after the relu; where it is not, the relu's gradient is zero either way. A linear (or
-    relu) convolution's bias moves into the pooling as well (added cell by cell there, before the max)."""
+    relu) convolution's bias moves into the pooling as well (added cell by cell there, before the max); a
+    3x3 one on few channels before a 2x2 pooling, the whole convolution (:func:`_runs_in_pool`)."""
     readers = [0] * step.n_slots
     for node in step.nodes:
         for slot in node.ins:
@@ -839,9 +915,21 @@ def _fuse_relu_pool(step: CompiledStep) -> None:
         if node.fused is relu:
             node.fused = linear if isinstance(node, _ConvNode) else None
             pool.relu = True
-        if isinstance(node, _ConvNode) and node.fused is linear and node.bias is not None:
-            # the bias too: max(z + b) = max(z) + b; one pass over z fewer each way on the compiled pooling
-            node.bias_in_pool, pool.conv = True, node
+        if isinstance(node, _ConvNode) and node.fused is linear:
+            if _runs_in_pool(node, pool):
+                node.in_pool, pool.whole = True, node
+            elif node.bias is not None:
+                # the bias too: max(z + b) = max(z) + b; one pass over z fewer each way on the compiled pooling
+                node.bias_in_pool, pool.conv = True, node
+
+
+def _runs_in_pool(conv: _ConvNode, pool: _PoolNode) -> bool:
+    """Does the max pooling run ``conv`` as well (:func:`lamina.conv_accel.conv_max_pool`): a ``Conv2D``
+    with a 3x3 kernel on few channels, stride 1, then a "valid" 2x2 pooling of stride 2, numba on?"""
+    layer = conv.layer
+    return type(layer) is Conv2D and layer.padding in ("valid", "same") and conv_accel.conv_pool_fits(
+        conv.kernel.shape, layer.strides, layer.dilation_rate, layer.groups, pool.layer.pool_size,
+        pool.layer.strides, pool.layer.padding.lower())
 
 
 def _check_callable(step: CompiledStep) -> None:

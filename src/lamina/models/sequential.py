@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import numpy as np
 
 from lamina import activations, conv_accel, row_split
 from lamina.autodiff import Tensor, recording
-from lamina.conv_kernels import conv_forward
+from lamina.conv_kernels import conv_forward, pad_input
 from lamina.layers import deserialize, serialize
 from lamina.layers.activation import Activation
 from lamina.layers.average_pooling import AveragePooling1D, AveragePooling2D, AveragePooling3D
@@ -31,6 +32,7 @@ from lamina.layers.keras_tensor import KerasTensor, is_symbolic
 from lamina.layers.layer import Layer, _to_shape_struct, carry_mask, mask_work, shape_of
 from lamina.layers.max_pooling import MaxPooling1D, MaxPooling2D, MaxPooling3D
 from lamina.layers.relu import ReLU
+from lamina.layers.rnn import embedding_fed_step
 from lamina.models.functional import Functional
 from lamina.models.model import Model
 
@@ -78,7 +80,8 @@ def _relu_after_max_pool(conv, pool):
 
 def _compiled_pool(conv, pool, x):
     """``relu(max_pool(conv(x) + bias))`` through :func:`lamina.conv_accel.max_pool` for a plain channels-last
-    ``Conv1D``/``Conv2D`` and a "valid" pooling, or None (the layers' own calls then run)."""
+    ``Conv1D``/``Conv2D`` and a "valid" pooling, or None (the layers' own calls then run); a 3x3 convolution
+    on few channels and a 2x2 pooling as one pass (:func:`lamina.conv_accel.conv_max_pool`)."""
     if type(conv) not in (Conv1D, Conv2D) or conv.data_format != "channels_last" or conv.lora_enabled \
             or pool.data_format != "channels_last" or pool.padding.lower() != "valid" or 0 in pool.strides \
             or conv_accel.kernels() is None:
@@ -87,9 +90,14 @@ def _compiled_pool(conv, pool, x):
     if x.dtype != kernel.dtype or x.dtype.kind != "f":
         return None
     conv.compute_output_shape(x.shape)  # Keras's message for a too-small input
-    z = conv_forward(x, kernel, conv.strides, conv._pads(x.shape[1:-1]), conv.dilation_rate, conv.groups)
-    out = conv_accel.max_pool(z, pool.pool_size, pool.strides, None if conv.bias is None else conv.bias._value,
-                              relu=True, keep_arg=False)
+    pads, bias = conv._pads(x.shape[1:-1]), None if conv.bias is None else conv.bias._value
+    if conv_accel.conv_pool_fits(kernel.shape, conv.strides, conv.dilation_rate, conv.groups, pool.pool_size,
+                                 pool.strides, "valid"):
+        out = conv_accel.conv_max_pool(pad_input(x, pads), kernel, bias, relu=True, keep_arg=False)
+        if out is not None:  # else (a NaN) the convolution's map, then the pooling
+            return out[0]
+    z = conv_forward(x, kernel, conv.strides, pads, conv.dilation_rate, conv.groups)
+    out = conv_accel.max_pool(z, pool.pool_size, pool.strides, bias, relu=True, keep_arg=False)
     return None if out is None else out[0]
 
 
@@ -120,11 +128,15 @@ def _split_over_threads(steps: list):
         return x
 
     def run(x, training=None):
-        workers = 0 if training else conv_accel.inference_workers(len(x))
-        if workers == 0 or workers == 1 and len(x) <= 2 * row_split.BLOCK_ROWS:
-            return serial(x, training)
-        return row_split.split_rows(serial, x, workers)
+        workers = 0 if training else conv_accel.split_workers(len(x))
+        # a call this small on one thread: waking BLAS's threads costs more than they share
+        small = workers == 1 and x.size <= row_split.SMALL_CALL
+        with row_split.blas_held() if small else contextlib.nullcontext():
+            if workers == 0 or workers == 1 and len(x) <= 2 * row_split.BLOCK_ROWS:
+                return serial(x, training)
+            return row_split.split_rows(serial, x, workers)
 
+    run.in_blocks = True  # predict may hand it more rows than a batch: its memory is a block's
     return run
 
 
@@ -142,6 +154,10 @@ def _inference_plan(stack: list, masks: bool) -> list:
                 and isinstance(stack[i + 1], _MAX_POOLS) and not stack[i + 1]._lowp_call:
             fused = _relu_after_max_pool(layer, stack[i + 1])
             plan.append((fused, False, 2 if _row_wise(layer) and _row_wise(stack[i + 1]) else 0))
+            i += 1
+        elif i + 1 < len(stack) and not stack[i + 1]._lowp_call \
+                and (fed := embedding_fed_step(layer, stack[i + 1])) is not None:
+            plan.append((fed, True, 0))  # Embedding -> LSTM/GRU reading an embeddings @ kernel table
             i += 1
         else:
             kind = (2 if isinstance(layer, BaseConv) else 1) if _row_wise(layer) else 0
@@ -460,14 +476,27 @@ class Sequential(Model):
             dt = self.__dict__["_np_dtype_cache"] = np.dtype(self.dtype)
         return dt
 
-    def _run_plain(self, x, training=None):
-        """Outside a tape: call each built layer's ``call`` directly (shapes were checked at the input)."""
+    def _inference_steps(self) -> list:
+        """The graph-free inference plan (:func:`_inference_plan`), made on first use."""
         plan = self._plan
         if plan is None:
             # A mixed-precision or 16-bit layer runs through __call__: it casts its weights and outputs; so do
             # all layers of a stack that makes masks (Embedding(mask_zero=True)): __call__ passes them on.
             masks = any(mask_work(layer) for layer in self._stack)
             plan = self._plan = _inference_plan(self._stack, masks)
+        return plan
+
+    def _predicts_in_blocks(self) -> bool:
+        """Does inference run the whole stack on blocks of rows of its own (one step split over threads, whose
+        memory is a block's whatever the rows handed to it)? Then predict may hand it more rows than a batch."""
+        if not self.built or self.__dict__.get("_relaxed"):
+            return False
+        plan = self._inference_steps()
+        return len(plan) == 1 and getattr(plan[0][0], "in_blocks", False)
+
+    def _run_plain(self, x, training=None):
+        """Outside a tape: call each built layer's ``call`` directly (shapes were checked at the input)."""
+        plan = self._inference_steps()
         for call, has_training in plan:
             x = call(x, training=training) if has_training else call(x)
         return x

@@ -1043,7 +1043,9 @@ class Trainer:
         """Outputs for ``x`` in batches, concatenated; plain NumPy, no graph.
 
         Rows are independent at inference, so ``batch_size=None`` processes up to
-        ``PREDICT_CHUNK`` rows per call (Keras uses 32): the same numbers, far fewer Python steps.
+        ``PREDICT_CHUNK`` rows per call (Keras uses 32): the same numbers, far fewer Python steps. So does
+        a smaller ``batch_size`` when no progress bar or callback watches the batches and the model works
+        through blocks of rows of its own (a convnet's stack split over threads: its memory is a block's).
         An array with 0 samples gives 0 rows of the output's shape (``(0, 3)`` for a 3-unit output,
         a list or dict of such for several outputs), where Keras fails; an iterable that yields no
         batch is a ValueError.
@@ -1051,10 +1053,14 @@ class Trainer:
         data_lib.check_positive_int(batch_size, "predict")
         data_lib.check_positive_int(steps, "predict", "steps")
         verbose = _verbosity(verbose, "predict")
-        if not verbose and not callbacks and steps is None and type(x) is np.ndarray and self.built \
-                and self._distribution is None and hasattr(self, "_run") and x.dtype == np.float32 \
-                and x.ndim >= 1 and 0 < len(x) <= (batch_size or PREDICT_CHUNK) \
-                and getattr(self.make_predict_function(), "uses_default_step", False):
+        quiet = not verbose and not callbacks and steps is None and type(x) is np.ndarray and self.built \
+            and self._distribution is None and getattr(self.make_predict_function(), "uses_default_step", False)
+        if quiet and (batch_size or PREDICT_CHUNK) < PREDICT_CHUNK and getattr(self, "_predicts_in_blocks", bool)():
+            # Nothing watches the batches, and the model works through blocks of rows of its own (its memory a
+            # block's): whole chunks go to it at once, the same numbers with fewer hand-offs to its threads.
+            batch_size = PREDICT_CHUNK
+        if quiet and hasattr(self, "_run") and x.dtype == np.float32 \
+                and x.ndim >= 1 and 0 < len(x) <= (batch_size or PREDICT_CHUNK):
             # The latency path: one in-memory batch, no progress bar: validate and run.
             self._check_input_shapes(x)
             return self._predict_batch(x)
