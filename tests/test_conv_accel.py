@@ -340,7 +340,8 @@ def test_split_inference_equals_the_whole_batch(monkeypatch, build, workers):
     count back afterwards."""
     monkeypatch.setenv("LAMINA_ACCELERATE", "1")
     model = build()
-    x = np.random.default_rng(1).standard_normal((203, *model.input_shape[1:])).astype("float32")
+    rows = 3 * row_split.BLOCK_ROWS + 11
+    x = np.random.default_rng(1).standard_normal((rows, *model.input_shape[1:])).astype("float32")
     monkeypatch.setattr(conv_accel, "split_workers", lambda rows: 0)  # never split: the reference
     want, want_call = model.predict(x, verbose=0), model(x)
     assert len(model._plan) == 1  # the whole stack is one split step
@@ -349,7 +350,8 @@ def test_split_inference_equals_the_whole_batch(monkeypatch, build, workers):
     got, got_call = model.predict(x, verbose=0), model(x)
     assert spy.calls == [workers, workers]
     # blocks run on the pool's threads, or on this one when there is one worker
-    assert spy.threads == {"MainThread"} if workers == 1 else all(n.startswith(row_split.THREAD_PREFIX) for n in spy.threads)
+    pool_threads = all(n.startswith(row_split.THREAD_PREFIX) for n in spy.threads)
+    assert spy.threads == {"MainThread"} if workers == 1 else pool_threads
     assert [c.num_threads for c in row_split.blas_controllers()] == blas
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_call, want_call, rtol=1e-5, atol=1e-6)

@@ -23,10 +23,10 @@ import numpy as np
 
 # Fewest rows per thread: below, a block's fixed Python steps weigh more than the work shared out.
 MIN_ROWS_PER_WORKER = 32
-# Rows per block: a block's feature maps stay in cache (the MNIST convnet's first map is 5.5 MB at 64 rows,
-# 88 MB at predict's 1024-row share: predict of 10,000 images 0.47 s in 64-row blocks, 0.86 s in 1024-row
-# ones, on a loaded machine).
-BLOCK_ROWS = 64
+# Rows per block: a block's feature maps stay near the cache (the MNIST convnet's predict of 10,000 images on
+# two threads, in one run: 0.238 s in 32-row blocks, 0.195 s in 64, 0.178 s in 128, 0.180 s in 256; with its
+# first map written out whole, before the fused first layer, 1024-row blocks had taken twice 64-row ones).
+BLOCK_ROWS = 128
 THREAD_PREFIX = "lamina-rows"
 # Input values of a call at most which a convolution stack runs with BLAS at one thread, split or not: one
 # 28x28 image through the MNIST convnet took 108 us with OpenBLAS's two threads and 91 us with one on a quiet
