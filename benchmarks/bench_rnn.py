@@ -10,10 +10,11 @@ of 6,400 samples (--quick: 1,920), given as seconds per 6,400 samples; inference
 sequences (--quick: 2,560) at batch 256, given as seconds per 10,000. Each figure is the median over
 --repeat rounds, with the spread (min-max) beside it, as wall time and as CPU time (``time.process_time``
 of the process doing the work; the fairer one while other work loads the machine). Warm-up (compilation,
-JIT, first-call allocation) is excluded. PyTorch runs eagerly in this process (nn.Embedding + nn.LSTM/GRU
-+ nn.Linear); Keras runs on JAX with ``jit_compile=True`` in a worker process (this script with
-``--keras-worker``; its backend is fixed at import). The frameworks take turns row by row and round by
-round, so that load from other work on the machine hits them alike.
+JIT, first-call allocation) is excluded. lamina runs in this process; PyTorch (eager: nn.Embedding +
+nn.LSTM/GRU + nn.Linear) and Keras on JAX (``jit_compile=True``) each in a worker process of their own (this
+script with ``--worker torch|keras``), so that no framework's threads, allocator state or BLAS settings
+touch another's. The frameworks take turns row by row and round by round, so that load from other work on the
+machine hits them alike.
 """
 
 from __future__ import annotations
@@ -112,37 +113,57 @@ def torch_row(kind: str, units: int, data) -> dict:
     return {"train": timed(lambda: epoch(len(x))), "predict": timed(predict)}
 
 
-# ----------------------------------------------------------------------------- Keras worker (subprocess)
+# ----------------------------------------------------------------------------- peer workers (subprocesses)
 
 
-def worker_main() -> None:
-    """``--keras-worker``: answer one JSON request a line (``{"row": NAME, "n_train": N, "n_predict": M}``)."""
-    import keras  # lazy: KERAS_BACKEND must be set before this import; the parent sets it
+def worker_main(framework: str) -> None:
+    """``--worker torch|keras``: answer one JSON request a line (``{"row": NAME, "n_train": N, "n_predict": M}``)."""
+    one_thread = os.environ.get("BENCH_RNN_THREADS") == "1"
+    if framework == "torch":
+        import torch  # lazy: optional peer, imported only in its worker
 
-    threads = os.environ.get("BENCH_RNN_THREADS")
-    print(json.dumps({"ready": keras.__version__, "backend": keras.backend.backend(), "threads": threads}),
-          flush=True)
+        if one_thread:
+            torch.set_num_threads(1)
+        ready = {"ready": torch.__version__, "threads": torch.get_num_threads()}
+
+        def row(kind, units, data):
+            return torch_row(kind, units, data)
+    else:
+        import keras  # lazy: KERAS_BACKEND must be set before this import; the parent sets it
+
+        ready = {"ready": keras.__version__, "backend": keras.backend.backend(), "threads": "1" if one_thread else None}
+
+        def row(kind, units, data):
+            return keras_like_row(keras, kind, units, data, {"jit_compile": True})
+    if one_thread:
+        import threadpoolctl  # lazy: only when limiting threads
+
+        threadpoolctl.threadpool_limits(1)
+    print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         try:
             req = json.loads(line)
             kind, units = ROWS[req["row"]]
-            reply = keras_like_row(keras, kind, units, make_data(req["n_train"], req["n_predict"]),
-                                   {"jit_compile": True})
+            reply = row(kind, units, make_data(req["n_train"], req["n_predict"]))
         except Exception as exc:  # one failed row must not take the others with it
             reply = {"error": f"{type(exc).__name__}: {exc}"[:300]}
         print(json.dumps(reply), flush=True)
 
 
-class KerasWorker:
-    def __init__(self, threads: int | None):
+class Worker:
+    """A peer framework in its own process (``framework``: "torch" or "keras")."""
+
+    def __init__(self, framework: str, threads: int | None):
         env = dict(os.environ, KERAS_BACKEND="jax")
-        if threads == 1:  # XLA's CPU client: one intra-op thread, no Eigen pool
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                                "intra_op_parallelism_threads=1").strip()
-            env["BENCH_RNN_THREADS"] = "1"
+        if threads == 1:
+            env.update(BENCH_RNN_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+            if framework == "keras":  # XLA's CPU client: one intra-op thread, no Eigen pool
+                env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                                    "intra_op_parallelism_threads=1").strip()
         self._log = tempfile.TemporaryFile(mode="w+")
-        self._proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--keras-worker"], env=env,
-                                      text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log)
+        self._proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", framework],
+                                      env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._log)
         self.ready = self._reply()
 
     def _reply(self) -> dict:
@@ -223,30 +244,46 @@ def print_machine(threads: int | None) -> None:
     print(f"lamina's BLAS (threadpoolctl): {bt.thread_pools()}")
 
 
-def run_rounds(args, data, worker) -> dict:
+def run_rounds(args, data, workers: dict) -> dict:
     import lamina  # lazy: after the thread settings
 
-    has_torch = importlib.util.find_spec("torch") is not None
-    results = {"lamina": {r: [] for r in ROWS}}
-    if has_torch:
-        results["PyTorch"] = {r: [] for r in ROWS}
-    if worker is not None:
-        results[KERAS_JAX] = {r: [] for r in ROWS}
+    results = {"lamina": {r: [] for r in ROWS}, **{name: {r: [] for r in ROWS} for name in workers}}
     for rnd in range(args.repeat):
         for row, (kind, units) in ROWS.items():
             if args.rows and row not in args.rows:
                 continue
             print(f"  round {rnd + 1}/{args.repeat}, {row}: {', '.join(results)} ...", flush=True)
             results["lamina"][row].append(keras_like_row(lamina, kind, units, data, {}))
-            if has_torch:
-                results["PyTorch"][row].append(torch_row(kind, units, data))
-            if worker is not None:
+            for name, worker in workers.items():
                 reply = worker.ask(row=row, n_train=len(data[0]), n_predict=len(data[2]))
                 if "error" in reply:
-                    print(f"    {KERAS_JAX} failed on {row}: {reply['error']}")
+                    print(f"    {name} failed on {row}: {reply['error']}")
                 else:
-                    results[KERAS_JAX][row].append(reply)
+                    results[name][row].append(reply)
     return results
+
+
+def start_workers(args) -> dict:
+    """The peers installed here, each started in its own process: {name: Worker}."""
+    wanted = [("PyTorch", "torch", "torch")]
+    if not args.no_keras:
+        wanted.append((KERAS_JAX, "keras", "jax"))
+    workers = {}
+    for name, framework, module in wanted:
+        if importlib.util.find_spec(module) is None:
+            continue
+        print(f"starting {name} (subprocess) ...", flush=True)
+        worker = Worker(framework, args.threads)
+        if "error" in worker.ready:
+            print(f"  {name} failed to start: {worker.ready['error']}")
+            worker.close()
+            continue
+        detail = f"on {worker.ready['backend']}, jit_compile=True, XLA_FLAGS=" \
+            f"{'one thread' if args.threads == 1 else 'unset'}" if framework == "keras" \
+            else f"eager, {worker.ready['threads']} intra-op thread(s)"
+        print(f"  {name} {worker.ready['ready']} {detail}")
+        workers[name] = worker
+    return workers
 
 
 def main(argv=None) -> int:
@@ -256,10 +293,10 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, help="rounds (default 3, --quick 2)")
     parser.add_argument("--rows", help="comma-separated rows from " + ", ".join(ROWS) + " (default: all)")
     parser.add_argument("--no-keras", action="store_true", help="skip Keras/JAX")
-    parser.add_argument("--keras-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("torch", "keras"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.keras_worker:
-        worker_main()
+    if args.worker:
+        worker_main(args.worker)
         return 0
     args.repeat = args.repeat or (2 if args.quick else 3)
     args.rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
@@ -270,28 +307,14 @@ def main(argv=None) -> int:
         import threadpoolctl  # lazy: only when limiting threads
 
         limiter = threadpoolctl.threadpool_limits(1)
-        if importlib.util.find_spec("torch") is not None:
-            import torch  # lazy: optional peer
-
-            torch.set_num_threads(1)
     print_machine(args.threads)
     n_train, n_predict = (1920, 2560) if args.quick else (6400, 10000)
     data = make_data(n_train, n_predict)
-    worker = None
-    if not args.no_keras and importlib.util.find_spec("jax") is not None:
-        print(f"starting {KERAS_JAX} (subprocess) ...", flush=True)
-        worker = KerasWorker(args.threads)
-        if "error" in worker.ready:
-            print(f"  {KERAS_JAX} failed to start: {worker.ready['error']}")
-            worker.close()
-            worker = None
-        else:
-            print(f"  Keras {worker.ready['ready']} on {worker.ready['backend']}, jit_compile=True, "
-                  f"XLA_FLAGS={'one thread' if args.threads == 1 else 'unset'}")
+    workers = start_workers(args)
     try:
-        results = run_rounds(args, data, worker)
+        results = run_rounds(args, data, workers)
     finally:
-        if worker is not None:
+        for worker in workers.values():
             worker.close()
         if limiter is not None:
             limiter.restore_original_limits()

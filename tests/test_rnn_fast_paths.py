@@ -142,6 +142,31 @@ def test_embedding_fed_predict_equals_the_layers_calls(kind, dtype, flags, monke
     assert len(calls) == 1  # the NumPy path never takes the table
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_quiet_predict_hands_the_fed_step_whole_chunks(kind, monkeypatch):
+    """Embedding -> LSTM/GRU -> Dense works through row blocks of its own, so a quiet predict hands it chunks of
+    PREDICT_CHUNK rows whatever ``batch_size`` says: the outputs of the batch-by-batch predict (a callback
+    attached) to float32 rounding; with a layer that is neither (a Lambda) batches stay batches."""
+    from lamina.models.trainer import PREDICT_CHUNK
+
+    _needs_compiled_loops("float32")
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    model = _embedding_model(kind, "float32")
+    x = np.random.default_rng(6).integers(0, 60, (PREDICT_CHUNK + 70, 11)).astype("int32")
+    want = model.predict(x, batch_size=64, verbose=0, callbacks=[lamina.callbacks.Callback()])
+    rows = []
+    real = model._run_plain
+    monkeypatch.setattr(model, "_run_plain", lambda xb, training=None: rows.append(len(xb)) or real(xb, training))
+    got = model.predict(x, batch_size=64, verbose=0)
+    assert rows == [PREDICT_CHUNK, 70]
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    odd = lamina.Sequential([*model.layers, lamina.layers.Lambda(lambda t: t * 2)])
+    rows.clear()
+    monkeypatch.setattr(odd, "_run_plain", lambda xb, training=None: rows.append(len(xb)) or np.zeros((len(xb), 1)))
+    odd.predict(x[:150], batch_size=64, verbose=0)
+    assert rows == [64, 64, 22]
+
+
 def test_embedding_fed_table_follows_the_weights(monkeypatch):
     """The table is made once and kept while the weights stay as they are; training (the optimizer writes the
     weights in place) or set_weights makes it again, so predict always equals the layers' calls. With more

@@ -435,6 +435,8 @@ class EmbeddingFedRNN:
     embeddings, far cheaper than the product) and makes it again once any changed (training, ``set_weights``).
     """
 
+    in_blocks = True  # its loops run on blocks of rows on threads; memory per row: states and one step's gates
+
     def __init__(self, embedding, layer):
         self.embedding, self.layer = embedding, layer
         self._table = None

@@ -108,6 +108,11 @@ _ROW_WISE = (Conv1D, Conv2D, Conv3D, *_MAX_POOLS, AveragePooling1D, AveragePooli
              GlobalMaxPooling2D, GlobalMaxPooling3D, Flatten, Dropout, Dense, BatchNormalization, Activation, ReLU)
 
 
+# Layers whose inference works row by row with memory of the rows' features only: next to steps that work in
+# blocks of rows, predict may give them a whole chunk (:meth:`Sequential._predicts_in_blocks`).
+_ROWS_ONLY = (Dense, Activation, Dropout, Flatten, ReLU)
+
+
 def _row_wise(layer) -> bool:
     """May ``layer`` run on blocks of rows on several threads at inference? Its type is in :data:`_ROW_WISE`,
     full precision, no LoRA or quantization, and a built-in activation (lamina's are all row-wise)."""
@@ -487,12 +492,16 @@ class Sequential(Model):
         return plan
 
     def _predicts_in_blocks(self) -> bool:
-        """Does inference run the whole stack on blocks of rows of its own (one step split over threads, whose
-        memory is a block's whatever the rows handed to it)? Then predict may hand it more rows than a batch."""
+        """Does inference run the stack on blocks of rows of its own (steps split over threads, whose memory is a
+        block's or the rows' features whatever the rows handed to them)? Then predict may hand it more rows
+        than a batch."""
         if not self.built or self.__dict__.get("_relaxed"):
             return False
         plan = self._inference_steps()
-        return len(plan) == 1 and getattr(plan[0][0], "in_blocks", False)
+        blocks = [getattr(call, "in_blocks", False) for call, _ in plan]
+        # the others only per-row work whose memory is the rows' features (a Dense head, say)
+        return any(blocks) and all(b or isinstance(getattr(call, "__self__", None), _ROWS_ONLY)
+                                   for b, (call, _) in zip(blocks, plan, strict=True))
 
     def _run_plain(self, x, training=None):
         """Outside a tape: call each built layer's ``call`` directly (shapes were checked at the input)."""

@@ -1045,7 +1045,8 @@ class Trainer:
         Rows are independent at inference, so ``batch_size=None`` processes up to
         ``PREDICT_CHUNK`` rows per call (Keras uses 32): the same numbers, far fewer Python steps. So does
         a smaller ``batch_size`` when no progress bar or callback watches the batches and the model works
-        through blocks of rows of its own (a convnet's stack split over threads: its memory is a block's).
+        through blocks of rows of its own (a convnet's stack, or an Embedding-fed LSTM, split over threads:
+        their memory is a block's; a Dense head's, the rows' features).
         An array with 0 samples gives 0 rows of the output's shape (``(0, 3)`` for a 3-unit output,
         a list or dict of such for several outputs), where Keras fails; an iterable that yields no
         batch is a ValueError.
