@@ -119,6 +119,8 @@ def torch_row(kind: str, units: int, data) -> dict:
 def worker_main(framework: str) -> None:
     """``--worker torch|keras``: answer one JSON request a line (``{"row": NAME, "n_train": N, "n_predict": M}``)."""
     one_thread = os.environ.get("BENCH_RNN_THREADS") == "1"
+    if one_thread and hasattr(os, "sched_setaffinity"):  # a hard limit: XLA's CPU client ran two threads anyway
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
     if framework == "torch":
         import torch  # lazy: optional peer, imported only in its worker
 
