@@ -33,3 +33,18 @@ def test_switch_off_and_small_sizes_use_numpy(monkeypatch):
     monkeypatch.setenv("LAMINA_ACCELERATE", "0")
     assert _accel.kernel("adam") is None
     assert _accel.MIN_SIZE > 1000  # tiny models never pay numba's import and compile time
+
+
+@pytest.mark.parametrize("value, on", [(None, True), ("1", True), ("yes", True), ("", True), ("0", False),
+                                       ("false", False), ("NO", False), ("Off", False)])
+def test_the_switch_follows_the_environment_as_it_changes(monkeypatch, value, on):
+    """``LAMINA_ACCELERATE`` is read on every check (set, changed or removed while running), case-insensitively."""
+    from lamina import accel
+
+    monkeypatch.setenv("LAMINA_ACCELERATE", "0" if on else "1")  # the opposite first: no stale answer
+    assert accel.enabled() is (not on)
+    if value is None:
+        monkeypatch.delenv("LAMINA_ACCELERATE")
+    else:
+        monkeypatch.setenv("LAMINA_ACCELERATE", value)
+    assert accel.enabled() is on

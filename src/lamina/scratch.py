@@ -12,6 +12,7 @@ malloc's reused heap anyway), and free ones beyond a byte budget are dropped, ol
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
@@ -28,12 +29,9 @@ def empty(shape, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array of ``shape`` and ``dtype``, like ``np.empty``; a large one is a free
     array of the pool where one of that shape and dtype exists, else a new one the pool keeps for later."""
     dtype = np.dtype(dtype)
-    shape = tuple(int(n) for n in shape)
-    size = dtype.itemsize
-    for n in shape:
-        size *= n
-    if size < MIN_BYTES:
+    if math.prod(shape) * dtype.itemsize < MIN_BYTES:  # the common small case first: a latency path's arrays
         return np.empty(shape, dtype=dtype)
+    shape = tuple(int(n) for n in shape)
     with _LOCK:
         for i in range(len(_POOL)):
             if _POOL[i].shape == shape and _POOL[i].dtype == dtype and _free(i):
