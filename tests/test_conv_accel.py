@@ -189,6 +189,19 @@ WINOGRAD_CASES = [  # (input shape, filters, padding): even and odd outputs, bot
 ]
 
 
+def _conv3x3_case(shape, filters, padding, dtype, seed):
+    """``(x, kernel, dy, geometry, (y, dx, dk) in float64 by im2col)`` of a stride-1 3x3 convolution."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape).astype(dtype)
+    k = (rng.normal(size=(3, 3, shape[-1], filters)) / np.sqrt(9 * shape[-1])).astype(dtype)
+    pads = [conv_kernels.plan(n, 3, 1, 1, padding)[1:] for n in shape[1:3]]
+    geometry = ((1, 1), pads, (1, 1), 1)
+    y64 = conv_kernels.conv_forward(x.astype("float64"), k.astype("float64"), *geometry)
+    dy = rng.normal(size=y64.shape).astype(dtype)
+    dx64, dk64 = conv_kernels.conv_backward(dy.astype("float64"), x.astype("float64"), k.astype("float64"), *geometry)
+    return x, k, dy, geometry, (y64, dx64, dk64)
+
+
 @needs_numba
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape,filters,padding", WINOGRAD_CASES)
@@ -198,14 +211,7 @@ def test_winograd_convolution_equals_im2col(monkeypatch, shape, filters, padding
     monkeypatch.setattr(conv_kernels, "WINOGRAD_MIN_TILES", 1)  # small test shapes take it too
     monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 4096)  # and run one image per chunk
     monkeypatch.setattr(conv_kernels, "WINOGRAD_4X4", False)  # F(4x4, 3x3) has its own test below
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=shape).astype(dtype)
-    k = (rng.normal(size=(3, 3, shape[-1], filters)) / np.sqrt(9 * shape[-1])).astype(dtype)
-    pads = [conv_kernels.plan(n, 3, 1, 1, padding)[1:] for n in shape[1:3]]
-    geometry = ((1, 1), pads, (1, 1), 1)
-    y64 = conv_kernels.conv_forward(x.astype("float64"), k.astype("float64"), *geometry)
-    dy = rng.normal(size=y64.shape).astype(dtype)
-    dx64, dk64 = conv_kernels.conv_backward(dy.astype("float64"), x.astype("float64"), k.astype("float64"), *geometry)
+    x, k, dy, geometry, (y64, dx64, dk64) = _conv3x3_case(shape, filters, padding, dtype, seed=4)
 
     def run():
         fits = conv_kernels._winograd_fits(x, k, (1, 1), (1, 1), 1, y64.shape[1:3])
@@ -242,16 +248,10 @@ def test_winograd_4x4_convolution_against_float64(monkeypatch, shape, filters, p
     monkeypatch.setattr(conv_kernels, "WINOGRAD_MIN_TILES", 1)
     monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 20000)  # a few images per chunk
     used = []
-    real = conv_kernels._winograd_f4
-    monkeypatch.setattr(conv_kernels, "_winograd_f4", lambda *a: used.append(a[3].shape) or real(*a))
-    rng = np.random.default_rng(7)
-    x = rng.normal(size=shape).astype(dtype)
-    k = (rng.normal(size=(3, 3, shape[-1], filters)) / np.sqrt(9 * shape[-1])).astype(dtype)
-    pads = [conv_kernels.plan(n, 3, 1, 1, padding)[1:] for n in shape[1:3]]
-    geometry = ((1, 1), pads, (1, 1), 1)
-    y64 = conv_kernels.conv_forward(x.astype("float64"), k.astype("float64"), *geometry)
-    dy = rng.normal(size=y64.shape).astype(dtype)
-    dx64, dk64 = conv_kernels.conv_backward(dy.astype("float64"), x.astype("float64"), k.astype("float64"), *geometry)
+    real = conv_kernels._winograd_tiles
+    monkeypatch.setattr(conv_kernels, "_winograd_tiles",
+                        lambda *a: (a[4] == 4 and used.append(a[3].shape)) or real(*a))
+    x, k, dy, geometry, (y64, dx64, dk64) = _conv3x3_case(shape, filters, padding, dtype, seed=7)
     y = conv_kernels.conv_forward(x, k, *geometry)
     dx, dk = conv_kernels.conv_backward(dy, x, k, *geometry)
     none, dk_alone = conv_kernels.conv_backward(dy, x, k, *geometry, need_dx=False)

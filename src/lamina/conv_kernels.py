@@ -238,32 +238,43 @@ def _winograd(x: np.ndarray, kernel: np.ndarray, pads, y: np.ndarray) -> None:
     F(2x2, 3x3): each 2x2 output tile is ``A^T [U . V] A`` with ``V = B^T d B`` for its 4x4 input tile ``d``
     and ``U = G k G^T``; the 16 products ``U . V`` summed over channels are 16 matrix products
     ``(tiles, C) @ (C, F)``. Chunks of images keep the padded tiles, ``V`` and the products near
-    :data:`CHUNK_BYTES`."""
-    nb_all, oh, ow = y.shape[:3]
+    :data:`CHUNK_BYTES`. Where its products are fewer (:func:`_f4_wins`), F(4x4, 3x3) instead: 6x6 input tiles
+    at a stride of 4, 36 products (:mod:`lamina.winograd_accel`)."""
+    oh, ow = y.shape[1:3]
     if WINOGRAD_4X4 and _f4_wins(oh, ow) and winograd_accel.kernels() is not None:
-        _winograd_f4(x, kernel, pads, y)
-        return
-    fns = conv_accel.kernels()
-    th, tw = (oh + 1) // 2, (ow + 1) // 2
-    channels, filters = kernel.shape[2:]
-    u = _tile_transform(_WINOGRAD_G, kernel, x.dtype)  # (16, C, F)
+        fns = winograd_accel.kernels()
+        _winograd_tiles(x, _tile_transform(winograd_accel.WINOGRAD_G, kernel, x.dtype), pads, y, 4,
+                        fns["input"], fns["output"])
+    else:
+        fns = conv_accel.kernels()
+        _winograd_tiles(x, _tile_transform(_WINOGRAD_G, kernel, x.dtype), pads, y, 2, fns["winograd_input"],
+                        fns["winograd_output"])
+
+
+def _winograd_tiles(x: np.ndarray, u: np.ndarray, pads, y: np.ndarray, size: int, input_fn, output_fn) -> None:
+    """The chunked loop of :func:`_winograd` for output tiles of ``size`` (2 or 4; input tiles ``size + 2``) and
+    the transformed kernel ``u (n, C, F)``: per chunk of images, the padded input, ``V`` (``input_fn``), the
+    ``n`` products ``V_i @ U_i`` and the output tiles (``output_fn``)."""
+    nb_all, oh, ow = y.shape[:3]
+    th, tw = -(-oh // size), -(-ow // size)
+    n, channels, filters = u.shape
     (top, _), (left, _) = pads
-    tile_rows, tile_cols = 2 * th + 2, 2 * tw + 2
-    per_image = (16 * th * tw * (channels + filters) + tile_rows * tile_cols * channels) * x.itemsize
+    tile_rows, tile_cols = size * th + 2, size * tw + 2
+    per_image = (n * th * tw * (channels + filters) + tile_rows * tile_cols * channels) * x.itemsize
     step = max(1, min(nb_all, CHUNK_BYTES // per_image))
+    h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
     for b0 in range(0, nb_all, step):
         nb = min(step, nb_all - b0)
-        # the padding, then zeros past the end so that every 4x4 tile lies inside (one row / column at most)
+        # the padding, then zeros past the end so that every input tile lies inside (a few rows / columns)
         xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), x.dtype)
         xp.fill(0)
-        h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
         xp[:, top:top + h, left:left + w] = x[b0:b0 + nb, :h, :w]
-        v = _workspace("wv", (16, nb * th * tw, channels), x.dtype)
-        m = _workspace("wm", (16, nb * th * tw, filters), x.dtype)
-        fns["winograd_input"](xp, 0, nb, th, tw, v)
-        for i in range(16):
+        v = _workspace("wv", (n, nb * th * tw, channels), x.dtype)
+        m = _workspace("wm", (n, nb * th * tw, filters), x.dtype)
+        input_fn(xp, 0, nb, th, tw, v)
+        for i in range(n):
             np.dot(v[i], u[i], out=m[i])
-        fns["winograd_output"](m, 0, nb, th, tw, y[b0:b0 + nb])
+        output_fn(m, 0, nb, th, tw, y[b0:b0 + nb])
 
 
 # F(4x4, 3x3) (:mod:`lamina.winograd_accel`) where its 36 products per 4x4 tile are fewer than this share of
@@ -277,36 +288,10 @@ def _f4_wins(oh: int, ow: int) -> bool:
     return 36 * -(-oh // 4) * -(-ow // 4) <= F4_PRODUCT_SHARE * 16 * -(-oh // 2) * -(-ow // 2)
 
 
-def _winograd_f4(x: np.ndarray, kernel: np.ndarray, pads, y: np.ndarray) -> None:
-    """:func:`_winograd` by F(4x4, 3x3): 6x6 input tiles at a stride of 4, 36 products ``(tiles, C) @ (C, F)``;
-    the kernel's transform ``U = G k G^T`` in float64 (G holds sixths and 24ths), then cast."""
-    fns = winograd_accel.kernels()
-    nb_all, oh, ow = y.shape[:3]
-    th, tw = -(-oh // 4), -(-ow // 4)
-    channels, filters = kernel.shape[2:]
-    u = _tile_transform(winograd_accel.WINOGRAD_G, kernel, x.dtype)  # (36, C, F)
-    (top, _), (left, _) = pads
-    tile_rows, tile_cols = 4 * th + 2, 4 * tw + 2
-    per_image = (36 * th * tw * (channels + filters) + tile_rows * tile_cols * channels) * x.itemsize
-    step = max(1, min(nb_all, CHUNK_BYTES // per_image))
-    for b0 in range(0, nb_all, step):
-        nb = min(step, nb_all - b0)
-        xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), x.dtype)
-        xp.fill(0)
-        h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
-        xp[:, top:top + h, left:left + w] = x[b0:b0 + nb, :h, :w]
-        v = _workspace("wv", (36, nb * th * tw, channels), x.dtype)
-        m = _workspace("wm", (36, nb * th * tw, filters), x.dtype)
-        fns["input"](xp, 0, nb, th, tw, v)
-        for i in range(36):
-            np.dot(v[i], u[i], out=m[i])
-        fns["output"](m, 0, nb, th, tw, y[b0:b0 + nb])
-
-
 def _winograd_f4_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pads, need_dx: bool):
-    """``(dx or None, dkernel)`` of a :func:`_winograd_f4` convolution, by the transposed algorithm: ``D = A g A^T``
-    per 4x4 tile of ``dy``; ``dk = G^T [sum over tiles of V . D] G`` on the forward's input tiles ``V``;
-    ``dx`` from ``B [D @ U^T] B^T`` added into the padded input's 6x6 windows, then cropped."""
+    """``(dx or None, dkernel)`` of an F(4x4, 3x3) :func:`_winograd` convolution, by the transposed algorithm:
+    ``D = A g A^T`` per 4x4 tile of ``dy``; ``dk = G^T [sum over tiles of V . D] G`` on the forward's input
+    tiles ``V``; ``dx`` from ``B [D @ U^T] B^T`` added into the padded input's 6x6 windows, then cropped."""
     fns = winograd_accel.kernels()
     nb_all, oh, ow, filters = dy.shape
     th, tw = -(-oh // 4), -(-ow // 4)

@@ -895,18 +895,24 @@ def trace(model, buffer, for_call: bool = False) -> CompiledStep:
     return step
 
 
-def _fuse_relu_pool(step: CompiledStep) -> None:
-    """Move the relu of a convolution or an ``Activation("relu")`` past the max pooling that alone reads
-    its output. Exact, ties included: where a window's maximum is positive, the cells holding it are the
-    same before and after the relu; where it is not, the relu's gradient is zero either way. A linear (or
-    relu) convolution's bias moves into the pooling as well (added cell by cell there, before the max); a
-    3x3 one on few channels before a 2x2 pooling, the whole convolution (:func:`_runs_in_pool`)."""
+def _readers(step: CompiledStep) -> list[int]:
+    """How many nodes (and model outputs) read each slot."""
     readers = [0] * step.n_slots
     for node in step.nodes:
         for slot in node.ins:
             readers[slot] += 1
     for slot in step.output_slots:
         readers[slot] += 1
+    return readers
+
+
+def _fuse_relu_pool(step: CompiledStep) -> None:
+    """Move the relu of a convolution or an ``Activation("relu")`` past the max pooling that alone reads
+    its output. Exact, ties included: where a window's maximum is positive, the cells holding it are the
+    same before and after the relu; where it is not, the relu's gradient is zero either way. A linear (or
+    relu) convolution's bias moves into the pooling as well (added cell by cell there, before the max); a
+    3x3 one on few channels before a 2x2 pooling, the whole convolution (:func:`_runs_in_pool`)."""
+    readers = _readers(step)
     relu, linear = activations.FUSED[activations.relu], activations.FUSED[activations.linear]
     for node, pool in zip(step.nodes, step.nodes[1:]):
         if not (isinstance(node, (_ConvNode, _ActivationNode)) and isinstance(pool, _PoolNode)
@@ -948,12 +954,7 @@ _ROW_NODES = (_ConvNode, _PoolNode, _ReshapeNode, _ActivationNode)  # each outpu
 def _group_segments(step: CompiledStep) -> None:
     """Replace each chain of row-wise nodes (:data:`_ROW_NODES`) that holds a convolution by a :class:`_Segment`:
     consecutive nodes of one input and one output, each inner output read by the next node alone."""
-    readers = [0] * step.n_slots
-    for node in step.nodes:
-        for slot in node.ins:
-            readers[slot] += 1
-    for slot in step.output_slots:
-        readers[slot] += 1
+    readers = _readers(step)
     grouped, chain = [], []
 
     def close():
