@@ -250,7 +250,7 @@ def test_winograd_4x4_convolution_against_float64(monkeypatch, shape, filters, p
     used = []
     real = conv_kernels._winograd_tiles
     monkeypatch.setattr(conv_kernels, "_winograd_tiles",
-                        lambda *a: (a[4] == 4 and used.append(a[3].shape)) or real(*a))
+                        lambda *a: (a[4] == 4 and used.append(a[3])) or real(*a))
     x, k, dy, geometry, (y64, dx64, dk64) = _conv3x3_case(shape, filters, padding, dtype, seed=7)
     y = conv_kernels.conv_forward(x, k, *geometry)
     dx, dk = conv_kernels.conv_backward(dy, x, k, *geometry)
@@ -258,13 +258,42 @@ def test_winograd_4x4_convolution_against_float64(monkeypatch, shape, filters, p
     assert none is None
     np.testing.assert_array_equal(dk_alone, dk)
     assert y.dtype == dx.dtype == dk.dtype == np.dtype(dtype) and dx.shape == x.shape and dk.shape == k.shape
-    assert used and used[0] == y.shape and all(conv_kernels._f4_wins(*s[1:3]) for s in used)
+    assert used and used[0] == y.shape[1:3] and all(conv_kernels._f4_wins(*s) for s in used)
     tol = 2e-5 if dtype == "float32" else 1e-12
     for got, exact in ((y, y64), (dx, dx64), (dk, dk64)):
         assert np.abs(got - exact).max() <= tol * np.abs(exact).max()
     monkeypatch.setattr(conv_kernels, "WINOGRAD_4X4", False)
     np.testing.assert_allclose(conv_kernels.conv_forward(x, k, *geometry), y, rtol=1e-4,
                                atol=tol * np.abs(y64).max())
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape,filters,padding", [((3, 13, 13, 32), 16, "valid"), ((2, 12, 9, 8), 8, "same"),
+                                                   ((2, 10, 10, 8), 12, "valid"), ((1, 8, 8, 16), 8, "same")])
+@pytest.mark.parametrize("relu, bias", [(True, True), (False, True), (True, False)])
+def test_winograd_pooled_output_equals_conv_then_pool(monkeypatch, shape, filters, padding, dtype, relu, bias):
+    """At inference F(4x4, 3x3) may pool in its output transform: ``relu?(max_pool_2x2(conv + bias))`` equals
+    the convolution's map pooled afterwards (to rounding: the same sums), odd and even maps, with and without
+    bias and relu; a NaN hands the call back (None) to the unfused path."""
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    monkeypatch.setattr(conv_kernels, "WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 30000)  # several chunks
+    x, k, _, geometry, _ = _conv3x3_case(shape, filters, padding, dtype, seed=9)
+    b = np.random.default_rng(3).normal(size=filters).astype(dtype) if bias else None
+    pads = geometry[1]
+    got = conv_kernels.winograd_max_pool(x, k, pads, b, relu)
+    z = conv_kernels.conv_forward(x, k, *geometry) + (0 if b is None else b)
+    h, w = z.shape[1] // 2 * 2, z.shape[2] // 2 * 2
+    want = z[:, :h, :w].reshape(len(z), h // 2, 2, w // 2, 2, filters).max(axis=(2, 4))
+    want = np.maximum(want, 0) if relu else want
+    assert got is not None and got.dtype == np.dtype(dtype) and got.shape == want.shape
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    x[0, 2, 2, 0] = np.nan
+    assert conv_kernels.winograd_max_pool(x, k, pads, b, relu) is None
+    monkeypatch.setattr(conv_kernels, "WINOGRAD_4X4", False)
+    assert conv_kernels.winograd_max_pool(x, k, pads, b, relu) is None  # only where F(4x4, 3x3) would run
 
 
 def test_winograd_4x4_only_where_its_products_are_fewest():

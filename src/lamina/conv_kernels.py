@@ -243,19 +243,49 @@ def _winograd(x: np.ndarray, kernel: np.ndarray, pads, y: np.ndarray) -> None:
     oh, ow = y.shape[1:3]
     if WINOGRAD_4X4 and _f4_wins(oh, ow) and winograd_accel.kernels() is not None:
         fns = winograd_accel.kernels()
-        _winograd_tiles(x, _tile_transform(winograd_accel.WINOGRAD_G, kernel, x.dtype), pads, y, 4,
-                        fns["input"], fns["output"])
+        output = fns["output"]
+        _winograd_tiles(x, _tile_transform(winograd_accel.WINOGRAD_G, kernel, x.dtype), pads, (oh, ow), 4,
+                        fns["input"], lambda m, b0, nb, th, tw: output(m, 0, nb, th, tw, y[b0:b0 + nb]))
     else:
         fns = conv_accel.kernels()
-        _winograd_tiles(x, _tile_transform(_WINOGRAD_G, kernel, x.dtype), pads, y, 2, fns["winograd_input"],
-                        fns["winograd_output"])
+        output = fns["winograd_output"]
+        _winograd_tiles(x, _tile_transform(_WINOGRAD_G, kernel, x.dtype), pads, (oh, ow), 2, fns["winograd_input"],
+                        lambda m, b0, nb, th, tw: output(m, 0, nb, th, tw, y[b0:b0 + nb]))
 
 
-def _winograd_tiles(x: np.ndarray, u: np.ndarray, pads, y: np.ndarray, size: int, input_fn, output_fn) -> None:
-    """The chunked loop of :func:`_winograd` for output tiles of ``size`` (2 or 4; input tiles ``size + 2``) and
-    the transformed kernel ``u (n, C, F)``: per chunk of images, the padded input, ``V`` (``input_fn``), the
-    ``n`` products ``V_i @ U_i`` and the output tiles (``output_fn``)."""
-    nb_all, oh, ow = y.shape[:3]
+def winograd_max_pool(x: np.ndarray, kernel: np.ndarray, pads, bias, relu: bool):
+    """``relu?(max_pool_2x2(conv3x3(x) + bias))`` at inference, or None: the F(4x4, 3x3) convolution with the
+    pooling, bias and relu done by its output transform (``winograd_accel``'s ``output_pool``), so the
+    convolution's map is never written. None where F(4x4, 3x3) would not run this convolution (see
+    :func:`_winograd_fits`, :func:`_f4_wins`) or a pooled cell is NaN: the caller then takes the unfused path."""
+    x, kernel = _as_float(x), _as_float(kernel)
+    if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[:2] != (3, 3) or x.dtype != kernel.dtype:
+        return None
+    oh, ow = (x.shape[1] + sum(pads[0]) - 2, x.shape[2] + sum(pads[1]) - 2)
+    if min(oh, ow) < 2 or not (WINOGRAD_4X4 and _f4_wins(oh, ow)) or winograd_accel.kernels() is None \
+            or not _winograd_fits(x, kernel, (1, 1), (1, 1), 1, (oh, ow)):
+        return None
+    fns = winograd_accel.kernels()
+    output_pool = fns["output_pool"]
+    b = np.zeros(kernel.shape[-1], x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    yp = scratch.empty((x.shape[0], oh // 2, ow // 2, kernel.shape[-1]), x.dtype)
+    nan = []
+
+    def emit(m, b0, nb, th, tw):
+        if output_pool(m, nb, th, tw, b, relu, yp[b0:b0 + nb]):
+            nan.append(b0)
+
+    _winograd_tiles(x, _tile_transform(winograd_accel.WINOGRAD_G, kernel, x.dtype), pads, (oh, ow), 4, fns["input"],
+                    emit)
+    return None if nan else yp
+
+
+def _winograd_tiles(x: np.ndarray, u: np.ndarray, pads, out: tuple, size: int, input_fn, output_fn) -> None:
+    """The chunked loop of :func:`_winograd` for an output map ``out = (oh, ow)`` in tiles of ``size`` (2 or 4;
+    input tiles ``size + 2``) and the transformed kernel ``u (n, C, F)``: per chunk of images, the padded
+    input, ``V`` (``input_fn``), the ``n`` products ``V_i @ U_i``, and ``output_fn(m, b0, nb, th, tw)`` with
+    the chunk's products."""
+    nb_all, (oh, ow) = x.shape[0], out
     th, tw = -(-oh // size), -(-ow // size)
     n, channels, filters = u.shape
     (top, _), (left, _) = pads
@@ -274,7 +304,7 @@ def _winograd_tiles(x: np.ndarray, u: np.ndarray, pads, y: np.ndarray, size: int
         input_fn(xp, 0, nb, th, tw, v)
         for i in range(n):
             np.dot(v[i], u[i], out=m[i])
-        output_fn(m, 0, nb, th, tw, y[b0:b0 + nb])
+        output_fn(m, b0, nb, th, tw)
 
 
 # F(4x4, 3x3) (:mod:`lamina.winograd_accel`) where its 36 products per 4x4 tile are fewer than this share of

@@ -35,8 +35,8 @@ def _compile() -> dict:
     import numba  # optional extra (lamina[fast]), imported on first use only
 
     jit = numba.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
-    return {"input": jit(_input_py()), "output": jit(_output_py()), "grad_tiles": jit(_grad_tiles_py()),
-            "input_grad": jit(_input_grad_py())}
+    return {"input": jit(_input_py()), "output": jit(_output_py()), "output_pool": jit(_output_pool_py()),
+            "grad_tiles": jit(_grad_tiles_py()), "input_grad": jit(_input_grad_py())}
 
 
 def _input_py():
@@ -128,6 +128,65 @@ def _output_py():
                     t += 1
 
     return output_tiles
+
+
+def _output_pool_py():
+    def output_pool_tiles(m, nb, th, tw, bias, relu, yp):  # pragma: no cover - compiled
+        """:func:`output_tiles` followed by a 2x2 max pooling of stride 2, the bias and (``relu``) the relu, for
+        inference: each 4x4 output tile holds four whole pooling windows, so only the pooled cells
+        ``yp (nb, oh // 2, ow // 2, F)`` are written (``max(z + b) = max(z) + b``, rounding being monotonic).
+        Returns True when a pooled cell is NaN (the caller then takes the unfused path, whose NaN rule it keeps)."""
+        ph, pw, nf = yp.shape[1], yp.shape[2], yp.shape[3]
+        tmp = np.empty((4, 6, nf), m.dtype)
+        best = np.empty(nf, m.dtype)
+        zero = m.dtype.type(0)
+        nan = False
+        t = 0
+        for b in range(nb):
+            for ty in range(th):
+                for tx in range(tw):
+                    for k in range(6):  # rows: A^T m
+                        for f in range(nf):
+                            m0 = m[k, t, f]
+                            m1 = m[6 + k, t, f]
+                            m2 = m[12 + k, t, f]
+                            m3 = m[18 + k, t, f]
+                            m4 = m[24 + k, t, f]
+                            m5 = m[30 + k, t, f]
+                            tmp[0, k, f] = m0 + m1 + m2 + m3 + m4
+                            tmp[1, k, f] = m1 - m2 + _F2 * (m3 - m4)
+                            tmp[2, k, f] = m1 + m2 + _F4 * (m3 + m4)
+                            tmp[3, k, f] = m1 - m2 + _F8 * (m3 - m4) + m5
+                    for i2 in range(2):
+                        pr = 2 * ty + i2
+                        if pr >= ph:
+                            break
+                        for j2 in range(2):
+                            pc = 2 * tx + j2
+                            if pc >= pw:
+                                break
+                            for f in range(nf):  # the window's four cells: rows 2 i2 + (0, 1), columns 2 j2 + (0, 1)
+                                r0, r1 = tmp[2 * i2], tmp[2 * i2 + 1]
+                                if j2 == 0:
+                                    c00 = r0[0, f] + r0[1, f] + r0[2, f] + r0[3, f] + r0[4, f]
+                                    c01 = r0[1, f] - r0[2, f] + _F2 * (r0[3, f] - r0[4, f])
+                                    c10 = r1[0, f] + r1[1, f] + r1[2, f] + r1[3, f] + r1[4, f]
+                                    c11 = r1[1, f] - r1[2, f] + _F2 * (r1[3, f] - r1[4, f])
+                                else:
+                                    c00 = r0[1, f] + r0[2, f] + _F4 * (r0[3, f] + r0[4, f])
+                                    c01 = r0[1, f] - r0[2, f] + _F8 * (r0[3, f] - r0[4, f]) + r0[5, f]
+                                    c10 = r1[1, f] + r1[2, f] + _F4 * (r1[3, f] + r1[4, f])
+                                    c11 = r1[1, f] - r1[2, f] + _F8 * (r1[3, f] - r1[4, f]) + r1[5, f]
+                                best[f] = max(max(c00, c01), max(c10, c11)) + bias[f]
+                            for f in range(nf):
+                                v = best[f]
+                                if v != v:
+                                    nan = True
+                                yp[b, pr, pc, f] = max(v, zero) if relu else v
+                    t += 1
+        return nan
+
+    return output_pool_tiles
 
 
 def _grad_tiles_py():

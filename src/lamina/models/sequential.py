@@ -9,7 +9,7 @@ import numpy as np
 
 from lamina import activations, conv_accel, row_split
 from lamina.autodiff import Tensor, recording
-from lamina.conv_kernels import conv_forward, pad_input
+from lamina.conv_kernels import conv_forward, pad_input, winograd_max_pool
 from lamina.layers import deserialize, serialize
 from lamina.layers.activation import Activation
 from lamina.layers.average_pooling import AveragePooling1D, AveragePooling2D, AveragePooling3D
@@ -96,6 +96,11 @@ def _compiled_pool(conv, pool, x):
         out = conv_accel.conv_max_pool(pad_input(x, pads), kernel, bias, relu=True, keep_arg=False)
         if out is not None:  # else (a NaN) the convolution's map, then the pooling
             return out[0]
+    if type(conv) is Conv2D and tuple(pool.pool_size) == tuple(pool.strides) == (2, 2) \
+            and tuple(conv.strides) == tuple(conv.dilation_rate) == (1, 1) and conv.groups == 1:
+        out = winograd_max_pool(x, kernel, pads, bias, relu=True)  # F(4x4, 3x3) with the pooling in its output
+        if out is not None:
+            return out
     z = conv_forward(x, kernel, conv.strides, pads, conv.dilation_rate, conv.groups)
     out = conv_accel.max_pool(z, pool.pool_size, pool.strides, bias, relu=True, keep_arg=False)
     return None if out is None else out[0]
