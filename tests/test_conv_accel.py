@@ -296,6 +296,24 @@ def test_winograd_pooled_output_equals_conv_then_pool(monkeypatch, shape, filter
     assert conv_kernels.winograd_max_pool(x, k, pads, b, relu) is None  # only where F(4x4, 3x3) would run
 
 
+def test_kernel_transform_is_kept_only_while_the_kernel_is_unchanged():
+    """The Winograd transform of a kernel is reused for the same array with the same values, and made anew
+    after the array changes in place (an optimizer step) or for another array."""
+    from lamina import winograd_accel
+
+    g = winograd_accel.WINOGRAD_G
+    k = np.random.default_rng(0).normal(size=(3, 3, 4, 5)).astype("float32")
+    first = conv_kernels._kernel_transform(g, k, np.float32)
+    assert conv_kernels._kernel_transform(g, k, np.float32) is first
+    np.testing.assert_array_equal(first, conv_kernels._tile_transform(g, k, np.float32))
+    k[1, 1, 0, 0] += 1.0  # in place, as the optimizer updates the weights
+    changed = conv_kernels._kernel_transform(g, k, np.float32)
+    assert changed is not first
+    np.testing.assert_array_equal(changed, conv_kernels._tile_transform(g, k, np.float32))
+    other = k.copy()
+    np.testing.assert_array_equal(conv_kernels._kernel_transform(g, other, np.float32), changed)
+
+
 def test_winograd_4x4_only_where_its_products_are_fewest():
     """11x11 and 32x32 maps: 36 products per 4x4 tile against 16 per 2x2 tile, 56 % (taken); 13x13: 73 % (not);
     2x2 maps (one tile either way): not."""
