@@ -233,6 +233,17 @@ _KERNELS_SEEN: dict = {}  # (id(g), id(kernel), dtype) -> (a copy of the kernel,
 _KERNELS_KEPT = 64
 
 
+def _tiles_input(xp: np.ndarray, x: np.ndarray, top: int, left: int) -> None:
+    """``xp`` (a chunk's padded tile area) = ``x``'s rows and columns that fit, placed at ``(top, left)``, zeros
+    around them: only the border is zeroed, not the whole area first (one pass over it fewer)."""
+    h, w = min(x.shape[1], xp.shape[1] - top), min(x.shape[2], xp.shape[2] - left)
+    xp[:, :top] = 0
+    xp[:, top + h:] = 0
+    xp[:, top:top + h, :left] = 0
+    xp[:, top:top + h, left + w:] = 0
+    xp[:, top:top + h, left:left + w] = x[:, :h, :w]
+
+
 def _kernel_transform(g: np.ndarray, kernel: np.ndarray, dtype) -> np.ndarray:
     """:func:`_tile_transform` of ``kernel``, the kept one while the kernel's values have not changed: predict
     calls the same convolution for block after block of rows (comparing the values costs 4 us, the transform
@@ -311,13 +322,11 @@ def _winograd_tiles(x: np.ndarray, u: np.ndarray, pads, out: tuple, size: int, i
     tile_rows, tile_cols = size * th + 2, size * tw + 2
     per_image = (n * th * tw * (channels + filters) + tile_rows * tile_cols * channels) * x.itemsize
     step = max(1, min(nb_all, CHUNK_BYTES // per_image))
-    h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
     for b0 in range(0, nb_all, step):
         nb = min(step, nb_all - b0)
         # the padding, then zeros past the end so that every input tile lies inside (a few rows / columns)
         xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), x.dtype)
-        xp.fill(0)
-        xp[:, top:top + h, left:left + w] = x[b0:b0 + nb, :h, :w]
+        _tiles_input(xp, x[b0:b0 + nb], top, left)
         v = _workspace("wv", (n, nb * th * tw, channels), x.dtype)
         m = _workspace("wm", (n, nb * th * tw, filters), x.dtype)
         input_fn(xp, 0, nb, th, tw, v)
@@ -365,8 +374,7 @@ def _winograd_f4_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pad
     for b0 in range(0, nb_all, step):
         nb = min(step, nb_all - b0)
         xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), dtype)
-        xp.fill(0)
-        xp[:, top:top + h, left:left + w] = x[b0:b0 + nb, :h, :w]
+        _tiles_input(xp, x[b0:b0 + nb], top, left)
         dyp = _workspace("wdy", (nb, 4 * th, 4 * tw, filters), dtype)
         if (4 * th, 4 * tw) != (oh, ow):
             dyp.fill(0)
@@ -424,9 +432,7 @@ def _winograd_kernel_grad(dy: np.ndarray, x: np.ndarray, pads, dtype) -> np.ndar
     for b0 in range(0, nb_all, step):
         nb = min(step, nb_all - b0)
         xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), dtype)
-        xp.fill(0)
-        h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
-        xp[:, top:top + h, left:left + w] = x[b0:b0 + nb, :h, :w]
+        _tiles_input(xp, x[b0:b0 + nb], top, left)
         dyp = _workspace("wdy", (nb, 2 * th, 2 * tw, filters), dtype)
         if (2 * th, 2 * tw) != (oh, ow):
             dyp.fill(0)
