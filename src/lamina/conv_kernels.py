@@ -288,11 +288,12 @@ def winograd_max_pool(x: np.ndarray, kernel: np.ndarray, pads, bias, relu: bool)
     pooling, bias and relu done by its output transform (``winograd_accel``'s ``output_pool``), so the
     convolution's map is never written. None where F(4x4, 3x3) would not run this convolution (see
     :func:`_winograd_fits`, :func:`_f4_wins`) or a pooled cell is NaN: the caller then takes the unfused path."""
-    x, kernel = _as_float(x), _as_float(kernel)
     if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[:2] != (3, 3) or x.dtype != kernel.dtype:
         return None
     oh, ow = (x.shape[1] + sum(pads[0]) - 2, x.shape[2] + sum(pads[1]) - 2)
-    if min(oh, ow) < 2 or not (WINOGRAD_4X4 and _f4_wins(oh, ow)) or winograd_accel.kernels() is None \
+    # the cheap refusals first: one image's inference comes here on its way to im2col
+    if x.shape[0] * ((oh + 1) // 2) * ((ow + 1) // 2) < WINOGRAD_MIN_TILES or min(oh, ow) < 2 \
+            or not (WINOGRAD_4X4 and _f4_wins(oh, ow)) or winograd_accel.kernels() is None \
             or not _winograd_fits(x, kernel, (1, 1), (1, 1), 1, (oh, ow)):
         return None
     fns = winograd_accel.kernels()
