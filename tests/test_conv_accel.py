@@ -314,6 +314,26 @@ def test_kernel_transform_is_kept_only_while_the_kernel_is_unchanged():
     np.testing.assert_array_equal(conv_kernels._kernel_transform(g, other, np.float32), changed)
 
 
+def test_kept_kernel_transforms_stay_within_their_byte_budget(monkeypatch):
+    """Kept transforms (and the kernels' copies) never exceed KERNELS_KEPT_BYTES: the oldest go first, and one
+    larger than the whole budget is made every time instead of kept."""
+    from lamina import winograd_accel
+
+    g = winograd_accel.WINOGRAD_G
+    monkeypatch.setattr(conv_kernels, "_KERNELS_SEEN", {})
+    kernels = [np.full((3, 3, 4, 8), i, "float32") for i in range(6)]
+    entry = kernels[0].nbytes * 5  # the kernel and its 36/9 times larger transform
+    monkeypatch.setattr(conv_kernels, "KERNELS_KEPT_BYTES", 3 * entry)
+    for k in kernels:
+        conv_kernels._kernel_transform(g, k, np.float32)
+    kept = conv_kernels._KERNELS_SEEN
+    assert len(kept) == 3 and sum(a.nbytes + b.nbytes for a, b in kept.values()) <= 3 * entry
+    assert {id(k) for k in kernels[3:]} == {key[1] for key in kept}  # the newest three
+    monkeypatch.setattr(conv_kernels, "KERNELS_KEPT_BYTES", entry - 1)
+    big = np.ones((3, 3, 4, 8), "float32")
+    assert conv_kernels._kernel_transform(g, big, np.float32) is not conv_kernels._kernel_transform(g, big, np.float32)
+
+
 def test_winograd_4x4_only_where_its_products_are_fewest():
     """11x11 and 32x32 maps: 36 products per 4x4 tile against 16 per 2x2 tile, 56 % (taken); 13x13: 73 % (not);
     2x2 maps (one tile either way): not."""

@@ -229,8 +229,8 @@ def _tile_transform(left: np.ndarray, a: np.ndarray, dtype) -> np.ndarray:
     return out.reshape(n * n, *a.shape[2:]).astype(dtype)
 
 
-_KERNELS_SEEN: dict = {}  # (id(g), id(kernel), dtype) -> (a copy of the kernel, its transform)
-_KERNELS_KEPT = 64
+_KERNELS_SEEN: dict = {}  # (id(g), id(kernel), dtype) -> (a copy of the kernel, its transform), oldest first
+KERNELS_KEPT_BYTES = 32 << 20  # at most this much kept (a 3x3x512x512 kernel and its F(4x4) transform: 47 MB, not kept)
 
 
 def _tiles_input(xp: np.ndarray, x: np.ndarray, top: int, left: int) -> None:
@@ -253,9 +253,12 @@ def _kernel_transform(g: np.ndarray, kernel: np.ndarray, dtype) -> np.ndarray:
     if kept is not None and kept[0].shape == kernel.shape and np.array_equal(kept[0], kernel):
         return kept[1]
     u = _tile_transform(g, kernel, dtype)
-    if len(_KERNELS_SEEN) >= _KERNELS_KEPT:
-        _KERNELS_SEEN.pop(next(iter(_KERNELS_SEEN)), None)  # the oldest
-    _KERNELS_SEEN[key] = (np.array(kernel, copy=True), u)
+    _KERNELS_SEEN.pop(key, None)
+    size = kernel.nbytes + u.nbytes
+    if size <= KERNELS_KEPT_BYTES:
+        while _KERNELS_SEEN and size + sum(a.nbytes + b.nbytes for a, b in _KERNELS_SEEN.values()) > KERNELS_KEPT_BYTES:
+            _KERNELS_SEEN.pop(next(iter(_KERNELS_SEEN)), None)  # the oldest
+        _KERNELS_SEEN[key] = (np.array(kernel, copy=True), u)
     return u
 
 
