@@ -362,43 +362,61 @@ def _winograd_f4_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pad
     g = winograd_accel.WINOGRAD_G
     (top, _), (left, _) = pads
     tile_rows, tile_cols = 4 * th + 2, 4 * tw + 2
+    h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
+    then = None
     if need_dx:
         ut = np.ascontiguousarray(_kernel_transform(g, kernel, dtype).transpose(0, 2, 1))  # U^T per position: (F, C)
         dx = scratch.empty(x.shape, dtype)
-    per_image = (36 * th * tw * (2 * channels + filters) + 2 * tile_rows * tile_cols * channels
-                 + 16 * th * tw * filters) * x.itemsize
-    # twice the forward's budget: its 72 products gain more from long ones than from cache (a 64-image block
-    # of 13x13x32 -> 64: 2.4 ms in 4 MB chunks, 2.1 ms in 8 MB)
-    step = max(1, min(nb_all, 2 * CHUNK_BYTES // per_image))
-    acc = np.zeros((36, channels, filters), dtype)
-    part = np.empty((channels, filters), dtype)
-    h, w = min(x.shape[1], tile_rows - top), min(x.shape[2], tile_cols - left)
-    if need_dx and (h, w) != x.shape[1:3]:
-        dx.fill(0)  # rows or columns no tile reaches
-    for b0 in range(0, nb_all, step):
-        nb = min(step, nb_all - b0)
-        xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), dtype)
-        _tiles_input(xp, x[b0:b0 + nb], top, left)
-        dyp = _workspace("wdy", (nb, 4 * th, 4 * tw, filters), dtype)
-        if (4 * th, 4 * tw) != (oh, ow):
-            dyp.fill(0)
-        dyp[:, :oh, :ow] = dy[b0:b0 + nb]
-        v = _workspace("wv", (36, nb * th * tw, channels), dtype)
-        d = _workspace("wm", (36, nb * th * tw, filters), dtype)
-        fns["input"](xp, 0, nb, th, tw, v)
-        fns["grad_tiles"](dyp, th, tw, d)
-        for i in range(36):
-            np.dot(v[i].T, d[i], out=part)
-            acc[i] += part
-        if need_dx:
+        if (h, w) != x.shape[1:3]:
+            dx.fill(0)  # rows or columns no tile reaches
+
+        def then(v, d, xp, b0, nb):
             dv = v  # the input tiles are no longer needed: their buffer takes the tiles' gradients
             for i in range(36):
                 np.dot(d[i], ut[i], out=dv[i])
             xp.fill(0)
             fns["input_grad"](dv, 0, nb, th, tw, xp)
             dx[b0:b0 + nb, :h, :w] = xp[:, top:top + h, left:left + w]
+
+    per_image = (36 * th * tw * (2 * channels + filters) + 2 * tile_rows * tile_cols * channels
+                 + 16 * th * tw * filters) * x.itemsize
+    # twice the forward's budget: its 72 products gain more from long ones than from cache (a 64-image block
+    # of 13x13x32 -> 64: 2.4 ms in 4 MB chunks, 2.1 ms in 8 MB)
+    step = max(1, min(nb_all, 2 * CHUNK_BYTES // per_image))
+    acc = _gradient_tiles(dy, x, pads, 4, fns["input"], fns["grad_tiles"], step, then)
     dk = _tile_transform(g.T, acc.reshape(6, 6, channels, filters), dtype)  # G^T M G: (9, C, F)
     return (dx if need_dx else None), dk.reshape(3, 3, channels, filters)
+
+
+def _gradient_tiles(dy: np.ndarray, x: np.ndarray, pads, size: int, input_fn, grad_fn, step: int, then=None):
+    """The chunked loop of both Winograd kernel gradients, for output tiles of ``size`` (2 or 4): per chunk of
+    ``step`` images, the input tiles ``V`` (``input_fn``), the output gradient's tiles ``D`` (``grad_fn``, on
+    ``dy`` zero-padded to whole tiles), and ``acc[i] += V_i^T D_i``; then ``then(v, d, xp, b0, nb)`` with the
+    chunk's buffers, where given. Returns ``acc`` ((size + 2)^2, C, F)."""
+    nb_all, oh, ow, filters = dy.shape
+    th, tw = -(-oh // size), -(-ow // size)
+    n, channels, dtype = (size + 2) ** 2, x.shape[-1], dy.dtype
+    (top, _), (left, _) = pads
+    acc = np.zeros((n, channels, filters), dtype)
+    part = np.empty((channels, filters), dtype)
+    for b0 in range(0, nb_all, step):
+        nb = min(step, nb_all - b0)
+        xp = _workspace("wxp", (nb, size * th + 2, size * tw + 2, channels), dtype)
+        _tiles_input(xp, x[b0:b0 + nb], top, left)
+        dyp = _workspace("wdy", (nb, size * th, size * tw, filters), dtype)
+        if (size * th, size * tw) != (oh, ow):
+            dyp.fill(0)
+        dyp[:, :oh, :ow] = dy[b0:b0 + nb]
+        v = _workspace("wv", (n, nb * th * tw, channels), dtype)
+        d = _workspace("wm", (n, nb * th * tw, filters), dtype)
+        input_fn(xp, 0, nb, th, tw, v)
+        grad_fn(dyp, th, tw, d)
+        for i in range(n):
+            np.dot(v[i].T, d[i], out=part)
+            acc[i] += part
+        if then is not None:
+            then(v, d, xp, b0, nb)
+    return acc
 
 
 def _winograd_input_grad(dy: np.ndarray, kernel: np.ndarray, x_shape: tuple, pads) -> np.ndarray:
@@ -426,28 +444,11 @@ def _winograd_kernel_grad(dy: np.ndarray, x: np.ndarray, pads, dtype) -> np.ndar
     nb_all, oh, ow, filters = dy.shape
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     channels = x.shape[-1]
-    (top, _), (left, _) = pads
     tile_rows, tile_cols = 2 * th + 2, 2 * tw + 2
     per_image = (16 * th * tw * (channels + filters) + tile_rows * tile_cols * channels
                  + 4 * th * tw * filters) * x.itemsize
     step = max(1, min(nb_all, CHUNK_BYTES // per_image))
-    acc = np.zeros((16, channels, filters), dtype)
-    part = np.empty((channels, filters), dtype)
-    for b0 in range(0, nb_all, step):
-        nb = min(step, nb_all - b0)
-        xp = _workspace("wxp", (nb, tile_rows, tile_cols, channels), dtype)
-        _tiles_input(xp, x[b0:b0 + nb], top, left)
-        dyp = _workspace("wdy", (nb, 2 * th, 2 * tw, filters), dtype)
-        if (2 * th, 2 * tw) != (oh, ow):
-            dyp.fill(0)
-        dyp[:, :oh, :ow] = dy[b0:b0 + nb]
-        v = _workspace("wv", (16, nb * th * tw, channels), dtype)
-        d = _workspace("wm", (16, nb * th * tw, filters), dtype)
-        fns["winograd_input"](xp, 0, nb, th, tw, v)
-        fns["winograd_grad_tiles"](dyp, th, tw, d)
-        for i in range(16):
-            np.dot(v[i].T, d[i], out=part)
-            acc[i] += part
+    acc = _gradient_tiles(dy, x, pads, 2, fns["winograd_input"], fns["winograd_grad_tiles"], step)
     return _tile_transform(_WINOGRAD_AT_DK, acc.reshape(4, 4, channels, filters), dtype).reshape(3, 3, channels,
                                                                                                   filters)
 
