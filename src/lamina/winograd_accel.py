@@ -35,8 +35,10 @@ def _compile() -> dict:
     import numba  # optional extra (lamina[fast]), imported on first use only
 
     jit = numba.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
-    return {"input": jit(_input_py()), "output": jit(_output_py()), "output_pool": jit(_output_pool_py()),
-            "grad_tiles": jit(_grad_tiles_py()), "input_grad": jit(_input_grad_py())}
+    rows_at = jit(_rows_py())  # shared by both output transforms (numba inlines a compiled function it calls)
+    return {"input": jit(_input_py()), "output": jit(_output_py(rows_at)),
+            "output_pool": jit(_output_pool_py(rows_at)), "grad_tiles": jit(_grad_tiles_py()),
+            "input_grad": jit(_input_grad_py())}
 
 
 def _input_py():
@@ -85,7 +87,27 @@ def _input_py():
     return input_tiles
 
 
-def _output_py():
+def _rows_py():
+    def rows_at(m, t, tmp):  # pragma: no cover - compiled
+        """``tmp (4, 6, F)`` = ``A^T m_t``, the rows of tile ``t``'s output transform (``m[6 i + k, t]`` its 6x6)."""
+        nf = tmp.shape[2]
+        for k in range(6):
+            for f in range(nf):
+                m0 = m[k, t, f]
+                m1 = m[6 + k, t, f]
+                m2 = m[12 + k, t, f]
+                m3 = m[18 + k, t, f]
+                m4 = m[24 + k, t, f]
+                m5 = m[30 + k, t, f]
+                tmp[0, k, f] = m0 + m1 + m2 + m3 + m4
+                tmp[1, k, f] = m1 - m2 + _F2 * (m3 - m4)
+                tmp[2, k, f] = m1 + m2 + _F4 * (m3 + m4)
+                tmp[3, k, f] = m1 - m2 + _F8 * (m3 - m4) + m5
+
+    return rows_at
+
+
+def _output_py(rows_at):
     def output_tiles(m, b0, nb, th, tw, y):  # pragma: no cover - compiled
         """``y``'s 4x4 tile ``(ty, tx)`` of image ``b0 + ..`` is ``A^T m_t A``; cells past ``y``'s edge are dropped."""
         oh, ow, nf = y.shape[1], y.shape[2], y.shape[3]
@@ -96,18 +118,7 @@ def _output_py():
                 r = 4 * ty
                 for tx in range(tw):
                     q = 4 * tx
-                    for k in range(6):  # rows: A^T m
-                        for f in range(nf):
-                            m0 = m[k, t, f]
-                            m1 = m[6 + k, t, f]
-                            m2 = m[12 + k, t, f]
-                            m3 = m[18 + k, t, f]
-                            m4 = m[24 + k, t, f]
-                            m5 = m[30 + k, t, f]
-                            tmp[0, k, f] = m0 + m1 + m2 + m3 + m4
-                            tmp[1, k, f] = m1 - m2 + _F2 * (m3 - m4)
-                            tmp[2, k, f] = m1 + m2 + _F4 * (m3 + m4)
-                            tmp[3, k, f] = m1 - m2 + _F8 * (m3 - m4) + m5
+                    rows_at(m, t, tmp)  # rows: A^T m
                     for i in range(min(4, oh - r)):  # columns: (A^T m) A, the cells inside y
                         yr = y[b, r + i]
                         for j in range(min(4, ow - q)):
@@ -130,7 +141,7 @@ def _output_py():
     return output_tiles
 
 
-def _output_pool_py():
+def _output_pool_py(rows_at):
     def output_pool_tiles(m, nb, th, tw, bias, relu, yp):  # pragma: no cover - compiled
         """:func:`output_tiles` followed by a 2x2 max pooling of stride 2, the bias and (``relu``) the relu, for
         inference: each 4x4 output tile holds four whole pooling windows, so only the pooled cells
@@ -145,18 +156,7 @@ def _output_pool_py():
         for b in range(nb):
             for ty in range(th):
                 for tx in range(tw):
-                    for k in range(6):  # rows: A^T m
-                        for f in range(nf):
-                            m0 = m[k, t, f]
-                            m1 = m[6 + k, t, f]
-                            m2 = m[12 + k, t, f]
-                            m3 = m[18 + k, t, f]
-                            m4 = m[24 + k, t, f]
-                            m5 = m[30 + k, t, f]
-                            tmp[0, k, f] = m0 + m1 + m2 + m3 + m4
-                            tmp[1, k, f] = m1 - m2 + _F2 * (m3 - m4)
-                            tmp[2, k, f] = m1 + m2 + _F4 * (m3 + m4)
-                            tmp[3, k, f] = m1 - m2 + _F8 * (m3 - m4) + m5
+                    rows_at(m, t, tmp)  # rows: A^T m
                     for i2 in range(2):
                         pr = 2 * ty + i2
                         if pr >= ph:
