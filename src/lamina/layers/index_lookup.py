@@ -55,6 +55,24 @@ def plain(x):
     return x
 
 
+def adapt_batches(layer, data, steps, whole) -> None:
+    """Keras's ``adapt`` loop: ``layer``'s state reset; ``whole(data)`` for an array, a list or a string, else each
+    batch of the iterable ``data`` (at most ``steps``) through ``layer.update_state``; the state finalized."""
+    layer.reset_state()
+    data = plain(data)
+    if isinstance(data, (list, tuple, np.ndarray, str, bytes)):
+        whole(data)
+    elif hasattr(data, "__iter__"):
+        for i, batch in enumerate(data):
+            if steps is not None and i >= steps:
+                break
+            layer.update_state(batch)
+    else:
+        raise ValueError(f"{type(layer).__name__}.adapt: `data` must be an array, a list or an iterable of batches. "
+                         f"Received: data of type {type(data).__name__}")
+    layer.finalize_state()
+
+
 def to_text_array(data, encoding: str = "utf-8", layer: str = "StringLookup") -> np.ndarray:
     """``data`` (a str, list, NumPy str/bytes/object array, or a tensor with ``.numpy()``) as an object array
     of ``str`` with the same shape; ``bytes`` are decoded with ``encoding``."""
@@ -329,24 +347,15 @@ class IndexLookup(Layer):
     def adapt(self, data, steps=None) -> None:
         """Learns the vocabulary (and the idf weights) from ``data``: an array or list of tokens (each element
         one document), or an iterable of such batches (a ``PyDataset``, a generator, a ``tf.data.Dataset``)."""
-        self.reset_state()
-        data = plain(data)
-        if isinstance(data, (list, tuple, np.ndarray, str, bytes)):
+        def whole(data):
             rows = self._rows(data)
             if rows is None:  # rectangular: a rank-1 array holds one token per document
                 array = self._tokens_array(data)
                 self.update_state(array[:, None] if array.ndim == 1 else array)
             else:
                 self.update_state(rows)
-        elif hasattr(data, "__iter__"):
-            for i, batch in enumerate(data):
-                if steps is not None and i >= steps:
-                    break
-                self.update_state(batch)
-        else:
-            raise ValueError(f"{type(self).__name__}.adapt: `data` must be an array, a list or an iterable of "
-                             f"batches. Received: data of type {type(data).__name__}")
-        self.finalize_state()
+
+        adapt_batches(self, data, steps, whole)
 
     def _rows(self, data):
         """A ragged nested list as a list of 1-D token arrays; None when ``data`` is rectangular."""

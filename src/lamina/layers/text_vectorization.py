@@ -14,7 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from lamina.layers import text_standardize as text
-from lamina.layers.index_lookup import check_choice, plain, refuse_sparse, standard_output_mode, to_text_array
+from lamina.layers.index_lookup import (
+    adapt_batches,
+    check_choice,
+    plain,
+    refuse_sparse,
+    standard_output_mode,
+    to_text_array,
+)
 from lamina.layers.keras_tensor import KerasTensor
 from lamina.layers.layer import Layer
 from lamina.layers.string_lookup import StringLookup
@@ -85,20 +92,11 @@ class TextVectorization(Layer):
     def adapt(self, data, batch_size=None, steps=None) -> None:
         """Learns the vocabulary from texts: an array or list of strings, or an iterable of such batches
         (a ``PyDataset``, a generator, a ``tf.data.Dataset``)."""
-        self.reset_state()
-        data = plain(data)
-        if isinstance(data, (list, tuple, np.ndarray, str, bytes)):
+        def whole(data):
             array = to_text_array(data, self._encoding, "TextVectorization")
             self.update_state(array[:, None] if array.ndim == 1 else array)
-        elif hasattr(data, "__iter__"):
-            for i, batch in enumerate(data):
-                if steps is not None and i >= steps:
-                    break
-                self.update_state(batch)
-        else:
-            raise ValueError("TextVectorization.adapt: `data` must be an array, a list or an iterable of batches. "
-                             f"Received: data of type {type(data).__name__}")
-        self.finalize_state()
+
+        adapt_batches(self, data, steps, whole)
 
     def update_state(self, data) -> None:
         self._lookup_layer.update_state(self._preprocess(data))
