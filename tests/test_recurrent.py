@@ -648,10 +648,15 @@ def test_compiled_whole_sequence_equals_numpy_path(kind, dtype, flags, monkeypat
         pytest.skip("this NumPy build's BLAS is not reachable from compiled code")
     compiled_kernel = {"LSTM": CompiledLSTMKernel, "GRU": CompiledGRUKernel}[kind]
     calls = []
-    for name in ("forward_sequence", "forward_from_inputs"):  # the LSTM's loop projects its inputs itself
-        whole = getattr(compiled_kernel, name, None)
+    # the LSTM's loop projects its inputs itself, and trains in its own loops (``lstm_training``)
+    from lamina.layers.lstm_training import LSTMSequenceTrainer
+
+    spied = [(compiled_kernel, "forward_sequence"), (compiled_kernel, "forward_from_inputs")] + \
+        ([(LSTMSequenceTrainer, "forward")] if kind == "LSTM" else [])
+    for owner, name in spied:
+        whole = getattr(owner, name, None)
         if whole is not None:
-            monkeypatch.setattr(compiled_kernel, name, lambda self, *a, w=whole: calls.append(1) or w(self, *a))
+            monkeypatch.setattr(owner, name, lambda self, *a, w=whole: calls.append(1) or w(self, *a))
     rng = np.random.default_rng(8)
     x = rng.normal(size=(3, 9, 3)).astype(dtype)
     states = [rng.normal(size=(3, 4)).astype(dtype) for _ in range(2 if kind == "LSTM" else 1)]

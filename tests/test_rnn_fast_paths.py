@@ -60,8 +60,9 @@ def test_row_blocks_on_threads_equal_the_whole_batch(kind, dtype, flags, monkeyp
         blocks.clear()
         results.append(_run_layer(kind, dtype, flags, x, states, weights))
         # in `workers` blocks each: the loop of the building call, of inference and of the training forward (the
-        # GRU's input projection before each), the backward loop and the weight gradients
-        assert blocks == [(workers, workers)] * (5 if kind == "LSTM" else 8)
+        # GRU's input projection before each), the backward loop and (GRU) the weight gradients: the LSTM's
+        # training backward makes them in its loop (``lstm_training``)
+        assert blocks == [(workers, workers)] * (4 if kind == "LSTM" else 8)
     tol = 2e-6 if dtype == "float32" else 1e-13
     for split, whole in zip(*results):
         assert split.dtype == np.dtype(dtype)
@@ -357,3 +358,65 @@ def test_whole_sequence_inference_twin_equals_training_loop(kind, dtype):
     np.testing.assert_allclose(inferred[0], kept[0], rtol=tol, atol=tol)
     for a, b in zip(inferred[2], kept[2]):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("flags", [dict(), dict(return_sequences=True), dict(return_state=True),
+                                   dict(go_backwards=True, return_sequences=True)])
+@pytest.mark.parametrize("shape", [(70, 13), (9, 1), (64, 17)])
+def test_lstm_training_loops_equal_the_fused_scan(dtype, flags, shape, monkeypatch):
+    """The LSTM's compiled training loops (``lstm_training``: one ``[x | h] @ [W; R]`` product a step, gate
+    gradients over the gates, weight gradients every few steps) give the outputs, final states and gradients
+    (inputs, initial states, weights) of the fused scan they replace: batches of one and of several row blocks
+    (70 rows: blocks of 35), lengths not a multiple of the chunk of steps, every output combination."""
+    _needs_compiled_loops(dtype)
+    from lamina.layers import lstm, lstm_training
+
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    batch, steps = shape
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(batch, steps, 3)).astype(dtype)
+    states = [rng.normal(size=(batch, 5)).astype(dtype) for _ in range(2)]
+    probe = lamina.layers.LSTM(5, dtype=dtype)
+    probe(x)
+    weights = [np.random.default_rng(1).normal(scale=0.6, size=w.shape).astype(dtype) for w in probe.weights]
+    used = []
+    forward = lstm_training.LSTMSequenceTrainer.forward
+    monkeypatch.setattr(lstm_training.LSTMSequenceTrainer, "forward",
+                        lambda self, *a: used.append(len(self.blocks)) or forward(self, *a))
+    new = _run_layer("LSTM", dtype, flags, x, states, weights)
+    assert len(used) == 1  # the training call, not inference
+    monkeypatch.setattr(lstm.LSTMCell, "_sequence_trainer", lambda self, *a: None)
+    old = _run_layer("LSTM", dtype, flags, x, states, weights)
+    tol = 3e-6 if dtype == "float32" else 1e-12
+    for a, b in zip(new, old, strict=True):
+        assert a.dtype == np.dtype(dtype) and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max())))
+
+
+def test_lstm_training_loops_only_where_they_mean_the_same(monkeypatch):
+    """A mask, input dropout or other activations keep the fused scan; the default LSTM takes the loops."""
+    _needs_compiled_loops()
+    from lamina.layers import lstm_training
+
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    calls = []
+    forward = lstm_training.LSTMSequenceTrainer.forward
+    monkeypatch.setattr(lstm_training.LSTMSequenceTrainer, "forward",
+                        lambda self, *a: calls.append(1) or forward(self, *a))
+    x = np.random.default_rng(0).normal(size=(4, 6, 3)).astype("float32")
+
+    def trains(layer, **kwargs):
+        calls.clear()
+        with lamina.GradientTape() as tape:
+            loss = lamina.ops.sum(layer(x, training=True, **kwargs))
+        tape.gradient(loss, layer.trainable_weights)
+        return bool(calls)
+
+    assert trains(lamina.layers.LSTM(5))
+    assert not trains(lamina.layers.LSTM(5), mask=np.ones((4, 6), bool))
+    assert not trains(lamina.layers.LSTM(5, dropout=0.5, seed=1))
+    assert not trains(lamina.layers.LSTM(5, activation="relu"))
+    assert not trains(lamina.layers.LSTM(5, recurrent_activation="hard_sigmoid"))
+    monkeypatch.setenv("LAMINA_ACCELERATE", "0")
+    assert not trains(lamina.layers.LSTM(5))

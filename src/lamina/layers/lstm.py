@@ -11,6 +11,7 @@ import numpy as np
 
 from lamina import activations, ops, scratch
 from lamina.layers import rnn_accel
+from lamina.layers.lstm_training import LSTMSequenceTrainer
 from lamina.layers.rnn import CellRNN, cell_kwargs, forward_cell_properties
 from lamina.layers.rnn_cells import CELL_PROPERTIES, BaseRNNCell
 
@@ -83,6 +84,17 @@ class LSTMCell(BaseRNNCell):
         if defaults:
             return TanhLSTMKernel(recurrent_kernel, steps, batch, dtype, act, rec)
         return LSTMKernel(recurrent_kernel, steps, batch, dtype, act, rec)
+
+    def _sequence_trainer(self, kernel, recurrent_kernel, input_bias, dtype):
+        """The compiled training loops (``lstm_training``) for these fused-order weights, or None where they do not
+        run: other activations or dtypes, no numba, no reachable BLAS."""
+        defaults = self.activation is activations.tanh and self.recurrent_activation is activations.sigmoid
+        compiled = rnn_accel.kernels(dtype) if defaults else None
+        gemm = rnn_accel.blas_gemm(dtype) if compiled is not None else None
+        if gemm is None or kernel.dtype != dtype or recurrent_kernel.dtype != dtype \
+                or (input_bias is not None and input_bias.dtype != dtype):
+            return None
+        return LSTMSequenceTrainer(kernel, recurrent_kernel, input_bias, compiled, gemm)
 
     def _config(self) -> dict:
         config = super()._config()

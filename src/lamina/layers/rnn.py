@@ -221,19 +221,33 @@ class RNN(Layer):
         if xv.dtype != dtype:
             xv = xv.astype(dtype)
         kernel, recurrent_kernel, input_bias, recurrent_bias = cell._fused_weights()
-        xt = xv.transpose(1, 0, 2)
+        xt = xv.transpose(1, 0, 2)  # time-major (a view)
         if self.go_backwards:
             xt = xt[::-1]
-        xt = np.ascontiguousarray(xt)  # one copy, so that every (T * batch, features) reshape below is a view
         drop = cell._input_dropout_masks(xv[:, 0], training)
         s0 = [np.asarray(unwrap(s), dtype=dtype) for s in states]
         weights = (cell.kernel, cell.recurrent_kernel) + (() if cell.bias is None else (cell.bias,))
         parents = (sequences,) + weights + tuple(states)
         keep = recording() and any(needs_gradient(p) for p in parents)
-        loop = cell._kernel(recurrent_kernel, recurrent_bias, xt.shape[0] if keep else 2, xt.shape[1], dtype)
         mask_tm = None if mask is None else (mask.T[::-1] if self.go_backwards else mask.T)[..., None]
         seq = self.return_sequences
-        outputs, last, final, xp_shape = self._scan(loop, xt, (kernel, input_bias), drop, s0, mask_tm, keep)
+        trainer = None if not keep or mask_tm is not None or drop is not None else \
+            cell._sequence_trainer(kernel, recurrent_kernel, input_bias, dtype)
+        if trainer is not None:  # compiled training loops with the weight gradients in them (``lstm_training``)
+            outputs, last, final = trainer.forward(xt, s0, seq)
+
+            def gradients(d_outputs, d_last, g_states):
+                dxt, d_kernel, d_bias, d_rk, d_s0 = trainer.backward(d_outputs, d_last, g_states)
+                return dxt, d_kernel, d_bias, d_rk, None, d_s0
+        else:
+            xt = np.ascontiguousarray(xt)  # one copy, so that every (T * batch, features) reshape below is a view
+            loop = cell._kernel(recurrent_kernel, recurrent_bias, xt.shape[0] if keep else 2, xt.shape[1], dtype)
+            outputs, last, final, xp_shape = self._scan(loop, xt, (kernel, input_bias), drop, s0, mask_tm, keep)
+
+            def gradients(d_outputs, d_last, g_states):
+                dxp, d_s0 = scan_backward(loop, xp_shape, d_outputs, d_last, g_states, mask_tm,
+                                          self.zero_output_for_mask)
+                return (*weight_gradients(loop, xt, kernel, drop, dxp, input_bias is not None), d_s0)
         output = outputs.transpose(1, 0, 2) if seq else last
         results = [output] + (final if self.return_state else [])
         if not keep:
@@ -244,9 +258,7 @@ class RNN(Layer):
             g_states = list(grads[1:]) + [None] * (len(final) - len(grads) + 1)
             d_outputs = None if g_out is None or not seq else np.asarray(g_out).transpose(1, 0, 2)
             d_last = None if g_out is None or seq else g_out
-            dxp, d_s0 = scan_backward(loop, xp_shape, d_outputs, d_last, g_states, mask_tm,
-                                      self.zero_output_for_mask)
-            dxt, d_kernel, d_bias, d_rk, d_rb = weight_gradients(loop, xt, kernel, drop, dxp, input_bias is not None)
+            dxt, d_kernel, d_bias, d_rk, d_rb, d_s0 = gradients(d_outputs, d_last, g_states)
             if self.go_backwards:
                 dxt = dxt[::-1]
             return tuple([dxt.transpose(1, 0, 2)] + cell._weight_gradients(d_kernel, d_rk, d_bias, d_rb) + d_s0)

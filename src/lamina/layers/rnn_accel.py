@@ -8,7 +8,8 @@ gradients) in one compiled loop each; the matmuls stay NumPy's (its BLAS, under 
 ``reset_after`` GRU) run every step of a sequence in one call, calling that same BLAS (``blas_gemm``) from the
 compiled loop, so no Python runs between steps; their ``*_sequence_infer`` twins (no tape: inference) keep
 nothing for a backward pass, and the ``*_sequence_infer_table`` ones read each step's projected inputs as rows
-of a table by token id (an Embedding's table times the kernel: ``layers.rnn.EmbeddingFedRNN``). The sequence
+of a table by token id (an Embedding's table times the kernel: ``layers.rnn.EmbeddingFedRNN``);
+``lstm_train_forward`` / ``lstm_train_backward`` are the training loops of ``layers.lstm_training``. The sequence
 loops work on a block ``lo:hi`` of the batch rows, so that blocks run on threads at once (``in_row_blocks``,
 :mod:`lamina.row_split`): a recurrence never mixes rows. ``gru_backward`` does the backward gate arithmetic of
 one ``reset_after`` GRU step; ``scatter_add_rows`` is ``Embedding``'s gradient; ``matmul_bias`` is the input
@@ -58,6 +59,7 @@ def _compile() -> dict:
         kernels = _lstm_steps(numba, tanh)
         kernels.update(_lstm_sequences(numba, kernels["lstm_forward"], kernels["lstm_backward"]))
         kernels.update(_lstm_inference(numba, tanh))
+        kernels.update(_lstm_training(numba, tanh))
         kernels.update(_gru_sequences(numba, tanh, shared["gru_backward"]))
         out[dtype] = {**kernels, **shared}
     return out
@@ -232,6 +234,137 @@ def _lstm_sequences(numba, lstm_forward, lstm_backward) -> dict:
 
     return {"lstm_sequence": lstm_sequence, "lstm_sequence_x": lstm_sequence_x,
             "lstm_sequence_backward": lstm_sequence_backward}
+
+
+def _lstm_training(numba, tanh) -> dict:
+    # The training loops of ``layers.lstm_training``: each step's gates from ONE product ``[x_t | h_{t-1}] @ [W;
+    # R]`` (K = features + units), on buffers that are the row block's own (a block's steps contiguous), so that
+    # the block's weight gradients are products ``[x | h]^T dz`` made every few steps on the block's thread.
+    return {"lstm_train_forward": _lstm_train_forward(numba, _lstm_train_gates(numba, tanh)),
+            "lstm_train_backward": _lstm_train_backward(numba, _lstm_train_gates_back(numba))}
+
+
+def _lstm_train_gates(numba, tanh):
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def lstm_gates(z, c, act_c, xh_next, offset, c_next):  # pragma: no cover - compiled
+        """``z`` (all of a step's pre-activations) activated in place, ``c_next = f * c + i * g``, ``act_c =
+        tanh(c_next)`` and ``h = o * act_c`` written to ``xh_next[:, offset:]`` (the next step's input row)."""
+        units = c.shape[1]
+        for b in range(z.shape[0]):  # short loops over few arrays each, 2-D indices (see lstm_forward)
+            for k in range(3 * units):
+                z[b, k] = _HALF * tanh(_HALF * z[b, k]) + _HALF  # sigmoid
+            for k in range(units):
+                z[b, 3 * units + k] = tanh(z[b, 3 * units + k])
+            for k in range(units):
+                c_next[b, k] = z[b, units + k] * c[b, k] + z[b, k] * z[b, 3 * units + k]
+            for k in range(units):
+                act_c[b, k] = tanh(c_next[b, k])
+            for k in range(units):
+                xh_next[b, offset + k] = z[b, 2 * units + k] * act_c[b, k]
+
+    return lstm_gates
+
+
+def _lstm_train_forward(numba, lstm_gates):
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def lstm_train_forward(gemm, one, xt, wr, bias, h0, c0, xh, gates, cs, act_c, outputs, lo,
+                           hi):  # pragma: no cover - compiled
+        """Every step forward for the batch rows ``lo:hi`` of ``xt`` (T, batch, F). The block's buffers: ``xh``
+        (T + 1, rows, F + units): step t's ``[x_t | h_{t-1}]``, the final ``h`` in slot T's last columns;
+        ``cs`` (T + 1, rows, units): ``c_{t-1}``, the final ``c`` in slot T; ``gates`` (T, rows, 4 units) and
+        ``act_c`` (T, rows, units). ``outputs`` (T or 0, batch, units) gets every ``h``."""
+        steps, features = xt.shape[0], xt.shape[2]
+        units = h0.shape[1]
+        rows, width, depth = hi - lo, 4 * units, features + units
+        for b in range(rows):
+            for k in range(units):
+                xh[0, b, features + k] = h0[b, k]
+            for k in range(units):
+                cs[0, b, k] = c0[b, k]
+        for t in range(steps):
+            for b in range(rows):
+                for k in range(features):
+                    xh[t, b, k] = xt[t, lo + b, k]
+            z = gates[t]
+            for b in range(rows):
+                for k in range(width):
+                    z[b, k] = bias[k]
+            gemm(101, 111, 111, rows, width, depth, one, xh[t].ctypes.data, depth, wr.ctypes.data, width, one,
+                 z.ctypes.data, width)  # row-major z = bias + [x_t | h] @ [W; R]
+            lstm_gates(z, cs[t], act_c[t], xh[t + 1], features, cs[t + 1])
+            if outputs.shape[0]:
+                outputs[t, lo:hi] = xh[t + 1, :, features:]
+
+    return lstm_train_forward
+
+
+def _lstm_train_gates_back(numba):
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def lstm_gates_back(z, c, act_c, dh, dc_in, tmp, dc_out):  # pragma: no cover - compiled
+        """``lstm_backward`` with the gates' pre-activation gradients written over the gates ``z`` themselves
+        (one buffer fewer to stream through the cache); ``tmp``: one row of scratch."""
+        units = c.shape[1]
+        for b in range(z.shape[0]):  # loops over few arrays each, ordered so that no gate is read once overwritten
+            for k in range(units):
+                dc_out[b, k] = dh[b, k] * z[b, 2 * units + k] * (_ONE - act_c[b, k] * act_c[b, k]) + dc_in[b, k]
+            for k in range(units):
+                o = z[b, 2 * units + k]
+                z[b, 2 * units + k] = dh[b, k] * act_c[b, k] * (o * (_ONE - o))
+            for k in range(units):
+                i = z[b, k]
+                tmp[k] = dc_out[b, k] * z[b, 3 * units + k] * (i * (_ONE - i))
+            for k in range(units):
+                g = z[b, 3 * units + k]
+                z[b, 3 * units + k] = dc_out[b, k] * z[b, k] * (_ONE - g * g)
+            for k in range(units):
+                z[b, k] = tmp[k]
+            for k in range(units):
+                f = z[b, units + k]
+                tmp[k] = dc_out[b, k] * f
+                z[b, units + k] = dc_out[b, k] * c[b, k] * (f * (_ONE - f))
+            for k in range(units):
+                dc_out[b, k] = tmp[k]
+
+    return lstm_gates_back
+
+
+def _lstm_train_backward(numba, lstm_gates_back):
+    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
+    def lstm_train_backward(gemm, one, zero, rk_t, w_t, xh, gates, cs, act_c, d_outputs, dh, dc, d_wr, d_bias, dx,
+                            chunk, lo, hi):  # pragma: no cover - compiled
+        """Backpropagation through every step of ``lstm_train_forward`` for its block ``lo:hi``. The gates'
+        pre-activation gradients overwrite ``gates``; every ``chunk`` steps, while they are in cache, they are
+        multiplied into the weight gradient ``d_wr += xh^T dz`` ((F + units, 4 units), zeroed by the caller) and
+        the input gradient ``dx = dz W^T`` (T, rows, F); ``d_bias`` (float64, zeroed) gets their sums. ``dh``,
+        ``dc`` (the block's final states' gradients, the kernel's own copies) end as its initial states'.
+        ``d_outputs`` (T or 0, batch, units): the gradients of every ``h``; ``rk_t``, ``w_t``: the recurrent
+        kernel and the kernel transposed, C-contiguous."""
+        units, features = dh.shape[1], w_t.shape[1]
+        rows, width, depth = hi - lo, 4 * units, features + units
+        dh_prev, dc_prev = np.empty_like(dh), np.empty_like(dc)
+        tmp = np.empty(units, dtype=dh.dtype)
+        steps = gates.shape[0]
+        for t in range(steps - 1, -1, -1):
+            if d_outputs.shape[0]:
+                dh += d_outputs[t, lo:hi]
+            dzt = gates[t]
+            lstm_gates_back(dzt, cs[t], act_c[t], dh, dc, tmp, dc_prev)
+            for b in range(rows):  # the bias gradient while the step's rows are in cache
+                for k in range(width):
+                    d_bias[k] += dzt[b, k]
+            gemm(101, 111, 111, rows, units, width, one, dzt.ctypes.data, width, rk_t.ctypes.data, units, zero,
+                 dh_prev.ctypes.data, units)  # row-major dh_prev = dz_t @ rk_t
+            dh, dh_prev = dh_prev, dh
+            dc, dc_prev = dc_prev, dc
+            if t % chunk == 0:  # steps t .. t + n - 1 done: their weight and input gradients
+                n = min(chunk, steps - t) * rows
+                gemm(101, 112, 111, depth, width, n, one, xh[t].ctypes.data, depth, gates[t].ctypes.data, width,
+                     one, d_wr.ctypes.data, width)  # row-major d_wr += xh_chunk^T dz_chunk
+                gemm(101, 111, 111, n, features, width, one, gates[t].ctypes.data, width, w_t.ctypes.data,
+                     features, zero, dx[t].ctypes.data, features)  # row-major dx_chunk = dz_chunk @ w_t
+        return dh, dc
+
+    return lstm_train_backward
 
 
 def _lstm_inference(numba, tanh) -> dict:

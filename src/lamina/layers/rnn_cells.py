@@ -113,6 +113,11 @@ class BaseRNNCell(Layer, DropoutRNNCell):
         own = owner is not None and type(self).call is owner.call
         return own and self._fused_activations() is not None and not (training and 0 < self.recurrent_dropout)
 
+    def _sequence_trainer(self, kernel, recurrent_kernel, input_bias, dtype):
+        """An object running a whole training call's loops (``forward`` / ``backward``, see ``lstm_training``), or
+        None: the fused loop of ``rnn_scan`` runs."""
+        return None
+
     def _fused_call_owner(self) -> type | None:
         """The built-in class whose ``call`` the fused loop reproduces (None: never fuse)."""
         return None
