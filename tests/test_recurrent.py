@@ -651,7 +651,7 @@ def test_compiled_whole_sequence_equals_numpy_path(kind, dtype, flags, monkeypat
     # the LSTM's loop projects its inputs itself, and trains in its own loops (``lstm_training``)
     from lamina.layers.lstm_training import LSTMSequenceTrainer
 
-    spied = [(compiled_kernel, "forward_sequence"), (compiled_kernel, "forward_from_inputs")] + \
+    spied = [(compiled_kernel, "forward_sequence"), (compiled_kernel, "infer_from_inputs")] + \
         ([(LSTMSequenceTrainer, "forward")] if kind == "LSTM" else [])
     for owner, name in spied:
         whole = getattr(owner, name, None)

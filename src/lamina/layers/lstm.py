@@ -75,9 +75,12 @@ class LSTMCell(BaseRNNCell):
     def _fused_call_owner(self):
         return LSTMCell
 
+    def _default_activations(self) -> bool:
+        return self.activation is activations.tanh and self.recurrent_activation is activations.sigmoid
+
     def _kernel(self, recurrent_kernel, recurrent_bias, steps, batch, dtype):
         act, rec = self._fused_activations()
-        defaults = self.activation is activations.tanh and self.recurrent_activation is activations.sigmoid
+        defaults = self._default_activations()
         compiled = rnn_accel.kernels(dtype) if defaults else None
         if compiled is not None:
             return CompiledLSTMKernel(recurrent_kernel, steps, batch, dtype, act, rec, compiled)
@@ -88,8 +91,7 @@ class LSTMCell(BaseRNNCell):
     def _sequence_trainer(self, kernel, recurrent_kernel, input_bias, dtype):
         """The compiled training loops (``lstm_training``) for these fused-order weights, or None where they do not
         run: other activations or dtypes, no numba, no reachable BLAS."""
-        defaults = self.activation is activations.tanh and self.recurrent_activation is activations.sigmoid
-        compiled = rnn_accel.kernels(dtype) if defaults else None
+        compiled = rnn_accel.kernels(dtype) if self._default_activations() else None
         gemm = rnn_accel.blas_gemm(dtype) if compiled is not None else None
         if gemm is None or kernel.dtype != dtype or recurrent_kernel.dtype != dtype \
                 or (input_bias is not None and input_bias.dtype != dtype):
@@ -233,13 +235,13 @@ class CompiledLSTMKernel(LSTMKernel):
         self.slots = np.empty((2, 2, batch, self.units), dtype=dtype)  # [slot][h, c]
         self.gemm = rnn_accel.blas_gemm(dtype)
         if self.gemm is None or "lstm_sequence" not in compiled:  # no whole-sequence loop: step by step
-            self.forward_sequence = self.backward_sequence = self.infer_from_table = self.forward_from_inputs = None
+            self.forward_sequence = self.backward_sequence = self.infer_from_table = self.infer_from_inputs = None
         else:
             self.rk = np.ascontiguousarray(recurrent_kernel)  # the compiled loop hands its pointer to BLAS
             self.whole_forward, self.whole_backward = compiled["lstm_sequence"], compiled["lstm_sequence_backward"]
             self.whole_infer, self.whole_infer_table = compiled["lstm_sequence_infer"], \
                 compiled["lstm_sequence_infer_table"]
-            self.whole_forward_x, self.whole_infer_x = compiled["lstm_sequence_x"], compiled["lstm_sequence_infer_x"]
+            self.whole_infer_x = compiled["lstm_sequence_infer_x"]
 
     def step(self, t, zx, states):
         h, c = states
@@ -265,21 +267,16 @@ class CompiledLSTMKernel(LSTMKernel):
             h[a:b], c[a:b] = h_b, c_b  # a block's final states may be the loop's other buffers
         return (outputs if return_sequences else None), h, [h, c]
 
-    def forward_from_inputs(self, xt, kernel, bias, states, return_sequences: bool, keep: bool):
-        """``forward_sequence(xt @ kernel + bias, ...)`` with each step's projection made inside the compiled loop,
-        per block of rows (``lstm_sequence_x``): no (T, batch, 4 units) array of projected inputs. ``xt``: the
-        time-major inputs (T, batch, features), C-contiguous; ``bias`` a vector (zeros without one)."""
+    def infer_from_inputs(self, xt, kernel, bias, states, return_sequences: bool):
+        """``forward_sequence(xt @ kernel + bias, ..., keep=False)`` with each step's projection made inside the
+        compiled loop, per block of rows (``lstm_sequence_infer_x``): no (T, batch, 4 units) array of projected
+        inputs. ``xt``: the time-major inputs (T, batch, features), C-contiguous; ``bias`` a vector (zeros without
+        one). Training runs ``lstm_training``'s loops instead."""
         h, c = (np.array(s, dtype=self.dtype, order="C") for s in states)  # the loop's own, overwritten
         outputs = np.empty((xt.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
         kernel, bias = np.ascontiguousarray(kernel), np.ascontiguousarray(bias)
-        if not keep:
-            rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer_x(
-                *self.gemm, xt, kernel, bias, self.rk, h[a:b], c[a:b], outputs, a, b))
-            return (outputs if return_sequences else None), h, [h, c]
-        for (a, b), (h_b, c_b) in rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_forward_x(
-                *self.gemm, xt, kernel, bias, self.rk, h[a:b], c[a:b], self.gates, self.prev_h, self.prev_c,
-                self.act_c, outputs, keep, a, b)):
-            h[a:b], c[a:b] = h_b, c_b  # a block's final states may be the loop's other buffers
+        rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer_x(
+            *self.gemm, xt, kernel, bias, self.rk, h[a:b], c[a:b], outputs, a, b))
         return (outputs if return_sequences else None), h, [h, c]
 
     def infer_from_table(self, table, ids, states, return_sequences: bool):

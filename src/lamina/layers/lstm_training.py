@@ -28,7 +28,8 @@ CHUNK_STEPS = 8
 
 
 class LSTMSequenceTrainer:
-    """One training call of an LSTM layer: :meth:`forward`, then (once) :meth:`backward`.
+    """One training call of an LSTM layer: :meth:`forward`, then :meth:`backward` (again for each further gradient
+    of a persistent tape).
 
     ``kernel`` (F, 4 units), ``recurrent_kernel`` (units, 4 units) and ``bias`` (4 units, or None) have their
     gate blocks in the compiled loops' order (i, f, o, c), all of one float dtype."""
@@ -45,6 +46,8 @@ class LSTMSequenceTrainer:
         self.backward_loop = compiled["lstm_train_backward"]
         self.gemm = gemm
         self.blocks: list = []  # per row block: ((lo, hi), its buffers)
+        self._inputs = ()  # the forward's (xt, h0, c0), for a second backward
+        self._spent = False  # has a backward overwritten the gates?
 
     def forward(self, xt, states, return_sequences: bool):
         """``(outputs, last, [h, c])`` over the time-major inputs ``xt`` (T, batch, F), any strides (the loop copies
@@ -61,16 +64,21 @@ class LSTMSequenceTrainer:
                        scratch.empty((steps, rows, 4 * units), self.dtype),  # gates
                        scratch.empty((steps + 1, rows, units), self.dtype),  # c_{t-1}, the final c last
                        scratch.empty((steps, rows, units), self.dtype))  # tanh(c_t)
-            self.forward_loop(*self.gemm[:2], xt, self.wr, self.bias, h0[a:b], c0[a:b], *buffers, outputs, a, b)
+            self._forward_block(a, b, buffers, outputs)
             return buffers
 
-        self.blocks = rnn_accel.in_row_blocks(batch, block)
         self._inputs, self._spent = (xt, h0, c0), False
+        self.blocks = rnn_accel.in_row_blocks(batch, block)
         h, c = np.empty((batch, units), self.dtype), np.empty((batch, units), self.dtype)
         for (a, b), (xh, _, cs, _) in self.blocks:
             h[a:b] = xh[steps, :, self.features:]
             c[a:b] = cs[steps]
         return (outputs if return_sequences else None), h, [h, c]
+
+    def _forward_block(self, a, b, buffers, outputs) -> None:
+        """The forward loop over the rows ``a:b`` of the kept inputs, into that block's ``buffers``."""
+        xt, h0, c0 = self._inputs
+        self.forward_loop(*self.gemm[:2], xt, self.wr, self.bias, h0[a:b], c0[a:b], *buffers, outputs, a, b)
 
     def backward(self, d_outputs, d_last, d_states):
         """``(dxt, d_kernel, d_bias, d_recurrent_kernel, d_states0)`` from the gradients of the outputs
@@ -80,10 +88,9 @@ class LSTMSequenceTrainer:
         steps, batch = self.blocks[0][1][1].shape[0], self.blocks[-1][0][1]
         units, features = self.units, self.features
         if self._spent:  # asked again (a persistent tape): the gates were overwritten by their gradients
-            xt, h0, c0 = self._inputs
-            row_split.run([lambda a=a, b=b, bufs=bufs: self.forward_loop(
-                *self.gemm[:2], xt, self.wr, self.bias, h0[a:b], c0[a:b], *bufs,
-                np.empty((0, batch, units), self.dtype), a, b) for (a, b), bufs in self.blocks], len(self.blocks))
+            no_outputs = np.empty((0, batch, units), self.dtype)
+            row_split.run([lambda a=a, b=b, bufs=bufs: self._forward_block(a, b, bufs, no_outputs)
+                           for (a, b), bufs in self.blocks], len(self.blocks))
         self._spent = True
         dh, dc = (np.zeros((batch, units), self.dtype) if d is None else np.array(d, dtype=self.dtype, order="C")
                   for d in d_states)

@@ -267,14 +267,14 @@ class RNN(Layer):
 
     def _scan(self, loop, xt, weights, drop, s0, mask_tm, keep):
         """:func:`scan_forward` over the projected inputs ``xt @ kernel + bias``; returns its ``(outputs, last,
-        states)`` and the projected inputs' shape. A kernel that projects inside its compiled loop
-        (``forward_from_inputs``: the compiled LSTM) does so without a mask or input dropout."""
+        states)`` and the projected inputs' shape. At inference a kernel that projects inside its compiled loop
+        (``infer_from_inputs``: the compiled LSTM) does so without a mask or input dropout."""
         kernel, input_bias = weights
-        direct = getattr(loop, "forward_from_inputs", None)
+        direct = None if keep else getattr(loop, "infer_from_inputs", None)
         if direct is not None and mask_tm is None and drop is None and kernel.dtype == xt.dtype == loop.dtype \
                 and (input_bias is None or input_bias.dtype == xt.dtype):
             bias = np.zeros(kernel.shape[1], dtype=xt.dtype) if input_bias is None else input_bias
-            return (*direct(xt, kernel, bias, s0, self.return_sequences, keep), xt.shape[:2] + (kernel.shape[1],))
+            return (*direct(xt, kernel, bias, s0, self.return_sequences), xt.shape[:2] + (kernel.shape[1],))
         xp = project(xt, kernel, input_bias, drop)
         return (*scan_forward(loop, xp, s0, mask_tm, self.return_sequences, self.zero_output_for_mask, keep),
                 xp.shape)

@@ -163,7 +163,6 @@ def _lstm_sequences(numba, lstm_forward, lstm_backward) -> dict:
     # The whole sequence in one compiled call, when NumPy's own BLAS is reachable (``blas_gemm``): no Python
     # between steps. ``gemm`` is its ``cblas_?gemm`` (row-major; ``one``/``zero`` its alpha/beta, typed as the
     # arrays), passed as an argument so that the compiled code holds no address and can be cached.
-    project_rows = _project_rows(numba)
 
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
     def lstm_sequence(gemm, one, zero, xp, rk, h, c, gates, prev_h, prev_c, act_c, outputs, keep, lo,
@@ -181,29 +180,6 @@ def _lstm_sequences(numba, lstm_forward, lstm_backward) -> dict:
             gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
                  z.ctypes.data, width)  # row-major z = h @ rk
             lstm_forward(z, xp[t, lo:hi], h, c, prev_h[s, lo:hi], prev_c[s, lo:hi], act_c[s, lo:hi], h_new, c_new)
-            if outputs.shape[0]:
-                outputs[t, lo:hi] = h_new
-            h, h_new = h_new, h
-            c, c_new = c_new, c
-        return h, c
-
-    @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
-    def lstm_sequence_x(gemm, one, zero, xt, w, bias, rk, h, c, gates, prev_h, prev_c, act_c, outputs, keep, lo,
-                        hi):  # pragma: no cover - compiled
-        """``lstm_sequence`` with each step's input projection ``x_t @ w + bias`` made in the loop for the block's
-        rows (``project_rows``, on data in cache) rather than read from a (T, batch, 4 units) array made before:
-        no pass over that array, and the projection shares the block's thread."""
-        units = h.shape[1]
-        batch, width = hi - lo, 4 * units
-        h_new, c_new = np.empty_like(h), np.empty_like(c)
-        zx = np.empty((batch, width), dtype=h.dtype)
-        for t in range(xt.shape[0]):
-            s = t if keep else t & 1
-            z = gates[s, lo:hi]
-            project_rows(gemm, one, xt[t, lo:hi], w, bias, zx)
-            gemm(101, 111, 111, batch, width, units, one, h.ctypes.data, units, rk.ctypes.data, width, zero,
-                 z.ctypes.data, width)  # row-major z = h @ rk
-            lstm_forward(z, zx, h, c, prev_h[s, lo:hi], prev_c[s, lo:hi], act_c[s, lo:hi], h_new, c_new)
             if outputs.shape[0]:
                 outputs[t, lo:hi] = h_new
             h, h_new = h_new, h
@@ -232,7 +208,7 @@ def _lstm_sequences(numba, lstm_forward, lstm_backward) -> dict:
             dc, dc_prev = dc_prev, dc
         return dh, dc
 
-    return {"lstm_sequence": lstm_sequence, "lstm_sequence_x": lstm_sequence_x,
+    return {"lstm_sequence": lstm_sequence,
             "lstm_sequence_backward": lstm_sequence_backward}
 
 
@@ -408,7 +384,8 @@ def _lstm_inference(numba, tanh) -> dict:
     @numba.njit(cache=True, fastmath=_CONTRACT, nogil=True, error_model="numpy")
     def lstm_sequence_infer_x(gemm, one, zero, xt, w, bias, rk, h, c, outputs, lo,
                               hi):  # pragma: no cover - compiled
-        """``lstm_sequence_infer`` with each step's input projection made in the loop (see ``lstm_sequence_x``)."""
+        """``lstm_sequence_infer`` with each step's input projection ``x_t @ w + bias`` made in the loop for the
+        block's rows (``project_rows``, on data in cache) rather than read from a (T, batch, 4 units) array."""
         units = h.shape[1]
         batch, width = hi - lo, 4 * units
         z = np.empty((batch, width), dtype=h.dtype)

@@ -21,9 +21,10 @@ optionally ``begin_forward(zx)``, run once before the loop, which may rewrite th
 fill ``dzx`` with per-step factors that ``step_back`` then multiplies in place; and ``forward_sequence(xp, states,
 return_sequences, keep)`` / ``backward_sequence(xp_shape, d_outputs, d_last, d_states)``, which (without a mask)
 replace the two loops by one compiled call each, with the loops' results (see ``CompiledLSTMKernel``; its
-``forward_from_inputs`` also makes each step's input projection inside that call, which ``RNN`` uses without
-a mask or input dropout). After the backward loop, :func:`weight_gradients` gives the weights' and inputs'
-gradients, on blocks of timesteps on threads where that pays.
+``infer_from_inputs`` also makes each step's input projection inside that call, which ``RNN`` uses at inference
+without a mask or input dropout; the default LSTM trains in ``lstm_training``'s loops instead). After the
+backward loop, :func:`weight_gradients` gives the weights' and inputs' gradients, on blocks of timesteps on
+threads where that pays.
 """
 
 from __future__ import annotations
