@@ -69,6 +69,71 @@ def test_row_blocks_on_threads_equal_the_whole_batch(kind, dtype, flags, monkeyp
         np.testing.assert_allclose(split, whole, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_inference_blocks_taken_in_turn_equal_the_whole_batch(kind, monkeypatch):
+    """At inference the batch is cut into blocks of about ``INFER_BLOCK_ROWS`` rows, more blocks than threads
+    (the threads take them in turn): a layer's outputs and final states, and an Embedding-fed model's predict
+    (each step read from the table), equal the one-block run's."""
+    _needs_compiled_loops()
+    from lamina.layers import rnn_accel
+
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    monkeypatch.setattr(rnn_accel, "INFER_BLOCK_ROWS", 3)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(11, 6, 3)).astype("float32")
+    ids = rng.integers(0, 20, (11, 6)).astype("int32")
+    blocks = []
+    run = row_split.run
+    monkeypatch.setattr(row_split, "run", lambda tasks, n: blocks.append((len(tasks), n)) or run(tasks, n))
+    lamina.utils.set_random_seed(2)
+    layer = getattr(lamina.layers, kind)(5, return_sequences=True, return_state=True)
+    model = lamina.Sequential([lamina.layers.Input((6,), dtype="int32"), lamina.layers.Embedding(20, 3),
+                               getattr(lamina.layers, kind)(4)])
+    layer(x)
+    model.predict(ids, batch_size=11, verbose=0)  # built: what follows runs only the inference loops
+    results = []
+    for workers in (2, 1):
+        monkeypatch.setattr(row_split, "workers", lambda rows, w=workers: w)
+        blocks.clear()
+        results.append([np.asarray(unwrap(o)) for o in layer(x)] + [model.predict(ids, batch_size=11, verbose=0)])
+        # the layer's loop and the model's, 11 rows in blocks of 3, 3, 2, 3 (the GRU's input projection before
+        # its loop: one block a thread)
+        if workers == 2:
+            assert blocks.count((4, 2)) == 2
+        else:
+            assert all(tasks == 1 for tasks, _ in blocks)
+    for split, whole in zip(*results):
+        np.testing.assert_allclose(split, whole, rtol=2e-6, atol=2e-6)
+
+
+def test_lstm_training_steps_reuse_one_set_of_buffers(monkeypatch):
+    """The LSTM's training loops give their step buffers back to the pool once the backward is done, so that
+    each step's forward gets the same (cached) arrays, not a second set while the last step's tape lives on."""
+    _needs_compiled_loops()
+    from lamina import scratch
+
+    monkeypatch.setenv("LAMINA_ACCELERATE", "1")
+    monkeypatch.setattr(row_split, "workers", lambda rows: 2 if rows >= 64 else 1)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, (256, 40)).astype("int32")
+    y = rng.integers(0, 2, (256, 1)).astype("float32")
+    model = lamina.Sequential([lamina.layers.Input((40,), dtype="int32"), lamina.layers.Embedding(50, 8),
+                               lamina.layers.LSTM(64), lamina.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    scratch.clear()
+    handed = []  # (address, shape) of each array handed out: no reference kept, which would hold it
+
+    def empty(shape, dtype, made=scratch.empty):
+        a = made(shape, dtype)
+        handed.append((a.ctypes.data, a.shape))
+        return a
+
+    monkeypatch.setattr(scratch, "empty", empty)
+    model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    steps = [address for address, shape in handed if len(shape) == 3 and shape[0] in (40, 41)]
+    assert len(steps) == 4 * 2 * 4 and len(set(steps)) == 2 * 4  # 4 steps x 2 blocks x 4 buffers; one set
+
+
 def test_row_blocks_training_matches_a_numpy_fit(monkeypatch):
     """A model fitted with the LSTM split over 2 blocks of rows ends with the weights of the NumPy path's fit
     (LAMINA_ACCELERATE=0), batch 64 as the benchmark trains."""

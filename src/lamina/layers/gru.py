@@ -202,7 +202,7 @@ class CompiledGRUKernel(GRUKernel):
         xp = np.ascontiguousarray(xp, dtype=self.dtype)
         if not keep:  # inference: nothing saved for a backward pass; each block's h overwritten in place
             rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer(
-                *self.gemm, xp, self.rk_c, self.rb_c, h[a:b], outputs, a, b))
+                *self.gemm, xp, self.rk_c, self.rb_c, h[a:b], outputs, a, b), rnn_accel.INFER_BLOCK_ROWS)
             return (outputs if return_sequences else None), h, [h]
         for (a, b), h_b in rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_forward(
                 *self.gemm, xp, self.rk_c, self.rb_c, h[a:b], self.zr, self.hh, self.inner_h, self.prev, outputs,
@@ -216,7 +216,7 @@ class CompiledGRUKernel(GRUKernel):
         h = np.array(states[0], dtype=self.dtype, order="C")  # the loop's own, overwritten
         outputs = np.empty((ids.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
         rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer_table(
-            *self.gemm, table, ids, self.rk_c, self.rb_c, h[a:b], outputs, a, b))
+            *self.gemm, table, ids, self.rk_c, self.rb_c, h[a:b], outputs, a, b), rnn_accel.INFER_BLOCK_ROWS)
         return (outputs if return_sequences else None), h, [h]
 
     def backward_sequence(self, xp_shape, d_outputs, d_last, d_states):

@@ -259,7 +259,7 @@ class CompiledLSTMKernel(LSTMKernel):
         xp = np.ascontiguousarray(xp)
         if not keep:  # inference: nothing saved for a backward pass; each block's h, c overwritten in place
             rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer(
-                *self.gemm, xp, self.rk, h[a:b], c[a:b], outputs, a, b))
+                *self.gemm, xp, self.rk, h[a:b], c[a:b], outputs, a, b), rnn_accel.INFER_BLOCK_ROWS)
             return (outputs if return_sequences else None), h, [h, c]
         for (a, b), (h_b, c_b) in rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_forward(
                 *self.gemm, xp, self.rk, h[a:b], c[a:b], self.gates, self.prev_h, self.prev_c, self.act_c,
@@ -276,7 +276,7 @@ class CompiledLSTMKernel(LSTMKernel):
         outputs = np.empty((xt.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
         kernel, bias = np.ascontiguousarray(kernel), np.ascontiguousarray(bias)
         rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer_x(
-            *self.gemm, xt, kernel, bias, self.rk, h[a:b], c[a:b], outputs, a, b))
+            *self.gemm, xt, kernel, bias, self.rk, h[a:b], c[a:b], outputs, a, b), rnn_accel.INFER_BLOCK_ROWS)
         return (outputs if return_sequences else None), h, [h, c]
 
     def infer_from_table(self, table, ids, states, return_sequences: bool):
@@ -286,7 +286,7 @@ class CompiledLSTMKernel(LSTMKernel):
         h, c = (np.array(s, dtype=self.dtype, order="C") for s in states)  # the loop's own, overwritten
         outputs = np.empty((ids.shape[0] if return_sequences else 0,) + h.shape, dtype=self.dtype)
         rnn_accel.in_row_blocks(h.shape[0], lambda a, b: self.whole_infer_table(
-            *self.gemm, table, ids, self.rk, h[a:b], c[a:b], outputs, a, b))
+            *self.gemm, table, ids, self.rk, h[a:b], c[a:b], outputs, a, b), rnn_accel.INFER_BLOCK_ROWS)
         return (outputs if return_sequences else None), h, [h, c]
 
     def backward_sequence(self, xp_shape, d_outputs, d_last, d_states):

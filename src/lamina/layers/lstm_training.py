@@ -8,8 +8,9 @@ next step's row, so no state is copied aside). Going back, the gates' gradients 
 few steps (:data:`CHUNK_STEPS`), while they are in cache, they are multiplied into the weight gradient
 ``xh^T dz`` (kernel and recurrent kernel at once) and the input gradient ``dz W^T``, on the block's thread; the
 bias gradient is summed in the loop. So a training call hands work to the threads twice instead of three times
-and never reads the gate gradients back from memory. A second backward of the same call (a persistent tape)
-runs the forward loop again first, since the first one overwrote the gates.
+and never reads the gate gradients back from memory. The backward then gives the buffers back to the scratch
+pool at once (the next step's forward finds them still in cache: 3-5 % of a step, one 10 MB set instead of two
+at batch 64), so a second backward of the same call (a persistent tape) runs the forward loop again first.
 
 Used by ``RNN`` for an ``LSTMCell`` with the default activations while training without a mask or input
 dropout, when numba and NumPy's BLAS are reachable (:mod:`lamina.layers.rnn_accel`); elsewhere the fused
@@ -47,33 +48,37 @@ class LSTMSequenceTrainer:
         self.gemm = gemm
         self.blocks: list = []  # per row block: ((lo, hi), its buffers)
         self._inputs = ()  # the forward's (xt, h0, c0), for a second backward
-        self._spent = False  # has a backward overwritten the gates?
 
     def forward(self, xt, states, return_sequences: bool):
         """``(outputs, last, [h, c])`` over the time-major inputs ``xt`` (T, batch, F), any strides (the loop copies
         each step's rows into its ``xh``: a transposed view costs no copy of its own), from the initial ``states``;
         ``outputs`` (T, batch, units) only with ``return_sequences``, else None."""
         steps, batch, _ = xt.shape
-        depth, units = self.features + self.units, self.units
+        units = self.units
         h0, c0 = (np.ascontiguousarray(s, dtype=self.dtype) for s in states)
         outputs = np.empty((steps if return_sequences else 0, batch, units), dtype=self.dtype)
 
         def block(a, b):
-            rows = b - a
-            buffers = (scratch.empty((steps + 1, rows, depth), self.dtype),  # xh
-                       scratch.empty((steps, rows, 4 * units), self.dtype),  # gates
-                       scratch.empty((steps + 1, rows, units), self.dtype),  # c_{t-1}, the final c last
-                       scratch.empty((steps, rows, units), self.dtype))  # tanh(c_t)
+            buffers = self._buffers(steps, b - a)
             self._forward_block(a, b, buffers, outputs)
             return buffers
 
-        self._inputs, self._spent = (xt, h0, c0), False
+        self._inputs = (xt, h0, c0)
         self.blocks = rnn_accel.in_row_blocks(batch, block)
         h, c = np.empty((batch, units), self.dtype), np.empty((batch, units), self.dtype)
         for (a, b), (xh, _, cs, _) in self.blocks:
             h[a:b] = xh[steps, :, self.features:]
             c[a:b] = cs[steps]
         return (outputs if return_sequences else None), h, [h, c]
+
+    def _buffers(self, steps: int, rows: int) -> tuple:
+        """A block's ``xh``, ``gates``, ``cs`` (``c_{t-1}`` per step, the final ``c`` last) and ``act_c``
+        (``tanh(c_t)``), from the scratch pool."""
+        depth, units = self.features + self.units, self.units
+        return (scratch.empty((steps + 1, rows, depth), self.dtype),
+                scratch.empty((steps, rows, 4 * units), self.dtype),
+                scratch.empty((steps + 1, rows, units), self.dtype),
+                scratch.empty((steps, rows, units), self.dtype))
 
     def _forward_block(self, a, b, buffers, outputs) -> None:
         """The forward loop over the rows ``a:b`` of the kept inputs, into that block's ``buffers``."""
@@ -85,13 +90,18 @@ class LSTMSequenceTrainer:
         (T, batch, units) or None, of the last output or None and of the final states (each or None); ``dxt``
         is time-major like the forward's ``xt`` (a view of a batch-major array), the weight gradients in the fused
         gate order."""
-        steps, batch = self.blocks[0][1][1].shape[0], self.blocks[-1][0][1]
+        steps, batch = self._inputs[0].shape[:2]
         units, features = self.units, self.features
-        if self._spent:  # asked again (a persistent tape): the gates were overwritten by their gradients
+        if self.blocks[0][1] is None:  # asked again (a persistent tape): the buffers went back to the pool
             no_outputs = np.empty((0, batch, units), self.dtype)
-            row_split.run([lambda a=a, b=b, bufs=bufs: self._forward_block(a, b, bufs, no_outputs)
-                           for (a, b), bufs in self.blocks], len(self.blocks))
-        self._spent = True
+
+            def again(a, b):
+                buffers = self._buffers(steps, b - a)
+                self._forward_block(a, b, buffers, no_outputs)
+                return buffers
+
+            self.blocks = list(zip([span for span, _ in self.blocks], row_split.run(
+                [lambda a=a, b=b: again(a, b) for (a, b), _ in self.blocks], len(self.blocks))))
         dh, dc = (np.zeros((batch, units), self.dtype) if d is None else np.array(d, dtype=self.dtype, order="C")
                   for d in d_states)
         if d_last is not None:
@@ -110,6 +120,9 @@ class LSTMSequenceTrainer:
 
         # the forward's blocks, each on a thread of its own again (BLAS held at one thread meanwhile)
         results = row_split.run([lambda i=i: block(i) for i in range(len(self.blocks))], len(self.blocks))
+        # The gates now hold their gradients: the buffers go back to the pool at once, so that the next step's
+        # forward gets these same (cached) ones rather than a second set while this call's tape lives on.
+        self.blocks = [(span, None) for span, _ in self.blocks]
         d_wr, d_bias = results[0][:2]
         for w, bias, *_ in results[1:]:  # in block order: the same sums whichever thread ran which block
             d_wr = d_wr + w
