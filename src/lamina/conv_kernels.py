@@ -334,8 +334,10 @@ def _winograd_tiles(x: np.ndarray, u: np.ndarray, pads, out: tuple, size: int, i
         v = _workspace("wv", (n, nb * th * tw, channels), x.dtype)
         m = _workspace("wm", (n, nb * th * tw, filters), x.dtype)
         input_fn(xp, 0, nb, th, tw, v)
-        for i in range(n):
-            np.dot(v[i], u[i], out=m[i])
+        # The n products in one batched call: 36 calls of np.dot each took the GIL, which the block threads of
+        # row_split then passed around (predict of 10,000 MNIST images on two threads: 0.120 s -> 0.098 s; at
+        # one thread the products alone ran at 200 GF/s one by one, 250 batched).
+        np.matmul(v, u, out=m)
         output_fn(m, b0, nb, th, tw)
 
 
@@ -372,8 +374,7 @@ def _winograd_f4_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pad
 
         def then(v, d, xp, b0, nb):
             dv = v  # the input tiles are no longer needed: their buffer takes the tiles' gradients
-            for i in range(36):
-                np.dot(d[i], ut[i], out=dv[i])
+            np.matmul(d, ut, out=dv)  # in one call, as the forward's (see _winograd_tiles)
             xp.fill(0)
             fns["input_grad"](dv, 0, nb, th, tw, xp)
             dx[b0:b0 + nb, :h, :w] = xp[:, top:top + h, left:left + w]
@@ -398,7 +399,7 @@ def _gradient_tiles(dy: np.ndarray, x: np.ndarray, pads, size: int, input_fn, gr
     n, channels, dtype = (size + 2) ** 2, x.shape[-1], dy.dtype
     (top, _), (left, _) = pads
     acc = np.zeros((n, channels, filters), dtype)
-    part = np.empty((channels, filters), dtype)
+    part = np.empty((n, channels, filters), dtype)
     for b0 in range(0, nb_all, step):
         nb = min(step, nb_all - b0)
         xp = _workspace("wxp", (nb, size * th + 2, size * tw + 2, channels), dtype)
@@ -411,9 +412,8 @@ def _gradient_tiles(dy: np.ndarray, x: np.ndarray, pads, size: int, input_fn, gr
         d = _workspace("wm", (n, nb * th * tw, filters), dtype)
         input_fn(xp, 0, nb, th, tw, v)
         grad_fn(dyp, th, tw, d)
-        for i in range(n):
-            np.dot(v[i].T, d[i], out=part)
-            acc[i] += part
+        np.matmul(v.transpose(0, 2, 1), d, out=part)  # in one call, as the forward's (see _winograd_tiles)
+        acc += part
         if then is not None:
             then(v, d, xp, b0, nb)
     return acc
