@@ -199,3 +199,54 @@ def test_sequential_inference_runs_the_relu_after_the_max_pooling_with_the_same_
     np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-6, atol=1e-7)
     conv.activation = lamina.activations.tanh
     np.testing.assert_allclose(model.predict(x, verbose=0), np.asarray(flat(pool(conv(x)))), rtol=1e-6, atol=1e-7)
+
+
+def _normalized_stack(negative_gamma: bool):
+    """Conv2D -> BatchNormalization -> relu -> MaxPooling2D twice (an ``Activation`` and a ``ReLU``), with
+    random statistics; the first convolution takes the fused few-channel kernel, the second Winograd's."""
+    layers = lamina.layers
+    model = lamina.Sequential([lamina.Input((12, 12, 3)), layers.Conv2D(16, 3, padding="same"),
+                               layers.BatchNormalization(), layers.Activation("relu"), layers.MaxPooling2D(2),
+                               layers.Conv2D(16, 3, padding="same"), layers.BatchNormalization(), layers.ReLU(),
+                               layers.MaxPooling2D(2, padding="same"), layers.Flatten()])
+    rng = np.random.default_rng(7)
+    for norm in (model.layers[1], model.layers[5]):
+        gamma = np.abs(rng.normal(size=16)).astype("float32")
+        if negative_gamma:
+            gamma[3] = -0.5
+        norm.set_weights([gamma, rng.normal(size=16).astype("float32"), rng.normal(size=16).astype("float32"),
+                          rng.uniform(0.5, 2, size=16).astype("float32")])
+    return model
+
+
+@pytest.mark.parametrize("negative_gamma", [False, True])
+def test_sequential_inference_pools_before_the_normalization_with_the_same_values(negative_gamma, monkeypatch):
+    """predict's plan runs Conv -> BatchNormalization -> relu -> MaxPooling as one step with the pooling
+    first (the normalization and relu on the pooled array): the values equal the layers called one by one,
+    NaN windows included; a channel with a negative scale (where the maximum would not pass through), and
+    a call in training mode (batch statistics), take the layers' own order."""
+    from lamina.models import sequential
+
+    pooled_first = []
+    compiled_pool = sequential._compiled_pool
+    monkeypatch.setattr(sequential, "_compiled_pool", lambda conv, pool, x, relu=True: pooled_first.append(
+        conv.name) or compiled_pool(conv, pool, x, relu))
+    model = _normalized_stack(negative_gamma)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 12, 12, 3)).astype("float32")
+    x[0, :4, :4] = np.nan
+
+    def one_by_one(training):
+        h = x
+        for layer in model.layers:
+            h = layer(h, training=training)
+        return np.asarray(h)
+
+    expected = one_by_one(False)
+    got = model.predict(x, batch_size=64, verbose=0)
+    assert set(pooled_first) == (set() if negative_gamma else {model.layers[0].name, model.layers[4].name})
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.isnan(got[0]).any() and not np.isnan(got[1:]).any()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    trained = np.asarray(model(x, training=True))
+    np.testing.assert_allclose(trained, one_by_one(True), rtol=1e-5, atol=1e-5)

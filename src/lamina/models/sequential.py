@@ -78,10 +78,11 @@ def _relu_after_max_pool(conv, pool):
     return run
 
 
-def _compiled_pool(conv, pool, x):
-    """``relu(max_pool(conv(x) + bias))`` through :func:`lamina.conv_accel.max_pool` for a plain channels-last
-    ``Conv1D``/``Conv2D`` and a "valid" pooling, or None (the layers' own calls then run); a 3x3 convolution
-    on few channels and a 2x2 pooling as one pass (:func:`lamina.conv_accel.conv_max_pool`)."""
+def _compiled_pool(conv, pool, x, relu: bool = True):
+    """``relu(max_pool(conv(x) + bias))`` (``relu=False``: without the relu) through
+    :func:`lamina.conv_accel.max_pool` for a plain channels-last ``Conv1D``/``Conv2D`` and a "valid" pooling, or
+    None (the layers' own calls then run); a 3x3 convolution on few channels and a 2x2 pooling as one pass
+    (:func:`lamina.conv_accel.conv_max_pool`)."""
     if type(conv) not in (Conv1D, Conv2D) or conv.data_format != "channels_last" or conv.lora_enabled \
             or pool.data_format != "channels_last" or pool.padding.lower() != "valid" or 0 in pool.strides \
             or conv_accel.kernels() is None:
@@ -93,17 +94,46 @@ def _compiled_pool(conv, pool, x):
     pads, bias = conv._pads(x.shape[1:-1]), None if conv.bias is None else conv.bias._value
     if conv_accel.conv_pool_fits(kernel.shape, conv.strides, conv.dilation_rate, conv.groups, pool.pool_size,
                                  pool.strides, "valid"):
-        out = conv_accel.conv_max_pool(pad_input(x, pads), kernel, bias, relu=True, keep_arg=False)
+        out = conv_accel.conv_max_pool(pad_input(x, pads), kernel, bias, relu=relu, keep_arg=False)
         if out is not None:  # else (a NaN) the convolution's map, then the pooling
             return out[0]
     if type(conv) is Conv2D and tuple(pool.pool_size) == tuple(pool.strides) == (2, 2) \
             and tuple(conv.strides) == tuple(conv.dilation_rate) == (1, 1) and conv.groups == 1:
-        out = winograd_max_pool(x, kernel, pads, bias, relu=True)  # F(4x4, 3x3) with the pooling in its output
+        out = winograd_max_pool(x, kernel, pads, bias, relu=relu)  # F(4x4, 3x3) with the pooling in its output
         if out is not None:
             return out
     z = conv_forward(x, kernel, conv.strides, pads, conv.dilation_rate, conv.groups)
-    out = conv_accel.max_pool(z, pool.pool_size, pool.strides, bias, relu=True, keep_arg=False)
+    out = conv_accel.max_pool(z, pool.pool_size, pool.strides, bias, relu=relu, keep_arg=False)
     return None if out is None else out[0]
+
+
+def _is_relu(layer) -> bool:
+    """An ``Activation("relu")`` or a ``ReLU`` layer with a slope of at least 0: a non-decreasing function."""
+    if type(layer) is Activation:
+        return layer.activation is activations.relu
+    return type(layer) is ReLU and layer.negative_slope >= 0
+
+
+def _normalized_max_pool(conv, norm, act, pool):
+    """A linear convolution, BatchNormalization, relu and max pooling at inference, with the pooling moved
+    first, onto the convolution's output (through :func:`_compiled_pool`, so a fused kernel never writes the
+    full map), and the normalization and relu then run on the pooled array, a quarter of the size. Each cell of
+    the normalization is ``x * scale + shift`` (see ``batch_norm_inference``), so while no channel's scale is
+    negative every step is non-decreasing, rounding included, and the window's maximum goes through them
+    unchanged: the values are the layers' own. Otherwise, or in training, the layers run in their order."""
+
+    def run(x, training=None):
+        gamma = None if norm.gamma is None else norm.gamma._value
+        if training or conv.activation is not activations.linear or not _is_relu(act) \
+                or not (gamma is None or np.all(gamma >= 0)) or norm.axis % len(x.shape) != len(x.shape) - 1:
+            y = norm.call(conv.call(x), training=training)
+            return pool.call(act.call(y))
+        y = _compiled_pool(conv, pool, x, relu=False)
+        if y is None:
+            y = pool.call(conv.call(x))
+        return act.call(norm.call(y, training=False))
+
+    return run
 
 
 # Layers whose inference ``call`` treats the batch's rows independently and changes no state, so that
@@ -165,6 +195,12 @@ def _inference_plan(stack: list, masks: bool) -> list:
             fused = _relu_after_max_pool(layer, stack[i + 1])
             plan.append((fused, False, 2 if _row_wise(layer) and _row_wise(stack[i + 1]) else 0))
             i += 1
+        elif isinstance(layer, BaseConv) and layer.activation is activations.linear and i + 3 < len(stack) \
+                and type(stack[i + 1]) is BatchNormalization and _is_relu(stack[i + 2]) \
+                and isinstance(stack[i + 3], _MAX_POOLS) and not any(s._lowp_call for s in stack[i + 1:i + 4]):
+            fused = _normalized_max_pool(*stack[i:i + 4])
+            plan.append((fused, True, 2 if all(_row_wise(s) for s in stack[i:i + 4]) else 0))
+            i += 3
         elif i + 1 < len(stack) and not stack[i + 1]._lowp_call \
                 and (fed := embedding_fed_step(layer, stack[i + 1])) is not None:
             plan.append((fed, True, 0))  # Embedding -> LSTM/GRU reading an embeddings @ kernel table
