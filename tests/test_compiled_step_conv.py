@@ -201,7 +201,7 @@ def test_sequential_inference_runs_the_relu_after_the_max_pooling_with_the_same_
     np.testing.assert_allclose(model.predict(x, verbose=0), np.asarray(flat(pool(conv(x)))), rtol=1e-6, atol=1e-7)
 
 
-def _normalized_stack(negative_gamma: bool):
+def _normalized_stack(variant: str):
     """Conv2D -> BatchNormalization -> relu -> MaxPooling2D twice (an ``Activation`` and a ``ReLU``), with
     random statistics; the first convolution takes the fused few-channel kernel, the second Winograd's."""
     layers = lamina.layers
@@ -209,29 +209,32 @@ def _normalized_stack(negative_gamma: bool):
                                layers.BatchNormalization(), layers.Activation("relu"), layers.MaxPooling2D(2),
                                layers.Conv2D(16, 3, padding="same"), layers.BatchNormalization(), layers.ReLU(),
                                layers.MaxPooling2D(2, padding="same"), layers.Flatten()])
+    if variant == "negative threshold":  # the constructor refuses one; set afterwards, the relu falls there
+        model.layers[6].threshold = -0.5
     rng = np.random.default_rng(7)
     for norm in (model.layers[1], model.layers[5]):
         gamma = np.abs(rng.normal(size=16)).astype("float32")
-        if negative_gamma:
+        if variant == "negative gamma":
             gamma[3] = -0.5
         norm.set_weights([gamma, rng.normal(size=16).astype("float32"), rng.normal(size=16).astype("float32"),
                           rng.uniform(0.5, 2, size=16).astype("float32")])
     return model
 
 
-@pytest.mark.parametrize("negative_gamma", [False, True])
-def test_sequential_inference_pools_before_the_normalization_with_the_same_values(negative_gamma, monkeypatch):
+@pytest.mark.parametrize("variant", ["plain", "negative gamma", "negative threshold"])
+def test_sequential_inference_pools_before_the_normalization_with_the_same_values(variant, monkeypatch):
     """predict's plan runs Conv -> BatchNormalization -> relu -> MaxPooling as one step with the pooling
     first (the normalization and relu on the pooled array): the values equal the layers called one by one,
-    NaN windows included; a channel with a negative scale (where the maximum would not pass through), and
-    a call in training mode (batch statistics), take the layers' own order."""
+    NaN windows included. Where the maximum would not pass through (a channel with a negative scale, a ReLU
+    whose negative threshold makes it fall), and in training mode (batch statistics), the layers run in
+    their own order."""
     from lamina.models import sequential
 
     pooled_first = []
     compiled_pool = sequential._compiled_pool
     monkeypatch.setattr(sequential, "_compiled_pool", lambda conv, pool, x, relu=True: pooled_first.append(
         conv.name) or compiled_pool(conv, pool, x, relu))
-    model = _normalized_stack(negative_gamma)
+    model = _normalized_stack(variant)
     rng = np.random.default_rng(3)
     x = rng.normal(size=(64, 12, 12, 3)).astype("float32")
     x[0, :4, :4] = np.nan
@@ -244,7 +247,8 @@ def test_sequential_inference_pools_before_the_normalization_with_the_same_value
 
     expected = one_by_one(False)
     got = model.predict(x, batch_size=64, verbose=0)
-    assert set(pooled_first) == (set() if negative_gamma else {model.layers[0].name, model.layers[4].name})
+    fused = {"plain": [0, 4], "negative gamma": [], "negative threshold": [0]}[variant]
+    assert set(pooled_first) == {model.layers[i].name for i in fused}
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     assert np.isnan(got[0]).any() and not np.isnan(got[1:]).any()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

@@ -108,10 +108,11 @@ def _compiled_pool(conv, pool, x, relu: bool = True):
 
 
 def _is_relu(layer) -> bool:
-    """An ``Activation("relu")`` or a ``ReLU`` layer with a slope of at least 0: a non-decreasing function."""
+    """An ``Activation("relu")``, or a ``ReLU`` layer with a slope and a threshold of at least 0 (its constructor
+    refuses negative ones; an attribute set later may not): a non-decreasing function."""
     if type(layer) is Activation:
         return layer.activation is activations.relu
-    return type(layer) is ReLU and layer.negative_slope >= 0
+    return type(layer) is ReLU and layer.negative_slope >= 0 and layer.threshold >= 0
 
 
 def _normalized_max_pool(conv, norm, act, pool):
