@@ -58,32 +58,26 @@ class LSTMSequenceTrainer:
         h0, c0 = (np.ascontiguousarray(s, dtype=self.dtype) for s in states)
         outputs = np.empty((steps if return_sequences else 0, batch, units), dtype=self.dtype)
 
-        def block(a, b):
-            buffers = self._buffers(steps, b - a)
-            self._forward_block(a, b, buffers, outputs)
-            return buffers
-
         self._inputs = (xt, h0, c0)
-        self.blocks = rnn_accel.in_row_blocks(batch, block)
+        self.blocks = rnn_accel.in_row_blocks(batch, lambda a, b: self._forward_block(a, b, outputs))
         h, c = np.empty((batch, units), self.dtype), np.empty((batch, units), self.dtype)
         for (a, b), (xh, _, cs, _) in self.blocks:
             h[a:b] = xh[steps, :, self.features:]
             c[a:b] = cs[steps]
         return (outputs if return_sequences else None), h, [h, c]
 
-    def _buffers(self, steps: int, rows: int) -> tuple:
-        """A block's ``xh``, ``gates``, ``cs`` (``c_{t-1}`` per step, the final ``c`` last) and ``act_c``
-        (``tanh(c_t)``), from the scratch pool."""
-        depth, units = self.features + self.units, self.units
-        return (scratch.empty((steps + 1, rows, depth), self.dtype),
-                scratch.empty((steps, rows, 4 * units), self.dtype),
-                scratch.empty((steps + 1, rows, units), self.dtype),
-                scratch.empty((steps, rows, units), self.dtype))
-
-    def _forward_block(self, a, b, buffers, outputs) -> None:
-        """The forward loop over the rows ``a:b`` of the kept inputs, into that block's ``buffers``."""
+    def _forward_block(self, a, b, outputs) -> tuple:
+        """The forward loop over the rows ``a:b`` of the kept inputs; returns the block's buffers from the scratch
+        pool, which it filled: ``xh``, ``gates``, ``cs`` (``c_{t-1}`` per step, the final ``c`` last) and
+        ``act_c`` (``tanh(c_t)``)."""
         xt, h0, c0 = self._inputs
+        steps, rows, units = xt.shape[0], b - a, self.units
+        buffers = (scratch.empty((steps + 1, rows, self.features + units), self.dtype),
+                   scratch.empty((steps, rows, 4 * units), self.dtype),
+                   scratch.empty((steps + 1, rows, units), self.dtype),
+                   scratch.empty((steps, rows, units), self.dtype))
         self.forward_loop(*self.gemm[:2], xt, self.wr, self.bias, h0[a:b], c0[a:b], *buffers, outputs, a, b)
+        return buffers
 
     def backward(self, d_outputs, d_last, d_states):
         """``(dxt, d_kernel, d_bias, d_recurrent_kernel, d_states0)`` from the gradients of the outputs
@@ -94,14 +88,9 @@ class LSTMSequenceTrainer:
         units, features = self.units, self.features
         if self.blocks[0][1] is None:  # asked again (a persistent tape): the buffers went back to the pool
             no_outputs = np.empty((0, batch, units), self.dtype)
-
-            def again(a, b):
-                buffers = self._buffers(steps, b - a)
-                self._forward_block(a, b, buffers, no_outputs)
-                return buffers
-
-            self.blocks = list(zip([span for span, _ in self.blocks], row_split.run(
-                [lambda a=a, b=b: again(a, b) for (a, b), _ in self.blocks], len(self.blocks))))
+            spans = [span for span, _ in self.blocks]
+            self.blocks = list(zip(spans, row_split.run(
+                [lambda a=a, b=b: self._forward_block(a, b, no_outputs) for a, b in spans], len(spans))))
         dh, dc = (np.zeros((batch, units), self.dtype) if d is None else np.array(d, dtype=self.dtype, order="C")
                   for d in d_states)
         if d_last is not None:
